@@ -1,0 +1,362 @@
+//! Command-line interface: parses arguments, talks to the daemon, prints results.
+
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use serde_json::{json, Map, Value};
+
+use crate::client::Client;
+use crate::color::OutputSpace;
+use crate::config::{Config, Format};
+use crate::paths::Paths;
+use crate::pipeline::{EnhanceRequest, OutputRequest};
+use crate::protocol::{Event, Request};
+
+/// Luminary: AI presets for photographers, inside the editor they already use.
+#[derive(Parser, Debug)]
+#[command(name = "luminary", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Socket (or pipe name) of the daemon [env: LUMINARY_SOCKET]
+    #[arg(long, global = true)]
+    pub socket: Option<String>,
+    /// Configuration file [env: LUMINARY_CONFIG]
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the daemon in the foreground (clients start it automatically when needed).
+    Serve,
+    /// Enhance photos with a preset; results are written beside the originals.
+    Enhance(EnhanceArgs),
+    /// List the presets the loaded plugins offer.
+    Presets {
+        /// One JSON object with every preset and its parameter schema.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List plugin libraries and whether they loaded.
+    Plugins {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show whether the daemon runs and what it is doing.
+    Status {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        /// Do not start a daemon just to ask.
+        #[arg(long)]
+        no_spawn: bool,
+    },
+    /// Stop the daemon.
+    Stop,
+    /// Time each stage of a job on FILE, in this process, and compare with LibRaw.
+    Bench(BenchArgs),
+}
+
+/// `luminary enhance`
+#[derive(Args, Debug)]
+pub struct EnhanceArgs {
+    /// Photos to enhance (RAW, DNG, TIFF, JPEG, PNG).
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// Preset id (see `luminary presets`).
+    #[arg(long, short)]
+    pub preset: String,
+    /// Strength of the effect, 0 (original) to 1 (full); the preset's default if omitted.
+    #[arg(long, short)]
+    pub intensity: Option<f32>,
+    /// Preset parameter, repeatable: --param strength=0.5
+    #[arg(long = "param", value_name = "KEY=VALUE")]
+    pub params: Vec<String>,
+    /// Engine: local (offline, default), gemini, openai, fal, replicate, comfyui.
+    #[arg(long)]
+    pub engine: Option<String>,
+    /// Output format.
+    #[arg(long, value_parser = ["tiff", "jpeg", "png"])]
+    pub format: Option<String>,
+    /// Output colour space.
+    #[arg(long, value_parser = ["srgb", "display-p3", "adobe-rgb", "prophoto"])]
+    pub color_space: Option<String>,
+    /// Output file (one input only). An existing file is never replaced: -2, -3… is added.
+    #[arg(long, conflicts_with = "out_dir")]
+    pub out: Option<PathBuf>,
+    /// Output folder (default: beside each original).
+    #[arg(long)]
+    pub out_dir: Option<PathBuf>,
+    /// Print JSON lines: progress events, then one result per input.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the result lines to this file (replaced atomically at the end).
+    #[arg(long)]
+    pub result_file: Option<PathBuf>,
+    /// Append progress lines to this file as they happen.
+    #[arg(long)]
+    pub progress_file: Option<PathBuf>,
+    /// Fail instead of starting a daemon.
+    #[arg(long)]
+    pub no_spawn: bool,
+}
+
+/// `luminary bench`
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// A photo, ideally a 24 MP RAW.
+    pub file: PathBuf,
+    /// Preset to run.
+    #[arg(long, default_value = "auto")]
+    pub preset: String,
+    /// Timed runs (after one warm-up).
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Python interpreter with rawpy for the LibRaw reference ("" to skip).
+    #[arg(long, default_value = "python3")]
+    pub python: String,
+}
+
+/// Entry point; returns the process exit code.
+pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    let paths = Paths::resolve(cli.config.clone(), cli.socket.clone())?;
+    match cli.command {
+        Command::Serve => {
+            let config = Config::load(&paths.config_file)?;
+            crate::server::serve(paths, config)?;
+            Ok(0)
+        }
+        Command::Enhance(args) => enhance(&paths, args),
+        Command::Presets { json } => {
+            let mut c = Client::connect(&paths, true)?;
+            let r = c.call(&Request::Presets { id: "presets".into() }, "presets")?;
+            if json {
+                println!("{}", Value::Object(r));
+            } else {
+                for p in r.get("presets").and_then(Value::as_array).into_iter().flatten() {
+                    println!(
+                        "{:<18} {:<24} {} (intensity {}, {})",
+                        p["id"].as_str().unwrap_or(""),
+                        p["name"].as_str().unwrap_or(""),
+                        p["description"].as_str().unwrap_or(""),
+                        p["default_intensity"],
+                        p["kind"].as_str().unwrap_or("")
+                    );
+                }
+            }
+            Ok(0)
+        }
+        Command::Plugins { json } => {
+            let mut c = Client::connect(&paths, true)?;
+            let r = c.call(&Request::Plugins { id: "plugins".into() }, "plugins")?;
+            if json {
+                println!("{}", Value::Object(r));
+            } else {
+                for p in r.get("plugins").and_then(Value::as_array).into_iter().flatten() {
+                    let name = p.pointer("/info/name").and_then(Value::as_str).unwrap_or("-");
+                    let version = p.pointer("/info/version").and_then(Value::as_str).unwrap_or("");
+                    println!("{} {name} {version} [{}]", p["file"].as_str().unwrap_or(""), p["state"].as_str().unwrap_or(""));
+                    if let Some(ids) = p["presets"].as_array().filter(|a| !a.is_empty()) {
+                        let ids: Vec<&str> = ids.iter().filter_map(Value::as_str).collect();
+                        println!("    presets: {}", ids.join(", "));
+                    }
+                    for problem in p["problems"].as_array().into_iter().flatten() {
+                        println!("    problem: {}", problem.as_str().unwrap_or(""));
+                    }
+                }
+            }
+            Ok(0)
+        }
+        Command::Status { json, no_spawn } => {
+            let mut c = match Client::connect(&paths, !no_spawn) {
+                Ok(c) => c,
+                Err(e) if no_spawn => {
+                    if json {
+                        println!("{}", json!({"running": false, "socket": paths.socket}));
+                    } else {
+                        println!("not running ({e})");
+                    }
+                    return Ok(3);
+                }
+                Err(e) => return Err(e),
+            };
+            let mut r = c.call(&Request::Status { id: "status".into() }, "status")?;
+            r.insert("running".into(), Value::Bool(true));
+            if json {
+                println!("{}", Value::Object(r));
+            } else {
+                for (k, v) in &r {
+                    println!("{k:>14}: {}", v.as_str().map(String::from).unwrap_or_else(|| v.to_string()));
+                }
+            }
+            Ok(0)
+        }
+        Command::Stop => {
+            match Client::connect(&paths, false) {
+                Ok(mut c) => {
+                    c.call(&Request::Stop { id: "stop".into() }, "stop")?;
+                    // Wait until the socket is gone so a following `serve` can start.
+                    let t = std::time::Instant::now();
+                    while crate::transport::connect(&paths.socket).is_ok() && t.elapsed().as_secs() < 15 {
+                        std::thread::sleep(std::time::Duration::from_millis(50));
+                    }
+                    eprintln!("stopped");
+                }
+                Err(_) => eprintln!("no daemon was running"),
+            }
+            Ok(0)
+        }
+        Command::Bench(args) => crate::bench::run(&paths, args),
+    }
+}
+
+fn parse_params(raw: &[String]) -> anyhow::Result<Map<String, Value>> {
+    let mut m = Map::new();
+    for p in raw {
+        let (k, v) = p.split_once('=').with_context(|| format!("--param '{p}' must look like KEY=VALUE"))?;
+        // Strings go over the wire as given; the daemon converts them by the preset's schema.
+        m.insert(k.trim().to_string(), Value::String(v.to_string()));
+    }
+    Ok(m)
+}
+
+/// Writes `text` to `path` through a temporary file and a rename, so a reader (Lightroom
+/// polling for the result) never sees a half-written file.
+fn write_atomically(path: &Path, text: &str) -> anyhow::Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("cannot write {}", path.display()))?;
+    tmp.write_all(text.as_bytes())?;
+    tmp.persist(path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+struct Sinks {
+    json: bool,
+    progress_file: Option<std::fs::File>,
+    results: Vec<Value>,
+}
+
+impl Sinks {
+    fn progress(&mut self, line: &Value) {
+        if self.json {
+            println!("{line}");
+        }
+        if let Some(f) = &mut self.progress_file {
+            let _ = writeln!(f, "{line}");
+            let _ = f.flush();
+        }
+    }
+}
+
+fn enhance(paths: &Paths, args: EnhanceArgs) -> anyhow::Result<i32> {
+    if args.out.is_some() && args.inputs.len() > 1 {
+        bail!("--out names one file, but {} photos were given; use --out-dir", args.inputs.len());
+    }
+    let params = parse_params(&args.params)?;
+    let format = args.format.as_deref().map(|f| serde_json::from_value::<Format>(json!(f))).transpose()?;
+    let color_space = args.color_space.as_deref().map(|c| serde_json::from_value::<OutputSpace>(json!(c))).transpose()?;
+    let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+
+    let progress_file = match &args.progress_file {
+        Some(p) => Some(std::fs::File::create(p).with_context(|| format!("cannot write {}", p.display()))?),
+        None => None,
+    };
+    let mut sinks = Sinks { json: args.json, progress_file, results: Vec::new() };
+    let mut client = Client::connect(paths, !args.no_spawn)?;
+
+    let mut pending: HashMap<String, PathBuf> = HashMap::new();
+    for (i, input) in args.inputs.iter().enumerate() {
+        let id = (i + 1).to_string();
+        let job = EnhanceRequest {
+            source: abs(input),
+            preset: args.preset.clone(),
+            intensity: args.intensity,
+            params: params.clone(),
+            engine: args.engine.clone(),
+            output: OutputRequest {
+                format,
+                color_space,
+                path: args.out.as_deref().map(abs),
+                dir: args.out_dir.as_deref().map(abs),
+            },
+        };
+        client.send(&Request::Enhance { id: id.clone(), job })?;
+        pending.insert(id, input.clone());
+    }
+
+    let total = args.inputs.len();
+    let bar = (!args.json && std::io::stderr().is_terminal()).then(|| {
+        let b = indicatif::ProgressBar::new(1000 * total as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} [{bar:30}] {percent:>3}% {msg}")
+                .unwrap()
+                .progress_chars("=> "),
+        );
+        b
+    });
+    let mut fractions: HashMap<String, f32> = HashMap::new();
+    let mut failures = 0;
+    while !pending.is_empty() {
+        let ev = client.next_event()?;
+        match ev {
+            Event::Progress { id, stage, fraction } => {
+                let input = pending.get(&id).cloned().unwrap_or_default();
+                sinks.progress(&json!({"type": "progress", "input": input, "index": id, "stage": stage, "fraction": fraction, "total": total}));
+                fractions.insert(id, fraction);
+                if let Some(b) = &bar {
+                    b.set_position((fractions.values().sum::<f32>() * 1000.0) as u64);
+                    b.set_message(format!("{} — {stage}", input.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
+                }
+            }
+            Event::Done { id, mut result } => {
+                let Some(input) = pending.remove(&id) else { continue };
+                fractions.insert(id, 1.0);
+                result.insert("type".into(), json!("result"));
+                result.insert("ok".into(), json!(true));
+                let line = Value::Object(result);
+                if args.json {
+                    println!("{line}");
+                } else {
+                    let msg = format!("{} → {}", input.display(), line["output"].as_str().unwrap_or("?"));
+                    match &bar {
+                        Some(b) => b.println(msg),
+                        None => println!("{msg}"),
+                    }
+                }
+                sinks.results.push(line);
+            }
+            Event::Error { id: Some(id), code, message, retryable } => {
+                let Some(input) = pending.remove(&id) else { continue };
+                fractions.insert(id, 1.0);
+                failures += 1;
+                let line = json!({"type": "result", "ok": false, "input": abs(&input), "code": code.as_str(), "message": message, "retryable": retryable});
+                if args.json {
+                    println!("{line}");
+                } else {
+                    let msg = format!("error: {message} [{}]", code.as_str());
+                    match &bar {
+                        Some(b) => b.println(msg),
+                        None => eprintln!("{msg}"),
+                    }
+                }
+                sinks.results.push(line);
+            }
+            Event::Error { id: None, code, message, .. } => bail!("{}: {message}", code.as_str()),
+            Event::Welcome { .. } => {}
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    if let Some(path) = &args.result_file {
+        let text: String = sinks.results.iter().map(|l| format!("{l}\n")).collect();
+        write_atomically(path, &text)?;
+    }
+    Ok(if failures > 0 { 1 } else { 0 })
+}

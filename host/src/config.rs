@@ -1,0 +1,142 @@
+//! `config.toml`: every key optional, defaults chosen for a photographer's laptop.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::color::OutputSpace;
+
+/// The whole configuration file.
+#[derive(Serialize, Deserialize, Clone, Debug, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Daemon settings.
+    pub daemon: DaemonConfig,
+    /// Input limits.
+    pub limits: Limits,
+    /// Output defaults.
+    pub output: OutputConfig,
+    /// Engine defaults.
+    pub engine: EngineConfig,
+}
+
+/// `[daemon]`
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(default, deny_unknown_fields)]
+pub struct DaemonConfig {
+    /// Jobs that run at once; the rest wait in order. Full-resolution jobs are CPU- and
+    /// memory-bound, so more than the core count only adds memory.
+    pub max_jobs: usize,
+    /// Extra plugin folders searched after the built-in ones.
+    pub plugin_dirs: Vec<PathBuf>,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            max_jobs: std::thread::available_parallelism().map(|n| n.get().clamp(1, 4)).unwrap_or(2).min(2),
+            plugin_dirs: Vec::new(),
+        }
+    }
+}
+
+/// `[limits]`: refuse inputs that would exhaust memory before decoding them.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest image, in pixels (default 200 MP: a 150 MP medium-format file fits).
+    pub max_pixels: u64,
+    /// Largest input file, in bytes (default 1 GiB).
+    pub max_file_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_pixels: 200_000_000, max_file_bytes: 1 << 30 }
+    }
+}
+
+/// Output file formats.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// 16-bit TIFF, uncompressed, with ICC, EXIF and XMP (the default: lossless, editors
+    /// import it as a full-quality new version).
+    #[default]
+    Tiff,
+    /// 8-bit JPEG, quality from the config (95), 4:4:4.
+    Jpeg,
+    /// 16-bit PNG.
+    Png,
+}
+
+impl Format {
+    /// File extension.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Tiff => "tif",
+            Format::Jpeg => "jpg",
+            Format::Png => "png",
+        }
+    }
+}
+
+/// `[output]`
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutputConfig {
+    /// Format when the request names none.
+    pub format: Format,
+    /// Colour space when the request names none.
+    pub color_space: OutputSpace,
+    /// JPEG quality, 1–100.
+    pub jpeg_quality: u8,
+}
+
+impl Default for OutputConfig {
+    fn default() -> Self {
+        OutputConfig { format: Format::Tiff, color_space: OutputSpace::Srgb, jpeg_quality: 95 }
+    }
+}
+
+/// `[engine]`
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Engine used when neither the request nor the preset names one.
+    pub default: String,
+    /// Long edge of the preview sent to engines, in pixels.
+    pub preview_size: u32,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig { default: "local".into(), preview_size: 1024 }
+    }
+}
+
+impl Config {
+    /// Reads `path`; a missing file means all defaults, a broken one is an error naming it.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => toml::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("{}: invalid configuration: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+            Err(e) => Err(anyhow::anyhow!("{}: cannot read configuration: {e}", path.display())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partial_file_keeps_other_defaults_and_typos_are_errors() {
+        let c: Config = toml::from_str("[limits]\nmax_pixels = 1000\n[output]\ncolor_space = \"display-p3\"").unwrap();
+        assert_eq!(c.limits.max_pixels, 1000);
+        assert_eq!(c.limits.max_file_bytes, 1 << 30);
+        assert_eq!(c.output.color_space, OutputSpace::DisplayP3);
+        assert!(toml::from_str::<Config>("[limits]\nmax_pixel = 1").is_err());
+    }
+}

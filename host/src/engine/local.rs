@@ -1,0 +1,516 @@
+//! The built-in offline engine: a preset's local recipe run as photographic operators.
+//!
+//! Two steps. [`Plan::resolve`] turns the recipe into concrete numbers, measuring the
+//! preview for everything automatic (white balance, exposure, contrast), so the result does
+//! not depend on resolution. [`Plan::apply`] then runs all operators in one fused,
+//! parallel pass over the rows (plus a cheap low-resolution pre-pass for the edge-aware
+//! base layer), in the order the recipe documents.
+//!
+//! Internally "perceptual" means the square root of linear light: close enough to a
+//! display gamma for placing curves and tints, and far cheaper than `powf` per pixel.
+
+use luminary_plugin_api::{EngineRequest, Recipe, Tint};
+use rayon::prelude::*;
+
+use super::filters::GuidedCoefficients;
+use super::{Edited, Engine};
+use crate::error::{check, Cancel, JobError};
+use crate::image::{luma, RgbF32, LUMA};
+use crate::pipeline::render::compress_to_display;
+
+/// The offline engine.
+pub struct LocalEngine;
+
+impl Engine for LocalEngine {
+    fn name(&self) -> &str {
+        "local"
+    }
+
+    fn model(&self) -> String {
+        concat!("luminary-local-", env!("CARGO_PKG_VERSION")).to_string()
+    }
+
+    fn run(&self, req: &EngineRequest, base: &RgbF32, preview: &RgbF32, cancel: &Cancel) -> Result<Edited, JobError> {
+        let plan = Plan::resolve(&req.recipe, preview);
+        check(cancel)?;
+        let mut out = base.clone();
+        plan.apply(&mut out, cancel)?;
+        Ok(Edited::FullResolution(out))
+    }
+}
+
+fn smoothstep(e0: f32, e1: f32, x: f32) -> f32 {
+    let t = ((x - e0) / (e1 - e0)).clamp(0.0, 1.0);
+    t * t * (3.0 - 2.0 * t)
+}
+
+/// A zero-luminance colour offset for a hue, largest component 1.
+fn hue_offset(hue_deg: f32) -> [f32; 3] {
+    let h = hue_deg.rem_euclid(360.0) / 60.0;
+    let x = 1.0 - (h % 2.0 - 1.0).abs();
+    let rgb = match h as u32 {
+        0 => [1.0, x, 0.0],
+        1 => [x, 1.0, 0.0],
+        2 => [0.0, 1.0, x],
+        3 => [0.0, x, 1.0],
+        4 => [x, 0.0, 1.0],
+        _ => [1.0, 0.0, x],
+    };
+    let y = luma(&rgb);
+    let off = [rgb[0] - y, rgb[1] - y, rgb[2] - y];
+    let m = off.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
+    off.map(|v| v / m)
+}
+
+/// Monotone cubic interpolation (Fritsch–Carlson) through `pts`, sampled into a table.
+fn monotone_curve(pts: &[(f32, f32)], samples: usize, x_max: f32) -> Vec<f32> {
+    let n = pts.len();
+    let d: Vec<f32> = (0..n - 1).map(|i| (pts[i + 1].1 - pts[i].1) / (pts[i + 1].0 - pts[i].0)).collect();
+    let mut m = vec![0f32; n];
+    m[0] = d[0];
+    m[n - 1] = d[n - 2];
+    for i in 1..n - 1 {
+        m[i] = if d[i - 1] * d[i] <= 0.0 { 0.0 } else { (d[i - 1] + d[i]) / 2.0 };
+    }
+    for i in 0..n - 1 {
+        if d[i] == 0.0 {
+            m[i] = 0.0;
+            m[i + 1] = 0.0;
+            continue;
+        }
+        let (a, b) = (m[i] / d[i], m[i + 1] / d[i]);
+        let s = a * a + b * b;
+        if s > 9.0 {
+            let t = 3.0 / s.sqrt();
+            m[i] = t * a * d[i];
+            m[i + 1] = t * b * d[i];
+        }
+    }
+    (0..samples)
+        .map(|k| {
+            let x = k as f32 / (samples - 1) as f32 * x_max;
+            let last = pts[n - 1];
+            if x >= last.0 {
+                return last.1 + (x - last.0) * m[n - 1];
+            }
+            let i = (0..n - 1).find(|&i| x < pts[i + 1].0).unwrap_or(n - 2);
+            let (x0, y0) = pts[i];
+            let (x1, y1) = pts[i + 1];
+            let h = x1 - x0;
+            let t = (x - x0) / h;
+            let (t2, t3) = (t * t, t * t * t);
+            (2.0 * t3 - 3.0 * t2 + 1.0) * y0
+                + (t3 - 2.0 * t2 + t) * h * m[i]
+                + (-2.0 * t3 + 3.0 * t2) * y1
+                + (t3 - t2) * h * m[i + 1]
+        })
+        .collect()
+}
+
+/// Table size and input range of the tone curve (perceptual input up to 1.5, i.e. linear
+/// 2.25: headroom for exposure pushes before the shoulder rolls them off).
+const TONE_SAMPLES: usize = 4096;
+const TONE_MAX: f32 = 1.5;
+
+/// Concrete operator parameters for one photo.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// Per-channel gain: white balance × exposure.
+    gains: [f32; 3],
+    /// Highlights, shadows and clarity amounts (0 = skip the edge-aware pass).
+    highlights: f32,
+    shadows: f32,
+    clarity: f32,
+    /// Normalised monochrome weights.
+    mono: Option<[f32; 3]>,
+    /// Perceptual luminance in → out, when any tone operator is active.
+    tone_lut: Option<Vec<f32>>,
+    vibrance: f32,
+    saturation: f32,
+    grade: Option<([f32; 3], [f32; 3], [f32; 3], f32)>,
+    vignette: (f32, f32, f32),
+    grain: (f32, f32),
+}
+
+impl Plan {
+    /// Resolves a recipe against the preview (for the automatic operators).
+    pub fn resolve(r: &Recipe, preview: &RgbF32) -> Plan {
+        let c = |v: f32, lo: f32, hi: f32| if v.is_finite() { v.clamp(lo, hi) } else { 0.0 };
+
+        // White balance: grey-world weighted towards near-neutral, mid-bright pixels, so a
+        // colourful subject does not decide the cast; then temperature/tint on top.
+        let mut wb = [1f32; 3];
+        let auto_wb = c(r.white_balance.auto, 0.0, 1.0);
+        if auto_wb > 0.0 {
+            let mut acc = [0f64; 3];
+            for p in preview.data.chunks_exact(3) {
+                let y = luma(p);
+                let max = p[0].max(p[1]).max(p[2]);
+                if !(0.02..0.9).contains(&y) || max > 0.98 {
+                    continue;
+                }
+                let sat = (max - p[0].min(p[1]).min(p[2])) / max;
+                let w = ((1.0 - sat) * (1.0 - sat)) as f64;
+                for k in 0..3 {
+                    acc[k] += w * p[k] as f64;
+                }
+            }
+            if acc.iter().all(|&v| v > 1e-9) {
+                let y = LUMA[0] as f64 * acc[0] + LUMA[1] as f64 * acc[1] + LUMA[2] as f64 * acc[2];
+                for k in 0..3 {
+                    wb[k] = ((y / acc[k]) as f32).clamp(0.6, 1.6).powf(auto_wb);
+                }
+            }
+        }
+        let t = c(r.white_balance.temperature, -1.0, 1.0);
+        let tint = c(r.white_balance.tint, -1.0, 1.0);
+        wb[0] *= (0.4 * t).exp2();
+        wb[2] *= (-0.4 * t).exp2();
+        wb[1] *= (-0.3 * tint).exp2();
+        let norm = LUMA[0] * wb[0] + LUMA[1] * wb[1] + LUMA[2] * wb[2];
+        wb.iter_mut().for_each(|v| *v /= norm);
+
+        // Exposure: towards a log-average of 0.14 (a display-referred photo's typical key),
+        // never pushing the 99th percentile far past white.
+        let lum: Vec<f32> = preview
+            .data
+            .chunks_exact(3)
+            .map(|p| LUMA[0] * wb[0] * p[0] + LUMA[1] * wb[1] * p[1] + LUMA[2] * wb[2] * p[2])
+            .collect();
+        let mut sorted = lum.clone();
+        sorted.sort_unstable_by(f32::total_cmp);
+        let pct = |q: f32| sorted.get(((sorted.len().max(1) - 1) as f32 * q) as usize).copied().unwrap_or(0.0);
+        let mut ev = c(r.exposure.ev, -4.0, 4.0);
+        let auto_ev = c(r.exposure.auto, 0.0, 1.0);
+        if auto_ev > 0.0 && !lum.is_empty() {
+            let key = (lum.iter().map(|&y| (y.max(1e-4) as f64).ln()).sum::<f64>() / lum.len() as f64).exp() as f32;
+            let mut want = (0.14 / key).log2().clamp(-1.5, 1.5);
+            want = want.min((1.3 / pct(0.99).max(1e-4)).log2());
+            ev += auto_ev * want;
+        }
+        let exposure = ev.exp2();
+        let gains = wb.map(|g| g * exposure);
+
+        // Tone curve: levels (auto contrast, whites, blacks), shoulder, S-curve, fade.
+        let tone = &r.tone;
+        let (contrast, whites, blacks, fade, auto_t) = (
+            c(tone.contrast, -1.0, 1.0),
+            c(tone.whites, -1.0, 1.0),
+            c(tone.blacks, -1.0, 1.0),
+            c(tone.fade, 0.0, 1.0),
+            c(tone.auto, 0.0, 1.0),
+        );
+        let p1 = pct(0.01) * exposure;
+        let p99 = pct(0.99) * exposure;
+        let tone_active = contrast != 0.0 || whites != 0.0 || blacks != 0.0 || fade != 0.0 || auto_t > 0.0 || ev > 0.0;
+        let tone_lut = tone_active.then(|| {
+            let bp = auto_t * p1.min(0.03) * 0.8 - 0.03 * blacks;
+            let wp = (1.0 + auto_t * ((p99 / 0.97).clamp(0.6, 1.0) - 1.0)) * (-0.5 * whites).exp2();
+            // Only roll off when something can exceed white.
+            let knee = if ev > 0.0 || whites > 0.0 || p99 / wp > 1.0 { 0.8 } else { f32::INFINITY };
+            let pv = 0.18f32.sqrt();
+            let k = 0.07 * contrast;
+            let s_curve = monotone_curve(
+                &[(0.0, 0.0), (pv * 0.5, pv * 0.5 - k * 0.8), (pv, pv), (pv + (1.0 - pv) * 0.5, pv + (1.0 - pv) * 0.5 + k), (1.0, 1.0)],
+                TONE_SAMPLES,
+                TONE_MAX,
+            );
+            (0..TONE_SAMPLES)
+                .map(|i| {
+                    let v = i as f32 / (TONE_SAMPLES - 1) as f32 * TONE_MAX;
+                    let y = v * v;
+                    let mut y1 = ((y - bp) / (wp - bp)).max(0.0);
+                    if y1 > knee {
+                        y1 = knee + (1.0 - knee) * (1.0 - (-(y1 - knee) / (1.0 - knee)).exp());
+                    }
+                    let v1 = y1.sqrt().min(TONE_MAX);
+                    let idx = v1 / TONE_MAX * (TONE_SAMPLES - 1) as f32;
+                    let j = (idx as usize).min(TONE_SAMPLES - 2);
+                    let f = idx - j as f32;
+                    let v2 = (s_curve[j] * (1.0 - f) + s_curve[j + 1] * f).max(0.0);
+                    v2 + fade * 0.12 * (1.0 - v2.min(1.0)).powi(2)
+                })
+                .collect()
+        });
+
+        let mono = r.monochrome.as_ref().map(|m| {
+            let w = [m.red, m.green, m.blue].map(|v| if v.is_finite() { v } else { 0.0 });
+            let sum: f32 = w.iter().sum();
+            if sum.abs() < 1e-3 { LUMA } else { w.map(|v| v / sum) }
+        });
+
+        let g = &r.grade;
+        let amount = |t: &Tint| c(t.amount, 0.0, 1.0);
+        let grade = (amount(&g.shadows) + amount(&g.midtones) + amount(&g.highlights) > 0.0).then(|| {
+            let o = |t: &Tint| hue_offset(t.hue).map(|v| v * amount(t) * 0.15);
+            (o(&g.shadows), o(&g.midtones), o(&g.highlights), 0.5 + 0.2 * c(g.balance, -1.0, 1.0))
+        });
+
+        Plan {
+            gains,
+            highlights: c(tone.highlights, -1.0, 1.0),
+            shadows: c(tone.shadows, -1.0, 1.0),
+            clarity: c(r.clarity, -1.0, 1.0),
+            mono,
+            tone_lut,
+            vibrance: c(r.vibrance, -1.0, 1.0),
+            saturation: c(r.saturation, -1.0, 1.0),
+            grade,
+            vignette: (c(r.vignette.amount, -1.0, 1.0), c(r.vignette.midpoint, 0.0, 1.0), c(r.vignette.feather, 0.0, 1.0)),
+            grain: (c(r.grain.amount, 0.0, 1.0), c(r.grain.size, 0.5, 4.0)),
+        }
+    }
+
+    /// Low-resolution fit of the edge-aware base layer of log-luminance, or `None` when no
+    /// operator needs it.
+    fn base_layer(&self, img: &RgbF32) -> Option<GuidedCoefficients> {
+        if self.highlights == 0.0 && self.shadows == 0.0 && self.clarity == 0.0 {
+            return None;
+        }
+        let diag = ((img.width * img.width + img.height * img.height) as f32).sqrt();
+        let radius = (0.012 * diag).max(2.0);
+        let s = ((radius / 8.0) as usize).max(1);
+        let (lw, lh) = (img.width.div_ceil(s), img.height.div_ceil(s));
+        let gains = self.gains;
+        // Box-average log-luminance over s×s blocks.
+        let low: Vec<f32> = (0..lh)
+            .into_par_iter()
+            .flat_map_iter(|ly| {
+                let rows = ly * s..((ly + 1) * s).min(img.height);
+                (0..lw).map(move |lx| {
+                    let cols = lx * s..((lx + 1) * s).min(img.width);
+                    let (mut acc, mut n) = (0f32, 0f32);
+                    for y in rows.clone() {
+                        for x in cols.clone() {
+                            let p = &img.data[(y * img.width + x) * 3..][..3];
+                            let l = LUMA[0] * gains[0] * p[0] + LUMA[1] * gains[1] * p[1] + LUMA[2] * gains[2] * p[2];
+                            acc += l.max(1e-5).log2();
+                            n += 1.0;
+                        }
+                    }
+                    acc / n
+                })
+            })
+            .collect();
+        Some(GuidedCoefficients::fit(&low, lw, lh, s, ((radius / s as f32) as usize).max(1), 0.04))
+    }
+
+    /// Applies the plan to `img` in place.
+    pub fn apply(&self, img: &mut RgbF32, cancel: &Cancel) -> Result<(), JobError> {
+        let base = self.base_layer(img);
+        check(cancel)?;
+        let (w, h) = (img.width, img.height);
+        let diag = ((w * w + h * h) as f32).sqrt();
+        let half_diag = diag / 2.0;
+        let (cx, cy) = (w as f32 / 2.0, h as f32 / 2.0);
+        let (v_amount, v_mid, v_feather) = self.vignette;
+        let v_end = (v_mid + (1.0 - v_mid) * (0.3 + 0.7 * v_feather)).max(v_mid + 1e-3);
+        let (g_amount, g_size) = self.grain;
+        let grain_cell = (g_size * diag / 3000.0).max(0.5);
+        let lut = self.tone_lut.as_deref();
+
+        img.par_rows_mut().try_for_each(|(y, row)| {
+            if y % 64 == 0 {
+                check(cancel)?;
+            }
+            let mut a_row = Vec::new();
+            let mut b_row = Vec::new();
+            if let Some(g) = &base {
+                a_row.resize(w, 0.0);
+                b_row.resize(w, 0.0);
+                g.row(y, &mut a_row, &mut b_row);
+            }
+            let dy = (y as f32 + 0.5 - cy) / half_diag;
+            for (x, p) in row.chunks_exact_mut(3).enumerate() {
+                for k in 0..3 {
+                    p[k] *= self.gains[k];
+                }
+                // Highlights, shadows, clarity: move the smooth base, scale the detail.
+                if base.is_some() {
+                    let yl = luma(p).max(1e-5);
+                    let l = yl.log2();
+                    let bl = a_row[x] * l + b_row[x];
+                    let detail = l - bl;
+                    let mask_h = smoothstep(-3.32, -0.15, bl);
+                    let mask_s = 1.0 - smoothstep(-6.64, -2.0, bl);
+                    let mid = (1.0 - (bl + 2.5).abs() / 4.0).clamp(0.0, 1.0);
+                    let delta = self.highlights * 1.2 * mask_h + self.shadows * 1.5 * mask_s + 0.8 * self.clarity * mid * detail;
+                    let ratio = delta.exp2();
+                    for v in p.iter_mut() {
+                        *v *= ratio;
+                    }
+                }
+                if let Some(m) = self.mono {
+                    let v = (m[0] * p[0] + m[1] * p[1] + m[2] * p[2]).max(0.0);
+                    p.fill(v);
+                }
+                if let Some(lut) = lut {
+                    let yl = luma(p).max(0.0);
+                    let t = (yl.sqrt() / TONE_MAX).min(1.0) * (TONE_SAMPLES - 1) as f32;
+                    let i = (t as usize).min(TONE_SAMPLES - 2);
+                    let f = t - i as f32;
+                    let v = lut[i] * (1.0 - f) + lut[i + 1] * f;
+                    let y2 = v * v;
+                    if yl > 1e-6 {
+                        let r = y2 / yl;
+                        p.iter_mut().for_each(|c| *c *= r);
+                    } else {
+                        p.fill(y2);
+                    }
+                }
+                if self.vibrance != 0.0 || self.saturation != 0.0 {
+                    let yl = luma(p);
+                    let max = p[0].max(p[1]).max(p[2]);
+                    let min = p[0].min(p[1]).min(p[2]);
+                    let sat = if max > 1e-5 { ((max - min) / max).clamp(0.0, 1.0) } else { 0.0 };
+                    let skin = if p[0] > p[1] && p[1] > p[2] { 0.5 } else { 1.0 };
+                    let vib = if self.vibrance > 0.0 {
+                        1.0 + self.vibrance * (1.0 - sat).powi(2) * skin
+                    } else {
+                        1.0 + self.vibrance
+                    };
+                    let mut f = vib * (1.0 + self.saturation);
+                    // Stay inside the working gamut: no channel may go negative.
+                    for k in 0..3 {
+                        let d = p[k] - yl;
+                        if d < 0.0 && yl + d * f < 0.0 {
+                            f = f.min(yl / -d);
+                        }
+                    }
+                    for v in p.iter_mut() {
+                        *v = yl + (*v - yl) * f;
+                    }
+                }
+                if let Some((os, om, oh, split)) = &self.grade {
+                    let v = luma(p).max(0.0).sqrt().min(1.0);
+                    let ws = (1.0 - v / split).clamp(0.0, 1.0).powi(2);
+                    let wh = ((v - split) / (1.0 - split)).clamp(0.0, 1.0).powi(2);
+                    let wm = (1.0 - ws - wh).max(0.0);
+                    for k in 0..3 {
+                        let q = p[k].max(0.0).sqrt() + ws * os[k] + wm * om[k] + wh * oh[k];
+                        p[k] = q.max(0.0) * q.max(0.0);
+                    }
+                }
+                if v_amount != 0.0 {
+                    let dx = (x as f32 + 0.5 - cx) / half_diag;
+                    let r = (dx * dx + dy * dy).sqrt();
+                    let g = (v_amount * 1.5 * smoothstep(v_mid, v_end, r)).exp2();
+                    p.iter_mut().for_each(|c| *c *= g);
+                }
+                if g_amount > 0.0 {
+                    let n = value_noise(x as f32 / grain_cell, y as f32 / grain_cell);
+                    let yl = luma(p).max(0.0);
+                    let v = yl.sqrt();
+                    let v2 = (v + n * g_amount * 0.12 * 4.0 * v.min(1.0) * (1.0 - v.min(1.0))).max(0.0);
+                    if yl > 1e-6 {
+                        let r = v2 * v2 / yl;
+                        p.iter_mut().for_each(|c| *c *= r);
+                    }
+                }
+                compress_to_display(p);
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Deterministic noise in [-1, 1]: the same photo always gets the same grain.
+fn hash(x: i32, y: i32) -> f32 {
+    let mut h = (x as u32).wrapping_mul(0x8da6_b343) ^ (y as u32).wrapping_mul(0xd816_3841);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0x5bd1_e995);
+    h ^= h >> 15;
+    (h & 0xffff) as f32 / 32767.5 - 1.0
+}
+
+fn value_noise(x: f32, y: f32) -> f32 {
+    let (x0, y0) = (x.floor(), y.floor());
+    let (tx, ty) = (x - x0, y - y0);
+    let (ix, iy) = (x0 as i32, y0 as i32);
+    let top = hash(ix, iy) * (1.0 - tx) + hash(ix + 1, iy) * tx;
+    let bot = hash(ix, iy + 1) * (1.0 - tx) + hash(ix + 1, iy + 1) * tx;
+    top * (1.0 - ty) + bot * ty
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use luminary_plugin_api::{Monochrome, Vignette};
+
+    fn gradient(w: usize, h: usize) -> RgbF32 {
+        let data = (0..w * h)
+            .flat_map(|i| {
+                let (x, y) = ((i % w) as f32 / w as f32, (i / w) as f32 / h as f32);
+                [0.02 + 0.8 * x * x, 0.02 + 0.6 * x * y, 0.05 + 0.5 * y]
+            })
+            .collect();
+        RgbF32::new(w, h, data)
+    }
+
+    fn run(recipe: &Recipe, img: &RgbF32) -> RgbF32 {
+        let plan = Plan::resolve(recipe, img);
+        let mut out = img.clone();
+        plan.apply(&mut out, &Cancel::default()).unwrap();
+        out
+    }
+
+    fn mean_luma(img: &RgbF32) -> f32 {
+        img.data.chunks_exact(3).map(luma).sum::<f32>() / img.pixels() as f32
+    }
+
+    #[test]
+    fn empty_recipe_is_the_identity() {
+        let img = gradient(64, 48);
+        let out = run(&Recipe::default(), &img);
+        for (a, b) in out.data.iter().zip(&img.data) {
+            assert!((a - b).abs() < 1e-5);
+        }
+    }
+
+    #[test]
+    fn exposure_plus_one_stop_brightens_and_stays_in_range() {
+        let img = gradient(64, 48);
+        let mut r = Recipe::default();
+        r.exposure.ev = 1.0;
+        let out = run(&r, &img);
+        assert!(mean_luma(&out) > mean_luma(&img) * 1.4);
+        assert!(out.data.iter().all(|v| (0.0..=1.0).contains(v)));
+    }
+
+    #[test]
+    fn monochrome_is_grey_and_vignette_darkens_only_corners() {
+        let img = gradient(80, 60);
+        let mut r = Recipe::default();
+        r.monochrome = Some(Monochrome::default());
+        r.vignette = Vignette { amount: -1.0, midpoint: 0.3, feather: 0.5 };
+        let out = run(&r, &img);
+        for p in out.data.chunks_exact(3) {
+            assert!((p[0] - p[1]).abs() < 1e-5 && (p[1] - p[2]).abs() < 1e-5);
+        }
+        let grey = run(&Recipe { monochrome: Some(Monochrome::default()), ..Recipe::default() }, &img);
+        let at = |im: &RgbF32, x: usize, y: usize| im.data[(y * im.width + x) * 3];
+        assert!((at(&out, 40, 30) - at(&grey, 40, 30)).abs() < 1e-3, "centre unchanged");
+        assert!(at(&out, 79, 59) < at(&grey, 79, 59) * 0.6, "corner darkened");
+    }
+
+    #[test]
+    fn shadows_lift_dark_areas_more_than_bright_ones() {
+        let img = gradient(96, 64);
+        let mut r = Recipe::default();
+        r.tone.shadows = 1.0;
+        let out = run(&r, &img);
+        let at = |im: &RgbF32, x: usize, y: usize| luma(&im.data[(y * im.width + x) * 3..][..3]);
+        let dark_gain = at(&out, 2, 2) / at(&img, 2, 2);
+        let bright_gain = at(&out, 95, 63) / at(&img, 95, 63);
+        assert!(dark_gain > 1.5, "dark gain {dark_gain}");
+        assert!(bright_gain < 1.1, "bright gain {bright_gain}");
+    }
+
+    #[test]
+    fn monotone_curve_passes_through_its_points_and_never_decreases() {
+        let pts = [(0.0, 0.0), (0.2, 0.1), (0.42, 0.42), (0.7, 0.8), (1.0, 1.0)];
+        let t = monotone_curve(&pts, 1001, 1.0);
+        assert!(t.windows(2).all(|w| w[1] >= w[0] - 1e-6));
+        assert!((t[420] - 0.42).abs() < 1e-3);
+    }
+}

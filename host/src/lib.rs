@@ -1,0 +1,18 @@
+//! Luminary: the daemon, its protocol, the photo pipeline and the CLI.
+//!
+//! See docs/ARCHITECTURE.md for the code map and the invariants.
+
+pub mod bench;
+pub mod cli;
+pub mod client;
+pub mod color;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod image;
+pub mod paths;
+pub mod pipeline;
+pub mod plugins;
+pub mod protocol;
+pub mod server;
+pub mod transport;

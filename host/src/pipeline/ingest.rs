@@ -1,0 +1,277 @@
+//! Stage 2 — Ingest: any supported file → scene-linear working-space pixels + metadata.
+//!
+//! RAW goes through rawler (black/white levels, CFA demosaic, crop), then our own white
+//! balance and camera matrix so colours outside sRGB survive into the wide working space
+//! (rawler's calibrate step would clip them to sRGB). TIFF/JPEG/PNG go through `image`
+//! and are linearised by their embedded ICC profile (sRGB when they carry none).
+//! Orientation is applied here, so every later stage sees the picture upright.
+//!
+//! Decoders are third-party code fed untrusted files: rawler still has `todo!()` and
+//! `panic!` paths, so every decode runs under `catch_unwind` and a panic becomes a
+//! `corrupt_input` error for this file only.
+
+use std::io::Read;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
+
+use rawler::decoders::RawDecodeParams;
+use rawler::imgop::develop::{Intermediate, ProcessingStep, RawDevelop};
+use rawler::imgop::xyz::Illuminant;
+use rawler::rawsource::RawSource;
+use rayon::prelude::*;
+
+use crate::config::Limits;
+use crate::error::{ErrorCode, JobError};
+use crate::image::RgbF32;
+use crate::pipeline::metadata::{self, SourceMeta};
+
+/// A decoded photo.
+pub struct Ingested {
+    /// Upright, scene-linear, working space.
+    pub image: RgbF32,
+    /// EXIF and orientation.
+    pub meta: SourceMeta,
+    /// Whether it came from a camera RAW.
+    pub is_raw: bool,
+}
+
+/// File extensions handled as camera RAW (rawler decides in the end).
+const RAW_EXTENSIONS: &[&str] = &[
+    "dng", "cr2", "cr3", "crw", "nef", "nrw", "arw", "srf", "sr2", "raf", "orf", "rw2", "pef", "srw", "3fr", "fff",
+    "iiq", "erf", "kdc", "dcr", "dcs", "mos", "mef", "mrw", "raw", "rwl", "x3f", "ari", "qtk",
+];
+
+enum Kind {
+    Raw,
+    Raster,
+}
+
+fn sniff(path: &Path, head: &[u8]) -> Option<Kind> {
+    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).unwrap_or_default();
+    if RAW_EXTENSIONS.contains(&ext.as_str()) {
+        return Some(Kind::Raw);
+    }
+    let is_tiff = head.starts_with(b"II*\0") || head.starts_with(b"MM\0*");
+    let is_jpeg = head.starts_with(&[0xFF, 0xD8, 0xFF]);
+    let is_png = head.starts_with(b"\x89PNG\r\n\x1a\n");
+    if is_tiff || is_jpeg || is_png {
+        Some(Kind::Raster)
+    } else {
+        None
+    }
+}
+
+fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "decoder crashed".into())
+}
+
+/// Reads `path` into working-space pixels, refusing what exceeds `limits`.
+pub fn ingest(path: &Path, limits: &Limits) -> Result<Ingested, JobError> {
+    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => JobError::file(ErrorCode::NotFound, path, "no such file"),
+        _ => JobError::file(ErrorCode::NotFound, path, format!("cannot read: {e}")),
+    })?;
+    if !meta.is_file() {
+        return Err(JobError::file(ErrorCode::BadRequest, path, "is a folder, not a photo"));
+    }
+    if meta.len() == 0 {
+        return Err(JobError::file(ErrorCode::CorruptInput, path, "the file is empty (0 bytes)"));
+    }
+    if meta.len() > limits.max_file_bytes {
+        return Err(JobError::file(
+            ErrorCode::TooLarge,
+            path,
+            format!(
+                "the file is {} MB, over the limit of {} MB (limits.max_file_bytes in config.toml)",
+                meta.len() / 1_000_000,
+                limits.max_file_bytes / 1_000_000
+            ),
+        ));
+    }
+    let mut head = [0u8; 16];
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| f.read(&mut head))
+        .map_err(|e| JobError::file(ErrorCode::NotFound, path, format!("cannot read: {e}")))?;
+    match sniff(path, &head[..n]) {
+        Some(Kind::Raw) => ingest_raw(path, limits),
+        Some(Kind::Raster) => ingest_raster(path, limits).or_else(|err| {
+            // A DNG or other TIFF-based RAW saved with a .tif name: let rawler try.
+            if head.starts_with(b"II*\0") || head.starts_with(b"MM\0*") {
+                ingest_raw(path, limits).map_err(|_| err)
+            } else {
+                Err(err)
+            }
+        }),
+        None => Err(JobError::file(
+            ErrorCode::UnsupportedFormat,
+            path,
+            "not a photo format Luminary reads (camera RAW, DNG, TIFF, JPEG or PNG)",
+        )),
+    }
+}
+
+fn check_pixels(path: &Path, w: usize, h: usize, limits: &Limits) -> Result<(), JobError> {
+    let px = w as u64 * h as u64;
+    if px > limits.max_pixels {
+        return Err(JobError::file(
+            ErrorCode::TooLarge,
+            path,
+            format!(
+                "{w}×{h} is {:.0} MP, over the limit of {:.0} MP (limits.max_pixels in config.toml)",
+                px as f64 / 1e6,
+                limits.max_pixels as f64 / 1e6
+            ),
+        ));
+    }
+    if w == 0 || h == 0 {
+        return Err(JobError::file(ErrorCode::CorruptInput, path, "the image has no pixels"));
+    }
+    Ok(())
+}
+
+fn ingest_raw(path: &Path, limits: &Limits) -> Result<Ingested, JobError> {
+    let corrupt = |why: String| JobError::file(ErrorCode::CorruptInput, path, why);
+    let result = catch_unwind(AssertUnwindSafe(|| -> Result<Ingested, JobError> {
+        let src = RawSource::new(path).map_err(|e| JobError::file(ErrorCode::NotFound, path, e))?;
+        let decoder = rawler::get_decoder(&src).map_err(|e| {
+            JobError::file(ErrorCode::UnsupportedFormat, path, format!("not a camera RAW Luminary can read ({e})"))
+        })?;
+        let params = RawDecodeParams::default();
+        let raw = decoder
+            .raw_image(&src, &params, false)
+            .map_err(|e| corrupt(format!("the RAW data cannot be decoded ({e}); the file may be truncated")))?;
+        check_pixels(path, raw.width, raw.height, limits)?;
+        let mut meta = metadata::read_exif(path);
+        if meta.fields.is_empty() {
+            if let Ok(md) = decoder.raw_metadata(&src, &params) {
+                meta.fields = metadata::from_rawler(&md);
+            }
+        }
+        meta.orientation = raw.orientation.to_u16();
+        let image = develop_raw(path, &raw)?;
+        Ok(Ingested { image: image.oriented(meta.orientation), meta, is_raw: true })
+    }));
+    result.unwrap_or_else(|p| Err(corrupt(format!("the RAW decoder failed on this file ({})", panic_text(p)))))
+}
+
+/// 3×3 inverse; `None` when singular.
+fn invert3(m: [[f64; 3]; 3]) -> Option<[[f64; 3]; 3]> {
+    let det = m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+        + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]);
+    if det.abs() < 1e-12 {
+        return None;
+    }
+    let c = |a: usize, b: usize, d: usize, e: usize| m[a][b] * m[d][e] - m[a][e] * m[d][b];
+    Some([
+        [c(1, 1, 2, 2) / det, -c(0, 1, 2, 2) / det, c(0, 1, 1, 2) / det],
+        [-c(1, 0, 2, 2) / det, c(0, 0, 2, 2) / det, -c(0, 0, 1, 2) / det],
+        [c(1, 0, 2, 1) / det, -c(0, 0, 2, 1) / det, c(0, 0, 1, 1) / det],
+    ])
+}
+
+fn develop_raw(path: &Path, raw: &rawler::RawImage) -> Result<RgbF32, JobError> {
+    let corrupt = |why: String| JobError::file(ErrorCode::CorruptInput, path, why);
+    // Levels, demosaic and crops from rawler; white balance and colour are ours (below).
+    let develop = RawDevelop::new_with(&[
+        ProcessingStep::Rescale,
+        ProcessingStep::Demosaic,
+        ProcessingStep::CropActiveArea,
+        ProcessingStep::CropDefault,
+    ]);
+    let inter = develop.develop_intermediate(raw).map_err(|e| corrupt(format!("cannot develop the RAW ({e})")))?;
+    let (w, h, cam) = match inter {
+        Intermediate::ThreeColor(px) => (px.width, px.height, px.data.into_flattened()),
+        Intermediate::Monochrome(px) => {
+            let (w, h) = (px.width, px.height);
+            (w, h, px.data.iter().flat_map(|&v| [v, v, v]).collect())
+        }
+        Intermediate::FourColor(_) => {
+            return Err(JobError::file(
+                ErrorCode::UnsupportedFormat,
+                path,
+                "four-colour (CYGM) sensors are not supported yet",
+            ))
+        }
+    };
+
+    // White balance, normalised so the least amplified channel clips at 1.0: clipped
+    // highlights then stay neutral instead of turning pink.
+    let mut wb = if raw.wb_coeffs[0].is_finite() && raw.wb_coeffs[0] > 0.0 {
+        [raw.wb_coeffs[0], raw.wb_coeffs[1], raw.wb_coeffs[2]]
+    } else {
+        [1.0, 1.0, 1.0]
+    };
+    let min = wb.iter().cloned().fold(f32::MAX, f32::min).max(1e-6);
+    wb.iter_mut().for_each(|v| *v /= min);
+
+    // camera → working: invert (XYZ→camera · working→XYZ), rows normalised so that the
+    // white-balanced camera white maps to working white.
+    let (_, xyz2cam) = raw
+        .color_matrix_find_first([Illuminant::D65, Illuminant::D55, Illuminant::D50, Illuminant::A])
+        .or_else(|| raw.color_matrix.iter().next().map(|(i, m)| (*i, m.clone())))
+        .ok_or_else(|| corrupt("the RAW carries no colour matrix".into()))?;
+    if xyz2cam.len() < 9 {
+        return Err(corrupt("the RAW's colour matrix is incomplete".into()));
+    }
+    let wp = crate::color::working_profile().rgb_to_xyz_matrix();
+    let mut rgb2cam = [[0f64; 3]; 3];
+    for (i, row) in rgb2cam.iter_mut().enumerate() {
+        for (j, v) in row.iter_mut().enumerate() {
+            *v = (0..3).map(|k| xyz2cam[i * 3 + k] as f64 * wp.v[k][j]).sum();
+        }
+        let sum: f64 = row.iter().sum();
+        if sum.abs() > 1e-9 {
+            row.iter_mut().for_each(|v| *v /= sum);
+        }
+    }
+    let m = invert3(rgb2cam).ok_or_else(|| corrupt("the RAW's colour matrix is singular".into()))?;
+    let m = m.map(|r| r.map(|v| v as f32));
+    let mut data = cam;
+    data.par_chunks_mut(3 * 1024).for_each(|chunk| {
+        for p in chunk.chunks_exact_mut(3) {
+            let r = (p[0] * wb[0]).min(1.0);
+            let g = (p[1] * wb[1]).min(1.0);
+            let b = (p[2] * wb[2]).min(1.0);
+            p[0] = m[0][0] * r + m[0][1] * g + m[0][2] * b;
+            p[1] = m[1][0] * r + m[1][1] * g + m[1][2] * b;
+            p[2] = m[2][0] * r + m[2][1] * g + m[2][2] * b;
+        }
+    });
+    Ok(RgbF32::new(w, h, data))
+}
+
+fn ingest_raster(path: &Path, limits: &Limits) -> Result<Ingested, JobError> {
+    use image::ImageDecoder;
+    let corrupt = |why: String| JobError::file(ErrorCode::CorruptInput, path, why);
+    let result = catch_unwind(AssertUnwindSafe(|| -> Result<Ingested, JobError> {
+        let mut reader = image::ImageReader::open(path)
+            .map_err(|e| JobError::file(ErrorCode::NotFound, path, e))?
+            .with_guessed_format()
+            .map_err(|e| JobError::file(ErrorCode::NotFound, path, e))?;
+        let mut lim = image::Limits::default();
+        lim.max_alloc = Some((limits.max_pixels.saturating_mul(16)).max(1 << 20));
+        reader.limits(lim);
+        let mut decoder = reader.into_decoder().map_err(|e| match e {
+            image::ImageError::Unsupported(u) => {
+                JobError::file(ErrorCode::UnsupportedFormat, path, format!("unsupported image: {u}"))
+            }
+            other => corrupt(format!("cannot decode the image ({other})")),
+        })?;
+        let (w, h) = decoder.dimensions();
+        check_pixels(path, w as usize, h as usize, limits)?;
+        let icc = decoder.icc_profile().ok().flatten();
+        let orientation = decoder.orientation().map(|o| o.to_exif() as u16).unwrap_or(1);
+        let img = image::DynamicImage::from_decoder(decoder)
+            .map_err(|e| corrupt(format!("the image data is damaged or truncated ({e})")))?;
+        let encoded = img.into_rgb32f().into_raw();
+        let linear = crate::color::to_working(w as usize, h as usize, encoded, icc.as_deref())
+            .map_err(|e| JobError::file(ErrorCode::UnsupportedFormat, path, e))?;
+        let mut meta = metadata::read_exif(path);
+        meta.orientation = orientation;
+        Ok(Ingested { image: linear.oriented(orientation), meta, is_raw: false })
+    }));
+    result.unwrap_or_else(|p| Err(corrupt(format!("the decoder failed on this file ({})", panic_text(p)))))
+}

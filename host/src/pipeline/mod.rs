@@ -1,0 +1,274 @@
+//! One job, stage by stage (DESIGN.md "One job"): request → ingest → render → preview →
+//! preset → engine → transfer → blend → encode → result.
+//!
+//! Everything a request can get wrong (preset, parameters, intensity, engine, output
+//! folder) is checked before the first pixel is decoded, so a typo costs nothing.
+
+pub mod blend;
+pub mod encode;
+pub mod ingest;
+pub mod metadata;
+pub mod preview;
+pub mod render;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::color::OutputSpace;
+use crate::config::{Config, Format};
+use crate::engine::{engine_named, Edited};
+use crate::error::{check, Cancel, ErrorCode, JobError};
+use crate::plugins::{resolve_params, Registry};
+
+/// What a client asks for (the `enhance` request's body).
+#[derive(Serialize, Deserialize, Clone, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct EnhanceRequest {
+    /// The photo: a path on this machine.
+    pub source: PathBuf,
+    /// Preset id.
+    pub preset: String,
+    /// 0..1; the preset's default when absent.
+    #[serde(default)]
+    pub intensity: Option<f32>,
+    /// Preset parameters (validated against its schema).
+    #[serde(default)]
+    pub params: Map<String, Value>,
+    /// Engine name; the preset's hint or the configured default when absent.
+    #[serde(default)]
+    pub engine: Option<String>,
+    /// Output options.
+    #[serde(default)]
+    pub output: OutputRequest,
+}
+
+/// Where and how to write the result.
+#[derive(Serialize, Deserialize, Clone, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct OutputRequest {
+    /// File format; from `path`'s extension or the config when absent.
+    #[serde(default)]
+    pub format: Option<Format>,
+    /// Colour space; the config's when absent.
+    #[serde(default)]
+    pub color_space: Option<OutputSpace>,
+    /// Exact output file (a free `-N` variant is used if it exists).
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// Output folder (default: the source's folder).
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+}
+
+/// What a finished job reports (the `done` event's body).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct EnhanceResult {
+    /// The source path.
+    pub input: PathBuf,
+    /// The file written.
+    pub output: PathBuf,
+    /// Preset id.
+    pub preset: String,
+    /// Plugin id that provided the preset.
+    pub plugin: String,
+    /// Intensity used.
+    pub intensity: f32,
+    /// Engine used.
+    pub engine: String,
+    /// Engine model.
+    pub model: String,
+    /// Whether the engine's answer came from the cache.
+    pub cached: bool,
+    /// Estimated cost of the engine call in US dollars (0 offline or cached).
+    pub cost: f64,
+    /// Output width and height.
+    pub width: u32,
+    /// Output height.
+    pub height: u32,
+    /// Milliseconds per stage, and `total`.
+    pub timings_ms: BTreeMap<String, u64>,
+}
+
+/// Stage names and their share of the whole job, for progress fractions.
+const STAGES: [(&str, f32); 8] = [
+    ("ingest", 0.35),
+    ("render", 0.04),
+    ("preview", 0.03),
+    ("preset", 0.01),
+    ("engine", 0.30),
+    ("transfer", 0.0),
+    ("blend", 0.04),
+    ("encode", 0.23),
+];
+
+/// Reports progress as `(stage, overall fraction 0..1)`.
+pub type Progress<'a> = &'a (dyn Fn(&str, f32) + Sync);
+
+struct Timer<'a> {
+    timings: BTreeMap<String, u64>,
+    progress: Progress<'a>,
+    started: Instant,
+    stage_start: Instant,
+    done_share: f32,
+}
+
+impl<'a> Timer<'a> {
+    fn new(progress: Progress<'a>) -> Self {
+        let now = Instant::now();
+        Timer { timings: BTreeMap::new(), progress, started: now, stage_start: now, done_share: 0.0 }
+    }
+
+    fn start(&mut self, stage: &str) {
+        self.stage_start = Instant::now();
+        (self.progress)(stage, self.done_share.min(1.0));
+    }
+
+    fn finish(&mut self, stage: &str) {
+        self.timings.insert(stage.into(), self.stage_start.elapsed().as_millis() as u64);
+        self.done_share += STAGES.iter().find(|(s, _)| *s == stage).map_or(0.0, |(_, w)| *w);
+    }
+}
+
+fn output_location(req: &EnhanceRequest, preset: &str, config: &Config) -> Result<(PathBuf, String, Format), JobError> {
+    let bad = |m: String| JobError::new(ErrorCode::BadRequest, m);
+    let ext_format = |p: &Path| -> Option<Format> {
+        match p.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+            "tif" | "tiff" => Some(Format::Tiff),
+            "jpg" | "jpeg" => Some(Format::Jpeg),
+            "png" => Some(Format::Png),
+            _ => None,
+        }
+    };
+    if let Some(path) = &req.output.path {
+        let format = match (req.output.format, ext_format(path)) {
+            (Some(f), Some(e)) if f != e => {
+                return Err(bad(format!("{}: the extension does not match --format {}", path.display(), f.extension())))
+            }
+            (Some(f), _) | (None, Some(f)) => f,
+            (None, None) => config.output.format,
+        };
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .map(encode::sanitize_component)
+            .ok_or_else(|| bad(format!("{}: not a file name", path.display())))?;
+        return Ok((dir, stem, format));
+    }
+    let dir = match &req.output.dir {
+        Some(d) => d.clone(),
+        None => req.source.parent().map(Path::to_path_buf).filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(|| ".".into()),
+    };
+    let stem = req.source.file_stem().and_then(|s| s.to_str()).unwrap_or("photo");
+    let stem = format!("{}-luminary-{}", encode::sanitize_component(stem), encode::sanitize_component(preset));
+    Ok((dir, stem, req.output.format.unwrap_or(config.output.format)))
+}
+
+/// Runs one enhance job to the end. Never writes to the source; on any error, including
+/// cancellation, nothing is left in the output folder.
+pub fn run_job(
+    req: &EnhanceRequest,
+    config: &Config,
+    registry: &Registry,
+    progress: Progress<'_>,
+    cancel: &Cancel,
+) -> Result<EnhanceResult, JobError> {
+    // Everything cheap first.
+    if req.source.as_os_str().is_empty() {
+        return Err(JobError::new(ErrorCode::BadRequest, "no source photo given"));
+    }
+    let (preset, plugin) = registry.preset(&req.preset)?;
+    let intensity = blend::validate_intensity(req.intensity.unwrap_or(preset.descriptor.default_intensity))?;
+    let params = resolve_params(&preset.descriptor, &req.params)?;
+    let engine_name = req.engine.clone().unwrap_or_else(|| config.engine.default.clone());
+    let engine = engine_named(&engine_name)?;
+    let (dir, stem, format) = output_location(req, &preset.descriptor.id, config)?;
+    if !dir.is_dir() {
+        return Err(JobError::file(ErrorCode::OutputFailed, &dir, "the output folder does not exist"));
+    }
+    let space = req.output.color_space.unwrap_or(config.output.color_space);
+
+    let mut t = Timer::new(progress);
+    t.start("ingest");
+    let ingested = ingest::ingest(&req.source, &config.limits)?;
+    t.finish("ingest");
+    check(cancel)?;
+
+    t.start("render");
+    let mut base = ingested.image;
+    render::render_base(&mut base);
+    t.finish("render");
+    check(cancel)?;
+
+    t.start("preview");
+    let preview = preview::downscale(&base, config.engine.preview_size as usize);
+    let mut facts = preview::facts(&preview, base.width, base.height, ingested.is_raw);
+    facts.make = ingested.meta.text(exif::Tag::Make);
+    facts.model = ingested.meta.text(exif::Tag::Model);
+    t.finish("preview");
+
+    t.start("preset");
+    let engine_req = plugin.build_request(&preset.descriptor.id, &params, &facts).map_err(|e| {
+        JobError::new(ErrorCode::PluginFailed, format!("plugin {} failed on preset '{}': {e}", plugin.info().id, preset.descriptor.id))
+    })?;
+    t.finish("preset");
+    check(cancel)?;
+
+    t.start("engine");
+    let Edited::FullResolution(mut edited) = engine.run(&engine_req, &base, &preview, cancel)?;
+    t.finish("engine");
+    check(cancel)?;
+
+    // The offline engine answers at full resolution; transfer is for preview-sized edits.
+    t.start("transfer");
+    t.finish("transfer");
+
+    t.start("blend");
+    blend::blend_into(&base, &mut edited, intensity);
+    drop(base);
+    t.finish("blend");
+    check(cancel)?;
+
+    t.start("encode");
+    let (w, h) = (edited.width as u32, edited.height as u32);
+    let provenance = metadata::Provenance {
+        preset: preset.descriptor.id.clone(),
+        plugin: plugin.info().id.clone(),
+        intensity,
+        engine: engine.name().to_string(),
+        model: engine.model(),
+        source_name: req.source.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+    };
+    let meta = encode::OutputMeta {
+        exif: metadata::output_fields(&ingested.meta, w, h),
+        xmp: metadata::xmp_packet(&provenance),
+    };
+    let opts = encode::EncodeOptions { format, space, jpeg_quality: config.output.jpeg_quality };
+    let output = encode::write_output(&edited, &opts, &meta, &dir, &stem)?;
+    t.finish("encode");
+    progress("done", 1.0);
+
+    let mut timings = t.timings;
+    timings.insert("total".into(), t.started.elapsed().as_millis() as u64);
+    Ok(EnhanceResult {
+        input: req.source.clone(),
+        output,
+        preset: preset.descriptor.id.clone(),
+        plugin: plugin.info().id.clone(),
+        intensity,
+        engine: engine.name().to_string(),
+        model: engine.model(),
+        cached: false,
+        cost: 0.0,
+        width: w,
+        height: h,
+        timings_ms: timings,
+    })
+}

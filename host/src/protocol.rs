@@ -1,0 +1,200 @@
+//! The wire protocol: frames and messages. The only module that knows the wire format.
+//!
+//! A frame is a 4-byte little-endian length followed by that many bytes of UTF-8 JSON (one
+//! object). Frames over [`MAX_FRAME`] are refused and the connection closed. The first
+//! frame each way is `hello` / `welcome`. Requests carry an `id`; the daemon answers with
+//! `progress` events for that id and then exactly one `done` or `error`. docs/PROTOCOL.md
+//! shows every message.
+
+use std::io::{self, Read, Write};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::ErrorCode;
+use crate::pipeline::EnhanceRequest;
+
+/// Protocol version `major.minor`. A different major is refused with a clear error.
+pub const PROTOCOL_VERSION: &str = "1.0";
+
+/// Largest JSON frame accepted (1 MiB).
+pub const MAX_FRAME: usize = 1 << 20;
+
+/// What the daemon can do, announced in `welcome`.
+pub const CAPABILITIES: &[&str] = &["enhance", "presets", "plugins", "status", "cancel", "stop"];
+
+/// Client → daemon.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Request {
+    /// First frame of a connection.
+    Hello {
+        /// `major.minor`.
+        protocol: String,
+        /// Free-form client name and version, for logs.
+        client: String,
+    },
+    /// Enhance one photo.
+    Enhance {
+        /// Request id, echoed in events.
+        id: String,
+        /// The job.
+        #[serde(flatten)]
+        job: EnhanceRequest,
+    },
+    /// List presets.
+    Presets {
+        /// Request id.
+        id: String,
+    },
+    /// List plugin libraries and their state.
+    Plugins {
+        /// Request id.
+        id: String,
+    },
+    /// Daemon status.
+    Status {
+        /// Request id.
+        id: String,
+    },
+    /// Cancel a running request of this connection.
+    Cancel {
+        /// Request id of this message.
+        id: String,
+        /// Id of the request to cancel.
+        job: String,
+    },
+    /// Stop the daemon (running jobs are cancelled).
+    Stop {
+        /// Request id.
+        id: String,
+    },
+}
+
+/// Daemon → client.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// Answer to `hello`.
+    Welcome {
+        /// The daemon's protocol version.
+        protocol: String,
+        /// Luminary version.
+        version: String,
+        /// Supported request types.
+        capabilities: Vec<String>,
+    },
+    /// Progress of a request.
+    Progress {
+        /// Request id.
+        id: String,
+        /// Stage now running.
+        stage: String,
+        /// Overall fraction 0..1.
+        fraction: f32,
+    },
+    /// Success; the body depends on the request.
+    Done {
+        /// Request id.
+        id: String,
+        /// Result fields.
+        #[serde(flatten)]
+        result: Map<String, Value>,
+    },
+    /// Failure of a request (or of the connection, when `id` is null).
+    Error {
+        /// Request id, if the error belongs to one.
+        id: Option<String>,
+        /// Stable error code.
+        code: ErrorCode,
+        /// What went wrong, for people.
+        message: String,
+        /// Whether retrying later may help.
+        retryable: bool,
+    },
+}
+
+impl Event {
+    /// An error event from a code and message.
+    pub fn error(id: Option<String>, code: ErrorCode, message: impl Into<String>) -> Event {
+        Event::Error { id, code, message: message.into(), retryable: code.retryable() }
+    }
+}
+
+/// Why a frame could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// The peer sent a length over the limit.
+    #[error("frame of {0} bytes exceeds the limit of {MAX_FRAME} bytes")]
+    TooLarge(usize),
+    /// The connection failed or closed mid-frame.
+    #[error("connection error: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Reads one frame; `Ok(None)` on a clean end of stream between frames.
+pub fn read_frame(r: &mut impl Read) -> Result<Option<Vec<u8>>, FrameError> {
+    let mut len = [0u8; 4];
+    let mut got = 0;
+    while got < 4 {
+        match r.read(&mut len[got..]) {
+            Ok(0) if got == 0 => return Ok(None),
+            Ok(0) => return Err(FrameError::Io(io::ErrorKind::UnexpectedEof.into())),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let len = u32::from_le_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(FrameError::TooLarge(len));
+    }
+    let mut buf = vec![0u8; len];
+    r.read_exact(&mut buf)?;
+    Ok(Some(buf))
+}
+
+/// Writes one message as a frame and flushes.
+pub fn write_frame(w: &mut impl Write, msg: &impl Serialize) -> io::Result<()> {
+    let body = serde_json::to_vec(msg).map_err(io::Error::other)?;
+    if body.len() > MAX_FRAME {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "message exceeds the frame limit"));
+    }
+    let mut frame = Vec::with_capacity(body.len() + 4);
+    frame.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    frame.extend_from_slice(&body);
+    w.write_all(&frame)?;
+    w.flush()
+}
+
+/// The major part of a `major.minor` version.
+pub fn major(version: &str) -> &str {
+    version.split('.').next().unwrap_or(version)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_and_oversized_ones_are_refused() {
+        let mut buf = Vec::new();
+        write_frame(&mut buf, &Request::Status { id: "7".into() }).unwrap();
+        let body = read_frame(&mut &buf[..]).unwrap().unwrap();
+        let back: Request = serde_json::from_slice(&body).unwrap();
+        assert!(matches!(back, Request::Status { id } if id == "7"));
+        let huge = ((MAX_FRAME + 1) as u32).to_le_bytes();
+        assert!(matches!(read_frame(&mut &huge[..]), Err(FrameError::TooLarge(_))));
+        assert!(read_frame(&mut &[][..]).unwrap().is_none());
+    }
+
+    #[test]
+    fn enhance_request_wire_shape() {
+        let json = r#"{"type":"enhance","id":"1","source":"/p/a.dng","preset":"auto","intensity":0.7,
+                       "params":{"strength":1.2},"output":{"format":"jpeg","color_space":"display-p3"}}"#;
+        let Request::Enhance { id, job } = serde_json::from_str(json).unwrap() else { panic!() };
+        assert_eq!(id, "1");
+        assert_eq!(job.intensity, Some(0.7));
+        assert_eq!(job.output.color_space, Some(crate::color::OutputSpace::DisplayP3));
+    }
+}

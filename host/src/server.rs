@@ -1,0 +1,362 @@
+//! The daemon: accepts connections, runs jobs, streams their events.
+//!
+//! Threads, not async: jobs are CPU-bound pixel work, and a thread per connection keeps
+//! cancellation simple — the connection's reader sees end-of-stream the moment a client
+//! goes away and flips the cancel flag of every job that client started. Jobs run on
+//! their own threads but take one of `max_jobs` slots first, so a batch of 500 photos
+//! queues instead of exhausting memory.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use serde_json::{json, Map, Value};
+
+use crate::config::Config;
+use crate::error::{Cancel, ErrorCode};
+use crate::paths::Paths;
+use crate::pipeline::{run_job, EnhanceRequest};
+use crate::plugins::{search_path, Registry};
+use crate::protocol::{self, read_frame, write_frame, Event, FrameError, Request, PROTOCOL_VERSION};
+use crate::transport::{self, Connection};
+
+/// Counting semaphore for job slots.
+struct Slots {
+    free: Mutex<usize>,
+    cv: Condvar,
+}
+
+impl Slots {
+    /// Waits for a slot, giving up when `cancel` is set. Returns whether a slot was taken.
+    fn acquire(&self, cancel: &Cancel) -> bool {
+        let mut free = self.free.lock().unwrap();
+        loop {
+            if cancel.load(Ordering::Relaxed) {
+                return false;
+            }
+            if *free > 0 {
+                *free -= 1;
+                return true;
+            }
+            free = self.cv.wait_timeout(free, std::time::Duration::from_millis(100)).unwrap().0;
+        }
+    }
+
+    fn release(&self) {
+        *self.free.lock().unwrap() += 1;
+        self.cv.notify_one();
+    }
+}
+
+/// Shared daemon state.
+struct State {
+    config: Config,
+    paths: Paths,
+    registry: RwLock<Registry>,
+    slots: Slots,
+    shutdown: AtomicBool,
+    started: Instant,
+    running: AtomicUsize,
+    waiting: AtomicUsize,
+    done: AtomicU64,
+    failed: AtomicU64,
+    /// Cancel flags of every job in flight, so `stop` can cancel them all.
+    all_jobs: Mutex<HashMap<u64, Cancel>>,
+    next_job: AtomicU64,
+}
+
+/// The sending side of a connection; the lock keeps frames from interleaving.
+type Writer = Arc<Mutex<Arc<Connection>>>;
+
+fn send(w: &Writer, ev: &Event) {
+    // A client that went away is not an error of the daemon.
+    let guard = w.lock().unwrap();
+    let mut conn: &Connection = &guard;
+    let _ = write_frame(&mut conn, ev);
+}
+
+fn done(id: &str, result: Value) -> Event {
+    let result = match result {
+        Value::Object(m) => m,
+        other => {
+            let mut m = Map::new();
+            m.insert("value".into(), other);
+            m
+        }
+    };
+    Event::Done { id: id.to_string(), result }
+}
+
+/// Holds the per-user daemon lock: a second daemon for the same socket refuses to start.
+pub struct DaemonLock {
+    _file: File,
+    path: std::path::PathBuf,
+}
+
+impl Drop for DaemonLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Takes the lock next to the socket, or says which process already serves.
+pub fn lock(socket: &str) -> anyhow::Result<DaemonLock> {
+    let path = std::path::PathBuf::from(format!("{socket}.lock"));
+    #[cfg(windows)]
+    let path = std::env::temp_dir().join(format!("{}.lock", socket.trim_start_matches(r"\\.\pipe\")));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("cannot open the daemon lock {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let pid = std::fs::read_to_string(&path).unwrap_or_default();
+            bail!("another Luminary daemon (pid {}) already serves {socket}", pid.trim());
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(e).context("cannot lock the daemon lock file"),
+    }
+    file.set_len(0)?;
+    (&file).write_all(std::process::id().to_string().as_bytes())?;
+    Ok(DaemonLock { _file: file, path })
+}
+
+/// Runs the daemon until `stop`. Blocks.
+pub fn serve(paths: Paths, config: Config) -> anyhow::Result<()> {
+    transport::prepare_dir(&paths.socket).with_context(|| format!("cannot prepare the socket folder for {}", paths.socket))?;
+    let _lock = lock(&paths.socket)?;
+    // We hold the lock, so a socket file still there belongs to a daemon that died.
+    #[cfg(unix)]
+    if std::path::Path::new(&paths.socket).exists() {
+        tracing::info!("removing stale socket {}", paths.socket);
+        let _ = std::fs::remove_file(&paths.socket);
+    }
+    let listener = transport::listen(&paths.socket).with_context(|| format!("cannot listen on {}", paths.socket))?;
+
+    let registry = Registry::discover(&search_path(&paths.data_dir, &config.daemon.plugin_dirs));
+    let n_presets = registry.presets().count();
+    tracing::info!("{} plugin libraries, {n_presets} presets", registry.reports().len());
+    let state = Arc::new(State {
+        slots: Slots { free: Mutex::new(config.daemon.max_jobs.max(1)), cv: Condvar::new() },
+        config,
+        paths: paths.clone(),
+        registry: RwLock::new(registry),
+        shutdown: AtomicBool::new(false),
+        started: Instant::now(),
+        running: AtomicUsize::new(0),
+        waiting: AtomicUsize::new(0),
+        done: AtomicU64::new(0),
+        failed: AtomicU64::new(0),
+        all_jobs: Mutex::new(HashMap::new()),
+        next_job: AtomicU64::new(0),
+    });
+    tracing::info!("Luminary {} serving on {}", env!("CARGO_PKG_VERSION"), paths.socket);
+
+    use interprocess::local_socket::traits::ListenerExt as _;
+    for conn in listener.incoming() {
+        if state.shutdown.load(Ordering::SeqCst) {
+            break;
+        }
+        match conn {
+            Ok(stream) => {
+                let state = state.clone();
+                std::thread::spawn(move || handle_connection(stream, state));
+            }
+            Err(e) => tracing::warn!("failed connection: {e}"),
+        }
+    }
+    // Give cancelled jobs a moment to remove their temporary files.
+    let deadline = Instant::now() + std::time::Duration::from_secs(10);
+    while state.running.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn status(state: &State) -> Value {
+    let reg = state.registry.read().unwrap();
+    json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "protocol": PROTOCOL_VERSION,
+        "pid": std::process::id(),
+        "socket": state.paths.socket,
+        "uptime_s": state.started.elapsed().as_secs(),
+        "jobs_running": state.running.load(Ordering::SeqCst),
+        "jobs_waiting": state.waiting.load(Ordering::SeqCst),
+        "jobs_done": state.done.load(Ordering::SeqCst),
+        "jobs_failed": state.failed.load(Ordering::SeqCst),
+        "max_jobs": state.config.daemon.max_jobs,
+        "plugins": reg.reports().len(),
+        "presets": reg.presets().count(),
+        "config_file": state.paths.config_file,
+        "log_file": state.paths.log_file(),
+    })
+}
+
+fn handle_connection(stream: Connection, state: Arc<State>) {
+    if !transport::peer_is_same_user(&stream) {
+        tracing::warn!("refused a connection from another user");
+        return;
+    }
+    let stream = Arc::new(stream);
+    let mut rx: &Connection = &stream;
+    let tx: Writer = Arc::new(Mutex::new(stream.clone()));
+    let jobs: Arc<Mutex<HashMap<String, Cancel>>> = Arc::default();
+
+    // Handshake.
+    let hello = match read_frame(&mut rx) {
+        Ok(Some(b)) => serde_json::from_slice::<Request>(&b).ok(),
+        _ => None,
+    };
+    match hello {
+        Some(Request::Hello { protocol, client }) => {
+            if protocol::major(&protocol) != protocol::major(PROTOCOL_VERSION) {
+                send(
+                    &tx,
+                    &Event::error(
+                        None,
+                        ErrorCode::ProtocolMismatch,
+                        format!(
+                            "{client} speaks protocol {protocol}, this daemon (Luminary {}) speaks {PROTOCOL_VERSION}; \
+                             update the older of the two",
+                            env!("CARGO_PKG_VERSION")
+                        ),
+                    ),
+                );
+                return;
+            }
+            tracing::debug!("client {client} connected");
+            send(
+                &tx,
+                &Event::Welcome {
+                    protocol: PROTOCOL_VERSION.into(),
+                    version: env!("CARGO_PKG_VERSION").into(),
+                    capabilities: protocol::CAPABILITIES.iter().map(|s| s.to_string()).collect(),
+                },
+            );
+        }
+        _ => {
+            send(&tx, &Event::error(None, ErrorCode::BadRequest, "the first message must be hello {protocol, client}"));
+            return;
+        }
+    }
+
+    loop {
+        let frame = match read_frame(&mut rx) {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(FrameError::TooLarge(n)) => {
+                send(&tx, &Event::error(None, ErrorCode::BadRequest, format!("frame of {n} bytes refused: the limit is {} bytes", protocol::MAX_FRAME)));
+                break;
+            }
+            Err(FrameError::Io(_)) => break,
+        };
+        let req: Request = match serde_json::from_slice(&frame) {
+            Ok(r) => r,
+            Err(e) => {
+                // Name the id when the frame had one, so the client can match the error.
+                let id = serde_json::from_slice::<Value>(&frame)
+                    .ok()
+                    .and_then(|v| v.get("id").and_then(Value::as_str).map(String::from));
+                send(&tx, &Event::error(id, ErrorCode::BadRequest, format!("malformed request: {e}")));
+                continue;
+            }
+        };
+        match req {
+            Request::Hello { .. } => send(&tx, &Event::error(None, ErrorCode::BadRequest, "hello was already received")),
+            Request::Status { id } => send(&tx, &done(&id, status(&state))),
+            Request::Presets { id } => {
+                let reg = state.registry.read().unwrap();
+                let presets: Vec<Value> = reg.presets().map(|p| serde_json::to_value(p).unwrap_or(Value::Null)).collect();
+                send(&tx, &done(&id, json!({ "presets": presets })));
+            }
+            Request::Plugins { id } => {
+                let reg = state.registry.read().unwrap();
+                send(&tx, &done(&id, json!({ "plugins": reg.reports() })));
+            }
+            Request::Cancel { id, job } => {
+                let found = jobs.lock().unwrap().get(&job).map(|c| c.store(true, Ordering::SeqCst)).is_some();
+                send(&tx, &done(&id, json!({ "cancelled": found })));
+            }
+            Request::Stop { id } => {
+                send(&tx, &done(&id, json!({ "stopping": true })));
+                stop(&state);
+                break;
+            }
+            Request::Enhance { id, job } => {
+                if jobs.lock().unwrap().contains_key(&id) {
+                    send(&tx, &Event::error(Some(id), ErrorCode::BadRequest, "a request with this id is still running"));
+                    continue;
+                }
+                let cancel = Cancel::default();
+                jobs.lock().unwrap().insert(id.clone(), cancel.clone());
+                let (state, tx, jobs) = (state.clone(), tx.clone(), jobs.clone());
+                std::thread::spawn(move || {
+                    run_enhance(&state, &tx, &id, &job, &cancel);
+                    jobs.lock().unwrap().remove(&id);
+                });
+            }
+        }
+    }
+    // The client is gone (or stopped us): its unfinished jobs have nobody to report to.
+    for cancel in jobs.lock().unwrap().values() {
+        cancel.store(true, Ordering::SeqCst);
+    }
+}
+
+fn run_enhance(state: &State, tx: &Writer, id: &str, job: &EnhanceRequest, cancel: &Cancel) {
+    let key = state.next_job.fetch_add(1, Ordering::SeqCst);
+    state.all_jobs.lock().unwrap().insert(key, cancel.clone());
+    state.waiting.fetch_add(1, Ordering::SeqCst);
+    send(tx, &Event::Progress { id: id.into(), stage: "queued".into(), fraction: 0.0 });
+    let got_slot = state.slots.acquire(cancel);
+    state.waiting.fetch_sub(1, Ordering::SeqCst);
+    let outcome = if got_slot {
+        state.running.fetch_add(1, Ordering::SeqCst);
+        let progress = |stage: &str, fraction: f32| {
+            send(tx, &Event::Progress { id: id.into(), stage: stage.into(), fraction });
+        };
+        let registry = state.registry.read().unwrap();
+        // A bug must fail this job, not take the daemon down.
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run_job(job, &state.config, &registry, &progress, cancel)
+        }))
+        .unwrap_or_else(|_| Err(crate::error::JobError::new(ErrorCode::Internal, "internal error (see the daemon log)")));
+        drop(registry);
+        state.slots.release();
+        state.running.fetch_sub(1, Ordering::SeqCst);
+        r
+    } else {
+        Err(crate::error::JobError::cancelled())
+    };
+    state.all_jobs.lock().unwrap().remove(&key);
+    match outcome {
+        Ok(result) => {
+            state.done.fetch_add(1, Ordering::SeqCst);
+            tracing::info!("{} → {} ({} ms)", result.input.display(), result.output.display(), result.timings_ms["total"]);
+            send(tx, &done(id, serde_json::to_value(&result).unwrap_or(Value::Null)));
+        }
+        Err(e) => {
+            state.failed.fetch_add(1, Ordering::SeqCst);
+            tracing::info!("job failed: {}: {}", e.code.as_str(), e.message);
+            send(tx, &Event::error(Some(id.into()), e.code, e.message));
+        }
+    }
+}
+
+fn stop(state: &State) {
+    state.shutdown.store(true, Ordering::SeqCst);
+    for cancel in state.all_jobs.lock().unwrap().values() {
+        cancel.store(true, Ordering::SeqCst);
+    }
+    // Wake the accept loop so it sees the flag.
+    let _ = transport::connect(&state.paths.socket);
+}
