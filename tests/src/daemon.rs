@@ -1,0 +1,111 @@
+//! A private Luminary environment per test: temporary XDG folders, the real binary, a real
+//! daemon on a real socket, stopped when the test ends.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The `luminary` binary built next to the test executable (target/<profile>/luminary).
+pub fn luminary_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let bin = dir.join(format!("luminary{}", std::env::consts::EXE_SUFFIX));
+    assert!(bin.exists(), "{} is missing: run `cargo build --workspace` first (scripts/test does)", bin.display());
+    bin
+}
+
+/// Temporary config, data, cache and runtime folders, and the daemon using them.
+pub struct Env {
+    /// Holds every folder; removed on drop.
+    pub root: tempfile::TempDir,
+    /// A folder for the test's photos and outputs.
+    pub work: PathBuf,
+}
+
+impl Env {
+    /// A fresh environment (no daemon yet: the first client starts it).
+    pub fn new() -> Env {
+        let root = tempfile::tempdir().expect("tempdir");
+        for d in ["config", "data", "cache", "runtime", "work"] {
+            std::fs::create_dir_all(root.path().join(d)).unwrap();
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(root.path().join("runtime"), std::fs::Permissions::from_mode(0o700)).unwrap();
+        }
+        let work = root.path().join("work");
+        Env { root, work }
+    }
+
+    /// The socket the daemon listens on.
+    pub fn socket(&self) -> PathBuf {
+        self.root.path().join("runtime/luminary/luminary.sock")
+    }
+
+    /// The config file the daemon reads.
+    pub fn config_file(&self) -> PathBuf {
+        self.root.path().join("config/luminary/config.toml")
+    }
+
+    /// Writes config.toml (before the daemon starts).
+    pub fn write_config(&self, text: &str) {
+        let f = self.config_file();
+        std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+        std::fs::write(f, text).unwrap();
+    }
+
+    /// A `luminary` command inside this environment.
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(luminary_bin());
+        let r = self.root.path();
+        c.env("XDG_CONFIG_HOME", r.join("config"))
+            .env("XDG_DATA_HOME", r.join("data"))
+            .env("XDG_CACHE_HOME", r.join("cache"))
+            .env("XDG_RUNTIME_DIR", r.join("runtime"))
+            .env_remove("LUMINARY_SOCKET")
+            .env_remove("LUMINARY_CONFIG")
+            .env_remove("LUMINARY_PLUGIN_PATH")
+            .current_dir(&self.work);
+        c
+    }
+
+    /// Runs `luminary ARGS` and returns its output.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().expect("run luminary")
+    }
+
+    /// The daemon log.
+    pub fn daemon_log(&self) -> String {
+        std::fs::read_to_string(self.root.path().join("cache/luminary/daemon.log")).unwrap_or_default()
+    }
+
+    /// Files in the work folder whose names start with `.` (temporary outputs).
+    pub fn hidden_files(&self, dir: &Path) -> Vec<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with('.'))
+            .collect()
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let _ = self.cmd().arg("stop").output();
+    }
+}
+
+/// Parses JSON lines printed by `--json`.
+pub fn json_lines(out: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(out)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect()
+}
+
+/// The result lines (not progress) of `--json` output.
+pub fn results(out: &[u8]) -> Vec<serde_json::Value> {
+    json_lines(out).into_iter().filter(|v| v["type"] == "result").collect()
+}
