@@ -45,12 +45,16 @@ pub fn run(paths: &Paths, args: BenchArgs) -> anyhow::Result<i32> {
         intensity: Some(0.8),
         params: Default::default(),
         engine: Some("local".into()),
-        output: OutputRequest { dir: Some(out.path().to_path_buf()), ..Default::default() },
+        output: OutputRequest {
+            dir: Some(out.path().to_path_buf()),
+            ..Default::default()
+        },
     };
     let mut runs: Vec<BTreeMap<String, u64>> = Vec::new();
     let mut mp = 0.0;
     for i in 0..=args.runs.max(1) {
-        let r = run_job(&req, &config, &registry, &|_, _| {}, &Cancel::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let r = run_job(&req, &config, &registry, &|_, _| {}, &Cancel::default())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         std::fs::remove_file(&r.output).ok();
         mp = r.width as f64 * r.height as f64 / 1e6;
         if i > 0 {
@@ -58,13 +62,27 @@ pub fn run(paths: &Paths, args: BenchArgs) -> anyhow::Result<i32> {
         }
     }
     let stages: Vec<String> = runs[0].keys().cloned().collect();
-    let med: BTreeMap<String, u64> =
-        stages.iter().map(|s| (s.clone(), median(runs.iter().map(|r| r[s]).collect()))).collect();
-    println!("{} — {:.1} MP, preset {}, median of {} runs", args.file.display(), mp, args.preset, runs.len());
+    let med: BTreeMap<String, u64> = stages
+        .iter()
+        .map(|s| (s.clone(), median(runs.iter().map(|r| r[s]).collect())))
+        .collect();
+    println!(
+        "{} — {:.1} MP, preset {}, median of {} runs",
+        args.file.display(),
+        mp,
+        args.preset,
+        runs.len()
+    );
     println!("{:<10} {:>9} {:>10}", "stage", "ms", "MP/s");
-    for s in ["ingest", "render", "preview", "preset", "engine", "transfer", "blend", "encode", "total"] {
+    for s in [
+        "ingest", "render", "preview", "preset", "engine", "transfer", "blend", "encode", "total",
+    ] {
         if let Some(ms) = med.get(s) {
-            let rate = if *ms > 0 { format!("{:.1}", mp / (*ms as f64 / 1000.0)) } else { "-".into() };
+            let rate = if *ms > 0 {
+                format!("{:.1}", mp / (*ms as f64 / 1000.0))
+            } else {
+                "-".into()
+            };
             println!("{s:<10} {ms:>9} {rate:>10}");
         }
     }
@@ -78,13 +96,25 @@ pub fn run(paths: &Paths, args: BenchArgs) -> anyhow::Result<i32> {
         .output()
         .with_context(|| format!("cannot run {}", args.python))?;
     if !output.status.success() {
-        bail!("LibRaw reference failed (is rawpy installed?): {}", String::from_utf8_lossy(&output.stderr).trim());
+        bail!(
+            "LibRaw reference failed (is rawpy installed?): {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
     }
-    let libraw_ms: f64 = String::from_utf8_lossy(&output.stdout).trim().parse().context("LibRaw reference output")?;
+    let libraw_ms: f64 = String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .context("LibRaw reference output")?;
     let total = med["total"] as f64;
     let without_engine = total - med["engine"] as f64;
     println!("LibRaw develop (rawpy, AHD, 16-bit): {libraw_ms:.0} ms");
-    println!("ratio whole local job / LibRaw develop:        {:.2}", total / libraw_ms);
-    println!("ratio job without engine / LibRaw develop:     {:.2}", without_engine / libraw_ms);
+    println!(
+        "ratio whole local job / LibRaw develop:        {:.2}",
+        total / libraw_ms
+    );
+    println!(
+        "ratio job without engine / LibRaw develop:     {:.2}",
+        without_engine / libraw_ms
+    );
     Ok(0)
 }

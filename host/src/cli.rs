@@ -74,7 +74,7 @@ pub struct EnhanceArgs {
     pub preset: String,
     /// Strength of the effect, 0 (original) to 1 (full); the preset's default if omitted.
     #[arg(long, short)]
-    pub intensity: Option<f32>,
+    pub intensity: Option<f64>,
     /// Preset parameter, repeatable: --param strength=0.5
     #[arg(long = "param", value_name = "KEY=VALUE")]
     pub params: Vec<String>,
@@ -135,11 +135,21 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Enhance(args) => enhance(&paths, args),
         Command::Presets { json } => {
             let mut c = Client::connect(&paths, true)?;
-            let r = c.call(&Request::Presets { id: "presets".into() }, "presets")?;
+            let r = c.call(
+                &Request::Presets {
+                    id: "presets".into(),
+                },
+                "presets",
+            )?;
             if json {
                 println!("{}", Value::Object(r));
             } else {
-                for p in r.get("presets").and_then(Value::as_array).into_iter().flatten() {
+                for p in r
+                    .get("presets")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
                     println!(
                         "{:<18} {:<24} {} (intensity {}, {})",
                         p["id"].as_str().unwrap_or(""),
@@ -154,14 +164,34 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Plugins { json } => {
             let mut c = Client::connect(&paths, true)?;
-            let r = c.call(&Request::Plugins { id: "plugins".into() }, "plugins")?;
+            let r = c.call(
+                &Request::Plugins {
+                    id: "plugins".into(),
+                },
+                "plugins",
+            )?;
             if json {
                 println!("{}", Value::Object(r));
             } else {
-                for p in r.get("plugins").and_then(Value::as_array).into_iter().flatten() {
-                    let name = p.pointer("/info/name").and_then(Value::as_str).unwrap_or("-");
-                    let version = p.pointer("/info/version").and_then(Value::as_str).unwrap_or("");
-                    println!("{} {name} {version} [{}]", p["file"].as_str().unwrap_or(""), p["state"].as_str().unwrap_or(""));
+                for p in r
+                    .get("plugins")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    let name = p
+                        .pointer("/info/name")
+                        .and_then(Value::as_str)
+                        .unwrap_or("-");
+                    let version = p
+                        .pointer("/info/version")
+                        .and_then(Value::as_str)
+                        .unwrap_or("");
+                    println!(
+                        "{} {name} {version} [{}]",
+                        p["file"].as_str().unwrap_or(""),
+                        p["state"].as_str().unwrap_or("")
+                    );
                     if let Some(ids) = p["presets"].as_array().filter(|a| !a.is_empty()) {
                         let ids: Vec<&str> = ids.iter().filter_map(Value::as_str).collect();
                         println!("    presets: {}", ids.join(", "));
@@ -186,13 +216,23 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 }
                 Err(e) => return Err(e),
             };
-            let mut r = c.call(&Request::Status { id: "status".into() }, "status")?;
+            let mut r = c.call(
+                &Request::Status {
+                    id: "status".into(),
+                },
+                "status",
+            )?;
             r.insert("running".into(), Value::Bool(true));
             if json {
                 println!("{}", Value::Object(r));
             } else {
                 for (k, v) in &r {
-                    println!("{k:>14}: {}", v.as_str().map(String::from).unwrap_or_else(|| v.to_string()));
+                    println!(
+                        "{k:>14}: {}",
+                        v.as_str()
+                            .map(String::from)
+                            .unwrap_or_else(|| v.to_string())
+                    );
                 }
             }
             Ok(0)
@@ -203,7 +243,9 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                     c.call(&Request::Stop { id: "stop".into() }, "stop")?;
                     // Wait until the socket is gone so a following `serve` can start.
                     let t = std::time::Instant::now();
-                    while crate::transport::connect(&paths.socket).is_ok() && t.elapsed().as_secs() < 15 {
+                    while crate::transport::connect(&paths.socket).is_ok()
+                        && t.elapsed().as_secs() < 15
+                    {
                         std::thread::sleep(std::time::Duration::from_millis(50));
                     }
                     eprintln!("stopped");
@@ -219,7 +261,9 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
 fn parse_params(raw: &[String]) -> anyhow::Result<Map<String, Value>> {
     let mut m = Map::new();
     for p in raw {
-        let (k, v) = p.split_once('=').with_context(|| format!("--param '{p}' must look like KEY=VALUE"))?;
+        let (k, v) = p
+            .split_once('=')
+            .with_context(|| format!("--param '{p}' must look like KEY=VALUE"))?;
         // Strings go over the wire as given; the daemon converts them by the preset's schema.
         m.insert(k.trim().to_string(), Value::String(v.to_string()));
     }
@@ -229,10 +273,15 @@ fn parse_params(raw: &[String]) -> anyhow::Result<Map<String, Value>> {
 /// Writes `text` to `path` through a temporary file and a rename, so a reader (Lightroom
 /// polling for the result) never sees a half-written file.
 fn write_atomically(path: &Path, text: &str) -> anyhow::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("cannot write {}", path.display()))?;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     tmp.write_all(text.as_bytes())?;
-    tmp.persist(path).with_context(|| format!("cannot write {}", path.display()))?;
+    tmp.persist(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
 
@@ -256,18 +305,35 @@ impl Sinks {
 
 fn enhance(paths: &Paths, args: EnhanceArgs) -> anyhow::Result<i32> {
     if args.out.is_some() && args.inputs.len() > 1 {
-        bail!("--out names one file, but {} photos were given; use --out-dir", args.inputs.len());
+        bail!(
+            "--out names one file, but {} photos were given; use --out-dir",
+            args.inputs.len()
+        );
     }
     let params = parse_params(&args.params)?;
-    let format = args.format.as_deref().map(|f| serde_json::from_value::<Format>(json!(f))).transpose()?;
-    let color_space = args.color_space.as_deref().map(|c| serde_json::from_value::<OutputSpace>(json!(c))).transpose()?;
+    let format = args
+        .format
+        .as_deref()
+        .map(|f| serde_json::from_value::<Format>(json!(f)))
+        .transpose()?;
+    let color_space = args
+        .color_space
+        .as_deref()
+        .map(|c| serde_json::from_value::<OutputSpace>(json!(c)))
+        .transpose()?;
     let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
 
     let progress_file = match &args.progress_file {
-        Some(p) => Some(std::fs::File::create(p).with_context(|| format!("cannot write {}", p.display()))?),
+        Some(p) => Some(
+            std::fs::File::create(p).with_context(|| format!("cannot write {}", p.display()))?,
+        ),
         None => None,
     };
-    let mut sinks = Sinks { json: args.json, progress_file, results: Vec::new() };
+    let mut sinks = Sinks {
+        json: args.json,
+        progress_file,
+        results: Vec::new(),
+    };
     let mut client = Client::connect(paths, !args.no_spawn)?;
 
     let mut pending: HashMap<String, PathBuf> = HashMap::new();
@@ -286,7 +352,10 @@ fn enhance(paths: &Paths, args: EnhanceArgs) -> anyhow::Result<i32> {
                 dir: args.out_dir.as_deref().map(abs),
             },
         };
-        client.send(&Request::Enhance { id: id.clone(), job })?;
+        client.send(&Request::Enhance {
+            id: id.clone(),
+            job,
+        })?;
         pending.insert(id, input.clone());
     }
 
@@ -305,17 +374,29 @@ fn enhance(paths: &Paths, args: EnhanceArgs) -> anyhow::Result<i32> {
     while !pending.is_empty() {
         let ev = client.next_event()?;
         match ev {
-            Event::Progress { id, stage, fraction } => {
+            Event::Progress {
+                id,
+                stage,
+                fraction,
+            } => {
                 let input = pending.get(&id).cloned().unwrap_or_default();
                 sinks.progress(&json!({"type": "progress", "input": input, "index": id, "stage": stage, "fraction": fraction, "total": total}));
                 fractions.insert(id, fraction);
                 if let Some(b) = &bar {
                     b.set_position((fractions.values().sum::<f32>() * 1000.0) as u64);
-                    b.set_message(format!("{} — {stage}", input.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
+                    b.set_message(format!(
+                        "{} — {stage}",
+                        input
+                            .file_name()
+                            .map(|n| n.to_string_lossy())
+                            .unwrap_or_default()
+                    ));
                 }
             }
             Event::Done { id, mut result } => {
-                let Some(input) = pending.remove(&id) else { continue };
+                let Some(input) = pending.remove(&id) else {
+                    continue;
+                };
                 fractions.insert(id, 1.0);
                 result.insert("type".into(), json!("result"));
                 result.insert("ok".into(), json!(true));
@@ -323,7 +404,11 @@ fn enhance(paths: &Paths, args: EnhanceArgs) -> anyhow::Result<i32> {
                 if args.json {
                     println!("{line}");
                 } else {
-                    let msg = format!("{} → {}", input.display(), line["output"].as_str().unwrap_or("?"));
+                    let msg = format!(
+                        "{} → {}",
+                        input.display(),
+                        line["output"].as_str().unwrap_or("?")
+                    );
                     match &bar {
                         Some(b) => b.println(msg),
                         None => println!("{msg}"),
@@ -331,8 +416,15 @@ fn enhance(paths: &Paths, args: EnhanceArgs) -> anyhow::Result<i32> {
                 }
                 sinks.results.push(line);
             }
-            Event::Error { id: Some(id), code, message, retryable } => {
-                let Some(input) = pending.remove(&id) else { continue };
+            Event::Error {
+                id: Some(id),
+                code,
+                message,
+                retryable,
+            } => {
+                let Some(input) = pending.remove(&id) else {
+                    continue;
+                };
                 fractions.insert(id, 1.0);
                 failures += 1;
                 let line = json!({"type": "result", "ok": false, "input": abs(&input), "code": code.as_str(), "message": message, "retryable": retryable});
@@ -347,7 +439,12 @@ fn enhance(paths: &Paths, args: EnhanceArgs) -> anyhow::Result<i32> {
                 }
                 sinks.results.push(line);
             }
-            Event::Error { id: None, code, message, .. } => bail!("{}: {message}", code.as_str()),
+            Event::Error {
+                id: None,
+                code,
+                message,
+                ..
+            } => bail!("{}: {message}", code.as_str()),
             Event::Welcome { .. } => {}
         }
     }

@@ -28,9 +28,16 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 fn spawn_daemon(paths: &Paths) -> anyhow::Result<std::process::Child> {
     let exe = std::env::current_exe().context("cannot find the luminary executable")?;
     std::fs::create_dir_all(&paths.cache_dir).ok();
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(paths.log_file());
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(paths.log_file());
     let mut cmd = Command::new(exe);
-    cmd.arg("serve").arg("--socket").arg(&paths.socket).arg("--config").arg(&paths.config_file);
+    cmd.arg("serve")
+        .arg("--socket")
+        .arg(&paths.socket)
+        .arg("--config")
+        .arg(&paths.config_file);
     cmd.stdin(Stdio::null()).stdout(Stdio::null());
     match log {
         Ok(f) => cmd.stderr(f),
@@ -55,7 +62,16 @@ fn spawn_daemon(paths: &Paths) -> anyhow::Result<std::process::Child> {
 
 fn log_tail(path: &Path) -> String {
     std::fs::read_to_string(path)
-        .map(|s| s.lines().rev().take(3).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n"))
+        .map(|s| {
+            s.lines()
+                .rev()
+                .take(3)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
         .unwrap_or_default()
 }
 
@@ -65,7 +81,10 @@ impl Client {
         match transport::connect(&paths.socket) {
             Ok(s) => return Client::handshake(s),
             Err(e) if !spawn => {
-                bail!("no Luminary daemon answers on {} ({e}); start one with `luminary serve`", paths.socket)
+                bail!(
+                    "no Luminary daemon answers on {} ({e}); start one with `luminary serve`",
+                    paths.socket
+                )
             }
             Err(_) => {}
         }
@@ -89,7 +108,11 @@ impl Client {
                 );
             }
             if start.elapsed() > START_TIMEOUT {
-                bail!("the Luminary daemon did not answer within {:?}; see {}", START_TIMEOUT, paths.log_file().display());
+                bail!(
+                    "the Luminary daemon did not answer within {:?}; see {}",
+                    START_TIMEOUT,
+                    paths.log_file().display()
+                );
             }
             std::thread::sleep(Duration::from_millis(25));
         }
@@ -98,14 +121,28 @@ impl Client {
     fn handshake(conn: Connection) -> anyhow::Result<Client> {
         let (mut rx, mut tx) = (&conn, &conn);
         let client = format!("luminary-cli/{}", env!("CARGO_PKG_VERSION"));
-        write_frame(&mut tx, &Request::Hello { protocol: PROTOCOL_VERSION.into(), client })?;
-        let frame = read_frame(&mut rx)?.ok_or_else(|| anyhow!("the daemon closed the connection during the handshake"))?;
+        write_frame(
+            &mut tx,
+            &Request::Hello {
+                protocol: PROTOCOL_VERSION.into(),
+                client,
+            },
+        )?;
+        let frame = read_frame(&mut rx)?
+            .ok_or_else(|| anyhow!("the daemon closed the connection during the handshake"))?;
         match serde_json::from_slice::<Event>(&frame)? {
-            Event::Welcome { protocol: p, version, .. } => {
+            Event::Welcome {
+                protocol: p,
+                version,
+                ..
+            } => {
                 if protocol::major(&p) != protocol::major(PROTOCOL_VERSION) {
                     bail!("the daemon speaks protocol {p}, this client {PROTOCOL_VERSION}");
                 }
-                Ok(Client { conn, daemon_version: version })
+                Ok(Client {
+                    conn,
+                    daemon_version: version,
+                })
             }
             Event::Error { message, .. } => bail!("{message}"),
             other => bail!("unexpected first message from the daemon: {other:?}"),
@@ -119,18 +156,33 @@ impl Client {
 
     /// Waits for the next event.
     pub fn next_event(&mut self) -> anyhow::Result<Event> {
-        let frame = read_frame(&mut &self.conn)?.ok_or_else(|| anyhow!("the daemon closed the connection"))?;
+        let frame = read_frame(&mut &self.conn)?
+            .ok_or_else(|| anyhow!("the daemon closed the connection"))?;
         Ok(serde_json::from_slice(&frame)?)
     }
 
     /// Sends a request and returns the `done` body of its answer, skipping progress.
-    pub fn call(&mut self, req: &Request, id: &str) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
+    pub fn call(
+        &mut self,
+        req: &Request,
+        id: &str,
+    ) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
         self.send(req)?;
         loop {
             match self.next_event()? {
                 Event::Done { id: got, result } if got == id => return Ok(result),
-                Event::Error { id: Some(got), code, message, .. } if got == id => bail!("{}: {message}", code.as_str()),
-                Event::Error { id: None, code, message, .. } => bail!("{}: {message}", code.as_str()),
+                Event::Error {
+                    id: Some(got),
+                    code,
+                    message,
+                    ..
+                } if got == id => bail!("{}: {message}", code.as_str()),
+                Event::Error {
+                    id: None,
+                    code,
+                    message,
+                    ..
+                } => bail!("{}: {message}", code.as_str()),
                 _ => {}
             }
         }

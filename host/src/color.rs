@@ -40,8 +40,12 @@ impl OutputSpace {
     }
 
     /// All spaces, for help texts and tests.
-    pub const ALL: [OutputSpace; 4] =
-        [OutputSpace::Srgb, OutputSpace::DisplayP3, OutputSpace::AdobeRgb, OutputSpace::Prophoto];
+    pub const ALL: [OutputSpace; 4] = [
+        OutputSpace::Srgb,
+        OutputSpace::DisplayP3,
+        OutputSpace::AdobeRgb,
+        OutputSpace::Prophoto,
+    ];
 
     fn profile(self) -> ColorProfile {
         match self {
@@ -54,13 +58,27 @@ impl OutputSpace {
 
     /// The ICC profile embedded in outputs of this space.
     pub fn icc(self) -> &'static [u8] {
-        static CACHE: [OnceLock<Vec<u8>>; 4] = [OnceLock::new(), OnceLock::new(), OnceLock::new(), OnceLock::new()];
-        CACHE[self as usize].get_or_init(|| self.profile().encode().expect("moxcms encodes its built-in profiles"))
+        static CACHE: [OnceLock<Vec<u8>>; 4] = [
+            OnceLock::new(),
+            OnceLock::new(),
+            OnceLock::new(),
+            OnceLock::new(),
+        ];
+        CACHE[self as usize].get_or_init(|| {
+            self.profile()
+                .encode()
+                .expect("moxcms encodes its built-in profiles")
+        })
     }
 
     /// The encoder from the working space into this space.
     pub fn encoder(self) -> &'static Encoder {
-        static CACHE: [OnceLock<Encoder>; 4] = [OnceLock::new(), OnceLock::new(), OnceLock::new(), OnceLock::new()];
+        static CACHE: [OnceLock<Encoder>; 4] = [
+            OnceLock::new(),
+            OnceLock::new(),
+            OnceLock::new(),
+            OnceLock::new(),
+        ];
         CACHE[self as usize].get_or_init(|| Encoder::new(&self.profile()))
     }
 }
@@ -95,8 +113,13 @@ impl Encoder {
             [m.v[1][0] as f32, m.v[1][1] as f32, m.v[1][2] as f32],
             [m.v[2][0] as f32, m.v[2][1] as f32, m.v[2][2] as f32],
         ];
-        let trc = dst.red_trc.as_ref().expect("RGB output profiles have a TRC");
-        let eval = trc.make_gamma_evaluator().expect("output TRC is invertible");
+        let trc = dst
+            .red_trc
+            .as_ref()
+            .expect("RGB output profiles have a TRC");
+        let eval = trc
+            .make_gamma_evaluator()
+            .expect("output TRC is invertible");
         let lut = (0..=LUT_SIZE)
             .map(|i| {
                 let t = i as f32 / LUT_SIZE as f32;
@@ -129,12 +152,21 @@ impl Encoder {
 /// Converts encoded RGB (0..1) described by `icc` (sRGB when none) into the working space.
 ///
 /// Errors name what is wrong with the profile; callers add the file name.
-pub fn to_working(width: usize, height: usize, mut encoded: Vec<f32>, icc: Option<&[u8]>) -> Result<RgbF32, String> {
+pub fn to_working(
+    width: usize,
+    height: usize,
+    mut encoded: Vec<f32>,
+    icc: Option<&[u8]>,
+) -> Result<RgbF32, String> {
     let src = match icc {
-        Some(bytes) => ColorProfile::new_from_slice(bytes).map_err(|e| format!("unreadable ICC profile: {e}"))?,
+        Some(bytes) => ColorProfile::new_from_slice(bytes)
+            .map_err(|e| format!("unreadable ICC profile: {e}"))?,
         None => ColorProfile::new_srgb(),
     };
-    let options = TransformOptions { allow_use_cicp_transfer: false, ..TransformOptions::default() };
+    let options = TransformOptions {
+        allow_use_cicp_transfer: false,
+        ..TransformOptions::default()
+    };
     let transform: Arc<_> = src
         .create_transform_f32(Layout::Rgb, &working_profile(), Layout::Rgb, options)
         .map_err(|e| format!("unsupported ICC profile: {e}"))?;
@@ -154,7 +186,11 @@ mod tests {
     use super::*;
 
     fn srgb_oetf(x: f32) -> f32 {
-        if x <= 0.0031308 { 12.92 * x } else { 1.055 * x.powf(1.0 / 2.4) - 0.055 }
+        if x <= 0.0031308 {
+            12.92 * x
+        } else {
+            1.055 * x.powf(1.0 / 2.4) - 0.055
+        }
     }
 
     #[test]
@@ -173,7 +209,10 @@ mod tests {
             let enc = space.encoder();
             for v in [0.18f32, 1.0] {
                 let [r, g, b] = enc.encode(&[v, v, v]);
-                assert!((r - g).abs() < 2e-3 && (g - b).abs() < 2e-3, "{space:?} grey {v} -> {r},{g},{b}");
+                assert!(
+                    (r - g).abs() < 2e-3 && (g - b).abs() < 2e-3,
+                    "{space:?} grey {v} -> {r},{g},{b}"
+                );
             }
         }
     }

@@ -34,7 +34,10 @@ pub struct DaemonConfig {
 impl Default for DaemonConfig {
     fn default() -> Self {
         DaemonConfig {
-            max_jobs: std::thread::available_parallelism().map(|n| n.get().clamp(1, 4)).unwrap_or(2).min(2),
+            max_jobs: std::thread::available_parallelism()
+                .map(|n| n.get().clamp(1, 4))
+                .unwrap_or(2)
+                .min(2),
             plugin_dirs: Vec::new(),
         }
     }
@@ -52,7 +55,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_pixels: 200_000_000, max_file_bytes: 1 << 30 }
+        Limits {
+            max_pixels: 200_000_000,
+            max_file_bytes: 1 << 30,
+        }
     }
 }
 
@@ -95,7 +101,11 @@ pub struct OutputConfig {
 
 impl Default for OutputConfig {
     fn default() -> Self {
-        OutputConfig { format: Format::Tiff, color_space: OutputSpace::Srgb, jpeg_quality: 95 }
+        OutputConfig {
+            format: Format::Tiff,
+            color_space: OutputSpace::Srgb,
+            jpeg_quality: 95,
+        }
     }
 }
 
@@ -111,7 +121,10 @@ pub struct EngineConfig {
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { default: "local".into(), preview_size: 1024 }
+        EngineConfig {
+            default: "local".into(),
+            preview_size: 1024,
+        }
     }
 }
 
@@ -122,7 +135,10 @@ impl Config {
             Ok(text) => toml::from_str(&text)
                 .map_err(|e| anyhow::anyhow!("{}: invalid configuration: {e}", path.display())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
-            Err(e) => Err(anyhow::anyhow!("{}: cannot read configuration: {e}", path.display())),
+            Err(e) => Err(anyhow::anyhow!(
+                "{}: cannot read configuration: {e}",
+                path.display()
+            )),
         }
     }
 }
@@ -133,7 +149,9 @@ mod tests {
 
     #[test]
     fn partial_file_keeps_other_defaults_and_typos_are_errors() {
-        let c: Config = toml::from_str("[limits]\nmax_pixels = 1000\n[output]\ncolor_space = \"display-p3\"").unwrap();
+        let c: Config =
+            toml::from_str("[limits]\nmax_pixels = 1000\n[output]\ncolor_space = \"display-p3\"")
+                .unwrap();
         assert_eq!(c.limits.max_pixels, 1000);
         assert_eq!(c.limits.max_file_bytes, 1 << 30);
         assert_eq!(c.output.color_space, OutputSpace::DisplayP3);

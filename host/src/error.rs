@@ -67,7 +67,10 @@ impl ErrorCode {
 
     /// Whether trying the same request again later may succeed.
     pub fn retryable(self) -> bool {
-        matches!(self, ErrorCode::EngineUnavailable | ErrorCode::RateLimited | ErrorCode::Busy)
+        matches!(
+            self,
+            ErrorCode::EngineUnavailable | ErrorCode::RateLimited | ErrorCode::Busy
+        )
     }
 }
 
@@ -84,7 +87,10 @@ pub struct JobError {
 impl JobError {
     /// An error with a code and a message.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        JobError { code, message: message.into() }
+        JobError {
+            code,
+            message: message.into(),
+        }
     }
 
     /// An error about a file: the message starts with the file's path.

@@ -19,8 +19,17 @@ pub struct RgbF32 {
 impl RgbF32 {
     /// Wraps existing samples.
     pub fn new(width: usize, height: usize, data: Vec<f32>) -> Self {
-        assert_eq!(data.len(), width * height * 3, "RgbF32 of {width}x{height} needs {} samples", width * height * 3);
-        RgbF32 { width, height, data }
+        assert_eq!(
+            data.len(),
+            width * height * 3,
+            "RgbF32 of {width}x{height} needs {} samples",
+            width * height * 3
+        );
+        RgbF32 {
+            width,
+            height,
+            data,
+        }
     }
 
     /// Pixel count.
@@ -49,23 +58,25 @@ impl RgbF32 {
         let (ow, oh) = if swap { (h, w) } else { (w, h) };
         let mut out = vec![0f32; self.data.len()];
         let src = &self.data;
-        out.par_chunks_mut(ow * 3).enumerate().for_each(|(oy, row)| {
-            for ox in 0..ow {
-                // Map the output pixel back to the stored one (EXIF 0x0112 semantics).
-                let (sx, sy) = match code {
-                    2 => (w - 1 - ox, oy),
-                    3 => (w - 1 - ox, h - 1 - oy),
-                    4 => (ox, h - 1 - oy),
-                    5 => (oy, ox),
-                    6 => (oy, h - 1 - ox),
-                    7 => (w - 1 - oy, h - 1 - ox),
-                    8 => (w - 1 - oy, ox),
-                    _ => unreachable!(),
-                };
-                let s = (sy * w + sx) * 3;
-                row[ox * 3..ox * 3 + 3].copy_from_slice(&src[s..s + 3]);
-            }
-        });
+        out.par_chunks_mut(ow * 3)
+            .enumerate()
+            .for_each(|(oy, row)| {
+                for ox in 0..ow {
+                    // Map the output pixel back to the stored one (EXIF 0x0112 semantics).
+                    let (sx, sy) = match code {
+                        2 => (w - 1 - ox, oy),
+                        3 => (w - 1 - ox, h - 1 - oy),
+                        4 => (ox, h - 1 - oy),
+                        5 => (oy, ox),
+                        6 => (oy, h - 1 - ox),
+                        7 => (w - 1 - oy, h - 1 - ox),
+                        8 => (w - 1 - oy, ox),
+                        _ => unreachable!(),
+                    };
+                    let s = (sy * w + sx) * 3;
+                    row[ox * 3..ox * 3 + 3].copy_from_slice(&src[s..s + 3]);
+                }
+            });
         RgbF32::new(ow, oh, out)
     }
 }

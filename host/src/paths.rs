@@ -54,7 +54,11 @@ impl Paths {
             .or_else(|| std::env::var_os("LUMINARY_CONFIG").map(PathBuf::from))
             .unwrap_or_else(|| dirs.config_dir().join("config.toml"));
         let socket = socket
-            .or_else(|| std::env::var("LUMINARY_SOCKET").ok().filter(|s| !s.is_empty()))
+            .or_else(|| {
+                std::env::var("LUMINARY_SOCKET")
+                    .ok()
+                    .filter(|s| !s.is_empty())
+            })
             .unwrap_or_else(|| default_socket(&dirs));
         Ok(Paths {
             config_file,

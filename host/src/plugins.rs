@@ -61,35 +61,64 @@ fn is_dylib(p: &Path) -> bool {
 /// Folders searched for plugins.
 pub fn search_path(data_dir: &Path, extra: &[PathBuf]) -> Vec<(PathBuf, bool)> {
     let mut dirs = Vec::new();
-    if let Some(exe_dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
+    if let Some(exe_dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
         dirs.push((exe_dir, true));
     }
     dirs.push((data_dir.join("plugins"), false));
     dirs.extend(extra.iter().map(|d| (d.clone(), false)));
     if let Some(v) = std::env::var_os("LUMINARY_PLUGIN_PATH") {
-        dirs.extend(std::env::split_paths(&v).filter(|p| !p.as_os_str().is_empty()).map(|p| (p, false)));
+        dirs.extend(
+            std::env::split_paths(&v)
+                .filter(|p| !p.as_os_str().is_empty())
+                .map(|p| (p, false)),
+        );
     }
     dirs
 }
 
 /// Checks a descriptor before the daemon offers it.
 fn check_descriptor(d: &PresetDescriptor) -> Result<(), String> {
-    if d.id.is_empty() || !d.id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
-        return Err(format!("preset id '{}' must be lowercase letters, digits and '-'", d.id));
+    if d.id.is_empty()
+        || !d
+            .id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        return Err(format!(
+            "preset id '{}' must be lowercase letters, digits and '-'",
+            d.id
+        ));
     }
     if !(0.0..=1.0).contains(&d.default_intensity) {
-        return Err(format!("preset '{}' has default intensity {} outside 0..1", d.id, d.default_intensity));
+        return Err(format!(
+            "preset '{}' has default intensity {} outside 0..1",
+            d.id, d.default_intensity
+        ));
     }
-    let schema = d.params_schema.as_object().ok_or_else(|| format!("preset '{}': params_schema is not an object", d.id))?;
+    let schema = d
+        .params_schema
+        .as_object()
+        .ok_or_else(|| format!("preset '{}': params_schema is not an object", d.id))?;
     if schema.get("type").and_then(Value::as_str) != Some("object") {
-        return Err(format!("preset '{}': params_schema must have \"type\": \"object\"", d.id));
+        return Err(format!(
+            "preset '{}': params_schema must have \"type\": \"object\"",
+            d.id
+        ));
     }
     if let Some(props) = schema.get("properties") {
-        let props = props.as_object().ok_or_else(|| format!("preset '{}': properties is not an object", d.id))?;
+        let props = props
+            .as_object()
+            .ok_or_else(|| format!("preset '{}': properties is not an object", d.id))?;
         for (k, p) in props {
             let ty = p.get("type").and_then(Value::as_str).unwrap_or("");
             if !["number", "integer", "boolean", "string"].contains(&ty) {
-                return Err(format!("preset '{}': parameter '{k}' has unsupported type '{ty}'", d.id));
+                return Err(format!(
+                    "preset '{}': parameter '{k}' has unsupported type '{ty}'",
+                    d.id
+                ));
             }
         }
     }
@@ -99,11 +128,20 @@ fn check_descriptor(d: &PresetDescriptor) -> Result<(), String> {
 impl Registry {
     /// Loads every plugin found in `dirs` (`(folder, only_luminary_named)`).
     pub fn discover(dirs: &[(PathBuf, bool)]) -> Registry {
-        let mut reg = Registry { plugins: Vec::new(), reports: Vec::new(), presets: BTreeMap::new() };
+        let mut reg = Registry {
+            plugins: Vec::new(),
+            reports: Vec::new(),
+            presets: BTreeMap::new(),
+        };
         let mut seen = std::collections::HashSet::new();
         for (dir, strict) in dirs {
-            let Ok(entries) = std::fs::read_dir(dir) else { continue };
-            let mut files: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| is_dylib(p)).collect();
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            let mut files: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| is_dylib(p))
+                .collect();
             files.sort();
             for file in files {
                 let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("");
@@ -149,10 +187,16 @@ impl Registry {
                     if let Err(why) = check_descriptor(&d) {
                         report.problems.push(why);
                     } else if let Some((existing, _)) = self.presets.get(&d.id) {
-                        report.problems.push(format!("preset '{}' is already provided by {}", d.id, existing.plugin));
+                        report.problems.push(format!(
+                            "preset '{}' is already provided by {}",
+                            d.id, existing.plugin
+                        ));
                     } else {
                         report.presets.push(d.id.clone());
-                        let info = PresetInfo { descriptor: d.clone(), plugin: plugin.info().id.clone() };
+                        let info = PresetInfo {
+                            descriptor: d.clone(),
+                            plugin: plugin.info().id.clone(),
+                        };
                         self.presets.insert(d.id.clone(), (info, index));
                     }
                 }
@@ -200,10 +244,22 @@ impl Registry {
 
 /// Validates `given` against the preset's schema, coercing strings from the command line
 /// (`--param strength=0.5`) to the declared type, and fills in defaults.
-pub fn resolve_params(preset: &PresetDescriptor, given: &Map<String, Value>) -> Result<Map<String, Value>, JobError> {
-    let bad = |msg: String| JobError::new(ErrorCode::BadRequest, format!("preset '{}': {msg}", preset.id));
+pub fn resolve_params(
+    preset: &PresetDescriptor,
+    given: &Map<String, Value>,
+) -> Result<Map<String, Value>, JobError> {
+    let bad = |msg: String| {
+        JobError::new(
+            ErrorCode::BadRequest,
+            format!("preset '{}': {msg}", preset.id),
+        )
+    };
     let empty = Map::new();
-    let props = preset.params_schema.get("properties").and_then(Value::as_object).unwrap_or(&empty);
+    let props = preset
+        .params_schema
+        .get("properties")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
     let mut out = Map::new();
     for (key, value) in given {
         let Some(schema) = props.get(key) else {
@@ -211,10 +267,16 @@ pub fn resolve_params(preset: &PresetDescriptor, given: &Map<String, Value>) -> 
             return Err(bad(if names.is_empty() {
                 format!("has no parameters, but '{key}' was given")
             } else {
-                format!("has no parameter '{key}'; its parameters are: {}", names.join(", "))
+                format!(
+                    "has no parameter '{key}'; its parameters are: {}",
+                    names.join(", ")
+                )
             }));
         };
-        let ty = schema.get("type").and_then(Value::as_str).unwrap_or("string");
+        let ty = schema
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("string");
         let v = match (ty, value) {
             ("number" | "integer", Value::String(s)) => s
                 .trim()
@@ -225,15 +287,23 @@ pub fn resolve_params(preset: &PresetDescriptor, given: &Map<String, Value>) -> 
             ("boolean", Value::String(s)) => match s.trim() {
                 "true" | "yes" | "on" | "1" => Value::Bool(true),
                 "false" | "no" | "off" | "0" => Value::Bool(false),
-                _ => return Err(bad(format!("parameter '{key}' must be true or false (got '{s}')"))),
+                _ => {
+                    return Err(bad(format!(
+                        "parameter '{key}' must be true or false (got '{s}')"
+                    )))
+                }
             },
             (_, v) => v.clone(),
         };
         match ty {
             "number" | "integer" => {
-                let f = v.as_f64().ok_or_else(|| bad(format!("parameter '{key}' must be a number")))?;
+                let f = v
+                    .as_f64()
+                    .ok_or_else(|| bad(format!("parameter '{key}' must be a number")))?;
                 if ty == "integer" && f.fract() != 0.0 {
-                    return Err(bad(format!("parameter '{key}' must be a whole number (got {f})")));
+                    return Err(bad(format!(
+                        "parameter '{key}' must be a whole number (got {f})"
+                    )));
                 }
                 let min = schema.get("minimum").and_then(Value::as_f64);
                 let max = schema.get("maximum").and_then(Value::as_f64);
@@ -245,13 +315,23 @@ pub fn resolve_params(preset: &PresetDescriptor, given: &Map<String, Value>) -> 
                     )));
                 }
             }
-            "boolean" if !v.is_boolean() => return Err(bad(format!("parameter '{key}' must be true or false"))),
+            "boolean" if !v.is_boolean() => {
+                return Err(bad(format!("parameter '{key}' must be true or false")))
+            }
             "string" => {
-                let s = v.as_str().ok_or_else(|| bad(format!("parameter '{key}' must be text")))?;
+                let s = v
+                    .as_str()
+                    .ok_or_else(|| bad(format!("parameter '{key}' must be text")))?;
                 if let Some(allowed) = schema.get("enum").and_then(Value::as_array) {
                     if !allowed.iter().any(|a| a.as_str() == Some(s)) {
-                        let names: Vec<String> = allowed.iter().filter_map(|a| a.as_str().map(String::from)).collect();
-                        return Err(bad(format!("parameter '{key}' must be one of {} (got '{s}')", names.join(", "))));
+                        let names: Vec<String> = allowed
+                            .iter()
+                            .filter_map(|a| a.as_str().map(String::from))
+                            .collect();
+                        return Err(bad(format!(
+                            "parameter '{key}' must be one of {} (got '{s}')",
+                            names.join(", ")
+                        )));
                     }
                 }
             }
@@ -294,7 +374,11 @@ mod tests {
 
     #[test]
     fn out_of_range_unknown_and_bad_enum_values_say_what_is_wrong() {
-        let e = |v: Value| resolve_params(&preset(), v.as_object().unwrap()).unwrap_err().message;
+        let e = |v: Value| {
+            resolve_params(&preset(), v.as_object().unwrap())
+                .unwrap_err()
+                .message
+        };
         assert!(e(json!({"strength": "3"})).contains("between 0 and 2"));
         assert!(e(json!({"strenght": 1})).contains("has no parameter 'strenght'"));
         assert!(e(json!({"filter": "blue"})).contains("one of red, none"));

@@ -117,7 +117,12 @@ pub enum Event {
 impl Event {
     /// An error event from a code and message.
     pub fn error(id: Option<String>, code: ErrorCode, message: impl Into<String>) -> Event {
-        Event::Error { id, code, message: message.into(), retryable: code.retryable() }
+        Event::Error {
+            id,
+            code,
+            message: message.into(),
+            retryable: code.retryable(),
+        }
     }
 }
 
@@ -158,7 +163,10 @@ pub fn read_frame(r: &mut impl Read) -> Result<Option<Vec<u8>>, FrameError> {
 pub fn write_frame(w: &mut impl Write, msg: &impl Serialize) -> io::Result<()> {
     let body = serde_json::to_vec(msg).map_err(io::Error::other)?;
     if body.len() > MAX_FRAME {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "message exceeds the frame limit"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "message exceeds the frame limit",
+        ));
     }
     let mut frame = Vec::with_capacity(body.len() + 4);
     frame.extend_from_slice(&(body.len() as u32).to_le_bytes());
@@ -184,7 +192,10 @@ mod tests {
         let back: Request = serde_json::from_slice(&body).unwrap();
         assert!(matches!(back, Request::Status { id } if id == "7"));
         let huge = ((MAX_FRAME + 1) as u32).to_le_bytes();
-        assert!(matches!(read_frame(&mut &huge[..]), Err(FrameError::TooLarge(_))));
+        assert!(matches!(
+            read_frame(&mut &huge[..]),
+            Err(FrameError::TooLarge(_))
+        ));
         assert!(read_frame(&mut &[][..]).unwrap().is_none());
     }
 
@@ -192,9 +203,14 @@ mod tests {
     fn enhance_request_wire_shape() {
         let json = r#"{"type":"enhance","id":"1","source":"/p/a.dng","preset":"auto","intensity":0.7,
                        "params":{"strength":1.2},"output":{"format":"jpeg","color_space":"display-p3"}}"#;
-        let Request::Enhance { id, job } = serde_json::from_str(json).unwrap() else { panic!() };
+        let Request::Enhance { id, job } = serde_json::from_str(json).unwrap() else {
+            panic!()
+        };
         assert_eq!(id, "1");
         assert_eq!(job.intensity, Some(0.7));
-        assert_eq!(job.output.color_space, Some(crate::color::OutputSpace::DisplayP3));
+        assert_eq!(
+            job.output.color_space,
+            Some(crate::color::OutputSpace::DisplayP3)
+        );
     }
 }

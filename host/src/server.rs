@@ -21,7 +21,9 @@ use crate::error::{Cancel, ErrorCode};
 use crate::paths::Paths;
 use crate::pipeline::{run_job, EnhanceRequest};
 use crate::plugins::{search_path, Registry};
-use crate::protocol::{self, read_frame, write_frame, Event, FrameError, Request, PROTOCOL_VERSION};
+use crate::protocol::{
+    self, read_frame, write_frame, Event, FrameError, Request, PROTOCOL_VERSION,
+};
 use crate::transport::{self, Connection};
 
 /// Counting semaphore for job slots.
@@ -42,7 +44,11 @@ impl Slots {
                 *free -= 1;
                 return true;
             }
-            free = self.cv.wait_timeout(free, std::time::Duration::from_millis(100)).unwrap().0;
+            free = self
+                .cv
+                .wait_timeout(free, std::time::Duration::from_millis(100))
+                .unwrap()
+                .0;
         }
     }
 
@@ -88,7 +94,10 @@ fn done(id: &str, result: Value) -> Event {
             m
         }
     };
-    Event::Done { id: id.to_string(), result }
+    Event::Done {
+        id: id.to_string(),
+        result,
+    }
 }
 
 /// Holds the per-user daemon lock: a second daemon for the same socket refuses to start.
@@ -107,7 +116,8 @@ impl Drop for DaemonLock {
 pub fn lock(socket: &str) -> anyhow::Result<DaemonLock> {
     let path = std::path::PathBuf::from(format!("{socket}.lock"));
     #[cfg(windows)]
-    let path = std::env::temp_dir().join(format!("{}.lock", socket.trim_start_matches(r"\\.\pipe\")));
+    let path =
+        std::env::temp_dir().join(format!("{}.lock", socket.trim_start_matches(r"\\.\pipe\")));
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -119,9 +129,14 @@ pub fn lock(socket: &str) -> anyhow::Result<DaemonLock> {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
             let pid = std::fs::read_to_string(&path).unwrap_or_default();
-            bail!("another Luminary daemon (pid {}) already serves {socket}", pid.trim());
+            bail!(
+                "another Luminary daemon (pid {}) already serves {socket}",
+                pid.trim()
+            );
         }
-        Err(std::fs::TryLockError::Error(e)) => return Err(e).context("cannot lock the daemon lock file"),
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(e).context("cannot lock the daemon lock file")
+        }
     }
     file.set_len(0)?;
     (&file).write_all(std::process::id().to_string().as_bytes())?;
@@ -130,7 +145,8 @@ pub fn lock(socket: &str) -> anyhow::Result<DaemonLock> {
 
 /// Runs the daemon until `stop`. Blocks.
 pub fn serve(paths: Paths, config: Config) -> anyhow::Result<()> {
-    transport::prepare_dir(&paths.socket).with_context(|| format!("cannot prepare the socket folder for {}", paths.socket))?;
+    transport::prepare_dir(&paths.socket)
+        .with_context(|| format!("cannot prepare the socket folder for {}", paths.socket))?;
     let _lock = lock(&paths.socket)?;
     // We hold the lock, so a socket file still there belongs to a daemon that died.
     #[cfg(unix)]
@@ -138,13 +154,20 @@ pub fn serve(paths: Paths, config: Config) -> anyhow::Result<()> {
         tracing::info!("removing stale socket {}", paths.socket);
         let _ = std::fs::remove_file(&paths.socket);
     }
-    let listener = transport::listen(&paths.socket).with_context(|| format!("cannot listen on {}", paths.socket))?;
+    let listener = transport::listen(&paths.socket)
+        .with_context(|| format!("cannot listen on {}", paths.socket))?;
 
     let registry = Registry::discover(&search_path(&paths.data_dir, &config.daemon.plugin_dirs));
     let n_presets = registry.presets().count();
-    tracing::info!("{} plugin libraries, {n_presets} presets", registry.reports().len());
+    tracing::info!(
+        "{} plugin libraries, {n_presets} presets",
+        registry.reports().len()
+    );
     let state = Arc::new(State {
-        slots: Slots { free: Mutex::new(config.daemon.max_jobs.max(1)), cv: Condvar::new() },
+        slots: Slots {
+            free: Mutex::new(config.daemon.max_jobs.max(1)),
+            cv: Condvar::new(),
+        },
         config,
         paths: paths.clone(),
         registry: RwLock::new(registry),
@@ -157,7 +180,11 @@ pub fn serve(paths: Paths, config: Config) -> anyhow::Result<()> {
         all_jobs: Mutex::new(HashMap::new()),
         next_job: AtomicU64::new(0),
     });
-    tracing::info!("Luminary {} serving on {}", env!("CARGO_PKG_VERSION"), paths.socket);
+    tracing::info!(
+        "Luminary {} serving on {}",
+        env!("CARGO_PKG_VERSION"),
+        paths.socket
+    );
 
     use interprocess::local_socket::traits::ListenerExt as _;
     for conn in listener.incoming() {
@@ -239,12 +266,22 @@ fn handle_connection(stream: Connection, state: Arc<State>) {
                 &Event::Welcome {
                     protocol: PROTOCOL_VERSION.into(),
                     version: env!("CARGO_PKG_VERSION").into(),
-                    capabilities: protocol::CAPABILITIES.iter().map(|s| s.to_string()).collect(),
+                    capabilities: protocol::CAPABILITIES
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect(),
                 },
             );
         }
         _ => {
-            send(&tx, &Event::error(None, ErrorCode::BadRequest, "the first message must be hello {protocol, client}"));
+            send(
+                &tx,
+                &Event::error(
+                    None,
+                    ErrorCode::BadRequest,
+                    "the first message must be hello {protocol, client}",
+                ),
+            );
             return;
         }
     }
@@ -254,7 +291,17 @@ fn handle_connection(stream: Connection, state: Arc<State>) {
             Ok(Some(f)) => f,
             Ok(None) => break,
             Err(FrameError::TooLarge(n)) => {
-                send(&tx, &Event::error(None, ErrorCode::BadRequest, format!("frame of {n} bytes refused: the limit is {} bytes", protocol::MAX_FRAME)));
+                send(
+                    &tx,
+                    &Event::error(
+                        None,
+                        ErrorCode::BadRequest,
+                        format!(
+                            "frame of {n} bytes refused: the limit is {} bytes",
+                            protocol::MAX_FRAME
+                        ),
+                    ),
+                );
                 break;
             }
             Err(FrameError::Io(_)) => break,
@@ -266,16 +313,25 @@ fn handle_connection(stream: Connection, state: Arc<State>) {
                 let id = serde_json::from_slice::<Value>(&frame)
                     .ok()
                     .and_then(|v| v.get("id").and_then(Value::as_str).map(String::from));
-                send(&tx, &Event::error(id, ErrorCode::BadRequest, format!("malformed request: {e}")));
+                send(
+                    &tx,
+                    &Event::error(id, ErrorCode::BadRequest, format!("malformed request: {e}")),
+                );
                 continue;
             }
         };
         match req {
-            Request::Hello { .. } => send(&tx, &Event::error(None, ErrorCode::BadRequest, "hello was already received")),
+            Request::Hello { .. } => send(
+                &tx,
+                &Event::error(None, ErrorCode::BadRequest, "hello was already received"),
+            ),
             Request::Status { id } => send(&tx, &done(&id, status(&state))),
             Request::Presets { id } => {
                 let reg = state.registry.read().unwrap();
-                let presets: Vec<Value> = reg.presets().map(|p| serde_json::to_value(p).unwrap_or(Value::Null)).collect();
+                let presets: Vec<Value> = reg
+                    .presets()
+                    .map(|p| serde_json::to_value(p).unwrap_or(Value::Null))
+                    .collect();
                 send(&tx, &done(&id, json!({ "presets": presets })));
             }
             Request::Plugins { id } => {
@@ -283,7 +339,12 @@ fn handle_connection(stream: Connection, state: Arc<State>) {
                 send(&tx, &done(&id, json!({ "plugins": reg.reports() })));
             }
             Request::Cancel { id, job } => {
-                let found = jobs.lock().unwrap().get(&job).map(|c| c.store(true, Ordering::SeqCst)).is_some();
+                let found = jobs
+                    .lock()
+                    .unwrap()
+                    .get(&job)
+                    .map(|c| c.store(true, Ordering::SeqCst))
+                    .is_some();
                 send(&tx, &done(&id, json!({ "cancelled": found })));
             }
             Request::Stop { id } => {
@@ -293,7 +354,14 @@ fn handle_connection(stream: Connection, state: Arc<State>) {
             }
             Request::Enhance { id, job } => {
                 if jobs.lock().unwrap().contains_key(&id) {
-                    send(&tx, &Event::error(Some(id), ErrorCode::BadRequest, "a request with this id is still running"));
+                    send(
+                        &tx,
+                        &Event::error(
+                            Some(id),
+                            ErrorCode::BadRequest,
+                            "a request with this id is still running",
+                        ),
+                    );
                     continue;
                 }
                 let cancel = Cancel::default();
@@ -316,20 +384,39 @@ fn run_enhance(state: &State, tx: &Writer, id: &str, job: &EnhanceRequest, cance
     let key = state.next_job.fetch_add(1, Ordering::SeqCst);
     state.all_jobs.lock().unwrap().insert(key, cancel.clone());
     state.waiting.fetch_add(1, Ordering::SeqCst);
-    send(tx, &Event::Progress { id: id.into(), stage: "queued".into(), fraction: 0.0 });
+    send(
+        tx,
+        &Event::Progress {
+            id: id.into(),
+            stage: "queued".into(),
+            fraction: 0.0,
+        },
+    );
     let got_slot = state.slots.acquire(cancel);
     state.waiting.fetch_sub(1, Ordering::SeqCst);
     let outcome = if got_slot {
         state.running.fetch_add(1, Ordering::SeqCst);
         let progress = |stage: &str, fraction: f32| {
-            send(tx, &Event::Progress { id: id.into(), stage: stage.into(), fraction });
+            send(
+                tx,
+                &Event::Progress {
+                    id: id.into(),
+                    stage: stage.into(),
+                    fraction,
+                },
+            );
         };
         let registry = state.registry.read().unwrap();
         // A bug must fail this job, not take the daemon down.
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             run_job(job, &state.config, &registry, &progress, cancel)
         }))
-        .unwrap_or_else(|_| Err(crate::error::JobError::new(ErrorCode::Internal, "internal error (see the daemon log)")));
+        .unwrap_or_else(|_| {
+            Err(crate::error::JobError::new(
+                ErrorCode::Internal,
+                "internal error (see the daemon log)",
+            ))
+        });
         drop(registry);
         state.slots.release();
         state.running.fetch_sub(1, Ordering::SeqCst);
@@ -341,8 +428,16 @@ fn run_enhance(state: &State, tx: &Writer, id: &str, job: &EnhanceRequest, cance
     match outcome {
         Ok(result) => {
             state.done.fetch_add(1, Ordering::SeqCst);
-            tracing::info!("{} → {} ({} ms)", result.input.display(), result.output.display(), result.timings_ms["total"]);
-            send(tx, &done(id, serde_json::to_value(&result).unwrap_or(Value::Null)));
+            tracing::info!(
+                "{} → {} ({} ms)",
+                result.input.display(),
+                result.output.display(),
+                result.timings_ms["total"]
+            );
+            send(
+                tx,
+                &done(id, serde_json::to_value(&result).unwrap_or(Value::Null)),
+            );
         }
         Err(e) => {
             state.failed.fetch_add(1, Ordering::SeqCst);

@@ -27,13 +27,19 @@ pub fn prepare_dir(socket: &str) -> io::Result<()> {
         use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
         if let Some(dir) = std::path::Path::new(socket).parent() {
             if !dir.exists() {
-                std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)?;
             }
             // Our own runtime folder must not be readable by others; a shared folder given
             // with --socket (e.g. /tmp) is left alone, the socket's own mode protects it.
             let meta = std::fs::metadata(dir)?;
             use std::os::unix::fs::MetadataExt;
-            if meta.uid() == unsafe { libc::geteuid() } && meta.permissions().mode() & 0o077 != 0 && dir.ends_with("luminary") {
+            if meta.uid() == unsafe { libc::geteuid() }
+                && meta.permissions().mode() & 0o077 != 0
+                && dir.ends_with("luminary")
+            {
                 std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
             }
         }

@@ -87,8 +87,11 @@ pub struct PresetsV1 {
     pub list: extern "C" fn() -> RResult<RString, RString>,
     /// `(preset id, params JSON object, image facts JSON)` → JSON
     /// [`EngineRequest`](crate::EngineRequest).
-    pub build_request:
-        extern "C" fn(preset: RStr<'_>, params: RStr<'_>, facts: RStr<'_>) -> RResult<RString, RString>,
+    pub build_request: extern "C" fn(
+        preset: RStr<'_>,
+        params: RStr<'_>,
+        facts: RStr<'_>,
+    ) -> RResult<RString, RString>,
 }
 
 impl RawInterface {
@@ -105,7 +108,10 @@ impl RawInterface {
     /// On mismatch returns the first line of abi_stable's report (the full report is
     /// hundreds of lines; callers log it at debug level through `Err`'s second element).
     pub fn cast<T: StableAbi>(self) -> Result<&'static T, (String, String)> {
-        match abi_stable::abi_stability::abi_checking::check_layout_compatibility(T::LAYOUT, self.layout) {
+        match abi_stable::abi_stability::abi_checking::check_layout_compatibility(
+            T::LAYOUT,
+            self.layout,
+        ) {
             // SAFETY: the layout check above proved the plugin's table has T's layout, and
             // `new` only ever wraps `'static` tables.
             Ok(()) => Ok(unsafe { &*(self.table as *const T) }),

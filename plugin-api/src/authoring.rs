@@ -39,7 +39,11 @@ pub struct Params(pub Map<String, Value>);
 impl Params {
     /// A number parameter, or `default` when absent or not a number.
     pub fn f32_or(&self, key: &str, default: f32) -> f32 {
-        self.0.get(key).and_then(Value::as_f64).map(|v| v as f32).unwrap_or(default)
+        self.0
+            .get(key)
+            .and_then(Value::as_f64)
+            .map(|v| v as f32)
+            .unwrap_or(default)
     }
     /// A string parameter, or `default`.
     pub fn str_or<'a>(&'a self, key: &str, default: &'a str) -> &'a str {

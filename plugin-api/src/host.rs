@@ -79,7 +79,11 @@ impl LoadedPlugin {
     /// Loads and checks a plugin library: abi_stable header, plugin-api version, root
     /// module layout, ABI version, description and the presets interface.
     pub fn open(path: &Path) -> Result<LoadedPlugin, LoadError> {
-        let fail = |reason: String, detail: String| LoadError { path: path.to_path_buf(), reason, detail };
+        let fail = |reason: String, detail: String| LoadError {
+            path: path.to_path_buf(),
+            reason,
+            detail,
+        };
         let header = lib_header_from_path(path)
             .map_err(|e| fail(describe_library_error(&e), e.to_string()))?;
         // Not `load_from_file`: that keeps one module per type per process, so a second
@@ -95,16 +99,27 @@ impl LoadedPlugin {
             ));
         }
         let info_json = (root.describe())().to_string();
-        let info: PluginInfo = serde_json::from_str(&info_json)
-            .map_err(|e| fail(format!("invalid plugin description: {e}"), info_json.clone()))?;
+        let info: PluginInfo = serde_json::from_str(&info_json).map_err(|e| {
+            fail(
+                format!("invalid plugin description: {e}"),
+                info_json.clone(),
+            )
+        })?;
         let raw = (root.get_interface())(PRESETS_V1.into())
             .into_option()
             .ok_or_else(|| fail(format!("offers no {PRESETS_V1} interface"), String::new()))?;
-        let presets = raw
-            .cast::<PresetsV1>()
-            .map_err(|(first, full)| fail(format!("{PRESETS_V1} has an incompatible layout: {first}"), full))?;
+        let presets = raw.cast::<PresetsV1>().map_err(|(first, full)| {
+            fail(
+                format!("{PRESETS_V1} has an incompatible layout: {first}"),
+                full,
+            )
+        })?;
         let _ = PluginRootRef::NAME;
-        Ok(LoadedPlugin { path: path.to_path_buf(), info, presets })
+        Ok(LoadedPlugin {
+            path: path.to_path_buf(),
+            info,
+            presets,
+        })
     }
 
     /// The library file.
@@ -120,8 +135,9 @@ impl LoadedPlugin {
     /// The presets the plugin offers (not yet validated by the host).
     pub fn presets(&self) -> Result<Vec<PresetDescriptor>, String> {
         match (self.presets.list)() {
-            RResult::ROk(json) => serde_json::from_str(json.as_str())
-                .map_err(|e| format!("invalid preset list: {e}")),
+            RResult::ROk(json) => {
+                serde_json::from_str(json.as_str()).map_err(|e| format!("invalid preset list: {e}"))
+            }
             RResult::RErr(e) => Err(e.into_string()),
         }
     }
@@ -135,7 +151,11 @@ impl LoadedPlugin {
     ) -> Result<EngineRequest, String> {
         let params = serde_json::to_string(params).map_err(|e| e.to_string())?;
         let facts = serde_json::to_string(facts).map_err(|e| e.to_string())?;
-        match (self.presets.build_request)(preset.into(), params.as_str().into(), facts.as_str().into()) {
+        match (self.presets.build_request)(
+            preset.into(),
+            params.as_str().into(),
+            facts.as_str().into(),
+        ) {
             RResult::ROk(json) => serde_json::from_str(json.as_str())
                 .map_err(|e| format!("invalid engine request: {e}")),
             RResult::RErr(e) => Err(e.into_string()),

@@ -54,14 +54,16 @@ mod types;
 
 pub use authoring::{Params, Plugin};
 pub use recipe::*;
+/// Re-exported so parameter schemas can be written with `json!` without another dependency.
+pub use serde_json::{self, json};
 pub use types::*;
 
 /// Items the [`export_plugin!`] macro expands to. Not part of the API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::abi::{PluginRootRef, PresetsV1};
     pub use crate::authoring::{root_module_constructor, table_build_request, table_list, Export};
     pub use abi_stable::library::{CheckTypeLayout, LibHeader};
-    pub use crate::abi::{PluginRootRef, PresetsV1};
 }
 
 /// Name of the symbol abi_stable looks up in a plugin library. Checked against
@@ -109,6 +111,9 @@ macro_rules! export_plugin {
 mod tests {
     #[test]
     fn macro_spells_abi_stables_symbol() {
-        assert_eq!(super::ROOT_MODULE_SYMBOL, abi_stable::library::ROOT_MODULE_LOADER_NAME);
+        assert_eq!(
+            super::ROOT_MODULE_SYMBOL,
+            abi_stable::library::ROOT_MODULE_LOADER_NAME
+        );
     }
 }

@@ -116,7 +116,11 @@ pub struct Monochrome {
 impl Default for Monochrome {
     fn default() -> Self {
         // Luminance weights: a neutral conversion.
-        Monochrome { red: 0.30, green: 0.59, blue: 0.11 }
+        Monochrome {
+            red: 0.30,
+            green: 0.59,
+            blue: 0.11,
+        }
     }
 }
 
@@ -134,7 +138,11 @@ pub struct Vignette {
 
 impl Default for Vignette {
     fn default() -> Self {
-        Vignette { amount: 0.0, midpoint: 0.5, feather: 0.5 }
+        Vignette {
+            amount: 0.0,
+            midpoint: 0.5,
+            feather: 0.5,
+        }
     }
 }
 
@@ -150,6 +158,9 @@ pub struct Grain {
 
 impl Default for Grain {
     fn default() -> Self {
-        Grain { amount: 0.0, size: 1.0 }
+        Grain {
+            amount: 0.0,
+            size: 1.0,
+        }
     }
 }

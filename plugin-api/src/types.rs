@@ -57,7 +57,7 @@ pub struct PresetDescriptor {
     /// Look or content.
     pub kind: PresetKind,
     /// Intensity the bridges' sliders start at.
-    pub default_intensity: f32,
+    pub default_intensity: f64,
     /// JSON Schema (an object schema) of the preset's parameters.
     #[serde(default = "empty_schema")]
     pub params_schema: Value,
@@ -92,7 +92,7 @@ impl PresetDescriptor {
     }
 
     /// Sets the default intensity.
-    pub fn intensity(mut self, v: f32) -> Self {
+    pub fn intensity(mut self, v: f64) -> Self {
         self.default_intensity = v;
         self
     }

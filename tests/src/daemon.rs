@@ -7,9 +7,16 @@ use std::process::{Command, Output};
 /// The `luminary` binary built next to the test executable (target/<profile>/luminary).
 pub fn luminary_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable");
-    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
     let bin = dir.join(format!("luminary{}", std::env::consts::EXE_SUFFIX));
-    assert!(bin.exists(), "{} is missing: run `cargo build --workspace` first (scripts/test does)", bin.display());
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --workspace` first (scripts/test does)",
+        bin.display()
+    );
     bin
 }
 
@@ -31,7 +38,11 @@ impl Env {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(root.path().join("runtime"), std::fs::Permissions::from_mode(0o700)).unwrap();
+            std::fs::set_permissions(
+                root.path().join("runtime"),
+                std::fs::Permissions::from_mode(0o700),
+            )
+            .unwrap();
         }
         let work = root.path().join("work");
         Env { root, work }
@@ -76,7 +87,8 @@ impl Env {
 
     /// The daemon log.
     pub fn daemon_log(&self) -> String {
-        std::fs::read_to_string(self.root.path().join("cache/luminary/daemon.log")).unwrap_or_default()
+        std::fs::read_to_string(self.root.path().join("cache/luminary/daemon.log"))
+            .unwrap_or_default()
     }
 
     /// Files in the work folder whose names start with `.` (temporary outputs).
@@ -107,5 +119,8 @@ pub fn json_lines(out: &[u8]) -> Vec<serde_json::Value> {
 
 /// The result lines (not progress) of `--json` output.
 pub fn results(out: &[u8]) -> Vec<serde_json::Value> {
-    json_lines(out).into_iter().filter(|v| v["type"] == "result").collect()
+    json_lines(out)
+        .into_iter()
+        .filter(|v| v["type"] == "result")
+        .collect()
 }

@@ -35,9 +35,15 @@ pub struct Photo {
 /// The folder holding the real photos, fetched on first use.
 pub fn photos_dir() -> anyhow::Result<PathBuf> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/fetch-photos");
-    let out = Command::new("bash").arg(&script).output().context("running scripts/fetch-photos")?;
+    let out = Command::new("bash")
+        .arg(&script)
+        .output()
+        .context("running scripts/fetch-photos")?;
     if !out.status.success() {
-        bail!("scripts/fetch-photos failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "scripts/fetch-photos failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(PathBuf::from(String::from_utf8(out.stdout)?.trim()))
 }
@@ -45,8 +51,14 @@ pub fn photos_dir() -> anyhow::Result<PathBuf> {
 /// Loads one of the real photos by file name (`flower.png`, `blossom.png`, `portrait.png`).
 pub fn load_photo(name: &str) -> anyhow::Result<Photo> {
     let path = photos_dir()?.join(name);
-    let img = image::open(&path).with_context(|| format!("opening {}", path.display()))?.into_rgb32f();
-    Ok(Photo { width: img.width() as usize, height: img.height() as usize, data: img.into_raw() })
+    let img = image::open(&path)
+        .with_context(|| format!("opening {}", path.display()))?
+        .into_rgb32f();
+    Ok(Photo {
+        width: img.width() as usize,
+        height: img.height() as usize,
+        data: img.into_raw(),
+    })
 }
 
 impl Photo {
@@ -56,15 +68,27 @@ impl Photo {
         let mut data = vec![0f32; w * h * 3];
         data.par_chunks_mut(w * 3).enumerate().for_each(|(y, row)| {
             let ty = y / self.height;
-            let sy = if ty % 2 == 0 { y % self.height } else { self.height - 1 - y % self.height };
+            let sy = if ty % 2 == 0 {
+                y % self.height
+            } else {
+                self.height - 1 - y % self.height
+            };
             for x in 0..w {
                 let tx = x / self.width;
-                let sx = if tx % 2 == 0 { x % self.width } else { self.width - 1 - x % self.width };
+                let sx = if tx % 2 == 0 {
+                    x % self.width
+                } else {
+                    self.width - 1 - x % self.width
+                };
                 let s = (sy * self.width + sx) * 3;
                 row[x * 3..x * 3 + 3].copy_from_slice(&self.data[s..s + 3]);
             }
         });
-        Photo { width: w, height: h, data }
+        Photo {
+            width: w,
+            height: h,
+            data,
+        }
     }
 
     /// Rotates 90° counter-clockwise: what a camera held for a portrait shot stores, so
@@ -80,22 +104,36 @@ impl Photo {
                 data[d..d + 3].copy_from_slice(&self.data[(y * w + x) * 3..][..3]);
             }
         }
-        Photo { width: h, height: w, data }
+        Photo {
+            width: h,
+            height: w,
+            data,
+        }
     }
 
     /// 8-bit samples.
     pub fn to_u8(&self) -> Vec<u8> {
-        self.data.iter().map(|v| (v.clamp(0.0, 1.0) * 255.0 + 0.5) as u8).collect()
+        self.data
+            .iter()
+            .map(|v| (v.clamp(0.0, 1.0) * 255.0 + 0.5) as u8)
+            .collect()
     }
 
     /// 16-bit samples.
     pub fn to_u16(&self) -> Vec<u16> {
-        self.data.iter().map(|v| (v.clamp(0.0, 1.0) * 65535.0 + 0.5) as u16).collect()
+        self.data
+            .iter()
+            .map(|v| (v.clamp(0.0, 1.0) * 65535.0 + 0.5) as u16)
+            .collect()
     }
 }
 
 fn srgb_to_linear(v: f32) -> f32 {
-    if v <= 0.04045 { v / 12.92 } else { ((v + 0.055) / 1.055).powf(2.4) }
+    if v <= 0.04045 {
+        v / 12.92
+    } else {
+        ((v + 0.055) / 1.055).powf(2.4)
+    }
 }
 
 /// Colour filter layouts of 2×2 Bayer sensors.
@@ -136,11 +174,16 @@ pub struct RawSpec {
 }
 
 /// Sony ILCE-7M3 colour matrix (XYZ D65 → camera), from rawler's camera data.
-pub const SONY_A7M3: [f32; 9] = [0.7374, -0.2389, -0.0551, -0.5435, 1.3162, 0.2519, -0.1006, 0.1795, 0.6552];
+pub const SONY_A7M3: [f32; 9] = [
+    0.7374, -0.2389, -0.0551, -0.5435, 1.3162, 0.2519, -0.1006, 0.1795, 0.6552,
+];
 
 /// sRGB (D65) → XYZ.
-const SRGB_TO_XYZ: [[f32; 3]; 3] =
-    [[0.4124564, 0.3575761, 0.1804375], [0.2126729, 0.7151522, 0.0721750], [0.0193339, 0.1191920, 0.9503041]];
+const SRGB_TO_XYZ: [[f32; 3]; 3] = [
+    [0.4124564, 0.3575761, 0.1804375],
+    [0.2126729, 0.7151522, 0.0721750],
+    [0.0193339, 0.1191920, 0.9503041],
+];
 
 fn mul3(m: &[[f32; 3]; 3], v: [f32; 3]) -> [f32; 3] {
     [
@@ -151,31 +194,56 @@ fn mul3(m: &[[f32; 3]; 3], v: [f32; 3]) -> [f32; 3] {
 }
 
 fn rational(v: f64) -> Rational {
-    Rational { num: (v * 10000.0).round() as u32, denom: 10000 }
+    Rational {
+        num: (v * 10000.0).round() as u32,
+        denom: 10000,
+    }
 }
 
 fn srational(v: f32) -> SRational {
-    SRational { num: (v * 10000.0).round() as i32, denom: 10000 }
+    SRational {
+        num: (v * 10000.0).round() as i32,
+        denom: 10000,
+    }
 }
 
 /// The EXIF facts every fixture carries, so tests can check they survive.
 pub fn fixture_exif() -> Vec<Field> {
-    let f = |tag: Tag, value: Value| Field { tag, ifd_num: In::PRIMARY, value };
+    let f = |tag: Tag, value: Value| Field {
+        tag,
+        ifd_num: In::PRIMARY,
+        value,
+    };
     let a = |s: &str| Value::Ascii(vec![s.as_bytes().to_vec()]);
     vec![
         f(Tag::Make, a("Sony")),
         f(Tag::Model, a("ILCE-7M3")),
         f(Tag::Artist, a("Luminary Test Photographer")),
         f(Tag::DateTimeOriginal, a("2026:05:17 18:42:07")),
-        f(Tag::ExposureTime, Value::Rational(vec![Rational { num: 1, denom: 250 }])),
-        f(Tag::FNumber, Value::Rational(vec![Rational { num: 56, denom: 10 }])),
+        f(
+            Tag::ExposureTime,
+            Value::Rational(vec![Rational { num: 1, denom: 250 }]),
+        ),
+        f(
+            Tag::FNumber,
+            Value::Rational(vec![Rational { num: 56, denom: 10 }]),
+        ),
         f(Tag::PhotographicSensitivity, Value::Short(vec![200])),
-        f(Tag::FocalLength, Value::Rational(vec![Rational { num: 85, denom: 1 }])),
+        f(
+            Tag::FocalLength,
+            Value::Rational(vec![Rational { num: 85, denom: 1 }]),
+        ),
         f(Tag::LensModel, a("FE 85mm F1.8")),
         f(Tag::GPSLatitudeRef, a("N")),
-        f(Tag::GPSLatitude, Value::Rational(vec![rational(48.0), rational(51.0), rational(29.5)])),
+        f(
+            Tag::GPSLatitude,
+            Value::Rational(vec![rational(48.0), rational(51.0), rational(29.5)]),
+        ),
         f(Tag::GPSLongitudeRef, a("E")),
-        f(Tag::GPSLongitude, Value::Rational(vec![rational(2.0), rational(17.0), rational(40.2)])),
+        f(
+            Tag::GPSLongitude,
+            Value::Rational(vec![rational(2.0), rational(17.0), rational(40.2)]),
+        ),
     ]
 }
 
@@ -201,12 +269,17 @@ pub fn write_dng(path: &Path, photo: &Photo, spec: &RawSpec) -> anyhow::Result<(
             let row = &photo.data[y * w * 3..(y + 1) * w * 3];
             (0..w).map(move |x| {
                 let p = &row[x * 3..x * 3 + 3];
-                let lin = [srgb_to_linear(p[0]), srgb_to_linear(p[1]), srgb_to_linear(p[2])];
+                let lin = [
+                    srgb_to_linear(p[0]),
+                    srgb_to_linear(p[1]),
+                    srgb_to_linear(p[2]),
+                ];
                 let cam = mul3(&m, mul3(&SRGB_TO_XYZ, lin));
                 let c = pattern[(y % 2) * 2 + (x % 2)] as usize;
                 let v = (cam[c] * scale).max(0.0);
                 // Deterministic pseudo-random Gaussian-ish noise from the position.
-                let mut hsh = (x as u32).wrapping_mul(0x9E37_79B1) ^ (y as u32).wrapping_mul(0x85EB_CA77);
+                let mut hsh =
+                    (x as u32).wrapping_mul(0x9E37_79B1) ^ (y as u32).wrapping_mul(0x85EB_CA77);
                 hsh ^= hsh >> 15;
                 hsh = hsh.wrapping_mul(0x2C1B_3C6D);
                 hsh ^= hsh >> 12;
@@ -223,8 +296,15 @@ pub fn write_dng(path: &Path, photo: &Photo, spec: &RawSpec) -> anyhow::Result<(
     let rows_per_strip = 256usize;
     let strips: Vec<&[u8]> = bytes.chunks(rows_per_strip * w * 2).collect();
 
-    let neutral: Vec<Rational> = cam_white.iter().map(|c| rational((c * scale) as f64)).collect();
-    let t = |n: u16, value: Value| Field { tag: Tag(Ctx::Tiff, n), ifd_num: In::PRIMARY, value };
+    let neutral: Vec<Rational> = cam_white
+        .iter()
+        .map(|c| rational((c * scale) as f64))
+        .collect();
+    let t = |n: u16, value: Value| Field {
+        tag: Tag(Ctx::Tiff, n),
+        ifd_num: In::PRIMARY,
+        value,
+    };
     let mut fields = vec![
         t(254, Value::Long(vec![0])),
         t(256, Value::Long(vec![w as u32])),
@@ -244,7 +324,10 @@ pub fn write_dng(path: &Path, photo: &Photo, spec: &RawSpec) -> anyhow::Result<(
         t(50713, Value::Short(vec![1, 1])),
         t(50714, Value::Long(vec![spec.black as u32])),
         t(50717, Value::Long(vec![white])),
-        t(50721, Value::SRational(SONY_A7M3.iter().map(|&v| srational(v)).collect())),
+        t(
+            50721,
+            Value::SRational(SONY_A7M3.iter().map(|&v| srational(v)).collect()),
+        ),
         t(50728, Value::Rational(neutral)),
         t(50778, Value::Short(vec![21])),
     ];
@@ -261,27 +344,45 @@ pub fn write_dng(path: &Path, photo: &Photo, spec: &RawSpec) -> anyhow::Result<(
 
 /// Writes a 16-bit (or 8-bit) TIFF of `photo`, optionally converted to another colour
 /// space with that space's ICC profile embedded.
-pub fn write_tiff(path: &Path, photo: &Photo, sixteen: bool, profile: Option<moxcms::ColorProfile>) -> anyhow::Result<()> {
+pub fn write_tiff(
+    path: &Path,
+    photo: &Photo,
+    sixteen: bool,
+    profile: Option<moxcms::ColorProfile>,
+) -> anyhow::Result<()> {
     use tiff::encoder::{colortype, TiffEncoder};
     let (data, icc) = match profile {
         Some(dst) => {
             let t = moxcms::ColorProfile::new_srgb()
-                .create_transform_f32(moxcms::Layout::Rgb, &dst, moxcms::Layout::Rgb, moxcms::TransformOptions::default())
+                .create_transform_f32(
+                    moxcms::Layout::Rgb,
+                    &dst,
+                    moxcms::Layout::Rgb,
+                    moxcms::TransformOptions::default(),
+                )
                 .map_err(|e| anyhow::anyhow!("{e:?}"))?;
             let mut out = vec![0f32; photo.data.len()];
-            t.transform(&photo.data, &mut out).map_err(|e| anyhow::anyhow!("{e:?}"))?;
-            (out, Some(dst.encode().map_err(|e| anyhow::anyhow!("{e:?}"))?))
+            t.transform(&photo.data, &mut out)
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            (
+                out,
+                Some(dst.encode().map_err(|e| anyhow::anyhow!("{e:?}"))?),
+            )
         }
         None => (photo.data.clone(), None),
     };
-    let p = Photo { data, ..photo.clone() };
+    let p = Photo {
+        data,
+        ..photo.clone()
+    };
     let file = BufWriter::new(std::fs::File::create(path)?);
     let mut enc = TiffEncoder::new(file)?;
     macro_rules! write_with {
         ($ct:ty, $samples:expr) => {{
             let mut img = enc.new_image::<$ct>(p.width as u32, p.height as u32)?;
             if let Some(icc) = &icc {
-                img.encoder().write_tag(tiff::tags::Tag::Unknown(34675), &icc[..])?;
+                img.encoder()
+                    .write_tag(tiff::tags::Tag::Unknown(34675), &icc[..])?;
             }
             img.write_data(&$samples)?;
         }};
@@ -300,7 +401,11 @@ pub fn write_rotated_jpeg(path: &Path, upright: &Photo) -> anyhow::Result<()> {
     use image::ImageEncoder;
     let stored = upright.rotated_ccw();
     let mut fields = fixture_exif();
-    fields.push(Field { tag: Tag::Orientation, ifd_num: In::PRIMARY, value: Value::Short(vec![6]) });
+    fields.push(Field {
+        tag: Tag::Orientation,
+        ifd_num: In::PRIMARY,
+        value: Value::Short(vec![6]),
+    });
     let mut w = exif::experimental::Writer::new();
     for f in &fields {
         w.push_field(f);
@@ -310,14 +415,24 @@ pub fn write_rotated_jpeg(path: &Path, upright: &Photo) -> anyhow::Result<()> {
     let file = BufWriter::new(std::fs::File::create(path)?);
     let mut enc = image::codecs::jpeg::JpegEncoder::new_with_quality(file, 95);
     enc.set_exif_metadata(blob.into_inner())?;
-    enc.write_image(&stored.to_u8(), stored.width as u32, stored.height as u32, image::ExtendedColorType::Rgb8)?;
+    enc.write_image(
+        &stored.to_u8(),
+        stored.width as u32,
+        stored.height as u32,
+        image::ExtendedColorType::Rgb8,
+    )?;
     Ok(())
 }
 
 /// Peak signal-to-noise ratio between two images of equal size, in dB (values 0..1).
 pub fn psnr(a: &[f32], b: &[f32]) -> f64 {
     assert_eq!(a.len(), b.len());
-    let mse = a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum::<f64>() / a.len() as f64;
+    let mse = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| ((x - y) as f64).powi(2))
+        .sum::<f64>()
+        / a.len() as f64;
     10.0 * (1.0 / mse.max(1e-12)).log10()
 }
 

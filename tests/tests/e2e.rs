@@ -39,20 +39,57 @@ fn fixtures() -> &'static Fixtures {
         let flower = load_photo("flower.png").unwrap();
         let big_photo = flower.mirror_tile(6000, 4000);
         let dng_rggb_14 = dir.path().join("IMG_0042.dng");
-        write_dng(&dng_rggb_14, &big_photo, &RawSpec { cfa: Cfa::Rggb, bits: 14, black: 512, orientation: 1 }).unwrap();
+        write_dng(
+            &dng_rggb_14,
+            &big_photo,
+            &RawSpec {
+                cfa: Cfa::Rggb,
+                bits: 14,
+                black: 512,
+                orientation: 1,
+            },
+        )
+        .unwrap();
         let mid_photo = flower.mirror_tile(4256, 2848);
         let dng_grbg_12 = dir.path().join("DSC_1234.dng");
-        write_dng(&dng_grbg_12, &mid_photo, &RawSpec { cfa: Cfa::Grbg, bits: 12, black: 256, orientation: 1 }).unwrap();
+        write_dng(
+            &dng_grbg_12,
+            &mid_photo,
+            &RawSpec {
+                cfa: Cfa::Grbg,
+                bits: 12,
+                black: 256,
+                orientation: 1,
+            },
+        )
+        .unwrap();
         let tiff16 = dir.path().join("scan16.tif");
         write_tiff(&tiff16, &flower, true, None).unwrap();
         let tiff8 = dir.path().join("scan8.tif");
         write_tiff(&tiff8, &flower, false, None).unwrap();
         let tiff16_adobe = dir.path().join("scan16-adobe.tif");
-        write_tiff(&tiff16_adobe, &flower, true, Some(moxcms::ColorProfile::new_adobe_rgb())).unwrap();
+        write_tiff(
+            &tiff16_adobe,
+            &flower,
+            true,
+            Some(moxcms::ColorProfile::new_adobe_rgb()),
+        )
+        .unwrap();
         let jpeg_upright = load_photo("portrait.png").unwrap().mirror_tile(1200, 800);
         let jpeg_rot = dir.path().join("phone.jpg");
         write_rotated_jpeg(&jpeg_rot, &jpeg_upright).unwrap();
-        Fixtures { _dir: dir, big_photo, dng_rggb_14, dng_grbg_12, mid_photo, tiff16, tiff8, tiff16_adobe, jpeg_rot, jpeg_upright }
+        Fixtures {
+            _dir: dir,
+            big_photo,
+            dng_rggb_14,
+            dng_grbg_12,
+            mid_photo,
+            tiff16,
+            tiff8,
+            tiff16_adobe,
+            jpeg_rot,
+            jpeg_upright,
+        }
     })
 }
 
@@ -85,35 +122,62 @@ fn ok_result(env: &Env, args: &[&str]) -> Value {
 
 /// Decodes an output to sRGB-encoded floats.
 fn decode(path: &Path) -> Photo {
-    let img = image::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).into_rgb32f();
-    Photo { width: img.width() as usize, height: img.height() as usize, data: img.into_raw() }
+    let img = image::open(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .into_rgb32f();
+    Photo {
+        width: img.width() as usize,
+        height: img.height() as usize,
+        data: img.into_raw(),
+    }
 }
 
 fn srgb_to_linear(v: f32) -> f32 {
-    if v <= 0.04045 { v / 12.92 } else { ((v + 0.055) / 1.055).powf(2.4) }
+    if v <= 0.04045 {
+        v / 12.92
+    } else {
+        ((v + 0.055) / 1.055).powf(2.4)
+    }
 }
 
 /// 16-bit samples, bit depth and ICC profile of a TIFF, read with the `tiff` crate.
 fn read_tiff16(path: &Path) -> (u32, u32, Vec<u16>, Vec<u8>) {
-    let mut dec = tiff::decoder::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap())).unwrap();
+    let mut dec =
+        tiff::decoder::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()))
+            .unwrap();
     let (w, h) = dec.dimensions().unwrap();
     let bits = dec.get_tag_u32_vec(tiff::tags::Tag::BitsPerSample).unwrap();
-    assert_eq!(bits, vec![16, 16, 16], "{} is not 16-bit RGB", path.display());
-    let icc = dec.get_tag_u8_vec(tiff::tags::Tag::Unknown(34675)).unwrap_or_default();
-    let tiff::decoder::DecodingResult::U16(data) = dec.read_image().unwrap() else { panic!("not 16-bit") };
+    assert_eq!(
+        bits,
+        vec![16, 16, 16],
+        "{} is not 16-bit RGB",
+        path.display()
+    );
+    let icc = dec
+        .get_tag_u8_vec(tiff::tags::Tag::Unknown(34675))
+        .unwrap_or_default();
+    let tiff::decoder::DecodingResult::U16(data) = dec.read_image().unwrap() else {
+        panic!("not 16-bit")
+    };
     (w, h, data, icc)
 }
 
 fn exif_text(path: &Path, tag: exif::Tag) -> Option<String> {
     let f = std::fs::File::open(path).ok()?;
-    let exif = exif::Reader::new().read_from_container(&mut std::io::BufReader::new(f)).ok()?;
+    let exif = exif::Reader::new()
+        .read_from_container(&mut std::io::BufReader::new(f))
+        .ok()?;
     let field = exif.get_field(tag, exif::In::PRIMARY)?;
     Some(field.display_value().to_string())
 }
 
 fn no_hidden_files(env: &Env, dir: &Path) {
     let hidden = env.hidden_files(dir);
-    assert!(hidden.is_empty(), "temporary files left behind in {}: {hidden:?}", dir.display());
+    assert!(
+        hidden.is_empty(),
+        "temporary files left behind in {}: {hidden:?}",
+        dir.display()
+    );
 }
 
 #[test]
@@ -122,34 +186,79 @@ fn raw_to_16_bit_tiff_keeps_size_colour_profile_exif_and_the_original() {
     let env = Env::new();
     let src = copy_into(&env, &f.dng_rggb_14);
     let before = fingerprint(&src);
-    let r = ok_result(&env, &[src.to_str().unwrap(), "--preset", "vivid-landscape", "--intensity", "0.7"]);
+    let r = ok_result(
+        &env,
+        &[
+            src.to_str().unwrap(),
+            "--preset",
+            "vivid-landscape",
+            "--intensity",
+            "0.7",
+        ],
+    );
 
     let out = PathBuf::from(r["output"].as_str().unwrap());
     assert_eq!(out, env.work.join("IMG_0042-luminary-vivid-landscape.tif"));
-    for key in ["input", "output", "preset", "intensity", "engine", "cached", "timings_ms"] {
+    for key in [
+        "input",
+        "output",
+        "preset",
+        "intensity",
+        "engine",
+        "cached",
+        "timings_ms",
+    ] {
         assert!(r.get(key).is_some(), "result lacks {key}: {r}");
     }
     assert_eq!(r["engine"], "local");
     assert_eq!(r["cached"], false);
-    for stage in ["ingest", "render", "preview", "preset", "engine", "blend", "encode", "total"] {
-        assert!(r["timings_ms"][stage].is_u64(), "no timing for {stage}: {r}");
+    for stage in [
+        "ingest", "render", "preview", "preset", "engine", "blend", "encode", "total",
+    ] {
+        assert!(
+            r["timings_ms"][stage].is_u64(),
+            "no timing for {stage}: {r}"
+        );
     }
 
     let (w, h, _, icc) = read_tiff16(&out);
-    assert_eq!((w as usize, h as usize), (f.big_photo.width, f.big_photo.height));
+    assert_eq!(
+        (w as usize, h as usize),
+        (f.big_photo.width, f.big_photo.height)
+    );
     let profile = moxcms::ColorProfile::new_from_slice(&icc).expect("embedded ICC profile parses");
     assert!(profile.red_trc.is_some());
 
-    assert_eq!(exif_text(&out, exif::Tag::Make).as_deref(), Some("\"Sony\""));
-    assert_eq!(exif_text(&out, exif::Tag::Model).as_deref(), Some("\"ILCE-7M3\""));
-    assert!(exif_text(&out, exif::Tag::DateTimeOriginal).unwrap().contains("2026-05-17 18:42:07"));
-    assert!(exif_text(&out, exif::Tag::LensModel).unwrap().contains("FE 85mm"));
-    assert!(exif_text(&out, exif::Tag::GPSLatitude).unwrap().starts_with("48 deg 51 min"));
-    assert_eq!(exif_text(&out, exif::Tag::Orientation).as_deref(), Some("row 0 at top and column 0 at left"));
+    assert_eq!(
+        exif_text(&out, exif::Tag::Make).as_deref(),
+        Some("\"Sony\"")
+    );
+    assert_eq!(
+        exif_text(&out, exif::Tag::Model).as_deref(),
+        Some("\"ILCE-7M3\"")
+    );
+    assert!(exif_text(&out, exif::Tag::DateTimeOriginal)
+        .unwrap()
+        .contains("2026-05-17 18:42:07"));
+    assert!(exif_text(&out, exif::Tag::LensModel)
+        .unwrap()
+        .contains("FE 85mm"));
+    assert!(exif_text(&out, exif::Tag::GPSLatitude)
+        .unwrap()
+        .starts_with("48 deg 51 min"));
+    assert_eq!(
+        exif_text(&out, exif::Tag::Orientation).as_deref(),
+        Some("row 0 at top and column 0 at left")
+    );
     let bytes = std::fs::read(&out).unwrap();
-    let text = String::from_utf8_lossy(&bytes[bytes.len().saturating_sub(1 << 20).min(bytes.len())..]).into_owned()
-        + &String::from_utf8_lossy(&bytes[..(1 << 16).min(bytes.len())]);
-    assert!(text.contains("luminary:Preset=\"vivid-landscape\""), "XMP provenance missing");
+    let text =
+        String::from_utf8_lossy(&bytes[bytes.len().saturating_sub(1 << 20).min(bytes.len())..])
+            .into_owned()
+            + &String::from_utf8_lossy(&bytes[..(1 << 16).min(bytes.len())]);
+    assert!(
+        text.contains("luminary:Preset=\"vivid-landscape\""),
+        "XMP provenance missing"
+    );
 
     assert_eq!(fingerprint(&src), before, "the original changed");
     no_hidden_files(&env, &env.work);
@@ -162,7 +271,16 @@ fn intensity_zero_is_the_base_one_is_the_edit_and_half_is_halfway() {
     let src = copy_into(&env, &f.dng_grbg_12);
     let before = fingerprint(&src);
     let run = |i: &str| {
-        let r = ok_result(&env, &[src.to_str().unwrap(), "--preset", "warm-film", "--intensity", i]);
+        let r = ok_result(
+            &env,
+            &[
+                src.to_str().unwrap(),
+                "--preset",
+                "warm-film",
+                "--intensity",
+                i,
+            ],
+        );
         PathBuf::from(r["output"].as_str().unwrap())
     };
     let (o0, o5, o1) = (run("0"), run("0.5"), run("1"));
@@ -171,38 +289,67 @@ fn intensity_zero_is_the_base_one_is_the_edit_and_half_is_halfway() {
 
     // Intensity 0 is the base render, computed here independently through the library.
     let limits = luminary::config::Limits::default();
-    let mut base = luminary::pipeline::ingest::ingest(&src, &limits).unwrap().image;
+    let mut base = luminary::pipeline::ingest::ingest(&src, &limits)
+        .unwrap()
+        .image;
     luminary::pipeline::render::render_base(&mut base);
     let want = luminary::pipeline::encode::to_u16(&base, luminary::color::OutputSpace::Srgb);
     let (w, h, got, _) = read_tiff16(&o0);
-    assert_eq!((w as usize, h as usize), (f.mid_photo.width, f.mid_photo.height));
-    let max_diff = want.iter().zip(&got).map(|(a, b)| (*a as i32 - *b as i32).abs()).max().unwrap();
-    assert!(max_diff <= 1, "intensity 0 differs from the base by {max_diff} codes");
+    assert_eq!(
+        (w as usize, h as usize),
+        (f.mid_photo.width, f.mid_photo.height)
+    );
+    let max_diff = want
+        .iter()
+        .zip(&got)
+        .map(|(a, b)| (*a as i32 - *b as i32).abs())
+        .max()
+        .unwrap();
+    assert!(
+        max_diff <= 1,
+        "intensity 0 differs from the base by {max_diff} codes"
+    );
 
     // The base of a RAW made from a photo is that photo again (colour pipeline check).
     let zero = decode(&o0);
     let p = psnr(&zero.data, &f.mid_photo.data);
     println!("developed DNG vs source photo: {p:.1} dB");
-    assert!(p > 32.0, "developed RAW is far from the photo it was made from: {p:.1} dB");
+    assert!(
+        p > 32.0,
+        "developed RAW is far from the photo it was made from: {p:.1} dB"
+    );
 
     // Halfway in linear light. Samples clipped by the output gamut in any of the three
     // renders are skipped: clipping is per channel, so everywhere else blending is exact.
     let (half, one) = (decode(&o5), decode(&o1));
-    assert!(psnr(&one.data, &zero.data) < 35.0, "the preset changed too little to test blending");
+    assert!(
+        psnr(&one.data, &zero.data) < 35.0,
+        "the preset changed too little to test blending"
+    );
     let inside = |v: f32| v > 1e-4 && v < 0.9999;
     let mut errs: Vec<f32> = (0..zero.data.len())
         .step_by(7)
         .filter(|&i| inside(zero.data[i]) && inside(one.data[i]) && inside(half.data[i]))
         .map(|i| {
-            let (a, b, m) = (srgb_to_linear(zero.data[i]), srgb_to_linear(one.data[i]), srgb_to_linear(half.data[i]));
+            let (a, b, m) = (
+                srgb_to_linear(zero.data[i]),
+                srgb_to_linear(one.data[i]),
+                srgb_to_linear(half.data[i]),
+            );
             (m - (a + b) / 2.0).abs()
         })
         .collect();
-    assert!(errs.len() > zero.data.len() / 20, "too few unclipped samples");
+    assert!(
+        errs.len() > zero.data.len() / 20,
+        "too few unclipped samples"
+    );
     errs.sort_by(f32::total_cmp);
     let p99 = errs[errs.len() * 99 / 100];
     let mean = errs.iter().sum::<f32>() / errs.len() as f32;
-    assert!(mean < 5e-5 && p99 < 3e-4, "intensity 0.5 is not halfway: mean {mean}, p99 {p99}");
+    assert!(
+        mean < 5e-5 && p99 < 3e-4,
+        "intensity 0.5 is not halfway: mean {mean}, p99 {p99}"
+    );
     assert_eq!(fingerprint(&src), before);
     no_hidden_files(&env, &env.work);
 }
@@ -214,17 +361,67 @@ fn tiffs_in_8_and_16_bit_and_embedded_profiles_are_honoured() {
     let mut outs = Vec::new();
     for src in [&f.tiff16, &f.tiff8, &f.tiff16_adobe] {
         let src = copy_into(&env, src);
-        let r = ok_result(&env, &[src.to_str().unwrap(), "--preset", "auto", "--intensity", "0", "--format", "png"]);
-        outs.push(decode(Path::new(r["output"].as_str().unwrap())));
+        let r = ok_result(
+            &env,
+            &[
+                src.to_str().unwrap(),
+                "--preset",
+                "auto",
+                "--intensity",
+                "0",
+                "--format",
+                "png",
+            ],
+        );
+        let out = PathBuf::from(r["output"].as_str().unwrap());
+        // 16-bit PNG with an ICC profile and the provenance XMP.
+        let dec = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&out).unwrap()));
+        let reader = dec.read_info().unwrap();
+        assert_eq!(reader.info().bit_depth, png::BitDepth::Sixteen);
+        let icc = reader
+            .info()
+            .icc_profile
+            .as_ref()
+            .expect("PNG carries an ICC profile");
+        assert!(moxcms::ColorProfile::new_from_slice(icc).is_ok());
+        assert!(reader
+            .info()
+            .utf8_text
+            .iter()
+            .any(|t| t.keyword == "XML:com.adobe.xmp"));
+        outs.push(decode(&out));
     }
+    // A PNG input too (the photo itself, sRGB).
+    let png_src = photos_dir().unwrap().join("flower.png");
+    let dir = env.work.to_str().unwrap();
+    let r = ok_result(
+        &env,
+        &[
+            png_src.to_str().unwrap(),
+            "--preset",
+            "auto",
+            "--intensity",
+            "0",
+            "--out-dir",
+            dir,
+        ],
+    );
+    let (w, h, _, _) = read_tiff16(Path::new(r["output"].as_str().unwrap()));
+    assert_eq!((w, h), (2268, 1512));
     let original = load_photo("flower.png").unwrap();
     let p16 = psnr(&outs[0].data, &original.data);
     let p8 = psnr(&outs[1].data, &original.data);
     let padobe = psnr(&outs[2].data, &original.data);
     println!("16-bit {p16:.1} dB, 8-bit {p8:.1} dB, Adobe RGB with ICC {padobe:.1} dB");
-    assert!(p16 > 50.0 && p8 > 45.0, "rendered input not reproduced at intensity 0");
+    assert!(
+        p16 > 50.0 && p8 > 45.0,
+        "rendered input not reproduced at intensity 0"
+    );
     // Read as sRGB (profile ignored) the Adobe RGB file would be visibly desaturated.
-    assert!(padobe > 40.0, "the embedded Adobe RGB profile was not honoured ({padobe:.1} dB)");
+    assert!(
+        padobe > 40.0,
+        "the embedded Adobe RGB profile was not honoured ({padobe:.1} dB)"
+    );
 }
 
 #[test]
@@ -232,24 +429,71 @@ fn jpeg_exif_orientation_is_applied_and_outputs_carry_icc_exif_and_xmp() {
     let f = fixtures();
     let env = Env::new();
     let src = copy_into(&env, &f.jpeg_rot);
-    let r = ok_result(&env, &[src.to_str().unwrap(), "--preset", "auto", "--intensity", "0", "--format", "png"]);
+    let r = ok_result(
+        &env,
+        &[
+            src.to_str().unwrap(),
+            "--preset",
+            "auto",
+            "--intensity",
+            "0",
+            "--format",
+            "png",
+        ],
+    );
     let out = PathBuf::from(r["output"].as_str().unwrap());
     let img = decode(&out);
-    assert_eq!((img.width, img.height), (f.jpeg_upright.width, f.jpeg_upright.height), "not turned upright");
+    assert_eq!(
+        (img.width, img.height),
+        (f.jpeg_upright.width, f.jpeg_upright.height),
+        "not turned upright"
+    );
     let p = psnr(&img.data, &f.jpeg_upright.data);
-    assert!(p > 30.0, "upright output does not match the upright picture ({p:.1} dB)");
-    assert_eq!(exif_text(&out, exif::Tag::Make).as_deref(), Some("\"Sony\""));
-    assert_eq!(exif_text(&out, exif::Tag::Orientation).as_deref(), Some("row 0 at top and column 0 at left"));
+    assert!(
+        p > 30.0,
+        "upright output does not match the upright picture ({p:.1} dB)"
+    );
+    assert_eq!(
+        exif_text(&out, exif::Tag::Make).as_deref(),
+        Some("\"Sony\"")
+    );
+    assert_eq!(
+        exif_text(&out, exif::Tag::Orientation).as_deref(),
+        Some("row 0 at top and column 0 at left")
+    );
 
-    let r = ok_result(&env, &[src.to_str().unwrap(), "--preset", "bw-classic", "--format", "jpeg", "--color-space", "display-p3"]);
+    let r = ok_result(
+        &env,
+        &[
+            src.to_str().unwrap(),
+            "--preset",
+            "bw-classic",
+            "--format",
+            "jpeg",
+            "--color-space",
+            "display-p3",
+        ],
+    );
     let jpg = PathBuf::from(r["output"].as_str().unwrap());
-    let mut dec = image::codecs::jpeg::JpegDecoder::new(std::io::BufReader::new(std::fs::File::open(&jpg).unwrap())).unwrap();
+    let mut dec = image::codecs::jpeg::JpegDecoder::new(std::io::BufReader::new(
+        std::fs::File::open(&jpg).unwrap(),
+    ))
+    .unwrap();
     use image::ImageDecoder;
-    let icc = dec.icc_profile().unwrap().expect("JPEG carries an ICC profile");
+    let icc = dec
+        .icc_profile()
+        .unwrap()
+        .expect("JPEG carries an ICC profile");
     let prof = moxcms::ColorProfile::new_from_slice(&icc).unwrap();
     let p3 = moxcms::ColorProfile::new_display_p3();
-    assert!((prof.red_colorant.x - p3.red_colorant.x).abs() < 1e-3, "not the Display P3 profile");
-    assert_eq!(exif_text(&jpg, exif::Tag::Model).as_deref(), Some("\"ILCE-7M3\""));
+    assert!(
+        (prof.red_colorant.x - p3.red_colorant.x).abs() < 1e-3,
+        "not the Display P3 profile"
+    );
+    assert_eq!(
+        exif_text(&jpg, exif::Tag::Model).as_deref(),
+        Some("\"ILCE-7M3\"")
+    );
     let bytes = std::fs::read(&jpg).unwrap();
     assert!(String::from_utf8_lossy(&bytes).contains("luminary:Preset=\"bw-classic\""));
 }
@@ -261,7 +505,11 @@ fn every_bad_input_gets_a_clear_error_and_the_daemon_keeps_serving() {
     env.write_config("[limits]\nmax_pixels = 20_000_000\n");
     let w = &env.work;
     std::fs::write(w.join("empty.dng"), b"").unwrap();
-    std::fs::write(w.join("notes.dng"), b"These are my notes, not a RAW file.\n".repeat(50)).unwrap();
+    std::fs::write(
+        w.join("notes.dng"),
+        b"These are my notes, not a RAW file.\n".repeat(50),
+    )
+    .unwrap();
     std::fs::write(w.join("drawing.bmp"), b"BM\x00\x00 not really").unwrap();
     let full = std::fs::read(&f.dng_grbg_12).unwrap();
     std::fs::write(w.join("truncated.dng"), &full[..full.len() / 3]).unwrap();
@@ -269,21 +517,100 @@ fn every_bad_input_gets_a_clear_error_and_the_daemon_keeps_serving() {
     let good = copy_into(&env, &f.tiff8);
 
     let cases: Vec<(Vec<String>, &str, &str)> = vec![
-        (vec![w.join("missing.dng").display().to_string(), "--preset".into(), "auto".into()], "not_found", "missing.dng"),
-        (vec![w.join("empty.dng").display().to_string(), "--preset".into(), "auto".into()], "corrupt_input", "empty"),
-        (vec![w.join("truncated.dng").display().to_string(), "--preset".into(), "auto".into()], "corrupt_input", "truncated.dng"),
-        (vec![w.join("notes.dng").display().to_string(), "--preset".into(), "auto".into()], "", "notes.dng"),
-        (vec![w.join("drawing.bmp").display().to_string(), "--preset".into(), "auto".into()], "unsupported_format", "drawing.bmp"),
-        (vec![big.display().to_string(), "--preset".into(), "auto".into()], "too_large", "max_pixels"),
-        (vec![good.display().to_string(), "--preset".into(), "no-such-preset".into()], "unknown_preset", "no-such-preset"),
-        (vec![good.display().to_string(), "--preset".into(), "auto".into(), "--intensity".into(), "1.5".into()], "bad_request", "intensity"),
-        (vec![good.display().to_string(), "--preset".into(), "auto".into(), "--param".into(), "strength=9".into()], "bad_request", "strength"),
+        (
+            vec![
+                w.join("missing.dng").display().to_string(),
+                "--preset".into(),
+                "auto".into(),
+            ],
+            "not_found",
+            "missing.dng",
+        ),
+        (
+            vec![
+                w.join("empty.dng").display().to_string(),
+                "--preset".into(),
+                "auto".into(),
+            ],
+            "corrupt_input",
+            "empty",
+        ),
+        (
+            vec![
+                w.join("truncated.dng").display().to_string(),
+                "--preset".into(),
+                "auto".into(),
+            ],
+            "corrupt_input",
+            "truncated.dng",
+        ),
+        (
+            vec![
+                w.join("notes.dng").display().to_string(),
+                "--preset".into(),
+                "auto".into(),
+            ],
+            "",
+            "notes.dng",
+        ),
+        (
+            vec![
+                w.join("drawing.bmp").display().to_string(),
+                "--preset".into(),
+                "auto".into(),
+            ],
+            "unsupported_format",
+            "drawing.bmp",
+        ),
+        (
+            vec![big.display().to_string(), "--preset".into(), "auto".into()],
+            "too_large",
+            "max_pixels",
+        ),
+        (
+            vec![
+                good.display().to_string(),
+                "--preset".into(),
+                "no-such-preset".into(),
+            ],
+            "unknown_preset",
+            "no-such-preset",
+        ),
+        (
+            vec![
+                good.display().to_string(),
+                "--preset".into(),
+                "auto".into(),
+                "--intensity".into(),
+                "1.5".into(),
+            ],
+            "bad_request",
+            "intensity",
+        ),
+        (
+            vec![
+                good.display().to_string(),
+                "--preset".into(),
+                "auto".into(),
+                "--param".into(),
+                "strength=9".into(),
+            ],
+            "bad_request",
+            "strength",
+        ),
     ];
-    let before: Vec<_> = ["truncated.dng", "notes.dng", "IMG_0042.dng", "scan8.tif"].iter().map(|n| fingerprint(&w.join(n))).collect();
+    let before: Vec<_> = ["truncated.dng", "notes.dng", "IMG_0042.dng", "scan8.tif"]
+        .iter()
+        .map(|n| fingerprint(&w.join(n)))
+        .collect();
     for (args, code, needle) in cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let (res, out) = enhance(&env, &args);
-        assert_eq!(out.status.code(), Some(1), "{args:?} should fail with exit 1");
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{args:?} should fail with exit 1"
+        );
         assert_eq!(res.len(), 1, "{args:?}");
         let r = &res[0];
         assert_eq!(r["ok"], false);
@@ -293,17 +620,36 @@ fn every_bad_input_gets_a_clear_error_and_the_daemon_keeps_serving() {
             let c = r["code"].as_str().unwrap();
             assert!(c == "corrupt_input" || c == "unsupported_format", "{r}");
         }
-        assert!(r["message"].as_str().unwrap().contains(needle), "message should name {needle}: {r}");
+        assert!(
+            r["message"].as_str().unwrap().contains(needle),
+            "message should name {needle}: {r}"
+        );
         let status = env.run(&["status", "--json", "--no-spawn"]);
-        assert!(status.status.success(), "daemon died after {args:?}: {}", env.daemon_log());
+        assert!(
+            status.status.success(),
+            "daemon died after {args:?}: {}",
+            env.daemon_log()
+        );
     }
     // Human output names the file too.
-    let out = env.run(&["enhance", w.join("empty.dng").to_str().unwrap(), "--preset", "auto"]);
+    let out = env.run(&[
+        "enhance",
+        w.join("empty.dng").to_str().unwrap(),
+        "--preset",
+        "auto",
+    ]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("empty.dng"));
-    let after: Vec<_> = ["truncated.dng", "notes.dng", "IMG_0042.dng", "scan8.tif"].iter().map(|n| fingerprint(&w.join(n))).collect();
+    let after: Vec<_> = ["truncated.dng", "notes.dng", "IMG_0042.dng", "scan8.tif"]
+        .iter()
+        .map(|n| fingerprint(&w.join(n)))
+        .collect();
     assert_eq!(before, after, "an input was modified");
     no_hidden_files(&env, w);
-    let outputs: Vec<_> = std::fs::read_dir(w).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().contains("-luminary-")).collect();
+    let outputs: Vec<_> = std::fs::read_dir(w)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains("-luminary-"))
+        .collect();
     assert!(outputs.is_empty(), "failed jobs left outputs");
 }
 
@@ -315,7 +661,9 @@ mod socket {
 
     fn frame(stream: &mut UnixStream, v: &Value) {
         let body = serde_json::to_vec(v).unwrap();
-        stream.write_all(&(body.len() as u32).to_le_bytes()).unwrap();
+        stream
+            .write_all(&(body.len() as u32).to_le_bytes())
+            .unwrap();
         stream.write_all(&body).unwrap();
     }
 
@@ -331,8 +679,12 @@ mod socket {
         // Start the daemon through the CLI, then speak raw protocol.
         assert!(env.run(&["status", "--json"]).status.success());
         let mut s = UnixStream::connect(env.socket()).unwrap();
-        s.set_read_timeout(Some(std::time::Duration::from_secs(60))).unwrap();
-        frame(&mut s, &serde_json::json!({"type": "hello", "protocol": "1.0", "client": "test"}));
+        s.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+            .unwrap();
+        frame(
+            &mut s,
+            &serde_json::json!({"type": "hello", "protocol": "1.0", "client": "test"}),
+        );
         let welcome = read_event(&mut s).unwrap();
         assert_eq!(welcome["type"], "welcome");
         assert_eq!(welcome["protocol"], "1.0");
@@ -343,8 +695,16 @@ mod socket {
     fn socket_is_private_to_the_user() {
         let env = Env::new();
         assert!(env.run(&["status"]).status.success());
-        let sock = std::fs::metadata(env.socket()).unwrap().permissions().mode() & 0o777;
-        let dir = std::fs::metadata(env.socket().parent().unwrap()).unwrap().permissions().mode() & 0o777;
+        let sock = std::fs::metadata(env.socket())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        let dir = std::fs::metadata(env.socket().parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(sock, 0o600, "socket mode {sock:o}");
         assert_eq!(dir, 0o700, "socket folder mode {dir:o}");
         // A second daemon for the same socket refuses and names the first.
@@ -361,11 +721,17 @@ mod socket {
         s.write_all(&(body.len() as u32).to_le_bytes()).unwrap();
         s.write_all(body).unwrap();
         let e = read_event(&mut s).unwrap();
-        assert_eq!((e["type"].as_str(), e["code"].as_str()), (Some("error"), Some("bad_request")));
+        assert_eq!(
+            (e["type"].as_str(), e["code"].as_str()),
+            (Some("error"), Some("bad_request"))
+        );
         // The connection survives a malformed request…
         frame(&mut s, &serde_json::json!({"type": "status", "id": "s1"}));
         let d = read_event(&mut s).unwrap();
-        assert_eq!((d["type"].as_str(), d["id"].as_str()), (Some("done"), Some("s1")));
+        assert_eq!(
+            (d["type"].as_str(), d["id"].as_str()),
+            (Some("done"), Some("s1"))
+        );
         // …but not a frame over the limit.
         s.write_all(&(8u32 << 20).to_le_bytes()).unwrap();
         let e = read_event(&mut s).unwrap();
@@ -373,13 +739,19 @@ mod socket {
         assert!(read_event(&mut s).is_none(), "connection should be closed");
 
         let mut other = UnixStream::connect(env.socket()).unwrap();
-        frame(&mut other, &serde_json::json!({"type": "hello", "protocol": "2.3", "client": "future-bridge/9"}));
+        frame(
+            &mut other,
+            &serde_json::json!({"type": "hello", "protocol": "2.3", "client": "future-bridge/9"}),
+        );
         let e = read_event(&mut other).unwrap();
         assert_eq!(e["code"], "protocol_mismatch");
         let msg = e["message"].as_str().unwrap();
         assert!(msg.contains("2.3") && msg.contains("1.0"), "{msg}");
 
-        assert!(env.run(&["status", "--no-spawn"]).status.success(), "daemon died");
+        assert!(
+            env.run(&["status", "--no-spawn"]).status.success(),
+            "daemon died"
+        );
     }
 
     #[test]
@@ -391,8 +763,11 @@ mod socket {
         let out_dir = env.work.join("out");
         std::fs::create_dir(&out_dir).unwrap();
         let mut s = connect(&env);
-        frame(&mut s, &serde_json::json!({"type": "enhance", "id": "j1", "source": src, "preset": "auto",
-                                          "output": {"dir": out_dir}}));
+        frame(
+            &mut s,
+            &serde_json::json!({"type": "enhance", "id": "j1", "source": src, "preset": "auto",
+                                          "output": {"dir": out_dir}}),
+        );
         // Wait until the job is really running, then vanish.
         loop {
             let ev = read_event(&mut s).unwrap();
@@ -414,7 +789,10 @@ mod socket {
         }
         assert!(idle, "job still running after its client left");
         let st: Value = serde_json::from_slice(&env.run(&["status", "--json"]).stdout).unwrap();
-        assert_eq!(st["jobs_failed"], 1, "the job should have been cancelled: {st}");
+        assert_eq!(
+            st["jobs_failed"], 1,
+            "the job should have been cancelled: {st}"
+        );
         let left: Vec<_> = std::fs::read_dir(&out_dir).unwrap().collect();
         assert!(left.is_empty(), "cancelled job left files: {left:?}");
         assert_eq!(fingerprint(&src), before);
@@ -432,7 +810,15 @@ fn batches_report_progress_and_results_to_files_and_run_alongside_other_clients(
     // A second client enhancing at the same time.
     let other = env
         .cmd()
-        .args(["enhance", "--json", a.to_str().unwrap(), "--preset", "moody", "--format", "jpeg"])
+        .args([
+            "enhance",
+            "--json",
+            a.to_str().unwrap(),
+            "--preset",
+            "moody",
+            "--format",
+            "jpeg",
+        ])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -449,7 +835,11 @@ fn batches_report_progress_and_results_to_files_and_run_alongside_other_clients(
         "--progress-file",
         progress.to_str().unwrap(),
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let other_out = other.wait_with_output().unwrap();
     assert!(other_out.status.success());
     assert_eq!(results(&other_out.stdout)[0]["preset"], "moody");
@@ -465,6 +855,45 @@ fn batches_report_progress_and_results_to_files_and_run_alongside_other_clients(
     for s in ["ingest", "engine", "encode", "done"] {
         assert!(stages.contains(&s), "no {s} progress in {stages:?}");
     }
-    let fractions: Vec<f64> = prog.iter().filter(|p| p["index"] == "1").filter_map(|p| p["fraction"].as_f64()).collect();
-    assert!(fractions.windows(2).all(|w| w[1] >= w[0]), "progress went backwards: {fractions:?}");
+    let fractions: Vec<f64> = prog
+        .iter()
+        .filter(|p| p["index"] == "1")
+        .filter_map(|p| p["fraction"].as_f64())
+        .collect();
+    assert!(
+        fractions.windows(2).all(|w| w[1] >= w[0]),
+        "progress went backwards: {fractions:?}"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn the_python_protocol_example_enhances_a_photo() {
+    let f = fixtures();
+    let env = Env::new();
+    let src = copy_into(&env, &f.tiff8);
+    assert!(env.run(&["status"]).status.success());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/protocol_client.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .arg(env.socket())
+        .arg(&src)
+        .arg("warm-film")
+        .arg("0.6")
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events = luminary_tests::daemon::json_lines(&out.stdout);
+    assert!(events
+        .iter()
+        .any(|e| e["type"] == "progress" && e["stage"] == "engine"));
+    let done = events.last().unwrap();
+    assert_eq!(done["type"], "done");
+    assert_eq!(done["intensity"], 0.6);
+    assert!(Path::new(done["output"].as_str().unwrap()).exists());
 }

@@ -12,20 +12,22 @@ use rayon::prelude::*;
 /// number of pixels actually inside), separable running sums: O(n) for any radius.
 pub fn box_mean(src: &[f32], w: usize, h: usize, r: usize) -> Vec<f32> {
     let mut tmp = vec![0f32; w * h];
-    tmp.par_chunks_mut(w).zip(src.par_chunks(w)).for_each(|(dst, row)| {
-        let mut acc = 0f64;
-        let mut prefix = Vec::with_capacity(w + 1);
-        prefix.push(0f64);
-        for &v in row {
-            acc += v as f64;
-            prefix.push(acc);
-        }
-        for (x, d) in dst.iter_mut().enumerate() {
-            let a = x.saturating_sub(r);
-            let b = (x + r + 1).min(w);
-            *d = ((prefix[b] - prefix[a]) / (b - a) as f64) as f32;
-        }
-    });
+    tmp.par_chunks_mut(w)
+        .zip(src.par_chunks(w))
+        .for_each(|(dst, row)| {
+            let mut acc = 0f64;
+            let mut prefix = Vec::with_capacity(w + 1);
+            prefix.push(0f64);
+            for &v in row {
+                acc += v as f64;
+                prefix.push(acc);
+            }
+            for (x, d) in dst.iter_mut().enumerate() {
+                let a = x.saturating_sub(r);
+                let b = (x + r + 1).min(w);
+                *d = ((prefix[b] - prefix[a]) / (b - a) as f64) as f32;
+            }
+        });
     let mut out = vec![0f32; w * h];
     // Vertical pass over columns in blocks of rows' width: transpose-free via per-column
     // prefix sums computed row by row.
@@ -79,7 +81,13 @@ impl GuidedCoefficients {
             a[i] = var / (var + eps);
             b[i] = mean_i[i] - a[i] * mean_i[i];
         }
-        GuidedCoefficients { w, h, s, a: box_mean(&a, w, h, r_low), b: box_mean(&b, w, h, r_low) }
+        GuidedCoefficients {
+            w,
+            h,
+            s,
+            a: box_mean(&a, w, h, r_low),
+            b: box_mean(&b, w, h, r_low),
+        }
     }
 
     /// Bilinearly upsampled `(a, b)` for full-resolution row `y`, written into the slices
@@ -144,8 +152,16 @@ mod tests {
         let (mut a, mut b) = (vec![0f32; w], vec![0f32; w]);
         g.row(8, &mut a, &mut b);
         let base: Vec<f32> = (0..w).map(|x| a[x] * guide[8 * w + x] + b[x]).collect();
-        assert!((base[w / 2 - 3] - -4.0).abs() < 0.2, "dark side {}", base[w / 2 - 3]);
-        assert!((base[w / 2 + 2] - 0.0).abs() < 0.2, "bright side {}", base[w / 2 + 2]);
+        assert!(
+            (base[w / 2 - 3] - -4.0).abs() < 0.2,
+            "dark side {}",
+            base[w / 2 - 3]
+        );
+        assert!(
+            (base[w / 2 + 2] - 0.0).abs() < 0.2,
+            "bright side {}",
+            base[w / 2 + 2]
+        );
         // Texture is mostly gone from the base.
         assert!((base[10] - base[11]).abs() < 0.05);
     }

@@ -30,7 +30,13 @@ impl Engine for LocalEngine {
         concat!("luminary-local-", env!("CARGO_PKG_VERSION")).to_string()
     }
 
-    fn run(&self, req: &EngineRequest, base: &RgbF32, preview: &RgbF32, cancel: &Cancel) -> Result<Edited, JobError> {
+    fn run(
+        &self,
+        req: &EngineRequest,
+        base: &RgbF32,
+        preview: &RgbF32,
+        cancel: &Cancel,
+    ) -> Result<Edited, JobError> {
         let plan = Plan::resolve(&req.recipe, preview);
         check(cancel)?;
         let mut out = base.clone();
@@ -65,12 +71,18 @@ fn hue_offset(hue_deg: f32) -> [f32; 3] {
 /// Monotone cubic interpolation (Fritsch–Carlson) through `pts`, sampled into a table.
 fn monotone_curve(pts: &[(f32, f32)], samples: usize, x_max: f32) -> Vec<f32> {
     let n = pts.len();
-    let d: Vec<f32> = (0..n - 1).map(|i| (pts[i + 1].1 - pts[i].1) / (pts[i + 1].0 - pts[i].0)).collect();
+    let d: Vec<f32> = (0..n - 1)
+        .map(|i| (pts[i + 1].1 - pts[i].1) / (pts[i + 1].0 - pts[i].0))
+        .collect();
     let mut m = vec![0f32; n];
     m[0] = d[0];
     m[n - 1] = d[n - 2];
     for i in 1..n - 1 {
-        m[i] = if d[i - 1] * d[i] <= 0.0 { 0.0 } else { (d[i - 1] + d[i]) / 2.0 };
+        m[i] = if d[i - 1] * d[i] <= 0.0 {
+            0.0
+        } else {
+            (d[i - 1] + d[i]) / 2.0
+        };
     }
     for i in 0..n - 1 {
         if d[i] == 0.0 {
@@ -179,11 +191,18 @@ impl Plan {
             .collect();
         let mut sorted = lum.clone();
         sorted.sort_unstable_by(f32::total_cmp);
-        let pct = |q: f32| sorted.get(((sorted.len().max(1) - 1) as f32 * q) as usize).copied().unwrap_or(0.0);
+        let pct = |q: f32| {
+            sorted
+                .get(((sorted.len().max(1) - 1) as f32 * q) as usize)
+                .copied()
+                .unwrap_or(0.0)
+        };
         let mut ev = c(r.exposure.ev, -4.0, 4.0);
         let auto_ev = c(r.exposure.auto, 0.0, 1.0);
         if auto_ev > 0.0 && !lum.is_empty() {
-            let key = (lum.iter().map(|&y| (y.max(1e-4) as f64).ln()).sum::<f64>() / lum.len() as f64).exp() as f32;
+            let key = (lum.iter().map(|&y| (y.max(1e-4) as f64).ln()).sum::<f64>()
+                / lum.len() as f64)
+                .exp() as f32;
             let mut want = (0.14 / key).log2().clamp(-1.5, 1.5);
             want = want.min((1.3 / pct(0.99).max(1e-4)).log2());
             ev += auto_ev * want;
@@ -202,16 +221,31 @@ impl Plan {
         );
         let p1 = pct(0.01) * exposure;
         let p99 = pct(0.99) * exposure;
-        let tone_active = contrast != 0.0 || whites != 0.0 || blacks != 0.0 || fade != 0.0 || auto_t > 0.0 || ev > 0.0;
+        let tone_active = contrast != 0.0
+            || whites != 0.0
+            || blacks != 0.0
+            || fade != 0.0
+            || auto_t > 0.0
+            || ev > 0.0;
         let tone_lut = tone_active.then(|| {
             let bp = auto_t * p1.min(0.03) * 0.8 - 0.03 * blacks;
             let wp = (1.0 + auto_t * ((p99 / 0.97).clamp(0.6, 1.0) - 1.0)) * (-0.5 * whites).exp2();
             // Only roll off when something can exceed white.
-            let knee = if ev > 0.0 || whites > 0.0 || p99 / wp > 1.0 { 0.8 } else { f32::INFINITY };
+            let knee = if ev > 0.0 || whites > 0.0 || p99 / wp > 1.0 {
+                0.8
+            } else {
+                f32::INFINITY
+            };
             let pv = 0.18f32.sqrt();
             let k = 0.07 * contrast;
             let s_curve = monotone_curve(
-                &[(0.0, 0.0), (pv * 0.5, pv * 0.5 - k * 0.8), (pv, pv), (pv + (1.0 - pv) * 0.5, pv + (1.0 - pv) * 0.5 + k), (1.0, 1.0)],
+                &[
+                    (0.0, 0.0),
+                    (pv * 0.5, pv * 0.5 - k * 0.8),
+                    (pv, pv),
+                    (pv + (1.0 - pv) * 0.5, pv + (1.0 - pv) * 0.5 + k),
+                    (1.0, 1.0),
+                ],
                 TONE_SAMPLES,
                 TONE_MAX,
             );
@@ -236,15 +270,25 @@ impl Plan {
         let mono = r.monochrome.as_ref().map(|m| {
             let w = [m.red, m.green, m.blue].map(|v| if v.is_finite() { v } else { 0.0 });
             let sum: f32 = w.iter().sum();
-            if sum.abs() < 1e-3 { LUMA } else { w.map(|v| v / sum) }
+            if sum.abs() < 1e-3 {
+                LUMA
+            } else {
+                w.map(|v| v / sum)
+            }
         });
 
         let g = &r.grade;
         let amount = |t: &Tint| c(t.amount, 0.0, 1.0);
-        let grade = (amount(&g.shadows) + amount(&g.midtones) + amount(&g.highlights) > 0.0).then(|| {
-            let o = |t: &Tint| hue_offset(t.hue).map(|v| v * amount(t) * 0.15);
-            (o(&g.shadows), o(&g.midtones), o(&g.highlights), 0.5 + 0.2 * c(g.balance, -1.0, 1.0))
-        });
+        let grade =
+            (amount(&g.shadows) + amount(&g.midtones) + amount(&g.highlights) > 0.0).then(|| {
+                let o = |t: &Tint| hue_offset(t.hue).map(|v| v * amount(t) * 0.15);
+                (
+                    o(&g.shadows),
+                    o(&g.midtones),
+                    o(&g.highlights),
+                    0.5 + 0.2 * c(g.balance, -1.0, 1.0),
+                )
+            });
 
         Plan {
             gains,
@@ -256,7 +300,11 @@ impl Plan {
             vibrance: c(r.vibrance, -1.0, 1.0),
             saturation: c(r.saturation, -1.0, 1.0),
             grade,
-            vignette: (c(r.vignette.amount, -1.0, 1.0), c(r.vignette.midpoint, 0.0, 1.0), c(r.vignette.feather, 0.0, 1.0)),
+            vignette: (
+                c(r.vignette.amount, -1.0, 1.0),
+                c(r.vignette.midpoint, 0.0, 1.0),
+                c(r.vignette.feather, 0.0, 1.0),
+            ),
             grain: (c(r.grain.amount, 0.0, 1.0), c(r.grain.size, 0.5, 4.0)),
         }
     }
@@ -283,7 +331,9 @@ impl Plan {
                     for y in rows.clone() {
                         for x in cols.clone() {
                             let p = &img.data[(y * img.width + x) * 3..][..3];
-                            let l = LUMA[0] * gains[0] * p[0] + LUMA[1] * gains[1] * p[1] + LUMA[2] * gains[2] * p[2];
+                            let l = LUMA[0] * gains[0] * p[0]
+                                + LUMA[1] * gains[1] * p[1]
+                                + LUMA[2] * gains[2] * p[2];
                             acc += l.max(1e-5).log2();
                             n += 1.0;
                         }
@@ -292,7 +342,14 @@ impl Plan {
                 })
             })
             .collect();
-        Some(GuidedCoefficients::fit(&low, lw, lh, s, ((radius / s as f32) as usize).max(1), 0.04))
+        Some(GuidedCoefficients::fit(
+            &low,
+            lw,
+            lh,
+            s,
+            ((radius / s as f32) as usize).max(1),
+            0.04,
+        ))
     }
 
     /// Applies the plan to `img` in place.
@@ -334,7 +391,9 @@ impl Plan {
                     let mask_h = smoothstep(-3.32, -0.15, bl);
                     let mask_s = 1.0 - smoothstep(-6.64, -2.0, bl);
                     let mid = (1.0 - (bl + 2.5).abs() / 4.0).clamp(0.0, 1.0);
-                    let delta = self.highlights * 1.2 * mask_h + self.shadows * 1.5 * mask_s + 0.8 * self.clarity * mid * detail;
+                    let delta = self.highlights * 1.2 * mask_h
+                        + self.shadows * 1.5 * mask_s
+                        + 0.8 * self.clarity * mid * detail;
                     let ratio = delta.exp2();
                     for v in p.iter_mut() {
                         *v *= ratio;
@@ -362,7 +421,11 @@ impl Plan {
                     let yl = luma(p);
                     let max = p[0].max(p[1]).max(p[2]);
                     let min = p[0].min(p[1]).min(p[2]);
-                    let sat = if max > 1e-5 { ((max - min) / max).clamp(0.0, 1.0) } else { 0.0 };
+                    let sat = if max > 1e-5 {
+                        ((max - min) / max).clamp(0.0, 1.0)
+                    } else {
+                        0.0
+                    };
                     let skin = if p[0] > p[1] && p[1] > p[2] { 0.5 } else { 1.0 };
                     let vib = if self.vibrance > 0.0 {
                         1.0 + self.vibrance * (1.0 - sat).powi(2) * skin
@@ -401,7 +464,8 @@ impl Plan {
                     let n = value_noise(x as f32 / grain_cell, y as f32 / grain_cell);
                     let yl = luma(p).max(0.0);
                     let v = yl.sqrt();
-                    let v2 = (v + n * g_amount * 0.12 * 4.0 * v.min(1.0) * (1.0 - v.min(1.0))).max(0.0);
+                    let v2 =
+                        (v + n * g_amount * 0.12 * 4.0 * v.min(1.0) * (1.0 - v.min(1.0))).max(0.0);
                     if yl > 1e-6 {
                         let r = v2 * v2 / yl;
                         p.iter_mut().for_each(|c| *c *= r);
@@ -482,15 +546,31 @@ mod tests {
         let img = gradient(80, 60);
         let mut r = Recipe::default();
         r.monochrome = Some(Monochrome::default());
-        r.vignette = Vignette { amount: -1.0, midpoint: 0.3, feather: 0.5 };
+        r.vignette = Vignette {
+            amount: -1.0,
+            midpoint: 0.3,
+            feather: 0.5,
+        };
         let out = run(&r, &img);
         for p in out.data.chunks_exact(3) {
             assert!((p[0] - p[1]).abs() < 1e-5 && (p[1] - p[2]).abs() < 1e-5);
         }
-        let grey = run(&Recipe { monochrome: Some(Monochrome::default()), ..Recipe::default() }, &img);
+        let grey = run(
+            &Recipe {
+                monochrome: Some(Monochrome::default()),
+                ..Recipe::default()
+            },
+            &img,
+        );
         let at = |im: &RgbF32, x: usize, y: usize| im.data[(y * im.width + x) * 3];
-        assert!((at(&out, 40, 30) - at(&grey, 40, 30)).abs() < 1e-3, "centre unchanged");
-        assert!(at(&out, 79, 59) < at(&grey, 79, 59) * 0.6, "corner darkened");
+        assert!(
+            (at(&out, 40, 30) - at(&grey, 40, 30)).abs() < 1e-3,
+            "centre unchanged"
+        );
+        assert!(
+            at(&out, 79, 59) < at(&grey, 79, 59) * 0.6,
+            "corner darkened"
+        );
     }
 
     #[test]
@@ -504,6 +584,41 @@ mod tests {
         let bright_gain = at(&out, 95, 63) / at(&img, 95, 63);
         assert!(dark_gain > 1.5, "dark gain {dark_gain}");
         assert!(bright_gain < 1.1, "bright gain {bright_gain}");
+    }
+
+    #[test]
+    fn shadow_lift_leaves_no_halo_along_a_hard_edge() {
+        // A dark wall against a bright sky, both with fine texture. Lifting shadows must
+        // brighten the wall evenly right up to the edge and leave the sky alone: a
+        // Gaussian-based local operator would brighten the sky next to the edge (a halo).
+        let (w, h) = (400, 100);
+        let data = (0..w * h)
+            .flat_map(|i| {
+                let (x, y) = (i % w, i / w);
+                let tex = 1.0 + 0.05 * (((x * 7 + y * 13) % 5) as f32 - 2.0) / 2.0;
+                let v = if x < w / 2 { 0.02 } else { 0.6 } * tex;
+                [v, v, v]
+            })
+            .collect();
+        let img = RgbF32::new(w, h, data);
+        let mut r = Recipe::default();
+        r.tone.shadows = 1.0;
+        let out = run(&r, &img);
+        let gain = |x: usize| {
+            let i = (50 * w + x) * 3;
+            out.data[i] / img.data[i]
+        };
+        let (near_dark, far_dark) = (gain(w / 2 - 3), gain(20));
+        let (near_bright, far_bright) = (gain(w / 2 + 3), gain(w - 20));
+        assert!(far_dark > 1.8, "shadows not lifted: {far_dark}");
+        assert!(
+            (near_dark / far_dark - 1.0).abs() < 0.1,
+            "dark side uneven at the edge: {near_dark} vs {far_dark}"
+        );
+        assert!(
+            (near_bright - far_bright).abs() < 0.05,
+            "halo on the bright side: {near_bright} vs {far_bright}"
+        );
     }
 
     #[test]

@@ -26,7 +26,13 @@ pub trait Engine: Send + Sync {
     /// Model identifier reported in results and provenance.
     fn model(&self) -> String;
     /// Runs the request. `base` is the full-resolution original, `preview` its downscale.
-    fn run(&self, req: &EngineRequest, base: &RgbF32, preview: &RgbF32, cancel: &Cancel) -> Result<Edited, JobError>;
+    fn run(
+        &self,
+        req: &EngineRequest,
+        base: &RgbF32,
+        preview: &RgbF32,
+        cancel: &Cancel,
+    ) -> Result<Edited, JobError>;
 }
 
 /// Finds an engine by name.

@@ -9,7 +9,7 @@ use crate::error::{ErrorCode, JobError};
 use crate::image::RgbF32;
 
 /// Checks an intensity from a request.
-pub fn validate_intensity(intensity: f32) -> Result<f32, JobError> {
+pub fn validate_intensity(intensity: f64) -> Result<f64, JobError> {
     if intensity.is_finite() && (0.0..=1.0).contains(&intensity) {
         Ok(intensity)
     } else {
@@ -22,7 +22,11 @@ pub fn validate_intensity(intensity: f32) -> Result<f32, JobError> {
 
 /// Blends into `edited` in place (it becomes the output), consuming no extra memory.
 pub fn blend_into(base: &RgbF32, edited: &mut RgbF32, intensity: f32) {
-    assert_eq!((base.width, base.height), (edited.width, edited.height), "blend needs equal sizes");
+    assert_eq!(
+        (base.width, base.height),
+        (edited.width, edited.height),
+        "blend needs equal sizes"
+    );
     if intensity >= 1.0 {
         return;
     }
@@ -30,11 +34,15 @@ pub fn blend_into(base: &RgbF32, edited: &mut RgbF32, intensity: f32) {
         edited.data.copy_from_slice(&base.data);
         return;
     }
-    edited.data.par_chunks_mut(1 << 16).zip(base.data.par_chunks(1 << 16)).for_each(|(e, b)| {
-        for (ev, bv) in e.iter_mut().zip(b) {
-            *ev = bv + intensity * (*ev - bv);
-        }
-    });
+    edited
+        .data
+        .par_chunks_mut(1 << 16)
+        .zip(base.data.par_chunks(1 << 16))
+        .for_each(|(e, b)| {
+            for (ev, bv) in e.iter_mut().zip(b) {
+                *ev = bv + intensity * (*ev - bv);
+            }
+        });
 }
 
 #[cfg(test)]
@@ -56,6 +64,6 @@ mod tests {
         for i in 0..6 {
             assert!((half.data[i] - (base.data[i] + edit.data[i]) / 2.0).abs() < 1e-6);
         }
-        assert!(validate_intensity(1.5).is_err() && validate_intensity(f32::NAN).is_err());
+        assert!(validate_intensity(1.5).is_err() && validate_intensity(f64::NAN).is_err());
     }
 }

@@ -46,14 +46,16 @@ pub struct OutputMeta {
 pub fn to_u16(img: &RgbF32, space: OutputSpace) -> Vec<u16> {
     let enc = space.encoder();
     let mut out = vec![0u16; img.data.len()];
-    out.par_chunks_mut(3 * 4096).zip(img.data.par_chunks(3 * 4096)).for_each(|(o, i)| {
-        for (op, ip) in o.chunks_exact_mut(3).zip(i.chunks_exact(3)) {
-            let e = enc.encode(ip);
-            for k in 0..3 {
-                op[k] = (e[k] * 65535.0 + 0.5) as u16;
+    out.par_chunks_mut(3 * 4096)
+        .zip(img.data.par_chunks(3 * 4096))
+        .for_each(|(o, i)| {
+            for (op, ip) in o.chunks_exact_mut(3).zip(i.chunks_exact(3)) {
+                let e = enc.encode(ip);
+                for k in 0..3 {
+                    op[k] = (e[k] * 65535.0 + 0.5) as u16;
+                }
             }
-        }
-    });
+        });
     out
 }
 
@@ -62,20 +64,24 @@ fn to_u8_dithered(img: &RgbF32, space: OutputSpace) -> Vec<u8> {
     let enc = space.encoder();
     let w = img.width;
     let mut out = vec![0u8; img.data.len()];
-    out.par_chunks_mut(w * 3).zip(img.data.par_chunks(w * 3)).enumerate().for_each(|(y, (o, i))| {
-        for (x, (op, ip)) in o.chunks_exact_mut(3).zip(i.chunks_exact(3)).enumerate() {
-            let e = enc.encode(ip);
-            for k in 0..3 {
-                let n = tpdf(x as u32, y as u32, k as u32);
-                op[k] = (e[k] * 255.0 + 0.5 + n).clamp(0.0, 255.0) as u8;
+    out.par_chunks_mut(w * 3)
+        .zip(img.data.par_chunks(w * 3))
+        .enumerate()
+        .for_each(|(y, (o, i))| {
+            for (x, (op, ip)) in o.chunks_exact_mut(3).zip(i.chunks_exact(3)).enumerate() {
+                let e = enc.encode(ip);
+                for k in 0..3 {
+                    let n = tpdf(x as u32, y as u32, k as u32);
+                    op[k] = (e[k] * 255.0 + 0.5 + n).clamp(0.0, 255.0) as u8;
+                }
             }
-        }
-    });
+        });
     out
 }
 
 fn tpdf(x: u32, y: u32, c: u32) -> f32 {
-    let mut h = x.wrapping_mul(0x9E37_79B1) ^ y.wrapping_mul(0x85EB_CA77) ^ c.wrapping_mul(0xC2B2_AE3D);
+    let mut h =
+        x.wrapping_mul(0x9E37_79B1) ^ y.wrapping_mul(0x85EB_CA77) ^ c.wrapping_mul(0xC2B2_AE3D);
     h ^= h >> 15;
     h = h.wrapping_mul(0x2C1B_3C6D);
     h ^= h >> 12;
@@ -84,13 +90,22 @@ fn tpdf(x: u32, y: u32, c: u32) -> f32 {
     a - b
 }
 
-fn write_tiff<W: Write + Seek>(w: &mut W, img: &RgbF32, opts: &EncodeOptions, meta: &OutputMeta) -> Result<(), String> {
+fn write_tiff<W: Write + Seek>(
+    w: &mut W,
+    img: &RgbF32,
+    opts: &EncodeOptions,
+    meta: &OutputMeta,
+) -> Result<(), String> {
     let samples = to_u16(img, opts.space);
     let bytes: Vec<u8> = samples.iter().flat_map(|v| v.to_le_bytes()).collect();
     let row_bytes = img.width * 6;
     let rows_per_strip = ((1 << 20) / row_bytes).max(1);
     let strips: Vec<&[u8]> = bytes.chunks(rows_per_strip * row_bytes).collect();
-    let tiff = |n: u16, value: Value| Field { tag: Tag(Context::Tiff, n), ifd_num: In::PRIMARY, value };
+    let tiff = |n: u16, value: Value| Field {
+        tag: Tag(Context::Tiff, n),
+        ifd_num: In::PRIMARY,
+        value,
+    };
     let res = Value::Rational(vec![Rational { num: 300, denom: 1 }]);
     let own = vec![
         tiff(256, Value::Long(vec![img.width as u32])),
@@ -115,7 +130,12 @@ fn write_tiff<W: Write + Seek>(w: &mut W, img: &RgbF32, opts: &EncodeOptions, me
     writer.write(w, true).map_err(|e| e.to_string())
 }
 
-fn write_png<W: Write>(w: W, img: &RgbF32, opts: &EncodeOptions, meta: &OutputMeta) -> Result<(), String> {
+fn write_png<W: Write>(
+    w: W,
+    img: &RgbF32,
+    opts: &EncodeOptions,
+    meta: &OutputMeta,
+) -> Result<(), String> {
     let exif = crate::pipeline::metadata::exif_blob(&meta.exif);
     let mut info = png::Info::with_size(img.width as u32, img.height as u32);
     info.color_type = png::ColorType::Rgb;
@@ -126,7 +146,8 @@ fn write_png<W: Write>(w: W, img: &RgbF32, opts: &EncodeOptions, meta: &OutputMe
     }
     let mut enc = png::Encoder::with_info(w, info).map_err(|e| e.to_string())?;
     enc.set_compression(png::Compression::Fast);
-    enc.add_itxt_chunk("XML:com.adobe.xmp".into(), meta.xmp.clone()).map_err(|e| e.to_string())?;
+    enc.add_itxt_chunk("XML:com.adobe.xmp".into(), meta.xmp.clone())
+        .map_err(|e| e.to_string())?;
     let mut writer = enc.write_header().map_err(|e| e.to_string())?;
     let samples = to_u16(img, opts.space);
     let bytes: Vec<u8> = samples.iter().flat_map(|v| v.to_be_bytes()).collect();
@@ -134,18 +155,32 @@ fn write_png<W: Write>(w: W, img: &RgbF32, opts: &EncodeOptions, meta: &OutputMe
     writer.finish().map_err(|e| e.to_string())
 }
 
-fn write_jpeg<W: Write>(mut w: W, img: &RgbF32, opts: &EncodeOptions, meta: &OutputMeta) -> Result<(), String> {
+fn write_jpeg<W: Write>(
+    mut w: W,
+    img: &RgbF32,
+    opts: &EncodeOptions,
+    meta: &OutputMeta,
+) -> Result<(), String> {
     use image::ImageEncoder;
     let pixels = to_u8_dithered(img, opts.space);
     let mut buf = Vec::with_capacity(pixels.len() / 4);
-    let mut enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut buf, opts.jpeg_quality.clamp(1, 100));
-    enc.set_icc_profile(opts.space.icc().to_vec()).map_err(|e| e.to_string())?;
+    let mut enc = image::codecs::jpeg::JpegEncoder::new_with_quality(
+        &mut buf,
+        opts.jpeg_quality.clamp(1, 100),
+    );
+    enc.set_icc_profile(opts.space.icc().to_vec())
+        .map_err(|e| e.to_string())?;
     let exif = crate::pipeline::metadata::exif_blob(&meta.exif);
     if !exif.is_empty() {
         enc.set_exif_metadata(exif).map_err(|e| e.to_string())?;
     }
-    enc.write_image(&pixels, img.width as u32, img.height as u32, image::ExtendedColorType::Rgb8)
-        .map_err(|e| e.to_string())?;
+    enc.write_image(
+        &pixels,
+        img.width as u32,
+        img.height as u32,
+        image::ExtendedColorType::Rgb8,
+    )
+    .map_err(|e| e.to_string())?;
     // XMP goes in its own APP1 segment right after SOI; the encoder has no hook for it.
     let ns = b"http://ns.adobe.com/xap/1.0/\0";
     let len = 2 + ns.len() + meta.xmp.len();
@@ -153,8 +188,11 @@ fn write_jpeg<W: Write>(mut w: W, img: &RgbF32, opts: &EncodeOptions, meta: &Out
         return Err("XMP packet too large for a JPEG segment".into());
     }
     w.write_all(&buf[..2]).map_err(|e| e.to_string())?;
-    w.write_all(&[0xFF, 0xE1, (len >> 8) as u8, len as u8]).map_err(|e| e.to_string())?;
-    w.write_all(ns).and_then(|_| w.write_all(meta.xmp.as_bytes())).map_err(|e| e.to_string())?;
+    w.write_all(&[0xFF, 0xE1, (len >> 8) as u8, len as u8])
+        .map_err(|e| e.to_string())?;
+    w.write_all(ns)
+        .and_then(|_| w.write_all(meta.xmp.as_bytes()))
+        .map_err(|e| e.to_string())?;
     w.write_all(&buf[2..]).map_err(|e| e.to_string())
 }
 
@@ -163,10 +201,20 @@ fn write_jpeg<W: Write>(mut w: W, img: &RgbF32, opts: &EncodeOptions, meta: &Out
 pub fn sanitize_component(s: &str) -> String {
     let cleaned: String = s
         .chars()
-        .map(|c| if c.is_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(64)
         .collect();
-    if cleaned.is_empty() { "_".into() } else { cleaned }
+    if cleaned.is_empty() {
+        "_".into()
+    } else {
+        cleaned
+    }
 }
 
 /// Candidate file names: `name.ext`, `name-2.ext`, `name-3.ext`, …
@@ -180,13 +228,28 @@ fn candidate(dir: &Path, stem: &str, ext: &str, n: u32) -> PathBuf {
 
 /// Encodes `img` and publishes it atomically as `dir/stem.ext` (or the first free
 /// `-N` variant). Returns the final path.
-pub fn write_output(img: &RgbF32, opts: &EncodeOptions, meta: &OutputMeta, dir: &Path, stem: &str) -> Result<PathBuf, JobError> {
+pub fn write_output(
+    img: &RgbF32,
+    opts: &EncodeOptions,
+    meta: &OutputMeta,
+    dir: &Path,
+    stem: &str,
+) -> Result<PathBuf, JobError> {
     let fail = |why: String| JobError::file(ErrorCode::OutputFailed, dir, why);
-    let tmp = tempfile::Builder::new()
-        .prefix(".luminary-")
-        .suffix(".part")
-        .tempfile_in(dir)
-        .map_err(|e| fail(format!("cannot create a file in this folder ({e}); is it writable?")))?;
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".luminary-").suffix(".part");
+    // Outputs are ordinary photos: readable like any file the user saves (tempfile's
+    // default is owner-only). The umask still applies.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o644));
+    }
+    let tmp = builder.tempfile_in(dir).map_err(|e| {
+        fail(format!(
+            "cannot create a file in this folder ({e}); is it writable?"
+        ))
+    })?;
     {
         let mut w = BufWriter::with_capacity(1 << 20, tmp.as_file());
         let res = match opts.format {
@@ -195,9 +258,12 @@ pub fn write_output(img: &RgbF32, opts: &EncodeOptions, meta: &OutputMeta, dir: 
             Format::Jpeg => write_jpeg(&mut w, img, opts, meta),
         };
         res.map_err(|e| fail(format!("encoding failed: {e}")))?;
-        w.flush().map_err(|e| fail(format!("write failed ({e}); is the disk full?")))?;
+        w.flush()
+            .map_err(|e| fail(format!("write failed ({e}); is the disk full?")))?;
     }
-    tmp.as_file().sync_all().map_err(|e| fail(format!("write failed ({e}); is the disk full?")))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| fail(format!("write failed ({e}); is the disk full?")))?;
     let ext = opts.format.extension();
     let mut tmp = tmp;
     for n in 1..10_000 {
@@ -205,10 +271,18 @@ pub fn write_output(img: &RgbF32, opts: &EncodeOptions, meta: &OutputMeta, dir: 
         match tmp.persist_noclobber(&target) {
             Ok(_) => return Ok(target),
             Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => tmp = e.file,
-            Err(e) => return Err(fail(format!("cannot publish {} ({})", target.display(), e.error))),
+            Err(e) => {
+                return Err(fail(format!(
+                    "cannot publish {} ({})",
+                    target.display(),
+                    e.error
+                )))
+            }
         }
     }
-    Err(fail(format!("too many existing outputs named {stem}-N.{ext}")))
+    Err(fail(format!(
+        "too many existing outputs named {stem}-N.{ext}"
+    )))
 }
 
 #[cfg(test)]
@@ -225,14 +299,28 @@ mod tests {
     #[test]
     fn existing_outputs_are_never_replaced_and_no_temp_file_remains() {
         let dir = tempfile::tempdir().unwrap();
-        let img = RgbF32::new(32, 16, (0..32 * 16 * 3).map(|i| (i % 97) as f32 / 97.0).collect());
-        let meta = OutputMeta { exif: vec![], xmp: "<x/>".into() };
-        let opts = EncodeOptions { format: Format::Png, space: OutputSpace::Srgb, jpeg_quality: 95 };
+        let img = RgbF32::new(
+            32,
+            16,
+            (0..32 * 16 * 3).map(|i| (i % 97) as f32 / 97.0).collect(),
+        );
+        let meta = OutputMeta {
+            exif: vec![],
+            xmp: "<x/>".into(),
+        };
+        let opts = EncodeOptions {
+            format: Format::Png,
+            space: OutputSpace::Srgb,
+            jpeg_quality: 95,
+        };
         let a = write_output(&img, &opts, &meta, dir.path(), "photo").unwrap();
         let b = write_output(&img, &opts, &meta, dir.path(), "photo").unwrap();
         assert_eq!(a.file_name().unwrap(), "photo.png");
         assert_eq!(b.file_name().unwrap(), "photo-2.png");
-        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names.len(), 2, "{names:?}");
     }
 }

@@ -37,8 +37,9 @@ pub struct Ingested {
 
 /// File extensions handled as camera RAW (rawler decides in the end).
 const RAW_EXTENSIONS: &[&str] = &[
-    "dng", "cr2", "cr3", "crw", "nef", "nrw", "arw", "srf", "sr2", "raf", "orf", "rw2", "pef", "srw", "3fr", "fff",
-    "iiq", "erf", "kdc", "dcr", "dcs", "mos", "mef", "mrw", "raw", "rwl", "x3f", "ari", "qtk",
+    "dng", "cr2", "cr3", "crw", "nef", "nrw", "arw", "srf", "sr2", "raf", "orf", "rw2", "pef",
+    "srw", "3fr", "fff", "iiq", "erf", "kdc", "dcr", "dcs", "mos", "mef", "mrw", "raw", "rwl",
+    "x3f", "ari", "qtk",
 ];
 
 enum Kind {
@@ -47,7 +48,11 @@ enum Kind {
 }
 
 fn sniff(path: &Path, head: &[u8]) -> Option<Kind> {
-    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).unwrap_or_default();
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
     if RAW_EXTENSIONS.contains(&ext.as_str()) {
         return Some(Kind::Raw);
     }
@@ -75,10 +80,18 @@ pub fn ingest(path: &Path, limits: &Limits) -> Result<Ingested, JobError> {
         _ => JobError::file(ErrorCode::NotFound, path, format!("cannot read: {e}")),
     })?;
     if !meta.is_file() {
-        return Err(JobError::file(ErrorCode::BadRequest, path, "is a folder, not a photo"));
+        return Err(JobError::file(
+            ErrorCode::BadRequest,
+            path,
+            "is a folder, not a photo",
+        ));
     }
     if meta.len() == 0 {
-        return Err(JobError::file(ErrorCode::CorruptInput, path, "the file is empty (0 bytes)"));
+        return Err(JobError::file(
+            ErrorCode::CorruptInput,
+            path,
+            "the file is empty (0 bytes)",
+        ));
     }
     if meta.len() > limits.max_file_bytes {
         return Err(JobError::file(
@@ -127,7 +140,11 @@ fn check_pixels(path: &Path, w: usize, h: usize, limits: &Limits) -> Result<(), 
         ));
     }
     if w == 0 || h == 0 {
-        return Err(JobError::file(ErrorCode::CorruptInput, path, "the image has no pixels"));
+        return Err(JobError::file(
+            ErrorCode::CorruptInput,
+            path,
+            "the image has no pixels",
+        ));
     }
     Ok(())
 }
@@ -137,12 +154,18 @@ fn ingest_raw(path: &Path, limits: &Limits) -> Result<Ingested, JobError> {
     let result = catch_unwind(AssertUnwindSafe(|| -> Result<Ingested, JobError> {
         let src = RawSource::new(path).map_err(|e| JobError::file(ErrorCode::NotFound, path, e))?;
         let decoder = rawler::get_decoder(&src).map_err(|e| {
-            JobError::file(ErrorCode::UnsupportedFormat, path, format!("not a camera RAW Luminary can read ({e})"))
+            JobError::file(
+                ErrorCode::UnsupportedFormat,
+                path,
+                format!("not a camera RAW Luminary can read ({e})"),
+            )
         })?;
         let params = RawDecodeParams::default();
-        let raw = decoder
-            .raw_image(&src, &params, false)
-            .map_err(|e| corrupt(format!("the RAW data cannot be decoded ({e}); the file may be truncated")))?;
+        let raw = decoder.raw_image(&src, &params, false).map_err(|e| {
+            corrupt(format!(
+                "the RAW data cannot be decoded ({e}); the file may be truncated"
+            ))
+        })?;
         check_pixels(path, raw.width, raw.height, limits)?;
         let mut meta = metadata::read_exif(path);
         if meta.fields.is_empty() {
@@ -152,23 +175,45 @@ fn ingest_raw(path: &Path, limits: &Limits) -> Result<Ingested, JobError> {
         }
         meta.orientation = raw.orientation.to_u16();
         let image = develop_raw(path, &raw)?;
-        Ok(Ingested { image: image.oriented(meta.orientation), meta, is_raw: true })
+        Ok(Ingested {
+            image: image.oriented(meta.orientation),
+            meta,
+            is_raw: true,
+        })
     }));
-    result.unwrap_or_else(|p| Err(corrupt(format!("the RAW decoder failed on this file ({})", panic_text(p)))))
+    result.unwrap_or_else(|p| {
+        Err(corrupt(format!(
+            "the RAW decoder failed on this file ({})",
+            panic_text(p)
+        )))
+    })
 }
 
 /// 3×3 inverse; `None` when singular.
 fn invert3(m: [[f64; 3]; 3]) -> Option<[[f64; 3]; 3]> {
-    let det = m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+    let det = m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
+        - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
         + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]);
     if det.abs() < 1e-12 {
         return None;
     }
     let c = |a: usize, b: usize, d: usize, e: usize| m[a][b] * m[d][e] - m[a][e] * m[d][b];
     Some([
-        [c(1, 1, 2, 2) / det, -c(0, 1, 2, 2) / det, c(0, 1, 1, 2) / det],
-        [-c(1, 0, 2, 2) / det, c(0, 0, 2, 2) / det, -c(0, 0, 1, 2) / det],
-        [c(1, 0, 2, 1) / det, -c(0, 0, 2, 1) / det, c(0, 0, 1, 1) / det],
+        [
+            c(1, 1, 2, 2) / det,
+            -c(0, 1, 2, 2) / det,
+            c(0, 1, 1, 2) / det,
+        ],
+        [
+            -c(1, 0, 2, 2) / det,
+            c(0, 0, 2, 2) / det,
+            -c(0, 0, 1, 2) / det,
+        ],
+        [
+            c(1, 0, 2, 1) / det,
+            -c(0, 0, 2, 1) / det,
+            c(0, 0, 1, 1) / det,
+        ],
     ])
 }
 
@@ -181,7 +226,9 @@ fn develop_raw(path: &Path, raw: &rawler::RawImage) -> Result<RgbF32, JobError> 
         ProcessingStep::CropActiveArea,
         ProcessingStep::CropDefault,
     ]);
-    let inter = develop.develop_intermediate(raw).map_err(|e| corrupt(format!("cannot develop the RAW ({e})")))?;
+    let inter = develop
+        .develop_intermediate(raw)
+        .map_err(|e| corrupt(format!("cannot develop the RAW ({e})")))?;
     let (w, h, cam) = match inter {
         Intermediate::ThreeColor(px) => (px.width, px.height, px.data.into_flattened()),
         Intermediate::Monochrome(px) => {
@@ -210,7 +257,12 @@ fn develop_raw(path: &Path, raw: &rawler::RawImage) -> Result<RgbF32, JobError> 
     // camera → working: invert (XYZ→camera · working→XYZ), rows normalised so that the
     // white-balanced camera white maps to working white.
     let (_, xyz2cam) = raw
-        .color_matrix_find_first([Illuminant::D65, Illuminant::D55, Illuminant::D50, Illuminant::A])
+        .color_matrix_find_first([
+            Illuminant::D65,
+            Illuminant::D55,
+            Illuminant::D50,
+            Illuminant::A,
+        ])
         .or_else(|| raw.color_matrix.iter().next().map(|(i, m)| (*i, m.clone())))
         .ok_or_else(|| corrupt("the RAW carries no colour matrix".into()))?;
     if xyz2cam.len() < 9 {
@@ -227,7 +279,8 @@ fn develop_raw(path: &Path, raw: &rawler::RawImage) -> Result<RgbF32, JobError> 
             row.iter_mut().for_each(|v| *v /= sum);
         }
     }
-    let m = invert3(rgb2cam).ok_or_else(|| corrupt("the RAW's colour matrix is singular".into()))?;
+    let m =
+        invert3(rgb2cam).ok_or_else(|| corrupt("the RAW's colour matrix is singular".into()))?;
     let m = m.map(|r| r.map(|v| v as f32));
     let mut data = cam;
     data.par_chunks_mut(3 * 1024).for_each(|chunk| {
@@ -255,15 +308,20 @@ fn ingest_raster(path: &Path, limits: &Limits) -> Result<Ingested, JobError> {
         lim.max_alloc = Some((limits.max_pixels.saturating_mul(16)).max(1 << 20));
         reader.limits(lim);
         let mut decoder = reader.into_decoder().map_err(|e| match e {
-            image::ImageError::Unsupported(u) => {
-                JobError::file(ErrorCode::UnsupportedFormat, path, format!("unsupported image: {u}"))
-            }
+            image::ImageError::Unsupported(u) => JobError::file(
+                ErrorCode::UnsupportedFormat,
+                path,
+                format!("unsupported image: {u}"),
+            ),
             other => corrupt(format!("cannot decode the image ({other})")),
         })?;
         let (w, h) = decoder.dimensions();
         check_pixels(path, w as usize, h as usize, limits)?;
         let icc = decoder.icc_profile().ok().flatten();
-        let orientation = decoder.orientation().map(|o| o.to_exif() as u16).unwrap_or(1);
+        let orientation = decoder
+            .orientation()
+            .map(|o| o.to_exif() as u16)
+            .unwrap_or(1);
         let img = image::DynamicImage::from_decoder(decoder)
             .map_err(|e| corrupt(format!("the image data is damaged or truncated ({e})")))?;
         let encoded = img.into_rgb32f().into_raw();
@@ -271,7 +329,16 @@ fn ingest_raster(path: &Path, limits: &Limits) -> Result<Ingested, JobError> {
             .map_err(|e| JobError::file(ErrorCode::UnsupportedFormat, path, e))?;
         let mut meta = metadata::read_exif(path);
         meta.orientation = orientation;
-        Ok(Ingested { image: linear.oriented(orientation), meta, is_raw: false })
+        Ok(Ingested {
+            image: linear.oriented(orientation),
+            meta,
+            is_raw: false,
+        })
     }));
-    result.unwrap_or_else(|p| Err(corrupt(format!("the decoder failed on this file ({})", panic_text(p)))))
+    result.unwrap_or_else(|p| {
+        Err(corrupt(format!(
+            "the decoder failed on this file ({})",
+            panic_text(p)
+        )))
+    })
 }

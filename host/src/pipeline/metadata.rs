@@ -23,31 +23,49 @@ pub struct SourceMeta {
 impl SourceMeta {
     /// A text field, for facts and tests.
     pub fn text(&self, tag: Tag) -> Option<String> {
-        self.fields.iter().find(|f| f.tag == tag).and_then(|f| match &f.value {
-            Value::Ascii(v) => v.first().map(|s| String::from_utf8_lossy(s).trim().to_string()),
-            _ => None,
-        })
+        self.fields
+            .iter()
+            .find(|f| f.tag == tag)
+            .and_then(|f| match &f.value {
+                Value::Ascii(v) => v
+                    .first()
+                    .map(|s| String::from_utf8_lossy(s).trim().to_string()),
+                _ => None,
+            })
     }
 }
 
 /// TIFF-context tags copied from the primary IFD. Everything structural (sizes, strips,
 /// compression, DNG calibration) describes the *source* pixels and must not be copied.
-const TIFF_TAGS_KEPT: [Tag; 6] =
-    [Tag::Make, Tag::Model, Tag::Artist, Tag::Copyright, Tag::ImageDescription, Tag::DateTime];
+const TIFF_TAGS_KEPT: [Tag; 6] = [
+    Tag::Make,
+    Tag::Model,
+    Tag::Artist,
+    Tag::Copyright,
+    Tag::ImageDescription,
+    Tag::DateTime,
+];
 
 /// EXIF tags that describe the source encoding rather than the photo.
 fn exif_tag_dropped(tag: Tag) -> bool {
     matches!(
         tag,
-        Tag::MakerNote | Tag::PixelXDimension | Tag::PixelYDimension | Tag::ColorSpace | Tag::ComponentsConfiguration
-            | Tag::CompressedBitsPerPixel | Tag::InteropIFDPointer
+        Tag::MakerNote
+            | Tag::PixelXDimension
+            | Tag::PixelYDimension
+            | Tag::ColorSpace
+            | Tag::ComponentsConfiguration
+            | Tag::CompressedBitsPerPixel
+            | Tag::InteropIFDPointer
     )
 }
 
 /// Reads what EXIF the file has. Missing or broken EXIF is not an error: many files have
 /// none, and the photo matters more than its tags.
 pub fn read_exif(path: &Path) -> SourceMeta {
-    let Ok(file) = std::fs::File::open(path) else { return SourceMeta::default() };
+    let Ok(file) = std::fs::File::open(path) else {
+        return SourceMeta::default();
+    };
     let Ok(exif) = exif::Reader::new().read_from_container(&mut BufReader::new(file)) else {
         return SourceMeta::default();
     };
@@ -67,7 +85,10 @@ pub fn read_exif(path: &Path) -> SourceMeta {
         })
         .cloned()
         .collect();
-    SourceMeta { fields, orientation }
+    SourceMeta {
+        fields,
+        orientation,
+    }
 }
 
 fn value_len(v: &Value) -> usize {
@@ -79,23 +100,42 @@ fn value_len(v: &Value) -> usize {
 }
 
 fn ascii(tag: Tag, s: &str) -> Field {
-    Field { tag, ifd_num: In::PRIMARY, value: Value::Ascii(vec![s.as_bytes().to_vec()]) }
+    Field {
+        tag,
+        ifd_num: In::PRIMARY,
+        value: Value::Ascii(vec![s.as_bytes().to_vec()]),
+    }
 }
 
 fn conv_r(r: &rawler::formats::tiff::Rational) -> Rational {
-    Rational { num: r.n, denom: r.d }
+    Rational {
+        num: r.n,
+        denom: r.d,
+    }
 }
 
 /// Builds EXIF fields from rawler's metadata, for RAW containers kamadak-exif cannot read.
 pub fn from_rawler(md: &rawler::decoders::RawMetadata) -> Vec<Field> {
     let e = &md.exif;
     let mut out = vec![ascii(Tag::Make, &md.make), ascii(Tag::Model, &md.model)];
-    let mut push = |tag: Tag, value: Value| out.push(Field { tag, ifd_num: In::PRIMARY, value });
+    let mut push = |tag: Tag, value: Value| {
+        out.push(Field {
+            tag,
+            ifd_num: In::PRIMARY,
+            value,
+        })
+    };
     if let Some(v) = &e.date_time_original {
-        push(Tag::DateTimeOriginal, Value::Ascii(vec![v.clone().into_bytes()]));
+        push(
+            Tag::DateTimeOriginal,
+            Value::Ascii(vec![v.clone().into_bytes()]),
+        );
     }
     if let Some(v) = &e.create_date {
-        push(Tag::DateTimeDigitized, Value::Ascii(vec![v.clone().into_bytes()]));
+        push(
+            Tag::DateTimeDigitized,
+            Value::Ascii(vec![v.clone().into_bytes()]),
+        );
     }
     if let Some(v) = &e.exposure_time {
         push(Tag::ExposureTime, Value::Rational(vec![conv_r(v)]));
@@ -110,7 +150,13 @@ pub fn from_rawler(md: &rawler::decoders::RawMetadata) -> Vec<Field> {
         push(Tag::FocalLength, Value::Rational(vec![conv_r(v)]));
     }
     if let Some(v) = &e.exposure_bias {
-        push(Tag::ExposureBiasValue, Value::SRational(vec![SRational { num: v.n, denom: v.d }]));
+        push(
+            Tag::ExposureBiasValue,
+            Value::SRational(vec![SRational {
+                num: v.n,
+                denom: v.d,
+            }]),
+        );
     }
     if let Some(v) = &e.lens_make {
         push(Tag::LensMake, Value::Ascii(vec![v.clone().into_bytes()]));
@@ -126,12 +172,24 @@ pub fn from_rawler(md: &rawler::decoders::RawMetadata) -> Vec<Field> {
     }
     if let Some(g) = &e.gps {
         if let (Some(r), Some(v)) = (&g.gps_latitude_ref, &g.gps_latitude) {
-            push(Tag::GPSLatitudeRef, Value::Ascii(vec![r.clone().into_bytes()]));
-            push(Tag::GPSLatitude, Value::Rational(v.iter().map(conv_r).collect()));
+            push(
+                Tag::GPSLatitudeRef,
+                Value::Ascii(vec![r.clone().into_bytes()]),
+            );
+            push(
+                Tag::GPSLatitude,
+                Value::Rational(v.iter().map(conv_r).collect()),
+            );
         }
         if let (Some(r), Some(v)) = (&g.gps_longitude_ref, &g.gps_longitude) {
-            push(Tag::GPSLongitudeRef, Value::Ascii(vec![r.clone().into_bytes()]));
-            push(Tag::GPSLongitude, Value::Rational(v.iter().map(conv_r).collect()));
+            push(
+                Tag::GPSLongitudeRef,
+                Value::Ascii(vec![r.clone().into_bytes()]),
+            );
+            push(
+                Tag::GPSLongitude,
+                Value::Rational(v.iter().map(conv_r).collect()),
+            );
         }
         if let Some(v) = &g.gps_altitude {
             push(Tag::GPSAltitude, Value::Rational(vec![conv_r(v)]));
@@ -158,7 +216,10 @@ pub struct Provenance {
 }
 
 fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// The XMP namespace of Luminary's provenance fields.
@@ -197,12 +258,36 @@ pub fn xmp_packet(p: &Provenance) -> String {
 
 /// Output EXIF fields: the source's, with orientation normalised and software set.
 pub fn output_fields(src: &SourceMeta, width: u32, height: u32) -> Vec<Field> {
-    let mut fields: Vec<Field> = src.fields.iter().filter(|f| f.tag != Tag::Orientation).cloned().collect();
-    fields.push(Field { tag: Tag::Orientation, ifd_num: In::PRIMARY, value: Value::Short(vec![1]) });
-    fields.push(ascii(Tag::Software, concat!("Luminary ", env!("CARGO_PKG_VERSION"))));
-    fields.push(Field { tag: Tag::PixelXDimension, ifd_num: In::PRIMARY, value: Value::Long(vec![width]) });
-    fields.push(Field { tag: Tag::PixelYDimension, ifd_num: In::PRIMARY, value: Value::Long(vec![height]) });
-    fields.push(Field { tag: Tag::ExifVersion, ifd_num: In::PRIMARY, value: Value::Undefined(b"0232".to_vec(), 0) });
+    let mut fields: Vec<Field> = src
+        .fields
+        .iter()
+        .filter(|f| f.tag != Tag::Orientation)
+        .cloned()
+        .collect();
+    fields.push(Field {
+        tag: Tag::Orientation,
+        ifd_num: In::PRIMARY,
+        value: Value::Short(vec![1]),
+    });
+    fields.push(ascii(
+        Tag::Software,
+        concat!("Luminary ", env!("CARGO_PKG_VERSION")),
+    ));
+    fields.push(Field {
+        tag: Tag::PixelXDimension,
+        ifd_num: In::PRIMARY,
+        value: Value::Long(vec![width]),
+    });
+    fields.push(Field {
+        tag: Tag::PixelYDimension,
+        ifd_num: In::PRIMARY,
+        value: Value::Long(vec![height]),
+    });
+    fields.push(Field {
+        tag: Tag::ExifVersion,
+        ifd_num: In::PRIMARY,
+        value: Value::Undefined(b"0232".to_vec(), 0),
+    });
     // A later duplicate of a tag would make the writer emit an invalid IFD.
     let mut seen = std::collections::HashSet::new();
     fields.retain(|f| seen.insert(f.tag));

@@ -34,7 +34,7 @@ pub struct EnhanceRequest {
     pub preset: String,
     /// 0..1; the preset's default when absent.
     #[serde(default)]
-    pub intensity: Option<f32>,
+    pub intensity: Option<f64>,
     /// Preset parameters (validated against its schema).
     #[serde(default)]
     pub params: Map<String, Value>,
@@ -76,7 +76,7 @@ pub struct EnhanceResult {
     /// Plugin id that provided the preset.
     pub plugin: String,
     /// Intensity used.
-    pub intensity: f32,
+    pub intensity: f64,
     /// Engine used.
     pub engine: String,
     /// Engine model.
@@ -119,7 +119,13 @@ struct Timer<'a> {
 impl<'a> Timer<'a> {
     fn new(progress: Progress<'a>) -> Self {
         let now = Instant::now();
-        Timer { timings: BTreeMap::new(), progress, started: now, stage_start: now, done_share: 0.0 }
+        Timer {
+            timings: BTreeMap::new(),
+            progress,
+            started: now,
+            stage_start: now,
+            done_share: 0.0,
+        }
     }
 
     fn start(&mut self, stage: &str) {
@@ -128,12 +134,20 @@ impl<'a> Timer<'a> {
     }
 
     fn finish(&mut self, stage: &str) {
-        self.timings.insert(stage.into(), self.stage_start.elapsed().as_millis() as u64);
-        self.done_share += STAGES.iter().find(|(s, _)| *s == stage).map_or(0.0, |(_, w)| *w);
+        self.timings
+            .insert(stage.into(), self.stage_start.elapsed().as_millis() as u64);
+        self.done_share += STAGES
+            .iter()
+            .find(|(s, _)| *s == stage)
+            .map_or(0.0, |(_, w)| *w);
     }
 }
 
-fn output_location(req: &EnhanceRequest, preset: &str, config: &Config) -> Result<(PathBuf, String, Format), JobError> {
+fn output_location(
+    req: &EnhanceRequest,
+    preset: &str,
+    config: &Config,
+) -> Result<(PathBuf, String, Format), JobError> {
     let bad = |m: String| JobError::new(ErrorCode::BadRequest, m);
     let ext_format = |p: &Path| -> Option<Format> {
         match p.extension()?.to_str()?.to_ascii_lowercase().as_str() {
@@ -146,7 +160,11 @@ fn output_location(req: &EnhanceRequest, preset: &str, config: &Config) -> Resul
     if let Some(path) = &req.output.path {
         let format = match (req.output.format, ext_format(path)) {
             (Some(f), Some(e)) if f != e => {
-                return Err(bad(format!("{}: the extension does not match --format {}", path.display(), f.extension())))
+                return Err(bad(format!(
+                    "{}: the extension does not match --format {}",
+                    path.display(),
+                    f.extension()
+                )))
             }
             (Some(f), _) | (None, Some(f)) => f,
             (None, None) => config.output.format,
@@ -164,10 +182,23 @@ fn output_location(req: &EnhanceRequest, preset: &str, config: &Config) -> Resul
     }
     let dir = match &req.output.dir {
         Some(d) => d.clone(),
-        None => req.source.parent().map(Path::to_path_buf).filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(|| ".".into()),
+        None => req
+            .source
+            .parent()
+            .map(Path::to_path_buf)
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| ".".into()),
     };
-    let stem = req.source.file_stem().and_then(|s| s.to_str()).unwrap_or("photo");
-    let stem = format!("{}-luminary-{}", encode::sanitize_component(stem), encode::sanitize_component(preset));
+    let stem = req
+        .source
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("photo");
+    let stem = format!(
+        "{}-luminary-{}",
+        encode::sanitize_component(stem),
+        encode::sanitize_component(preset)
+    );
     Ok((dir, stem, req.output.format.unwrap_or(config.output.format)))
 }
 
@@ -182,16 +213,27 @@ pub fn run_job(
 ) -> Result<EnhanceResult, JobError> {
     // Everything cheap first.
     if req.source.as_os_str().is_empty() {
-        return Err(JobError::new(ErrorCode::BadRequest, "no source photo given"));
+        return Err(JobError::new(
+            ErrorCode::BadRequest,
+            "no source photo given",
+        ));
     }
     let (preset, plugin) = registry.preset(&req.preset)?;
-    let intensity = blend::validate_intensity(req.intensity.unwrap_or(preset.descriptor.default_intensity))?;
+    let intensity =
+        blend::validate_intensity(req.intensity.unwrap_or(preset.descriptor.default_intensity))?;
     let params = resolve_params(&preset.descriptor, &req.params)?;
-    let engine_name = req.engine.clone().unwrap_or_else(|| config.engine.default.clone());
+    let engine_name = req
+        .engine
+        .clone()
+        .unwrap_or_else(|| config.engine.default.clone());
     let engine = engine_named(&engine_name)?;
     let (dir, stem, format) = output_location(req, &preset.descriptor.id, config)?;
     if !dir.is_dir() {
-        return Err(JobError::file(ErrorCode::OutputFailed, &dir, "the output folder does not exist"));
+        return Err(JobError::file(
+            ErrorCode::OutputFailed,
+            &dir,
+            "the output folder does not exist",
+        ));
     }
     let space = req.output.color_space.unwrap_or(config.output.color_space);
 
@@ -215,9 +257,18 @@ pub fn run_job(
     t.finish("preview");
 
     t.start("preset");
-    let engine_req = plugin.build_request(&preset.descriptor.id, &params, &facts).map_err(|e| {
-        JobError::new(ErrorCode::PluginFailed, format!("plugin {} failed on preset '{}': {e}", plugin.info().id, preset.descriptor.id))
-    })?;
+    let engine_req = plugin
+        .build_request(&preset.descriptor.id, &params, &facts)
+        .map_err(|e| {
+            JobError::new(
+                ErrorCode::PluginFailed,
+                format!(
+                    "plugin {} failed on preset '{}': {e}",
+                    plugin.info().id,
+                    preset.descriptor.id
+                ),
+            )
+        })?;
     t.finish("preset");
     check(cancel)?;
 
@@ -231,7 +282,7 @@ pub fn run_job(
     t.finish("transfer");
 
     t.start("blend");
-    blend::blend_into(&base, &mut edited, intensity);
+    blend::blend_into(&base, &mut edited, intensity as f32);
     drop(base);
     t.finish("blend");
     check(cancel)?;
@@ -241,16 +292,24 @@ pub fn run_job(
     let provenance = metadata::Provenance {
         preset: preset.descriptor.id.clone(),
         plugin: plugin.info().id.clone(),
-        intensity,
+        intensity: intensity as f32,
         engine: engine.name().to_string(),
         model: engine.model(),
-        source_name: req.source.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        source_name: req
+            .source
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
     };
     let meta = encode::OutputMeta {
         exif: metadata::output_fields(&ingested.meta, w, h),
         xmp: metadata::xmp_packet(&provenance),
     };
-    let opts = encode::EncodeOptions { format, space, jpeg_quality: config.output.jpeg_quality };
+    let opts = encode::EncodeOptions {
+        format,
+        space,
+        jpeg_quality: config.output.jpeg_quality,
+    };
     let output = encode::write_output(&edited, &opts, &meta, &dir, &stem)?;
     t.finish("encode");
     progress("done", 1.0);

@@ -59,14 +59,16 @@ pub fn resize_area(img: &RgbF32, ow: usize, oh: usize) -> RgbF32 {
         })
         .collect();
     let mut out = vec![0f32; ow * oh * 3];
-    out.par_chunks_mut(ow * 3).zip(yw.par_iter()).for_each(|(orow, (first, w))| {
-        for (k, wk) in w.iter().enumerate() {
-            let src = &rows[(first + k) * ow * 3..(first + k + 1) * ow * 3];
-            for (o, s) in orow.iter_mut().zip(src) {
-                *o += wk * s;
+    out.par_chunks_mut(ow * 3)
+        .zip(yw.par_iter())
+        .for_each(|(orow, (first, w))| {
+            for (k, wk) in w.iter().enumerate() {
+                let src = &rows[(first + k) * ow * 3..(first + k + 1) * ow * 3];
+                for (o, s) in orow.iter_mut().zip(src) {
+                    *o += wk * s;
+                }
             }
-        }
-    });
+        });
     RgbF32::new(ow, oh, out)
 }
 
@@ -81,12 +83,20 @@ pub fn facts(preview: &RgbF32, full_w: usize, full_h: usize, is_raw: bool) -> Im
         .map(|p| {
             let max = p[0].max(p[1]).max(p[2]);
             let min = p[0].min(p[1]).min(p[2]);
-            if max > 1e-4 { (max - min) / max } else { 0.0 }
+            if max > 1e-4 {
+                (max - min) / max
+            } else {
+                0.0
+            }
         })
         .sum::<f32>()
         / n as f32;
     lum.sort_unstable_by(f32::total_cmp);
-    let pct = |q: f32| lum.get(((lum.len() as f32 - 1.0) * q) as usize).copied().unwrap_or(0.0);
+    let pct = |q: f32| {
+        lum.get(((lum.len() as f32 - 1.0) * q) as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
     ImageFacts {
         width: full_w as u32,
         height: full_h as u32,
@@ -106,12 +116,22 @@ mod tests {
     #[test]
     fn area_downscale_keeps_the_mean_exactly() {
         let (w, h) = (301, 203);
-        let data: Vec<f32> = (0..w * h * 3).map(|i| ((i * 7919) % 1000) as f32 / 1000.0).collect();
+        let data: Vec<f32> = (0..w * h * 3)
+            .map(|i| ((i * 7919) % 1000) as f32 / 1000.0)
+            .collect();
         let img = RgbF32::new(w, h, data);
         let small = downscale(&img, 64);
         assert_eq!(small.width.max(small.height), 64);
         for c in 0..3 {
-            let m = |im: &RgbF32| im.data.iter().skip(c).step_by(3).map(|&v| v as f64).sum::<f64>() / im.pixels() as f64;
+            let m = |im: &RgbF32| {
+                im.data
+                    .iter()
+                    .skip(c)
+                    .step_by(3)
+                    .map(|&v| v as f64)
+                    .sum::<f64>()
+                    / im.pixels() as f64
+            };
             assert!((m(&img) - m(&small)).abs() < 1e-4, "channel {c}");
         }
     }

@@ -33,7 +33,9 @@ pub fn compress_to_display(p: &mut [f32]) {
 
 /// Renders the base in place.
 pub fn render_base(img: &mut RgbF32) {
-    img.data.par_chunks_mut(3 * 4096).for_each(|chunk| chunk.chunks_exact_mut(3).for_each(compress_to_display));
+    img.data
+        .par_chunks_mut(3 * 4096)
+        .for_each(|chunk| chunk.chunks_exact_mut(3).for_each(compress_to_display));
 }
 
 #[cfg(test)]
@@ -51,6 +53,9 @@ mod tests {
         let mut sky = [0.6, 0.9, 1.4];
         compress_to_display(&mut sky);
         assert!(sky.iter().all(|v| (0.0..=1.0).contains(v)));
-        assert!(sky[2] > sky[1] && sky[1] > sky[0], "hue order kept: {sky:?}");
+        assert!(
+            sky[2] > sky[1] && sky[1] > sky[0],
+            "hue order kept: {sky:?}"
+        );
     }
 }

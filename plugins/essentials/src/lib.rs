@@ -115,7 +115,12 @@ impl Plugin for Essentials {
         ]
     }
 
-    fn build_request(&self, preset: &str, params: &Params, facts: &ImageFacts) -> Result<EngineRequest, String> {
+    fn build_request(
+        &self,
+        preset: &str,
+        params: &Params,
+        facts: &ImageFacts,
+    ) -> Result<EngineRequest, String> {
         let s = params.f32_or("strength", 1.0);
         let mut r = Recipe::default();
         let prompt = match preset {
@@ -131,7 +136,11 @@ impl Plugin for Essentials {
                 r.tone.shadows = (0.25 + if p01 < 0.01 { 0.15 } else { 0.0 }) * s;
                 r.tone.highlights = if p99 > 0.9 { -0.4 * s } else { -0.15 * s };
                 r.clarity = 0.15 * s;
-                r.vibrance = if facts.mean_saturation < 0.15 { 0.35 * s } else { 0.15 * s };
+                r.vibrance = if facts.mean_saturation < 0.15 {
+                    0.35 * s
+                } else {
+                    0.15 * s
+                };
                 format!("Enhance this photograph as a skilled photo editor would: balanced exposure, \
                          neutral white balance, open shadows, protected highlights, natural colour. {KEEP}")
             }
@@ -143,10 +152,15 @@ impl Plugin for Essentials {
                 r.clarity = 0.35 * s;
                 r.vibrance = 0.45 * s;
                 r.saturation = 0.08 * s;
-                r.grade.highlights = Tint { hue: 45.0, amount: 0.08 * s };
+                r.grade.highlights = Tint {
+                    hue: 45.0,
+                    amount: 0.08 * s,
+                };
                 r.vignette.amount = -0.15 * s;
-                format!("Make this landscape vivid and deep: richer blue skies and greens, recovered \
-                         highlights, crisp mid-tone detail, natural not neon. {KEEP}")
+                format!(
+                    "Make this landscape vivid and deep: richer blue skies and greens, recovered \
+                         highlights, crisp mid-tone detail, natural not neon. {KEEP}"
+                )
             }
             "warm-film" => {
                 r.white_balance.temperature = 0.18 * s;
@@ -154,9 +168,18 @@ impl Plugin for Essentials {
                 r.tone.fade = 0.12 * s;
                 r.tone.highlights = -0.25 * s;
                 r.saturation = -0.12 * s;
-                r.grade.shadows = Tint { hue: 190.0, amount: 0.22 * s };
-                r.grade.highlights = Tint { hue: 40.0, amount: 0.2 * s };
-                r.grain = Grain { amount: 0.2 * s, size: 1.2 };
+                r.grade.shadows = Tint {
+                    hue: 190.0,
+                    amount: 0.22 * s,
+                };
+                r.grade.highlights = Tint {
+                    hue: 40.0,
+                    amount: 0.2 * s,
+                };
+                r.grain = Grain {
+                    amount: 0.2 * s,
+                    size: 1.2,
+                };
                 format!("Give this photograph the look of warm colour-negative film (Portra-like): \
                          soft contrast, warm creamy highlights, slightly teal shadows, gentle fade, \
                          fine grain. {KEEP}")
@@ -172,7 +195,10 @@ impl Plugin for Essentials {
                 r.tone.contrast = 0.3;
                 r.tone.shadows = 0.1;
                 r.clarity = 0.25;
-                r.grain = Grain { amount: params.f32_or("grain", 0.25), size: 1.0 };
+                r.grain = Grain {
+                    amount: params.f32_or("grain", 0.25),
+                    size: 1.0,
+                };
                 r.vignette.amount = -0.12;
                 format!("Convert this photograph to a rich classic black and white print, as through \
                          a red filter: deep skies, luminous skin, full tonal range from true black to \
@@ -186,7 +212,10 @@ impl Plugin for Essentials {
                 r.clarity = -0.2 * s;
                 r.white_balance.temperature = 0.08 * s;
                 r.vibrance = 0.1 * s;
-                r.grade.highlights = Tint { hue: 30.0, amount: 0.1 * s };
+                r.grade.highlights = Tint {
+                    hue: 30.0,
+                    amount: 0.1 * s,
+                };
                 format!("Make this portrait softly flattering: gentle diffused light, lower contrast, \
                          warm natural skin, calm background. Do not retouch or reshape the face. {KEEP}")
             }
@@ -197,14 +226,28 @@ impl Plugin for Essentials {
                 r.tone.fade = 0.05 * s;
                 r.saturation = -0.3 * s;
                 r.white_balance.temperature = -0.1 * s;
-                r.grade.shadows = Tint { hue: 215.0, amount: 0.25 * s };
-                r.vignette = Vignette { amount: -0.45 * s, midpoint: 0.35, feather: 0.6 };
-                format!("Give this photograph a dark, moody atmosphere: lower exposure, muted colour, \
-                         cool blue shadows, deep vignette. {KEEP}")
+                r.grade.shadows = Tint {
+                    hue: 215.0,
+                    amount: 0.25 * s,
+                };
+                r.vignette = Vignette {
+                    amount: -0.45 * s,
+                    midpoint: 0.35,
+                    feather: 0.6,
+                };
+                format!(
+                    "Give this photograph a dark, moody atmosphere: lower exposure, muted colour, \
+                         cool blue shadows, deep vignette. {KEEP}"
+                )
             }
             other => return Err(format!("unknown preset '{other}'")),
         };
-        Ok(EngineRequest { prompt, negative_prompt: NEGATIVE.into(), engine_hint: None, recipe: r })
+        Ok(EngineRequest {
+            prompt,
+            negative_prompt: NEGATIVE.into(),
+            engine_hint: None,
+            recipe: r,
+        })
     }
 }
 
@@ -218,15 +261,28 @@ mod tests {
     fn every_preset_builds_a_request_that_changes_something() {
         let p = Essentials;
         for d in p.presets() {
-            let req = p.build_request(&d.id, &Params::default(), &ImageFacts::default()).unwrap();
-            assert!(req.prompt.contains("Keep the exact composition"), "{}", d.id);
-            assert_ne!(req.recipe, Recipe::default(), "preset {} changes nothing offline", d.id);
+            let req = p
+                .build_request(&d.id, &Params::default(), &ImageFacts::default())
+                .unwrap();
+            assert!(
+                req.prompt.contains("Keep the exact composition"),
+                "{}",
+                d.id
+            );
+            assert_ne!(
+                req.recipe,
+                Recipe::default(),
+                "preset {} changes nothing offline",
+                d.id
+            );
         }
     }
 
     #[test]
     fn unknown_preset_is_an_error() {
-        let err = Essentials.build_request("nope", &Params::default(), &ImageFacts::default()).unwrap_err();
+        let err = Essentials
+            .build_request("nope", &Params::default(), &ImageFacts::default())
+            .unwrap_err();
         assert!(err.contains("nope"));
     }
 }

@@ -6,10 +6,14 @@ use luminary_tests::{load_photo, write_dng, Cfa, RawSpec};
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let out = args.next().context("usage: make-dng OUT.dng [--mp N] [--bits 12|14] [--cfa rggb] [--black N]")?;
+    let out = args
+        .next()
+        .context("usage: make-dng OUT.dng [--mp N] [--bits 12|14] [--cfa rggb] [--black N]")?;
     let (mut mp, mut bits, mut cfa, mut black) = (24.0f64, 14u32, Cfa::Rggb, 512u16);
     while let Some(flag) = args.next() {
-        let v = args.next().with_context(|| format!("{flag} needs a value"))?;
+        let v = args
+            .next()
+            .with_context(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--mp" => mp = v.parse()?,
             "--bits" => bits = v.parse()?,
@@ -30,7 +34,18 @@ fn main() -> anyhow::Result<()> {
     let w = ((mp * 1e6 * 1.5).sqrt() as usize) & !1;
     let h = ((w as f64 / 1.5) as usize) & !1;
     let photo = load_photo("flower.png")?.mirror_tile(w, h);
-    write_dng(out.as_ref(), &photo, &RawSpec { cfa, bits, black, orientation: 1 })?;
-    println!("{out}: {w}x{h} {bits}-bit {cfa:?} DNG from flower.png (libjxl-testdata, BSD-3-Clause)");
+    write_dng(
+        out.as_ref(),
+        &photo,
+        &RawSpec {
+            cfa,
+            bits,
+            black,
+            orientation: 1,
+        },
+    )?;
+    println!(
+        "{out}: {w}x{h} {bits}-bit {cfa:?} DNG from flower.png (libjxl-testdata, BSD-3-Clause)"
+    );
     Ok(())
 }
