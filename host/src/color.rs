@@ -102,7 +102,8 @@ const LUT_SIZE: usize = 1 << 14;
 /// Working space → one output space: a matrix, then the output's transfer curve.
 pub struct Encoder {
     matrix: [[f32; 3]; 3],
-    lut: Vec<f32>,
+    /// Fixed size, so the index bound below lets the compiler drop bounds checks.
+    lut: Box<[f32; LUT_SIZE + 1]>,
 }
 
 impl Encoder {
@@ -120,12 +121,11 @@ impl Encoder {
         let eval = trc
             .make_gamma_evaluator()
             .expect("output TRC is invertible");
-        let lut = (0..=LUT_SIZE)
-            .map(|i| {
-                let t = i as f32 / LUT_SIZE as f32;
-                eval.evaluate_value(t * t).clamp(0.0, 1.0)
-            })
-            .collect();
+        let mut lut = Box::new([0f32; LUT_SIZE + 1]);
+        for (i, v) in lut.iter_mut().enumerate() {
+            let t = i as f32 / LUT_SIZE as f32;
+            *v = eval.evaluate_value(t * t).clamp(0.0, 1.0);
+        }
         Encoder { matrix, lut }
     }
 
@@ -135,7 +135,8 @@ impl Encoder {
         let t = linear.clamp(0.0, 1.0).sqrt() * LUT_SIZE as f32;
         let i = (t as usize).min(LUT_SIZE - 1);
         let f = t - i as f32;
-        self.lut[i] + (self.lut[i + 1] - self.lut[i]) * f
+        let (a, b) = (self.lut[i], self.lut[i + 1]);
+        a + (b - a) * f
     }
 
     /// Working-space pixel → encoded output pixel, 0..1, clipped to the output gamut.

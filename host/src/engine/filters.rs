@@ -90,26 +90,42 @@ impl GuidedCoefficients {
         }
     }
 
+    /// Horizontal interpolation positions for full width `w`: for each column, the left
+    /// low-res index and the weight of the right one. Shared by every row.
+    pub fn columns(&self, w: usize) -> Vec<(u32, f32)> {
+        let s = self.s as f32;
+        (0..w)
+            .map(|x| {
+                let fx = ((x as f32 + 0.5) / s - 0.5).clamp(0.0, (self.w - 1) as f32);
+                let x0 = (fx as usize).min(self.w.saturating_sub(2));
+                (x0 as u32, if self.w > 1 { fx - x0 as f32 } else { 0.0 })
+            })
+            .collect()
+    }
+
     /// Bilinearly upsampled `(a, b)` for full-resolution row `y`, written into the slices
-    /// (length = full width).
-    pub fn row(&self, y: usize, a_out: &mut [f32], b_out: &mut [f32]) {
+    /// (length = full width), using `columns` from [`Self::columns`]. Vertical interpolation
+    /// happens once per low-res column, so the per-pixel cost is one lerp per coefficient.
+    pub fn row(&self, y: usize, columns: &[(u32, f32)], a_out: &mut [f32], b_out: &mut [f32]) {
         let s = self.s as f32;
         let fy = ((y as f32 + 0.5) / s - 0.5).clamp(0.0, (self.h - 1) as f32);
         let y0 = fy as usize;
         let y1 = (y0 + 1).min(self.h - 1);
         let ty = fy - y0 as f32;
-        for (x, (ao, bo)) in a_out.iter_mut().zip(b_out.iter_mut()).enumerate() {
-            let fx = ((x as f32 + 0.5) / s - 0.5).clamp(0.0, (self.w - 1) as f32);
-            let x0 = fx as usize;
-            let x1 = (x0 + 1).min(self.w - 1);
-            let tx = fx - x0 as f32;
-            let lerp2 = |v: &[f32]| {
-                let top = v[y0 * self.w + x0] * (1.0 - tx) + v[y0 * self.w + x1] * tx;
-                let bot = v[y1 * self.w + x0] * (1.0 - tx) + v[y1 * self.w + x1] * tx;
-                top * (1.0 - ty) + bot * ty
-            };
-            *ao = lerp2(&self.a);
-            *bo = lerp2(&self.b);
+        let lerp_rows = |v: &[f32]| -> Vec<f32> {
+            let (r0, r1) = (
+                &v[y0 * self.w..(y0 + 1) * self.w],
+                &v[y1 * self.w..(y1 + 1) * self.w],
+            );
+            r0.iter().zip(r1).map(|(a, b)| a + (b - a) * ty).collect()
+        };
+        let (a_low, b_low) = (lerp_rows(&self.a), lerp_rows(&self.b));
+        let last = self.w - 1;
+        for ((ao, bo), &(x0, t)) in a_out.iter_mut().zip(b_out.iter_mut()).zip(columns) {
+            let x0 = x0 as usize;
+            let x1 = (x0 + 1).min(last);
+            *ao = a_low[x0] + (a_low[x1] - a_low[x0]) * t;
+            *bo = b_low[x0] + (b_low[x1] - b_low[x0]) * t;
         }
     }
 }
@@ -150,7 +166,7 @@ mod tests {
             .collect();
         let g = GuidedCoefficients::fit(&guide, w, h, 1, 4, 0.04);
         let (mut a, mut b) = (vec![0f32; w], vec![0f32; w]);
-        g.row(8, &mut a, &mut b);
+        g.row(8, &g.columns(w), &mut a, &mut b);
         let base: Vec<f32> = (0..w).map(|x| a[x] * guide[8 * w + x] + b[x]).collect();
         assert!(
             (base[w / 2 - 3] - -4.0).abs() < 0.2,

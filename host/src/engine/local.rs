@@ -33,15 +33,15 @@ impl Engine for LocalEngine {
     fn run(
         &self,
         req: &EngineRequest,
-        base: &RgbF32,
+        mut base: RgbF32,
         preview: &RgbF32,
+        intensity: f32,
         cancel: &Cancel,
     ) -> Result<Edited, JobError> {
         let plan = Plan::resolve(&req.recipe, preview);
         check(cancel)?;
-        let mut out = base.clone();
-        plan.apply(&mut out, cancel)?;
-        Ok(Edited::FullResolution(out))
+        plan.apply_blended(&mut base, intensity, cancel)?;
+        Ok(Edited::Blended(base))
     }
 }
 
@@ -334,7 +334,7 @@ impl Plan {
                             let l = LUMA[0] * gains[0] * p[0]
                                 + LUMA[1] * gains[1] * p[1]
                                 + LUMA[2] * gains[2] * p[2];
-                            acc += l.max(1e-5).log2();
+                            acc += fast_log2(l.max(1e-5));
                             n += 1.0;
                         }
                     }
@@ -354,38 +354,75 @@ impl Plan {
 
     /// Applies the plan to `img` in place.
     pub fn apply(&self, img: &mut RgbF32, cancel: &Cancel) -> Result<(), JobError> {
+        self.apply_blended(img, 1.0, cancel)
+    }
+
+    /// Applies the plan in place and blends with the original at `intensity` in the same
+    /// pass: `p + intensity · (edit(p) − p)`, exactly what the blend stage computes, without
+    /// a second full-resolution buffer.
+    pub fn apply_blended(
+        &self,
+        img: &mut RgbF32,
+        intensity: f32,
+        cancel: &Cancel,
+    ) -> Result<(), JobError> {
+        if intensity <= 0.0 {
+            return Ok(());
+        }
+        let t = std::time::Instant::now();
         let base = self.base_layer(img);
+        tracing::debug!("base layer {:?}", t.elapsed());
         check(cancel)?;
         let (w, h) = (img.width, img.height);
+        let columns = base.as_ref().map(|g| g.columns(w)).unwrap_or_default();
         let diag = ((w * w + h * h) as f32).sqrt();
         let half_diag = diag / 2.0;
         let (cx, cy) = (w as f32 / 2.0, h as f32 / 2.0);
         let (v_amount, v_mid, v_feather) = self.vignette;
         let v_end = (v_mid + (1.0 - v_mid) * (0.3 + 0.7 * v_feather)).max(v_mid + 1e-3);
+        // Vignette gain as a function of the squared radius: no sqrt or exp per pixel.
+        const VIG: usize = 4096;
+        let vignette: Vec<f32> = if v_amount != 0.0 {
+            (0..=VIG)
+                .map(|i| {
+                    (v_amount * 1.5 * smoothstep(v_mid, v_end, (i as f32 / VIG as f32).sqrt()))
+                        .exp2()
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let (g_amount, g_size) = self.grain;
         let grain_cell = (g_size * diag / 3000.0).max(0.5);
+        let inv_cell = 1.0 / grain_cell;
         let lut = self.tone_lut.as_deref();
 
         img.par_rows_mut().try_for_each(|(y, row)| {
             if y % 64 == 0 {
                 check(cancel)?;
             }
-            let mut a_row = Vec::new();
-            let mut b_row = Vec::new();
+            let (mut a_row, mut b_row) = (Vec::new(), Vec::new());
             if let Some(g) = &base {
                 a_row.resize(w, 0.0);
                 b_row.resize(w, 0.0);
-                g.row(y, &mut a_row, &mut b_row);
+                g.row(y, &columns, &mut a_row, &mut b_row);
             }
             let dy = (y as f32 + 0.5 - cy) / half_diag;
+            let dy2 = dy * dy;
+            // Grain lattice for this row: two rows of hashed values, refreshed as x moves.
+            let gy = y as f32 * inv_cell;
+            let (giy, gty) = (gy.floor() as i32, gy - gy.floor());
+            let mut cached_ix = i32::MIN;
+            let mut lattice = [0f32; 4];
             for (x, p) in row.chunks_exact_mut(3).enumerate() {
+                let orig = [p[0], p[1], p[2]];
                 for k in 0..3 {
                     p[k] *= self.gains[k];
                 }
                 // Highlights, shadows, clarity: move the smooth base, scale the detail.
                 if base.is_some() {
                     let yl = luma(p).max(1e-5);
-                    let l = yl.log2();
+                    let l = fast_log2(yl);
                     let bl = a_row[x] * l + b_row[x];
                     let detail = l - bl;
                     let mask_h = smoothstep(-3.32, -0.15, bl);
@@ -394,7 +431,7 @@ impl Plan {
                     let delta = self.highlights * 1.2 * mask_h
                         + self.shadows * 1.5 * mask_s
                         + 0.8 * self.clarity * mid * detail;
-                    let ratio = delta.exp2();
+                    let ratio = fast_exp2(delta);
                     for v in p.iter_mut() {
                         *v *= ratio;
                     }
@@ -454,28 +491,75 @@ impl Plan {
                         p[k] = q.max(0.0) * q.max(0.0);
                     }
                 }
-                if v_amount != 0.0 {
+                if !vignette.is_empty() {
                     let dx = (x as f32 + 0.5 - cx) / half_diag;
-                    let r = (dx * dx + dy * dy).sqrt();
-                    let g = (v_amount * 1.5 * smoothstep(v_mid, v_end, r)).exp2();
+                    let r2 = (dx * dx + dy2).min(1.0);
+                    let g = vignette[(r2 * VIG as f32) as usize];
                     p.iter_mut().for_each(|c| *c *= g);
                 }
                 if g_amount > 0.0 {
-                    let n = value_noise(x as f32 / grain_cell, y as f32 / grain_cell);
+                    let gx = x as f32 * inv_cell;
+                    let ix = gx as i32;
+                    if ix != cached_ix {
+                        cached_ix = ix;
+                        lattice = [
+                            hash(ix, giy),
+                            hash(ix + 1, giy),
+                            hash(ix, giy + 1),
+                            hash(ix + 1, giy + 1),
+                        ];
+                    }
+                    let tx = gx - ix as f32;
+                    let top = lattice[0] + (lattice[1] - lattice[0]) * tx;
+                    let bot = lattice[2] + (lattice[3] - lattice[2]) * tx;
+                    let n = top + (bot - top) * gty;
                     let yl = luma(p).max(0.0);
                     let v = yl.sqrt();
-                    let v2 =
-                        (v + n * g_amount * 0.12 * 4.0 * v.min(1.0) * (1.0 - v.min(1.0))).max(0.0);
+                    let vc = v.min(1.0);
+                    let v2 = (v + n * g_amount * 0.12 * 4.0 * vc * (1.0 - vc)).max(0.0);
                     if yl > 1e-6 {
                         let r = v2 * v2 / yl;
                         p.iter_mut().for_each(|c| *c *= r);
                     }
                 }
                 compress_to_display(p);
+                if intensity < 1.0 {
+                    for k in 0..3 {
+                        p[k] = orig[k] + intensity * (p[k] - orig[k]);
+                    }
+                }
             }
             Ok(())
         })
     }
+}
+
+/// log2 for positive normal floats, to ~1e-6: exponent from the bits, an odd series in
+/// (m-1)/(m+1) for the mantissa. Several times faster than `f32::log2` and accurate far
+/// beyond what a tone adjustment can show.
+#[inline(always)]
+fn fast_log2(x: f32) -> f32 {
+    let bits = x.max(f32::MIN_POSITIVE).to_bits();
+    let e = ((bits >> 23) & 0xff) as i32 - 127;
+    let m = f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000);
+    let t = (m - 1.0) / (m + 1.0);
+    let t2 = t * t;
+    e as f32 + t * (2.885_39 + t2 * (0.961_797 + t2 * (0.577_078 + t2 * 0.412_199)))
+}
+
+/// 2^x to ~2e-5 relative, for |x| < 126.
+#[inline(always)]
+fn fast_exp2(x: f32) -> f32 {
+    let x = x.clamp(-125.0, 125.0);
+    // floor without libm: baseline x86-64 has no SSE4.1 `roundss`, so `f32::floor` is a call.
+    let t = x as i32;
+    let i = (if (t as f32) > x { t - 1 } else { t }) as f32;
+    let f = x - i;
+    let p = 1.0
+        + f * (0.693_147_2
+            + f * (0.240_226_5
+                + f * (0.055_504_1 + f * (0.009_618_13 + f * (0.001_333_36 + f * 0.000_154_0)))));
+    f32::from_bits(((i as i32 + 127) as u32) << 23) * p
 }
 
 /// Deterministic noise in [-1, 1]: the same photo always gets the same grain.
@@ -485,15 +569,6 @@ fn hash(x: i32, y: i32) -> f32 {
     h = h.wrapping_mul(0x5bd1_e995);
     h ^= h >> 15;
     (h & 0xffff) as f32 / 32767.5 - 1.0
-}
-
-fn value_noise(x: f32, y: f32) -> f32 {
-    let (x0, y0) = (x.floor(), y.floor());
-    let (tx, ty) = (x - x0, y - y0);
-    let (ix, iy) = (x0 as i32, y0 as i32);
-    let top = hash(ix, iy) * (1.0 - tx) + hash(ix + 1, iy) * tx;
-    let bot = hash(ix, iy + 1) * (1.0 - tx) + hash(ix + 1, iy + 1) * tx;
-    top * (1.0 - ty) + bot * ty
 }
 
 #[cfg(test)]
@@ -619,6 +694,16 @@ mod tests {
             (near_bright - far_bright).abs() < 0.05,
             "halo on the bright side: {near_bright} vs {far_bright}"
         );
+    }
+
+    #[test]
+    fn fast_log2_and_exp2_match_std() {
+        for i in 1..20_000 {
+            let x = i as f32 * 0.0005;
+            assert!((fast_log2(x) - x.log2()).abs() < 2e-5, "log2({x})");
+            let y = (i as f32 - 10_000.0) * 0.001;
+            assert!((fast_exp2(y) / y.exp2() - 1.0).abs() < 5e-5, "exp2({y})");
+        }
     }
 
     #[test]

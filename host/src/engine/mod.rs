@@ -2,7 +2,10 @@
 //!
 //! Only the offline engine exists so far. It needs no transfer stage: its recipe is
 //! resolution-independent (statistics come from the preview, radii are fractions of the
-//! picture), so it runs directly on the full-resolution base and is exact.
+//! picture), so it runs directly on the full-resolution base and is exact. Because it is
+//! free and deterministic it also blends in the same pass (no second 24 MP buffer); AI
+//! engines will instead hand back an edited preview, and the pipeline's transfer and blend
+//! stages take it from there without calling them again.
 
 pub mod filters;
 pub mod local;
@@ -14,8 +17,8 @@ use crate::image::RgbF32;
 
 /// What an engine gives back.
 pub enum Edited {
-    /// The edit at full resolution: no transfer needed.
-    FullResolution(RgbF32),
+    /// The base with the edit already applied and blended at the requested intensity.
+    Blended(RgbF32),
 }
 
 /// An AI engine. Implementations must be cancellable through `cancel` and must never log
@@ -25,12 +28,14 @@ pub trait Engine: Send + Sync {
     fn name(&self) -> &str;
     /// Model identifier reported in results and provenance.
     fn model(&self) -> String;
-    /// Runs the request. `base` is the full-resolution original, `preview` its downscale.
+    /// Runs the request. `base` is the full-resolution original, `preview` its downscale,
+    /// `intensity` the blend the user asked for.
     fn run(
         &self,
         req: &EngineRequest,
-        base: &RgbF32,
+        base: RgbF32,
         preview: &RgbF32,
+        intensity: f32,
         cancel: &Cancel,
     ) -> Result<Edited, JobError>;
 }

@@ -161,6 +161,7 @@ fn ingest_raw(path: &Path, limits: &Limits) -> Result<Ingested, JobError> {
             )
         })?;
         let params = RawDecodeParams::default();
+        let t0 = std::time::Instant::now();
         let raw = decoder.raw_image(&src, &params, false).map_err(|e| {
             corrupt(format!(
                 "the RAW data cannot be decoded ({e}); the file may be truncated"
@@ -174,7 +175,9 @@ fn ingest_raw(path: &Path, limits: &Limits) -> Result<Ingested, JobError> {
             }
         }
         meta.orientation = raw.orientation.to_u16();
+        let t1 = std::time::Instant::now();
         let image = develop_raw(path, &raw)?;
+        tracing::debug!("raw decode {:?}, develop {:?}", t1 - t0, t1.elapsed());
         Ok(Ingested {
             image: image.oriented(meta.orientation),
             meta,
@@ -217,9 +220,103 @@ fn invert3(m: [[f64; 3]; 3]) -> Option<[[f64; 3]; 3]> {
     ])
 }
 
+/// White balance (normalised so the least amplified channel is 1) and the camera → working
+/// matrix of a RAW.
+fn raw_colour(path: &Path, raw: &rawler::RawImage) -> Result<([f32; 3], [[f32; 3]; 3]), JobError> {
+    let corrupt = |why: &str| JobError::file(ErrorCode::CorruptInput, path, why);
+    let mut wb = if raw.wb_coeffs[0].is_finite() && raw.wb_coeffs[0] > 0.0 {
+        [raw.wb_coeffs[0], raw.wb_coeffs[1], raw.wb_coeffs[2]]
+    } else {
+        [1.0, 1.0, 1.0]
+    };
+    let min = wb.iter().cloned().fold(f32::MAX, f32::min).max(1e-6);
+    wb.iter_mut().for_each(|v| *v /= min);
+
+    // camera → working: invert (XYZ→camera · working→XYZ), rows normalised so that the
+    // white-balanced camera white maps to working white.
+    let (_, xyz2cam) = raw
+        .color_matrix_find_first([
+            Illuminant::D65,
+            Illuminant::D55,
+            Illuminant::D50,
+            Illuminant::A,
+        ])
+        .or_else(|| raw.color_matrix.iter().next().map(|(i, m)| (*i, m.clone())))
+        .ok_or_else(|| corrupt("the RAW carries no colour matrix"))?;
+    if xyz2cam.len() < 9 {
+        return Err(corrupt("the RAW's colour matrix is incomplete"));
+    }
+    let wp = crate::color::working_profile().rgb_to_xyz_matrix();
+    let mut rgb2cam = [[0f64; 3]; 3];
+    for (i, row) in rgb2cam.iter_mut().enumerate() {
+        for (j, v) in row.iter_mut().enumerate() {
+            *v = (0..3).map(|k| xyz2cam[i * 3 + k] as f64 * wp.v[k][j]).sum();
+        }
+        let sum: f64 = row.iter().sum();
+        if sum.abs() > 1e-9 {
+            row.iter_mut().for_each(|v| *v /= sum);
+        }
+    }
+    let m = invert3(rgb2cam).ok_or_else(|| corrupt("the RAW's colour matrix is singular"))?;
+    Ok((wb, m.map(|r| r.map(|v| v as f32))))
+}
+
 fn develop_raw(path: &Path, raw: &rawler::RawImage) -> Result<RgbF32, JobError> {
+    let (wb, m) = raw_colour(path, raw)?;
+    // The common case — a 2×2 RGB Bayer sensor — takes our fused path.
+    if let rawler::rawimage::RawPhotometricInterpretation::Cfa(cfg) = &raw.photometric {
+        if cfg.cfa.width == 2 && cfg.cfa.height == 2 && cfg.cfa.is_rgb() && raw.cpp == 1 {
+            let colors = [
+                [cfg.cfa.color_at(0, 0), cfg.cfa.color_at(0, 1)],
+                [cfg.cfa.color_at(1, 0), cfg.cfa.color_at(1, 1)],
+            ];
+            let full = (0, 0, raw.width, raw.height);
+            let rect = raw
+                .crop_area
+                .or(raw.active_area)
+                .map(|r| (r.p.x, r.p.y, r.d.w, r.d.h))
+                .filter(|&(x, y, w, h)| w > 0 && h > 0 && x + w <= raw.width && y + h <= raw.height)
+                .unwrap_or(full);
+            let samples = match &raw.data {
+                rawler::RawImageData::Integer(v) => super::demosaic::Samples::U16(v),
+                rawler::RawImageData::Float(v) => super::demosaic::Samples::F32(v),
+            };
+            if samples_len(&samples) < raw.width * raw.height {
+                return Err(JobError::file(
+                    ErrorCode::CorruptInput,
+                    path,
+                    "the RAW data is shorter than its size says",
+                ));
+            }
+            let bayer = super::demosaic::Bayer {
+                samples,
+                width: raw.width,
+                height: raw.height,
+                colors,
+                black: raw.blacklevel.as_bayer_array(),
+                white: raw.whitelevel.as_bayer_array(),
+            };
+            return Ok(super::demosaic::develop(&bayer, rect, wb, m));
+        }
+    }
+    develop_with_rawler(path, raw, wb, m)
+}
+
+fn samples_len(s: &super::demosaic::Samples<'_>) -> usize {
+    match s {
+        super::demosaic::Samples::U16(v) => v.len(),
+        super::demosaic::Samples::F32(v) => v.len(),
+    }
+}
+
+/// Other sensors (X-Trans, linear DNGs, monochrome): rawler's levels, demosaic and crops.
+fn develop_with_rawler(
+    path: &Path,
+    raw: &rawler::RawImage,
+    wb: [f32; 3],
+    m: [[f32; 3]; 3],
+) -> Result<RgbF32, JobError> {
     let corrupt = |why: String| JobError::file(ErrorCode::CorruptInput, path, why);
-    // Levels, demosaic and crops from rawler; white balance and colour are ours (below).
     let develop = RawDevelop::new_with(&[
         ProcessingStep::Rescale,
         ProcessingStep::Demosaic,
@@ -243,45 +340,6 @@ fn develop_raw(path: &Path, raw: &rawler::RawImage) -> Result<RgbF32, JobError> 
             ))
         }
     };
-
-    // White balance, normalised so the least amplified channel clips at 1.0: clipped
-    // highlights then stay neutral instead of turning pink.
-    let mut wb = if raw.wb_coeffs[0].is_finite() && raw.wb_coeffs[0] > 0.0 {
-        [raw.wb_coeffs[0], raw.wb_coeffs[1], raw.wb_coeffs[2]]
-    } else {
-        [1.0, 1.0, 1.0]
-    };
-    let min = wb.iter().cloned().fold(f32::MAX, f32::min).max(1e-6);
-    wb.iter_mut().for_each(|v| *v /= min);
-
-    // camera → working: invert (XYZ→camera · working→XYZ), rows normalised so that the
-    // white-balanced camera white maps to working white.
-    let (_, xyz2cam) = raw
-        .color_matrix_find_first([
-            Illuminant::D65,
-            Illuminant::D55,
-            Illuminant::D50,
-            Illuminant::A,
-        ])
-        .or_else(|| raw.color_matrix.iter().next().map(|(i, m)| (*i, m.clone())))
-        .ok_or_else(|| corrupt("the RAW carries no colour matrix".into()))?;
-    if xyz2cam.len() < 9 {
-        return Err(corrupt("the RAW's colour matrix is incomplete".into()));
-    }
-    let wp = crate::color::working_profile().rgb_to_xyz_matrix();
-    let mut rgb2cam = [[0f64; 3]; 3];
-    for (i, row) in rgb2cam.iter_mut().enumerate() {
-        for (j, v) in row.iter_mut().enumerate() {
-            *v = (0..3).map(|k| xyz2cam[i * 3 + k] as f64 * wp.v[k][j]).sum();
-        }
-        let sum: f64 = row.iter().sum();
-        if sum.abs() > 1e-9 {
-            row.iter_mut().for_each(|v| *v /= sum);
-        }
-    }
-    let m =
-        invert3(rgb2cam).ok_or_else(|| corrupt("the RAW's colour matrix is singular".into()))?;
-    let m = m.map(|r| r.map(|v| v as f32));
     let mut data = cam;
     data.par_chunks_mut(3 * 1024).for_each(|chunk| {
         for p in chunk.chunks_exact_mut(3) {

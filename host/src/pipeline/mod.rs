@@ -5,6 +5,7 @@
 //! folder) is checked before the first pixel is decoded, so a typo costs nothing.
 
 pub mod blend;
+pub mod demosaic;
 pub mod encode;
 pub mod ingest;
 pub mod metadata;
@@ -273,22 +274,20 @@ pub fn run_job(
     check(cancel)?;
 
     t.start("engine");
-    let Edited::FullResolution(mut edited) = engine.run(&engine_req, &base, &preview, cancel)?;
+    let Edited::Blended(out) = engine.run(&engine_req, base, &preview, intensity as f32, cancel)?;
     t.finish("engine");
     check(cancel)?;
 
-    // The offline engine answers at full resolution; transfer is for preview-sized edits.
+    // The offline engine answers at full resolution and blends in the same pass, exactly
+    // as `blend::blend_into` would; preview-sized answers from AI engines will come
+    // through transfer and blend here.
     t.start("transfer");
     t.finish("transfer");
-
     t.start("blend");
-    blend::blend_into(&base, &mut edited, intensity as f32);
-    drop(base);
     t.finish("blend");
-    check(cancel)?;
 
     t.start("encode");
-    let (w, h) = (edited.width as u32, edited.height as u32);
+    let (w, h) = (out.width as u32, out.height as u32);
     let provenance = metadata::Provenance {
         preset: preset.descriptor.id.clone(),
         plugin: plugin.info().id.clone(),
@@ -310,7 +309,7 @@ pub fn run_job(
         space,
         jpeg_quality: config.output.jpeg_quality,
     };
-    let output = encode::write_output(&edited, &opts, &meta, &dir, &stem)?;
+    let output = encode::write_output(&out, &opts, &meta, &dir, &stem)?;
     t.finish("encode");
     progress("done", 1.0);
 
