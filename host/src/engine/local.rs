@@ -124,6 +124,9 @@ fn monotone_curve(pts: &[(f32, f32)], samples: usize, x_max: f32) -> Vec<f32> {
 const TONE_SAMPLES: usize = 4096;
 const TONE_MAX: f32 = 1.5;
 
+/// Three-way grade: shadow, midtone and highlight offsets, and the shadow/highlight split.
+type Grading = ([f32; 3], [f32; 3], [f32; 3], f32);
+
 /// Concrete operator parameters for one photo.
 #[derive(Clone, Debug)]
 pub struct Plan {
@@ -139,7 +142,7 @@ pub struct Plan {
     tone_lut: Option<Vec<f32>>,
     vibrance: f32,
     saturation: f32,
-    grade: Option<([f32; 3], [f32; 3], [f32; 3], f32)>,
+    grade: Option<Grading>,
     vignette: (f32, f32, f32),
     grain: (f32, f32),
 }
@@ -556,7 +559,7 @@ fn fast_exp2(x: f32) -> f32 {
     let i = (if (t as f32) > x { t - 1 } else { t }) as f32;
     let f = x - i;
     let p = 1.0
-        + f * (0.693_147_2
+        + f * (std::f32::consts::LN_2
             + f * (0.240_226_5
                 + f * (0.055_504_1 + f * (0.009_618_13 + f * (0.001_333_36 + f * 0.000_154_0)))));
     f32::from_bits(((i as i32 + 127) as u32) << 23) * p
