@@ -37,7 +37,10 @@ fn median(mut v: Vec<u64>) -> u64 {
 /// Runs the benchmark and prints a table.
 pub fn run(paths: &Paths, args: BenchArgs) -> anyhow::Result<i32> {
     let config = Config::load(&paths.config_file)?;
-    let registry = Registry::discover(&search_path(&paths.data_dir, &config.daemon.plugin_dirs));
+    let registry = Registry::discover(
+        &search_path(&paths.data_dir, &config.daemon.plugin_dirs),
+        &config.plugins.limits(),
+    );
     let out = tempfile::tempdir()?;
     let req = EnhanceRequest {
         source: std::path::absolute(&args.file)?,

@@ -61,6 +61,12 @@ pub enum Command {
     Stop,
     /// Time each stage of a job on FILE, in this process, and compare with LibRaw.
     Bench(BenchArgs),
+    /// Internal: host one plugin library for the daemon (plugins never run in the daemon).
+    #[command(hide = true)]
+    PluginRunner {
+        /// The plugin library.
+        file: PathBuf,
+    },
 }
 
 /// `luminary enhance`
@@ -255,6 +261,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Bench(args) => crate::bench::run(&paths, args),
+        Command::PluginRunner { file } => Ok(crate::plugins::runner::run_runner(&file)),
     }
 }
 

@@ -18,6 +18,49 @@ pub struct Config {
     pub output: OutputConfig,
     /// Engine defaults.
     pub engine: EngineConfig,
+    /// Plugin runner limits.
+    pub plugins: PluginsConfig,
+}
+
+/// `[plugins]`: how long plugins may take and how often they may crash.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// Seconds a plugin may take to describe its presets or build a request.
+    pub call_timeout_s: f64,
+    /// Seconds a preset's pixel function may take on a full-resolution photo.
+    pub pixels_timeout_s: f64,
+    /// Crashes (or overrun deadlines) after which a plugin is quarantined until
+    /// `luminary plugins reload`.
+    pub max_crashes: u32,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        PluginsConfig {
+            call_timeout_s: 10.0,
+            pixels_timeout_s: 120.0,
+            max_crashes: 3,
+        }
+    }
+}
+
+impl PluginsConfig {
+    /// As runner limits.
+    pub fn limits(&self) -> crate::plugins::runner::RunnerLimits {
+        let secs = |s: f64| {
+            std::time::Duration::from_secs_f64(if s.is_finite() {
+                s.clamp(0.05, 86_400.0)
+            } else {
+                10.0
+            })
+        };
+        crate::plugins::runner::RunnerLimits {
+            call_timeout: secs(self.call_timeout_s),
+            pixels_timeout: secs(self.pixels_timeout_s),
+            max_crashes: self.max_crashes.max(1),
+        }
+    }
 }
 
 /// `[daemon]`

@@ -157,7 +157,10 @@ pub fn serve(paths: Paths, config: Config) -> anyhow::Result<()> {
     let listener = transport::listen(&paths.socket)
         .with_context(|| format!("cannot listen on {}", paths.socket))?;
 
-    let registry = Registry::discover(&search_path(&paths.data_dir, &config.daemon.plugin_dirs));
+    let registry = Registry::discover(
+        &search_path(&paths.data_dir, &config.daemon.plugin_dirs),
+        &config.plugins.limits(),
+    );
     let n_presets = registry.presets().count();
     tracing::info!(
         "{} plugin libraries, {n_presets} presets",

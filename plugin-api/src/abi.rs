@@ -24,7 +24,7 @@ use abi_stable::{
     library::RootModule,
     package_version_strings,
     sabi_types::VersionStrings,
-    std_types::{ROption, RResult, RStr, RString},
+    std_types::{ROption, RResult, RSliceMut, RStr, RString},
     type_layout::TypeLayout,
     StableAbi,
 };
@@ -33,8 +33,11 @@ use std::ffi::c_void;
 /// Bumped only if the root module itself ever has to change (it should not).
 pub const ABI_VERSION: u32 = 1;
 
-/// Interface id of [`PresetsV1`].
+/// Interface id of [`PresetsV1`] (since 0.1.0).
 pub const PRESETS_V1: &str = "luminary.presets/1";
+
+/// Interface id of [`PixelsF32V1`] (since 0.1.1).
+pub const PIXELS_F32_V1: &str = "luminary.pixels-f32/1";
 
 /// The root module every plugin exports. Frozen: never add a field.
 ///
@@ -92,6 +95,30 @@ pub struct PresetsV1 {
         params: RStr<'_>,
         facts: RStr<'_>,
     ) -> RResult<RString, RString>,
+}
+
+/// `"luminary.pixels-f32/1"`: a preset's own pixel function, run by the offline engine
+/// instead of (or after) the recipe.
+///
+/// Pixels are interleaved RGB `f32`, linear light, Rec.2020 primaries, display-referred
+/// (0 black, 1 white), row-major, `width * height * 3` samples, edited in place. The buffer
+/// lives in memory shared with the host; the call must not keep it.
+///
+/// Thread contract: any thread; long-running (whole images), so it is called with a
+/// deadline and a plugin that overruns it is stopped.
+#[repr(C)]
+#[derive(StableAbi)]
+pub struct PixelsF32V1 {
+    /// `(preset, params JSON, facts JSON, pixels, width, height)` → `true` when the preset
+    /// processed the pixels, `false` when it has no pixel function (the recipe is used).
+    pub process: extern "C" fn(
+        preset: RStr<'_>,
+        params: RStr<'_>,
+        facts: RStr<'_>,
+        pixels: RSliceMut<'_, f32>,
+        width: u32,
+        height: u32,
+    ) -> RResult<bool, RString>,
 }
 
 impl RawInterface {

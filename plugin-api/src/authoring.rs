@@ -5,11 +5,14 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use abi_stable::{
     library::RootModuleResult,
     prefix_type::PrefixTypeTrait,
-    std_types::{ROption, RResult, RStr, RString},
+    std_types::{ROption, RResult, RSliceMut, RStr, RString},
 };
 use serde_json::{Map, Value};
 
-use crate::abi::{PluginRoot, PluginRootRef, PresetsV1, RawInterface, ABI_VERSION, PRESETS_V1};
+use crate::abi::{
+    PixelsF32V1, PluginRoot, PluginRootRef, PresetsV1, RawInterface, ABI_VERSION, PIXELS_F32_V1,
+    PRESETS_V1,
+};
 use crate::{EngineRequest, ImageFacts, PluginInfo, PresetDescriptor};
 
 /// A preset plugin. Implement it and pass a value to [`export_plugin!`](crate::export_plugin).
@@ -30,6 +33,33 @@ pub trait Plugin: Send + Sync + 'static {
         params: &Params,
         facts: &ImageFacts,
     ) -> Result<EngineRequest, String>;
+
+    /// Optional pixel function for the offline engine (since 0.1.1). Return `Ok(true)`
+    /// after editing `image` in place, or `Ok(false)` (the default) to let the engine run
+    /// the request's recipe. Called with the full-resolution photo, so keep it linear in
+    /// the pixel count; `image` is linear light, Rec.2020, display-referred (see
+    /// [`Image`]).
+    fn process_pixels(
+        &self,
+        preset: &str,
+        params: &Params,
+        facts: &ImageFacts,
+        image: &mut Image<'_>,
+    ) -> Result<bool, String> {
+        let _ = (preset, params, facts, image);
+        Ok(false)
+    }
+}
+
+/// A photo handed to [`Plugin::process_pixels`]: interleaved RGB `f32`, linear light,
+/// Rec.2020 primaries, display-referred (0 black, 1 white), rows top to bottom.
+pub struct Image<'a> {
+    /// Pixels per row.
+    pub width: usize,
+    /// Rows.
+    pub height: usize,
+    /// `width * height * 3` samples.
+    pub data: &'a mut [f32],
 }
 
 /// A preset's parameters: a JSON object, validated by the host against the preset's schema.
@@ -61,6 +91,8 @@ pub trait Export: 'static {
     fn instance() -> &'static dyn Plugin;
     /// The `luminary.presets/1` table.
     fn presets_table() -> &'static PresetsV1;
+    /// The `luminary.pixels-f32/1` table.
+    fn pixels_table() -> &'static PixelsF32V1;
 }
 
 fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
@@ -90,10 +122,10 @@ extern "C" fn describe<E: Export>() -> RString {
 }
 
 extern "C" fn get_interface<E: Export>(id: RStr<'_>) -> ROption<RawInterface> {
-    if id.as_str() == PRESETS_V1 {
-        ROption::RSome(RawInterface::new(E::presets_table()))
-    } else {
-        ROption::RNone
+    match id.as_str() {
+        PRESETS_V1 => ROption::RSome(RawInterface::new(E::presets_table())),
+        PIXELS_F32_V1 => ROption::RSome(RawInterface::new(E::pixels_table())),
+        _ => ROption::RNone,
     }
 }
 
@@ -116,6 +148,42 @@ pub extern "C" fn table_build_request<E: Export>(
         let req = E::instance().build_request(preset.as_str(), &Params(params), &facts)?;
         serde_json::to_string(&req).map_err(|e| e.to_string())
     })
+}
+
+#[doc(hidden)]
+pub extern "C" fn table_process_pixels<E: Export>(
+    preset: RStr<'_>,
+    params: RStr<'_>,
+    facts: RStr<'_>,
+    mut pixels: RSliceMut<'_, f32>,
+    width: u32,
+    height: u32,
+) -> RResult<bool, RString> {
+    let run = || -> Result<bool, String> {
+        let params: Map<String, Value> =
+            serde_json::from_str(params.as_str()).map_err(|e| format!("parameters: {e}"))?;
+        let facts: ImageFacts =
+            serde_json::from_str(facts.as_str()).map_err(|e| format!("image facts: {e}"))?;
+        let (w, h) = (width as usize, height as usize);
+        let data = pixels.as_mut_slice();
+        if data.len() != w * h * 3 {
+            return Err(format!(
+                "pixel buffer of {} samples for {w}x{h}",
+                data.len()
+            ));
+        }
+        let mut image = Image {
+            width: w,
+            height: h,
+            data,
+        };
+        E::instance().process_pixels(preset.as_str(), &Params(params), &facts, &mut image)
+    };
+    match catch_unwind(AssertUnwindSafe(run)) {
+        Ok(Ok(done)) => RResult::ROk(done),
+        Ok(Err(e)) => RResult::RErr(e.into()),
+        Err(payload) => RResult::RErr(panic_message(payload).into()),
+    }
 }
 
 fn root_module<E: Export>() -> PluginRootRef {

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use abi_stable::library::{lib_header_from_path, LibraryError, RootModule};
 use abi_stable::std_types::RResult;
 
-use crate::abi::{PluginRootRef, PresetsV1, ABI_VERSION, PRESETS_V1};
+use crate::abi::{PixelsF32V1, PluginRootRef, PresetsV1, ABI_VERSION, PIXELS_F32_V1, PRESETS_V1};
 use crate::{EngineRequest, ImageFacts, PluginInfo, PresetDescriptor};
 
 /// Why a library could not be used as a plugin. `Display` is one line for users; the
@@ -38,6 +38,7 @@ pub struct LoadedPlugin {
     path: PathBuf,
     info: PluginInfo,
     presets: &'static PresetsV1,
+    pixels: Option<&'static PixelsF32V1>,
 }
 
 /// The host's plugin-api version, as abi_stable compares it.
@@ -114,11 +115,22 @@ impl LoadedPlugin {
                 full,
             )
         })?;
+        // Optional since 0.1.1: plugins built against 0.1.0 simply do not offer it.
+        let pixels = match (root.get_interface())(PIXELS_F32_V1.into()).into_option() {
+            Some(raw) => Some(raw.cast::<PixelsF32V1>().map_err(|(first, full)| {
+                fail(
+                    format!("{PIXELS_F32_V1} has an incompatible layout: {first}"),
+                    full,
+                )
+            })?),
+            None => None,
+        };
         let _ = PluginRootRef::NAME;
         Ok(LoadedPlugin {
             path: path.to_path_buf(),
             info,
             presets,
+            pixels,
         })
     }
 
@@ -138,6 +150,44 @@ impl LoadedPlugin {
             RResult::ROk(json) => {
                 serde_json::from_str(json.as_str()).map_err(|e| format!("invalid preset list: {e}"))
             }
+            RResult::RErr(e) => Err(e.into_string()),
+        }
+    }
+
+    /// Interface ids the plugin offers.
+    pub fn interfaces(&self) -> Vec<&'static str> {
+        let mut v = vec![PRESETS_V1];
+        if self.pixels.is_some() {
+            v.push(PIXELS_F32_V1);
+        }
+        v
+    }
+
+    /// Runs the preset's pixel function on `data` (interleaved RGB, see
+    /// [`PixelsF32V1`]). `Ok(false)` when the plugin has none for this preset.
+    pub fn process_pixels(
+        &self,
+        preset: &str,
+        params: &serde_json::Map<String, serde_json::Value>,
+        facts: &ImageFacts,
+        data: &mut [f32],
+        width: u32,
+        height: u32,
+    ) -> Result<bool, String> {
+        let Some(pixels) = self.pixels else {
+            return Ok(false);
+        };
+        let params = serde_json::to_string(params).map_err(|e| e.to_string())?;
+        let facts = serde_json::to_string(facts).map_err(|e| e.to_string())?;
+        match (pixels.process)(
+            preset.into(),
+            params.as_str().into(),
+            facts.as_str().into(),
+            data.into(),
+            width,
+            height,
+        ) {
+            RResult::ROk(done) => Ok(done),
             RResult::RErr(e) => Err(e.into_string()),
         }
     }

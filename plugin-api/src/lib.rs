@@ -52,7 +52,7 @@ pub mod host;
 mod recipe;
 mod types;
 
-pub use authoring::{Params, Plugin};
+pub use authoring::{Image, Params, Plugin};
 pub use recipe::*;
 /// Re-exported so parameter schemas can be written with `json!` without another dependency.
 pub use serde_json::{self, json};
@@ -61,8 +61,10 @@ pub use types::*;
 /// Items the [`export_plugin!`] macro expands to. Not part of the API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::abi::{PluginRootRef, PresetsV1};
-    pub use crate::authoring::{root_module_constructor, table_build_request, table_list, Export};
+    pub use crate::abi::{PixelsF32V1, PluginRootRef, PresetsV1};
+    pub use crate::authoring::{
+        root_module_constructor, table_build_request, table_list, table_process_pixels, Export,
+    };
     pub use abi_stable::library::{CheckTypeLayout, LibHeader};
 }
 
@@ -91,6 +93,12 @@ macro_rules! export_plugin {
                 static TABLE: $crate::__private::PresetsV1 = $crate::__private::PresetsV1 {
                     list: $crate::__private::table_list::<__LuminaryExport>,
                     build_request: $crate::__private::table_build_request::<__LuminaryExport>,
+                };
+                &TABLE
+            }
+            fn pixels_table() -> &'static $crate::__private::PixelsF32V1 {
+                static TABLE: $crate::__private::PixelsF32V1 = $crate::__private::PixelsF32V1 {
+                    process: $crate::__private::table_process_pixels::<__LuminaryExport>,
                 };
                 &TABLE
             }

@@ -67,6 +67,10 @@ pub struct PresetDescriptor {
     /// Free tags for grouping in UIs (e.g. `film`, `portrait`).
     #[serde(default)]
     pub tags: Vec<String>,
+    /// Whether the offline engine should call [`Plugin::process_pixels`](crate::Plugin)
+    /// for this preset (since 0.1.1; otherwise only the recipe runs).
+    #[serde(default)]
+    pub pixel_function: bool,
 }
 
 fn empty_schema() -> Value {
@@ -88,7 +92,14 @@ impl PresetDescriptor {
             params_schema: empty_schema(),
             version: 1,
             tags: Vec::new(),
+            pixel_function: false,
         }
+    }
+
+    /// Declares that the preset has a pixel function (see `Plugin::process_pixels`).
+    pub fn with_pixel_function(mut self) -> Self {
+        self.pixel_function = true;
+        self
     }
 
     /// Sets the default intensity.

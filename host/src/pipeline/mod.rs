@@ -203,6 +203,49 @@ fn output_location(
     Ok((dir, stem, req.output.format.unwrap_or(config.output.format)))
 }
 
+/// Runs a preset's own pixel function in its plugin runner: the base goes into shared
+/// memory, the plugin edits it there, and the result is blended back into `base`.
+/// `Ok(None)` when the plugin says it has no pixel function after all.
+fn pixel_function(
+    plugin: &crate::plugins::runner::PluginHandle,
+    preset: &str,
+    params: &Map<String, Value>,
+    facts: &luminary_plugin_api::ImageFacts,
+    base: &mut crate::image::RgbF32,
+    intensity: f32,
+    cancel: &Cancel,
+) -> Result<Option<()>, JobError> {
+    use rayon::prelude::*;
+    let mut shm = crate::plugins::shm::SharedPixels::create(base.data.len()).map_err(|e| {
+        JobError::new(
+            ErrorCode::Internal,
+            format!("cannot allocate shared memory for the plugin: {e}"),
+        )
+    })?;
+    const CHUNK: usize = 3 << 14;
+    shm.as_mut_slice()
+        .par_chunks_mut(CHUNK)
+        .zip(base.data.par_chunks(CHUNK))
+        .for_each(|(d, s)| d.copy_from_slice(s));
+    if !plugin.process_pixels(preset, params, facts, &shm, base.width, base.height, cancel)? {
+        return Ok(None);
+    }
+    base.data
+        .par_chunks_mut(CHUNK)
+        .zip(shm.as_slice().par_chunks(CHUNK))
+        .for_each(|(b, e)| {
+            for (bp, ep) in b.chunks_exact_mut(3).zip(e.chunks_exact(3)) {
+                // Whatever the plugin wrote, the result stays a displayable picture.
+                let mut edited = [ep[0], ep[1], ep[2]].map(|v| if v.is_finite() { v } else { 0.0 });
+                render::compress_to_display(&mut edited);
+                for k in 0..3 {
+                    bp[k] += intensity * (edited[k] - bp[k]);
+                }
+            }
+        });
+    Ok(Some(()))
+}
+
 /// Runs one enhance job to the end. Never writes to the source; on any error, including
 /// cancellation, nothing is left in the output folder.
 pub fn run_job(
@@ -258,23 +301,31 @@ pub fn run_job(
     t.finish("preview");
 
     t.start("preset");
-    let engine_req = plugin
-        .build_request(&preset.descriptor.id, &params, &facts)
-        .map_err(|e| {
-            JobError::new(
-                ErrorCode::PluginFailed,
-                format!(
-                    "plugin {} failed on preset '{}': {e}",
-                    plugin.info().id,
-                    preset.descriptor.id
-                ),
-            )
-        })?;
+    let engine_req = plugin.build_request(&preset.descriptor.id, &params, &facts)?;
     t.finish("preset");
     check(cancel)?;
 
     t.start("engine");
-    let Edited::Blended(out) = engine.run(&engine_req, base, &preview, intensity as f32, cancel)?;
+    let mut pixel_output = None;
+    if engine.name() == "local" && preset.descriptor.pixel_function {
+        pixel_output = pixel_function(
+            plugin,
+            &preset.descriptor.id,
+            &params,
+            &facts,
+            &mut base,
+            intensity as f32,
+            cancel,
+        )?;
+    }
+    let out = match pixel_output {
+        Some(()) => base,
+        None => {
+            let Edited::Blended(out) =
+                engine.run(&engine_req, base, &preview, intensity as f32, cancel)?;
+            out
+        }
+    };
     t.finish("engine");
     check(cancel)?;
 
@@ -290,7 +341,7 @@ pub fn run_job(
     let (w, h) = (out.width as u32, out.height as u32);
     let provenance = metadata::Provenance {
         preset: preset.descriptor.id.clone(),
-        plugin: plugin.info().id.clone(),
+        plugin: plugin.info.id.clone(),
         intensity: intensity as f32,
         engine: engine.name().to_string(),
         model: engine.model(),
@@ -319,7 +370,7 @@ pub fn run_job(
         input: req.source.clone(),
         output,
         preset: preset.descriptor.id.clone(),
-        plugin: plugin.info().id.clone(),
+        plugin: plugin.info.id.clone(),
         intensity,
         engine: engine.name().to_string(),
         model: engine.model(),
