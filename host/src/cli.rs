@@ -42,11 +42,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// List plugin libraries and whether they loaded.
+    /// List plugin libraries and whether they loaded; reload or check them.
     Plugins {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+        #[command(subcommand)]
+        action: Option<PluginsAction>,
     },
     /// Show whether the daemon runs and what it is doing.
     Status {
@@ -66,6 +68,22 @@ pub enum Command {
     PluginRunner {
         /// The plugin library.
         file: PathBuf,
+    },
+}
+
+/// `luminary plugins …`
+#[derive(Subcommand, Debug)]
+pub enum PluginsAction {
+    /// Pick up new, rebuilt or quarantined plugins without restarting the daemon.
+    Reload,
+    /// A plugin author's test: load FILE in a runner, validate its presets and schemas,
+    /// and run every preset on a real photo, reporting time per megapixel.
+    Check {
+        /// The plugin library.
+        file: PathBuf,
+        /// Photo to run the presets on (default: a built-in 500 px photograph).
+        #[arg(long)]
+        photo: Option<PathBuf>,
     },
 }
 
@@ -168,14 +186,26 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
-        Command::Plugins { json } => {
+        Command::Plugins {
+            json,
+            action: Some(PluginsAction::Check { file, photo }),
+        } => crate::plugins::check::run(&paths, &file, photo.as_deref(), json),
+        Command::Plugins { json, action } => {
             let mut c = Client::connect(&paths, true)?;
-            let r = c.call(
-                &Request::Plugins {
-                    id: "plugins".into(),
-                },
-                "plugins",
-            )?;
+            let r = match action {
+                Some(PluginsAction::Reload) => c.call(
+                    &Request::ReloadPlugins {
+                        id: "reload".into(),
+                    },
+                    "reload",
+                )?,
+                _ => c.call(
+                    &Request::Plugins {
+                        id: "plugins".into(),
+                    },
+                    "plugins",
+                )?,
+            };
             if json {
                 println!("{}", Value::Object(r));
             } else {

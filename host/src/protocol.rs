@@ -21,7 +21,15 @@ pub const PROTOCOL_VERSION: &str = "1.0";
 pub const MAX_FRAME: usize = 1 << 20;
 
 /// What the daemon can do, announced in `welcome`.
-pub const CAPABILITIES: &[&str] = &["enhance", "presets", "plugins", "status", "cancel", "stop"];
+pub const CAPABILITIES: &[&str] = &[
+    "enhance",
+    "presets",
+    "plugins",
+    "reload_plugins",
+    "status",
+    "cancel",
+    "stop",
+];
 
 /// Client → daemon.
 #[derive(Serialize, Deserialize, Debug, Clone)]
@@ -49,6 +57,12 @@ pub enum Request {
     },
     /// List plugin libraries and their state.
     Plugins {
+        /// Request id.
+        id: String,
+    },
+    /// Rescan the plugin folders and restart every runner (new, rebuilt or quarantined
+    /// plugins are picked up without restarting the daemon).
+    ReloadPlugins {
         /// Request id.
         id: String,
     },

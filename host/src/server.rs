@@ -341,6 +341,17 @@ fn handle_connection(stream: Connection, state: Arc<State>) {
                 let reg = state.registry.read().unwrap();
                 send(&tx, &done(&id, json!({ "plugins": reg.reports() })));
             }
+            Request::ReloadPlugins { id } => {
+                let fresh = Registry::discover(
+                    &search_path(&state.paths.data_dir, &state.config.daemon.plugin_dirs),
+                    &state.config.plugins.limits(),
+                );
+                // Jobs in flight hold the old registry until they finish; then its
+                // runners stop.
+                let reports = fresh.reports();
+                *state.registry.write().unwrap() = fresh;
+                send(&tx, &done(&id, json!({ "plugins": reports })));
+            }
             Request::Cancel { id, job } => {
                 let found = jobs
                     .lock()

@@ -49,9 +49,30 @@ pub fn host_api_version() -> &'static str {
 fn first_error_line(full: &str) -> String {
     full.lines()
         .map(str::trim)
-        .find(|l| l.starts_with("Error:") || l.contains("rror"))
-        .unwrap_or_else(|| full.lines().next().unwrap_or(""))
-        .to_string()
+        .find(|l| l.starts_with("Error:"))
+        .map(|l| l.trim_start_matches("Error:").trim().to_string())
+        .unwrap_or_else(|| full.lines().next().unwrap_or("").trim().to_string())
+}
+
+/// The plugin-api version a mismatching plugin was built against, read from abi_stable's
+/// layout report (it names each type's package and version).
+fn plugin_api_version_in(report: &str) -> Option<String> {
+    let host = host_api_version();
+    report
+        .split("package:'luminary-plugin-api' version:'")
+        .skip(1)
+        .filter_map(|rest| rest.split('\'').next())
+        .find(|v| *v != host)
+        .map(String::from)
+}
+
+fn incompatible(plugin_version: &str) -> String {
+    let host = host_api_version();
+    let series: String = host.rsplitn(2, '.').nth(1).unwrap_or(host).to_string();
+    format!(
+        "built against plugin-api {plugin_version} while this Luminary speaks {host}; \
+         rebuild the plugin against luminary-plugin-api {series}.x"
+    )
 }
 
 fn describe_library_error(e: &LibraryError) -> String {
@@ -60,19 +81,18 @@ fn describe_library_error(e: &LibraryError) -> String {
         LibraryError::GetSymbolError { .. } => {
             "not a Luminary plugin (it exports no plugin entry point)".to_string()
         }
-        LibraryError::IncompatibleVersionNumber { expected_version, actual_version, .. } => format!(
-            "built against plugin-api {actual_version} while this Luminary speaks {expected_version}; \
-             rebuild the plugin against luminary-plugin-api {expected_version}"
-        ),
+        LibraryError::IncompatibleVersionNumber { actual_version, .. } => incompatible(&actual_version.to_string()),
         LibraryError::InvalidAbiHeader(_) => {
             "built with an incompatible abi_stable version; rebuild it against this Luminary's plugin-api"
                 .to_string()
         }
-        other => format!(
-            "incompatible with plugin-api {}: {}",
-            host_api_version(),
-            first_error_line(&other.to_string())
-        ),
+        other => {
+            let full = other.to_string();
+            match plugin_api_version_in(&full) {
+                Some(v) => incompatible(&v),
+                None => format!("incompatible with plugin-api {}: {}", host_api_version(), first_error_line(&full)),
+            }
+        }
     }
 }
 

@@ -4,6 +4,57 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// A library built by this workspace (target/<profile>/), e.g. `dylib("misbehave")`.
+pub fn dylib(name: &str) -> PathBuf {
+    let bin = luminary_bin();
+    let path = bin.parent().unwrap().join(format!(
+        "{}{name}{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    ));
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace` first",
+        path.display()
+    );
+    path
+}
+
+/// Builds a plugin crate that lives outside the workspace (as a third party would build
+/// it) and returns its library. All such builds share one target folder, so abi_stable is
+/// compiled once.
+pub fn build_external_plugin(manifest_dir: &Path, lib_name: &str) -> PathBuf {
+    let target = luminary_bin()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("plugin-builds");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args(["build", "--offline", "-j2", "--manifest-path"])
+        .arg(manifest_dir.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target)
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_TARGET_DIR")
+        .output()
+        .expect("cargo runs");
+    assert!(
+        out.status.success(),
+        "building {} failed:\n{}",
+        manifest_dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lib = target.join("debug").join(format!(
+        "{}{lib_name}{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    ));
+    assert!(lib.exists(), "{} was not built", lib.display());
+    lib
+}
+
 /// The `luminary` binary built next to the test executable (target/<profile>/luminary).
 pub fn luminary_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable");
@@ -32,7 +83,7 @@ impl Env {
     /// A fresh environment (no daemon yet: the first client starts it).
     pub fn new() -> Env {
         let root = tempfile::tempdir().expect("tempdir");
-        for d in ["config", "data", "cache", "runtime", "work"] {
+        for d in ["config", "data", "cache", "runtime", "work", "plugins"] {
             std::fs::create_dir_all(root.path().join(d)).unwrap();
         }
         #[cfg(unix)]
@@ -58,6 +109,16 @@ impl Env {
         self.root.path().join("config/luminary/config.toml")
     }
 
+    /// The folder on `LUMINARY_PLUGIN_PATH` (empty unless a test installs plugins).
+    pub fn plugin_dir(&self) -> PathBuf {
+        self.root.path().join("plugins")
+    }
+
+    /// Copies a plugin library into the plugin folder (before the daemon starts).
+    pub fn install_plugin(&self, lib: &Path) {
+        std::fs::copy(lib, self.plugin_dir().join(lib.file_name().unwrap())).unwrap();
+    }
+
     /// Writes config.toml (before the daemon starts).
     pub fn write_config(&self, text: &str) {
         let f = self.config_file();
@@ -75,7 +136,7 @@ impl Env {
             .env("XDG_RUNTIME_DIR", r.join("runtime"))
             .env_remove("LUMINARY_SOCKET")
             .env_remove("LUMINARY_CONFIG")
-            .env_remove("LUMINARY_PLUGIN_PATH")
+            .env("LUMINARY_PLUGIN_PATH", r.join("plugins"))
             .current_dir(&self.work);
         c
     }

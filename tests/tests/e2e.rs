@@ -9,6 +9,9 @@ use luminary_tests::daemon::{results, Env};
 use luminary_tests::*;
 use serde_json::Value;
 
+#[path = "e2e/plugins.rs"]
+mod plugins;
+
 /// Fixtures shared by every test in this binary (generating a 24 MP DNG takes a while).
 struct Fixtures {
     _dir: tempfile::TempDir,

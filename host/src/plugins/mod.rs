@@ -7,6 +7,7 @@
 //! that fails to load is recorded with a one-line reason and never stops the others. When
 //! two plugins offer the same preset id, the first found wins and the clash is reported.
 
+pub mod check;
 pub mod params;
 pub mod runner;
 pub mod shm;
@@ -165,6 +166,20 @@ impl Registry {
                     reg.load(&file, limits);
                 }
             }
+        }
+        reg
+    }
+
+    /// Loads exactly these libraries (for `luminary plugins check`).
+    pub fn from_files(files: &[PathBuf], limits: &RunnerLimits) -> Registry {
+        let mut reg = Registry {
+            plugins: Vec::new(),
+            plugin_reports: Vec::new(),
+            reports: Vec::new(),
+            presets: BTreeMap::new(),
+        };
+        for f in files {
+            reg.load(f, limits);
         }
         reg
     }

@@ -1,0 +1,243 @@
+//! Plugins: loaded in runner processes, misbehaving ones contained, old ones still loading,
+//! incompatible and invalid ones refused with one clear line.
+
+use std::path::{Path, PathBuf};
+
+use luminary_tests::daemon::{build_external_plugin, dylib, results, Env};
+use serde_json::Value;
+
+use super::{copy_into, fixtures};
+
+fn plugins_json(env: &Env) -> Vec<Value> {
+    let out = env.run(&["plugins", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["plugins"].as_array().unwrap().clone()
+}
+
+fn plugin<'a>(list: &'a [Value], file_part: &str) -> &'a Value {
+    list.iter()
+        .find(|p| p["file"].as_str().unwrap().contains(file_part))
+        .unwrap_or_else(|| panic!("no plugin {file_part} in {list:?}"))
+}
+
+fn enhance(env: &Env, src: &Path, preset: &str) -> Value {
+    let out = env.run(&[
+        "enhance",
+        "--json",
+        src.to_str().unwrap(),
+        "--preset",
+        preset,
+    ]);
+    let r = results(&out.stdout);
+    assert_eq!(r.len(), 1, "{}", String::from_utf8_lossy(&out.stderr));
+    r.into_iter().next().unwrap()
+}
+
+#[test]
+fn a_plugin_that_panics_segfaults_exits_or_hangs_fails_only_its_own_job() {
+    let f = fixtures();
+    let env = Env::new();
+    env.install_plugin(&dylib("misbehave"));
+    env.write_config("[plugins]\ncall_timeout_s = 2\nmax_crashes = 3\n");
+    let src = copy_into(&env, &f.tiff8);
+    let big = copy_into(&env, &f.dng_grbg_12);
+
+    // A panic is caught inside the plugin: the job fails, the runner lives on.
+    let r = enhance(&env, &src, "panic");
+    assert_eq!(r["code"], "plugin_failed");
+    assert!(
+        r["message"].as_str().unwrap().contains("deliberate panic"),
+        "{r}"
+    );
+    assert_eq!(plugin(&plugins_json(&env), "misbehave")["crashes"], 0);
+
+    // A segfault while another client's job from another plugin runs: that job completes.
+    let other = env
+        .cmd()
+        .args([
+            "enhance",
+            "--json",
+            big.to_str().unwrap(),
+            "--preset",
+            "warm-film",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let r = enhance(&env, &src, "segfault");
+    assert_eq!(r["code"], "plugin_failed");
+    let msg = r["message"].as_str().unwrap();
+    assert!(
+        msg.contains("test.misbehave") && msg.contains("SIGSEGV"),
+        "{msg}"
+    );
+    let other = other.wait_with_output().unwrap();
+    assert!(other.status.success(), "the other job failed too");
+    assert_eq!(results(&other.stdout)[0]["ok"], true);
+
+    // The runner is restarted for the next job.
+    let r = enhance(&env, &src, "fine");
+    assert_eq!(r["ok"], true, "{r}");
+
+    let r = enhance(&env, &src, "exit");
+    assert!(
+        r["message"]
+            .as_str()
+            .unwrap()
+            .contains("exited with status 3"),
+        "{r}"
+    );
+    let t = std::time::Instant::now();
+    let r = enhance(&env, &src, "hang");
+    assert!(
+        r["message"]
+            .as_str()
+            .unwrap()
+            .contains("did not answer within"),
+        "{r}"
+    );
+    assert!(
+        t.elapsed().as_secs() < 20,
+        "a hung plugin held the job for {:?}",
+        t.elapsed()
+    );
+
+    // Three crashes: quarantined, and `luminary plugins` says so.
+    let list = plugins_json(&env);
+    let m = plugin(&list, "misbehave");
+    assert_eq!(m["state"], "quarantined", "{m}");
+    assert_eq!(m["crashes"], 3);
+    let r = enhance(&env, &src, "fine");
+    assert!(
+        r["message"].as_str().unwrap().contains("quarantined"),
+        "{r}"
+    );
+    // Everything else still works, and the daemon never went down.
+    assert_eq!(enhance(&env, &src, "auto")["ok"], true);
+    let st: Value =
+        serde_json::from_slice(&env.run(&["status", "--json", "--no-spawn"]).stdout).unwrap();
+    assert_eq!(st["running"], true);
+    // `plugins reload` gives the plugin a fresh start.
+    assert!(env.run(&["plugins", "reload"]).status.success());
+    assert_eq!(plugin(&plugins_json(&env), "misbehave")["state"], "loaded");
+    assert_eq!(enhance(&env, &src, "fine")["ok"], true);
+}
+
+#[test]
+fn pixel_functions_run_in_the_runner_through_shared_memory() {
+    let f = fixtures();
+    let env = Env::new();
+    env.install_plugin(&dylib("misbehave"));
+    let src = copy_into(&env, &f.tiff16);
+    let out = env.run(&[
+        "enhance",
+        "--json",
+        src.to_str().unwrap(),
+        "--preset",
+        "pixels-sepia",
+        "--intensity",
+        "1",
+    ]);
+    let r = results(&out.stdout).remove(0);
+    assert_eq!(r["ok"], true, "{r}");
+    let img = image::open(r["output"].as_str().unwrap())
+        .unwrap()
+        .into_rgb32f();
+    // Sepia: red above green above blue nearly everywhere the picture is not black.
+    let (mut warm, mut n) = (0, 0);
+    for p in img.pixels() {
+        if p[1] > 0.1 && p[1] < 0.8 {
+            n += 1;
+            if p[0] > p[1] && p[1] > p[2] {
+                warm += 1;
+            }
+        }
+    }
+    assert!(warm as f64 > 0.95 * n as f64, "{warm} of {n} pixels sepia");
+    let r = enhance(&env, &src, "pixels-panic");
+    assert_eq!(r["code"], "plugin_failed");
+    assert!(r["message"]
+        .as_str()
+        .unwrap()
+        .contains("deliberate panic in process_pixels"));
+    // No shared memory left behind.
+    let leftovers: Vec<PathBuf> = std::fs::read_dir("/dev/shm")
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    let ours: Vec<_> = leftovers
+        .iter()
+        .filter(|p| p.to_string_lossy().contains("luminary-pixels-"))
+        .collect();
+    assert!(
+        ours.is_empty() || cfg!(not(target_os = "linux")),
+        "shared memory left: {ours:?}"
+    );
+}
+
+#[test]
+fn old_plugins_load_incompatible_ones_are_refused_and_invalid_presets_are_reported() {
+    let f = fixtures();
+    let env = Env::new();
+    let compat = Path::new(env!("CARGO_MANIFEST_DIR")).join("compat");
+    let old = build_external_plugin(&compat.join("plugin-old"), "compat_old");
+    let future = build_external_plugin(&compat.join("plugin-future"), "compat_future");
+    env.install_plugin(&old);
+    env.install_plugin(&future);
+    env.install_plugin(&dylib("badschema"));
+    std::fs::write(
+        env.plugin_dir().join("libnotaplugin.so"),
+        b"this is not a library",
+    )
+    .unwrap();
+
+    let list = plugins_json(&env);
+    // Built against 0.1.0 (a pinned copy of that release), loaded by this 0.1.x host.
+    let o = plugin(&list, "compat_old");
+    assert_eq!(o["state"], "loaded", "{o}");
+    assert_eq!(o["presets"], serde_json::json!(["vintage-010"]));
+    // Built against 0.2.0: one line naming the file's plugin-api and the host's.
+    let fu = plugin(&list, "compat_future");
+    assert_eq!(fu["state"], "failed");
+    let why = fu["problems"][0].as_str().unwrap();
+    assert!(
+        why.contains("0.2.0") && why.contains("0.1.") && !why.contains('\n'),
+        "{why}"
+    );
+    let junk = plugin(&list, "libnotaplugin");
+    assert_eq!(junk["state"], "failed");
+    assert!(!junk["problems"][0].as_str().unwrap().is_empty());
+    // Invalid descriptors are refused one by one; the valid preset is offered.
+    let b = plugin(&list, "badschema");
+    assert_eq!(b["presets"], serde_json::json!(["valid-one"]));
+    let problems = b["problems"].to_string();
+    for needle in ["points", "Not An Id", "no-object"] {
+        assert!(
+            problems.contains(needle),
+            "{needle} not reported: {problems}"
+        );
+    }
+    // Three plugins' presets side by side in one daemon (abi_stable's easy loader would
+    // have returned the first plugin three times).
+    let src = copy_into(&env, &f.tiff8);
+    for preset in ["vintage-010", "valid-one", "auto"] {
+        let r = enhance(&env, &src, preset);
+        assert_eq!(r["ok"], true, "{preset}: {r}");
+    }
+    let presets: Value = serde_json::from_slice(&env.run(&["presets", "--json"]).stdout).unwrap();
+    let plugins: std::collections::BTreeSet<&str> = presets["presets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["plugin"].as_str().unwrap())
+        .collect();
+    assert!(
+        plugins.contains("test.compat.old")
+            && plugins.contains("test.badschema")
+            && plugins.contains("photo.luminary.essentials")
+    );
+}
