@@ -36,11 +36,16 @@ pub enum Command {
     Serve,
     /// Enhance photos with a preset; results are written beside the originals.
     Enhance(EnhanceArgs),
-    /// List the presets the loaded plugins offer.
+    /// List the presets the loaded plugins offer, or render them all on a photo.
     Presets {
         /// One JSON object with every preset and its parameter schema.
         #[arg(long)]
         json: bool,
+        /// Render a labelled contact sheet of every preset on PHOTO into this file.
+        #[arg(long, value_name = "OUT", requires = "photo")]
+        sheet: Option<PathBuf>,
+        /// The photo for --sheet.
+        photo: Option<PathBuf>,
     },
     /// List plugin libraries and whether they loaded; reload or check them.
     Plugins {
@@ -157,7 +162,16 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Enhance(args) => enhance(&paths, args),
-        Command::Presets { json } => {
+        Command::Presets {
+            sheet: Some(out),
+            photo: Some(photo),
+            ..
+        } => {
+            let written = crate::sheet::run(&paths, &out, &photo)?;
+            println!("{}", written.display());
+            Ok(0)
+        }
+        Command::Presets { json, .. } => {
             let mut c = Client::connect(&paths, true)?;
             let r = c.call(
                 &Request::Presets {

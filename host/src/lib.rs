@@ -15,4 +15,5 @@ pub mod pipeline;
 pub mod plugins;
 pub mod protocol;
 pub mod server;
+pub mod sheet;
 pub mod transport;

@@ -98,7 +98,7 @@ pub struct PresetsV1 {
 }
 
 /// `"luminary.pixels-f32/1"`: a preset's own pixel function, run by the offline engine
-/// instead of (or after) the recipe.
+/// after the recipe.
 ///
 /// Pixels are interleaved RGB `f32`, linear light, Rec.2020 primaries, display-referred
 /// (0 black, 1 white), row-major, `width * height * 3` samples, edited in place. The buffer

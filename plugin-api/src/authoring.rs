@@ -34,11 +34,12 @@ pub trait Plugin: Send + Sync + 'static {
         facts: &ImageFacts,
     ) -> Result<EngineRequest, String>;
 
-    /// Optional pixel function for the offline engine (since 0.1.1). Return `Ok(true)`
-    /// after editing `image` in place, or `Ok(false)` (the default) to let the engine run
-    /// the request's recipe. Called with the full-resolution photo, so keep it linear in
-    /// the pixel count; `image` is linear light, Rec.2020, display-referred (see
-    /// [`Image`]).
+    /// Optional pixel function for the offline engine (since 0.1.1), for presets that
+    /// declare one (`PresetDescriptor::with_pixel_function`). It runs after the request's
+    /// recipe, on its result, before blending. Return `Ok(true)` after editing `image` in
+    /// place, or `Ok(false)` (the default) when there is nothing to do. Called with the
+    /// full-resolution photo, so keep it linear in the pixel count; `image` is linear
+    /// light, Rec.2020, display-referred (see [`Image`]).
     fn process_pixels(
         &self,
         preset: &str,

@@ -49,6 +49,7 @@
 pub mod abi;
 mod authoring;
 pub mod host;
+pub mod prompts;
 mod recipe;
 mod types;
 

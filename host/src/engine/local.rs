@@ -314,26 +314,26 @@ impl Plan {
 
     /// Low-resolution fit of the edge-aware base layer of log-luminance, or `None` when no
     /// operator needs it.
-    fn base_layer(&self, img: &RgbF32) -> Option<GuidedCoefficients> {
+    fn base_layer(&self, width: usize, height: usize, data: &[f32]) -> Option<GuidedCoefficients> {
         if self.highlights == 0.0 && self.shadows == 0.0 && self.clarity == 0.0 {
             return None;
         }
-        let diag = ((img.width * img.width + img.height * img.height) as f32).sqrt();
+        let diag = ((width * width + height * height) as f32).sqrt();
         let radius = (0.012 * diag).max(2.0);
         let s = ((radius / 8.0) as usize).max(1);
-        let (lw, lh) = (img.width.div_ceil(s), img.height.div_ceil(s));
+        let (lw, lh) = (width.div_ceil(s), height.div_ceil(s));
         let gains = self.gains;
         // Box-average log-luminance over s×s blocks.
         let low: Vec<f32> = (0..lh)
             .into_par_iter()
             .flat_map_iter(|ly| {
-                let rows = ly * s..((ly + 1) * s).min(img.height);
+                let rows = ly * s..((ly + 1) * s).min(height);
                 (0..lw).map(move |lx| {
-                    let cols = lx * s..((lx + 1) * s).min(img.width);
+                    let cols = lx * s..((lx + 1) * s).min(width);
                     let (mut acc, mut n) = (0f32, 0f32);
                     for y in rows.clone() {
                         for x in cols.clone() {
-                            let p = &img.data[(y * img.width + x) * 3..][..3];
+                            let p = &data[(y * width + x) * 3..][..3];
                             let l = LUMA[0] * gains[0] * p[0]
                                 + LUMA[1] * gains[1] * p[1]
                                 + LUMA[2] * gains[2] * p[2];
@@ -369,14 +369,26 @@ impl Plan {
         intensity: f32,
         cancel: &Cancel,
     ) -> Result<(), JobError> {
+        let (w, h) = (img.width, img.height);
+        self.apply_to(w, h, &mut img.data, intensity, cancel)
+    }
+
+    /// [`Plan::apply_blended`] on raw interleaved RGB samples (e.g. shared memory).
+    pub fn apply_to(
+        &self,
+        w: usize,
+        h: usize,
+        data: &mut [f32],
+        intensity: f32,
+        cancel: &Cancel,
+    ) -> Result<(), JobError> {
         if intensity <= 0.0 {
             return Ok(());
         }
         let t = std::time::Instant::now();
-        let base = self.base_layer(img);
+        let base = self.base_layer(w, h, data);
         tracing::debug!("base layer {:?}", t.elapsed());
         check(cancel)?;
-        let (w, h) = (img.width, img.height);
         let columns = base.as_ref().map(|g| g.columns(w)).unwrap_or_default();
         let diag = ((w * w + h * h) as f32).sqrt();
         let half_diag = diag / 2.0;
@@ -400,140 +412,142 @@ impl Plan {
         let inv_cell = 1.0 / grain_cell;
         let lut = self.tone_lut.as_deref();
 
-        img.par_rows_mut().try_for_each(|(y, row)| {
-            if y % 64 == 0 {
-                check(cancel)?;
-            }
-            let (mut a_row, mut b_row) = (Vec::new(), Vec::new());
-            if let Some(g) = &base {
-                a_row.resize(w, 0.0);
-                b_row.resize(w, 0.0);
-                g.row(y, &columns, &mut a_row, &mut b_row);
-            }
-            let dy = (y as f32 + 0.5 - cy) / half_diag;
-            let dy2 = dy * dy;
-            // Grain lattice for this row: two rows of hashed values, refreshed as x moves.
-            let gy = y as f32 * inv_cell;
-            let (giy, gty) = (gy.floor() as i32, gy - gy.floor());
-            let mut cached_ix = i32::MIN;
-            let mut lattice = [0f32; 4];
-            for (x, p) in row.chunks_exact_mut(3).enumerate() {
-                let orig = [p[0], p[1], p[2]];
-                for k in 0..3 {
-                    p[k] *= self.gains[k];
+        data.par_chunks_mut(w * 3)
+            .enumerate()
+            .try_for_each(|(y, row)| {
+                if y % 64 == 0 {
+                    check(cancel)?;
                 }
-                // Highlights, shadows, clarity: move the smooth base, scale the detail.
-                if base.is_some() {
-                    let yl = luma(p).max(1e-5);
-                    let l = fast_log2(yl);
-                    let bl = a_row[x] * l + b_row[x];
-                    let detail = l - bl;
-                    let mask_h = smoothstep(-3.32, -0.15, bl);
-                    let mask_s = 1.0 - smoothstep(-6.64, -2.0, bl);
-                    let mid = (1.0 - (bl + 2.5).abs() / 4.0).clamp(0.0, 1.0);
-                    let delta = self.highlights * 1.2 * mask_h
-                        + self.shadows * 1.5 * mask_s
-                        + 0.8 * self.clarity * mid * detail;
-                    let ratio = fast_exp2(delta);
-                    for v in p.iter_mut() {
-                        *v *= ratio;
-                    }
+                let (mut a_row, mut b_row) = (Vec::new(), Vec::new());
+                if let Some(g) = &base {
+                    a_row.resize(w, 0.0);
+                    b_row.resize(w, 0.0);
+                    g.row(y, &columns, &mut a_row, &mut b_row);
                 }
-                if let Some(m) = self.mono {
-                    let v = (m[0] * p[0] + m[1] * p[1] + m[2] * p[2]).max(0.0);
-                    p.fill(v);
-                }
-                if let Some(lut) = lut {
-                    let yl = luma(p).max(0.0);
-                    let t = (yl.sqrt() / TONE_MAX).min(1.0) * (TONE_SAMPLES - 1) as f32;
-                    let i = (t as usize).min(TONE_SAMPLES - 2);
-                    let f = t - i as f32;
-                    let v = lut[i] * (1.0 - f) + lut[i + 1] * f;
-                    let y2 = v * v;
-                    if yl > 1e-6 {
-                        let r = y2 / yl;
-                        p.iter_mut().for_each(|c| *c *= r);
-                    } else {
-                        p.fill(y2);
-                    }
-                }
-                if self.vibrance != 0.0 || self.saturation != 0.0 {
-                    let yl = luma(p);
-                    let max = p[0].max(p[1]).max(p[2]);
-                    let min = p[0].min(p[1]).min(p[2]);
-                    let sat = if max > 1e-5 {
-                        ((max - min) / max).clamp(0.0, 1.0)
-                    } else {
-                        0.0
-                    };
-                    let skin = if p[0] > p[1] && p[1] > p[2] { 0.5 } else { 1.0 };
-                    let vib = if self.vibrance > 0.0 {
-                        1.0 + self.vibrance * (1.0 - sat).powi(2) * skin
-                    } else {
-                        1.0 + self.vibrance
-                    };
-                    let mut f = vib * (1.0 + self.saturation);
-                    // Stay inside the working gamut: no channel may go negative.
+                let dy = (y as f32 + 0.5 - cy) / half_diag;
+                let dy2 = dy * dy;
+                // Grain lattice for this row: two rows of hashed values, refreshed as x moves.
+                let gy = y as f32 * inv_cell;
+                let (giy, gty) = (gy.floor() as i32, gy - gy.floor());
+                let mut cached_ix = i32::MIN;
+                let mut lattice = [0f32; 4];
+                for (x, p) in row.chunks_exact_mut(3).enumerate() {
+                    let orig = [p[0], p[1], p[2]];
                     for k in 0..3 {
-                        let d = p[k] - yl;
-                        if d < 0.0 && yl + d * f < 0.0 {
-                            f = f.min(yl / -d);
+                        p[k] *= self.gains[k];
+                    }
+                    // Highlights, shadows, clarity: move the smooth base, scale the detail.
+                    if base.is_some() {
+                        let yl = luma(p).max(1e-5);
+                        let l = fast_log2(yl);
+                        let bl = a_row[x] * l + b_row[x];
+                        let detail = l - bl;
+                        let mask_h = smoothstep(-3.32, -0.15, bl);
+                        let mask_s = 1.0 - smoothstep(-6.64, -2.0, bl);
+                        let mid = (1.0 - (bl + 2.5).abs() / 4.0).clamp(0.0, 1.0);
+                        let delta = self.highlights * 1.2 * mask_h
+                            + self.shadows * 1.5 * mask_s
+                            + 0.8 * self.clarity * mid * detail;
+                        let ratio = fast_exp2(delta);
+                        for v in p.iter_mut() {
+                            *v *= ratio;
                         }
                     }
-                    for v in p.iter_mut() {
-                        *v = yl + (*v - yl) * f;
+                    if let Some(m) = self.mono {
+                        let v = (m[0] * p[0] + m[1] * p[1] + m[2] * p[2]).max(0.0);
+                        p.fill(v);
+                    }
+                    if let Some(lut) = lut {
+                        let yl = luma(p).max(0.0);
+                        let t = (yl.sqrt() / TONE_MAX).min(1.0) * (TONE_SAMPLES - 1) as f32;
+                        let i = (t as usize).min(TONE_SAMPLES - 2);
+                        let f = t - i as f32;
+                        let v = lut[i] * (1.0 - f) + lut[i + 1] * f;
+                        let y2 = v * v;
+                        if yl > 1e-6 {
+                            let r = y2 / yl;
+                            p.iter_mut().for_each(|c| *c *= r);
+                        } else {
+                            p.fill(y2);
+                        }
+                    }
+                    if self.vibrance != 0.0 || self.saturation != 0.0 {
+                        let yl = luma(p);
+                        let max = p[0].max(p[1]).max(p[2]);
+                        let min = p[0].min(p[1]).min(p[2]);
+                        let sat = if max > 1e-5 {
+                            ((max - min) / max).clamp(0.0, 1.0)
+                        } else {
+                            0.0
+                        };
+                        let skin = if p[0] > p[1] && p[1] > p[2] { 0.5 } else { 1.0 };
+                        let vib = if self.vibrance > 0.0 {
+                            1.0 + self.vibrance * (1.0 - sat).powi(2) * skin
+                        } else {
+                            1.0 + self.vibrance
+                        };
+                        let mut f = vib * (1.0 + self.saturation);
+                        // Stay inside the working gamut: no channel may go negative.
+                        for k in 0..3 {
+                            let d = p[k] - yl;
+                            if d < 0.0 && yl + d * f < 0.0 {
+                                f = f.min(yl / -d);
+                            }
+                        }
+                        for v in p.iter_mut() {
+                            *v = yl + (*v - yl) * f;
+                        }
+                    }
+                    if let Some((os, om, oh, split)) = &self.grade {
+                        let v = luma(p).max(0.0).sqrt().min(1.0);
+                        let ws = (1.0 - v / split).clamp(0.0, 1.0).powi(2);
+                        let wh = ((v - split) / (1.0 - split)).clamp(0.0, 1.0).powi(2);
+                        let wm = (1.0 - ws - wh).max(0.0);
+                        for k in 0..3 {
+                            let q = p[k].max(0.0).sqrt() + ws * os[k] + wm * om[k] + wh * oh[k];
+                            p[k] = q.max(0.0) * q.max(0.0);
+                        }
+                    }
+                    if !vignette.is_empty() {
+                        let dx = (x as f32 + 0.5 - cx) / half_diag;
+                        let r2 = (dx * dx + dy2).min(1.0);
+                        let g = vignette[(r2 * VIG as f32) as usize];
+                        p.iter_mut().for_each(|c| *c *= g);
+                    }
+                    if g_amount > 0.0 {
+                        let gx = x as f32 * inv_cell;
+                        let ix = gx as i32;
+                        if ix != cached_ix {
+                            cached_ix = ix;
+                            lattice = [
+                                hash(ix, giy),
+                                hash(ix + 1, giy),
+                                hash(ix, giy + 1),
+                                hash(ix + 1, giy + 1),
+                            ];
+                        }
+                        let tx = gx - ix as f32;
+                        let top = lattice[0] + (lattice[1] - lattice[0]) * tx;
+                        let bot = lattice[2] + (lattice[3] - lattice[2]) * tx;
+                        let n = top + (bot - top) * gty;
+                        let yl = luma(p).max(0.0);
+                        let v = yl.sqrt();
+                        let vc = v.min(1.0);
+                        let v2 = (v + n * g_amount * 0.12 * 4.0 * vc * (1.0 - vc)).max(0.0);
+                        if yl > 1e-6 {
+                            let r = v2 * v2 / yl;
+                            p.iter_mut().for_each(|c| *c *= r);
+                        }
+                    }
+                    compress_to_display(p);
+                    if intensity < 1.0 {
+                        for k in 0..3 {
+                            p[k] = orig[k] + intensity * (p[k] - orig[k]);
+                        }
                     }
                 }
-                if let Some((os, om, oh, split)) = &self.grade {
-                    let v = luma(p).max(0.0).sqrt().min(1.0);
-                    let ws = (1.0 - v / split).clamp(0.0, 1.0).powi(2);
-                    let wh = ((v - split) / (1.0 - split)).clamp(0.0, 1.0).powi(2);
-                    let wm = (1.0 - ws - wh).max(0.0);
-                    for k in 0..3 {
-                        let q = p[k].max(0.0).sqrt() + ws * os[k] + wm * om[k] + wh * oh[k];
-                        p[k] = q.max(0.0) * q.max(0.0);
-                    }
-                }
-                if !vignette.is_empty() {
-                    let dx = (x as f32 + 0.5 - cx) / half_diag;
-                    let r2 = (dx * dx + dy2).min(1.0);
-                    let g = vignette[(r2 * VIG as f32) as usize];
-                    p.iter_mut().for_each(|c| *c *= g);
-                }
-                if g_amount > 0.0 {
-                    let gx = x as f32 * inv_cell;
-                    let ix = gx as i32;
-                    if ix != cached_ix {
-                        cached_ix = ix;
-                        lattice = [
-                            hash(ix, giy),
-                            hash(ix + 1, giy),
-                            hash(ix, giy + 1),
-                            hash(ix + 1, giy + 1),
-                        ];
-                    }
-                    let tx = gx - ix as f32;
-                    let top = lattice[0] + (lattice[1] - lattice[0]) * tx;
-                    let bot = lattice[2] + (lattice[3] - lattice[2]) * tx;
-                    let n = top + (bot - top) * gty;
-                    let yl = luma(p).max(0.0);
-                    let v = yl.sqrt();
-                    let vc = v.min(1.0);
-                    let v2 = (v + n * g_amount * 0.12 * 4.0 * vc * (1.0 - vc)).max(0.0);
-                    if yl > 1e-6 {
-                        let r = v2 * v2 / yl;
-                        p.iter_mut().for_each(|c| *c *= r);
-                    }
-                }
-                compress_to_display(p);
-                if intensity < 1.0 {
-                    for k in 0..3 {
-                        p[k] = orig[k] + intensity * (p[k] - orig[k]);
-                    }
-                }
-            }
-            Ok(())
-        })
+                Ok(())
+            })
     }
 }
 

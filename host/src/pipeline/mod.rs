@@ -203,14 +203,18 @@ fn output_location(
     Ok((dir, stem, req.output.format.unwrap_or(config.output.format)))
 }
 
-/// Runs a preset's own pixel function in its plugin runner: the base goes into shared
-/// memory, the plugin edits it there, and the result is blended back into `base`.
-/// `Ok(None)` when the plugin says it has no pixel function after all.
+/// The offline engine for a preset with its own pixel function: the base is copied into
+/// shared memory, the recipe runs there, then the plugin's runner edits the same memory,
+/// and the result is blended back into `base`. `Ok(None)` when the plugin says it had
+/// nothing to do after all (the caller then runs the recipe alone).
+#[allow(clippy::too_many_arguments)]
 fn pixel_function(
     plugin: &crate::plugins::runner::PluginHandle,
     preset: &str,
     params: &Map<String, Value>,
     facts: &luminary_plugin_api::ImageFacts,
+    request: &luminary_plugin_api::EngineRequest,
+    preview: &crate::image::RgbF32,
     base: &mut crate::image::RgbF32,
     intensity: f32,
     cancel: &Cancel,
@@ -227,6 +231,8 @@ fn pixel_function(
         .par_chunks_mut(CHUNK)
         .zip(base.data.par_chunks(CHUNK))
         .for_each(|(d, s)| d.copy_from_slice(s));
+    let plan = crate::engine::local::Plan::resolve(&request.recipe, preview);
+    plan.apply_to(base.width, base.height, shm.as_mut_slice(), 1.0, cancel)?;
     if !plugin.process_pixels(preset, params, facts, &shm, base.width, base.height, cancel)? {
         return Ok(None);
     }
@@ -313,6 +319,8 @@ pub fn run_job(
             &preset.descriptor.id,
             &params,
             &facts,
+            &engine_req,
+            &preview,
             &mut base,
             intensity as f32,
             cancel,

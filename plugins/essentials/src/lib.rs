@@ -4,19 +4,11 @@
 //! only the look) and a local recipe for the offline engine. "auto" reads the image facts
 //! and adapts; the others are looks with a strength parameter.
 
+use luminary_plugin_api::prompts::{KEEP_LOOK as KEEP, NEGATIVE};
 use luminary_plugin_api::*;
-use serde_json::json;
 
 /// The plugin value exported below.
 pub struct Essentials;
-
-/// Shared guard rails for every look prompt: generative engines otherwise like to
-/// "improve" faces, crop, or repaint texture.
-const KEEP: &str = "Keep the exact composition, framing, geometry, faces, skin texture and every \
-object unchanged; change only colour, tone and light. Keep fine detail and noise structure; \
-do not smooth, sharpen, add or remove anything.";
-const NEGATIVE: &str = "cropping, reframing, new objects, removed objects, changed faces, plastic \
-skin, over-smoothing, halos, oversharpening, text, watermark";
 
 fn strength_schema(title: &str) -> serde_json::Value {
     json!({

@@ -1,0 +1,170 @@
+//! Luminary Interiors: real-estate and architecture photographs.
+//!
+//! "bright-interior" is a look. "virtual-twilight" is a content preset: an AI engine
+//! replaces the daytime sky with dusk and lights the windows; offline, its recipe can only
+//! approximate the mood (cooler, darker exterior light, warm interior).
+
+use luminary_plugin_api::prompts::{KEEP_LOOK, KEEP_REST, NEGATIVE};
+use luminary_plugin_api::*;
+
+/// The plugin value exported below.
+pub struct Interiors;
+
+impl Plugin for Interiors {
+    fn info(&self) -> PluginInfo {
+        PluginInfo {
+            id: "photo.luminary.interiors".into(),
+            name: "Luminary Interiors".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            description:
+                "Bright, straight interiors and virtual twilight for real-estate photography".into(),
+            author: "Luminary".into(),
+        }
+    }
+
+    fn presets(&self) -> Vec<PresetDescriptor> {
+        let strength = json!({
+            "type": "object",
+            "properties": {
+                "strength": {"type": "number", "minimum": 0.0, "maximum": 2.0, "default": 1.0, "title": "Strength"}
+            },
+            "additionalProperties": false
+        });
+        let mut twilight = PresetDescriptor::look(
+            "virtual-twilight",
+            "Virtual twilight",
+            "Turns a daytime exterior into dusk: deep blue sky, warm glowing windows.",
+        )
+        .intensity(1.0)
+        .params(json!({
+            "type": "object",
+            "properties": {
+                "sky": {"type": "string", "enum": ["blue-hour", "sunset"], "default": "blue-hour", "title": "Sky"},
+                "window_glow": {"type": "number", "minimum": 0.0, "maximum": 1.0, "default": 0.7, "title": "Window glow"}
+            },
+            "additionalProperties": false
+        }))
+        .tags(&["real-estate", "exterior"]);
+        twilight.kind = PresetKind::Content;
+        vec![
+            PresetDescriptor::look(
+                "bright-interior",
+                "Bright interior",
+                "Clean, bright, neutral rooms: white walls white, shadows opened, windows held.",
+            )
+            .intensity(0.85)
+            .params(strength.clone())
+            .tags(&["real-estate", "interior"]),
+            PresetDescriptor::look(
+                "warm-living",
+                "Warm living",
+                "Inviting warm light in living spaces, gentle contrast, cosy but not orange.",
+            )
+            .intensity(0.7)
+            .params(strength)
+            .tags(&["real-estate", "interior"]),
+            twilight,
+        ]
+    }
+
+    fn build_request(
+        &self,
+        preset: &str,
+        params: &Params,
+        _facts: &ImageFacts,
+    ) -> Result<EngineRequest, String> {
+        let s = params.f32_or("strength", 1.0);
+        let mut r = Recipe::default();
+        let prompt = match preset {
+            "bright-interior" => {
+                r.white_balance.auto = 1.0;
+                r.exposure.auto = 0.8;
+                r.exposure.ev = 0.2 * s;
+                r.tone.shadows = 0.5 * s;
+                r.tone.highlights = -0.5 * s;
+                r.tone.whites = 0.15 * s;
+                r.clarity = 0.1 * s;
+                r.vibrance = 0.1 * s;
+                format!("Make this interior bright, clean and neutral as in professional real-estate photography: \
+                         white walls truly white, open shadows, windows not blown out, straight true colours. {KEEP_LOOK}")
+            }
+            "warm-living" => {
+                r.white_balance.temperature = 0.15 * s;
+                r.tone.shadows = 0.3 * s;
+                r.tone.highlights = -0.2 * s;
+                r.tone.contrast = -0.05 * s;
+                r.grade.midtones = Tint {
+                    hue: 35.0,
+                    amount: 0.08 * s,
+                };
+                format!("Give this room warm, inviting evening light, cosy but natural, gentle contrast. {KEEP_LOOK}")
+            }
+            "virtual-twilight" => {
+                let glow = params.f32_or("window_glow", 0.7);
+                let sunset = params.str_or("sky", "blue-hour") == "sunset";
+                r.exposure.ev = -0.6;
+                r.white_balance.temperature = if sunset { 0.1 } else { -0.45 };
+                r.tone.highlights = 0.2 * glow;
+                r.tone.contrast = 0.15;
+                r.grade.highlights = Tint {
+                    hue: 38.0,
+                    amount: 0.35 * glow,
+                };
+                r.grade.shadows = Tint {
+                    hue: if sunset { 280.0 } else { 225.0 },
+                    amount: 0.3,
+                };
+                r.vignette = Vignette {
+                    amount: -0.2,
+                    midpoint: 0.5,
+                    feather: 0.7,
+                };
+                let sky = if sunset {
+                    "a warm sunset sky fading to violet"
+                } else {
+                    "a deep blue-hour dusk sky"
+                };
+                format!("Turn this daytime exterior photograph into a twilight shot: replace the sky with {sky}, \
+                         light every window with warm interior light at {:.0}% glow, turn on exterior lights, \
+                         make the lawn and facade fall into soft dusk light. {KEEP_REST}", glow * 100.0)
+            }
+            other => return Err(format!("unknown preset '{other}'")),
+        };
+        Ok(EngineRequest {
+            prompt,
+            negative_prompt: NEGATIVE.into(),
+            engine_hint: None,
+            recipe: r,
+        })
+    }
+}
+
+export_plugin!(Interiors);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn twilight_is_a_content_preset_and_honours_its_parameters() {
+        let d = Interiors.presets();
+        assert_eq!(
+            d.iter().find(|p| p.id == "virtual-twilight").unwrap().kind,
+            PresetKind::Content
+        );
+        let mut params = Params::default();
+        params.0.insert("sky".into(), json!("sunset"));
+        let sunset = Interiors
+            .build_request("virtual-twilight", &params, &ImageFacts::default())
+            .unwrap();
+        let blue = Interiors
+            .build_request(
+                "virtual-twilight",
+                &Params::default(),
+                &ImageFacts::default(),
+            )
+            .unwrap();
+        assert!(sunset.prompt.contains("sunset") && blue.prompt.contains("blue-hour"));
+        assert!(sunset.recipe.white_balance.temperature > blue.recipe.white_balance.temperature);
+    }
+}
