@@ -50,7 +50,7 @@ pub enum Command {
     /// List plugin libraries and whether they loaded; reload or check them.
     Plugins {
         /// Machine-readable output.
-        #[arg(long)]
+        #[arg(long, global = true)]
         json: bool,
         #[command(subcommand)]
         action: Option<PluginsAction>,

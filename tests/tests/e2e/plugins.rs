@@ -241,3 +241,166 @@ fn old_plugins_load_incompatible_ones_are_refused_and_invalid_presets_are_report
             && plugins.contains("photo.luminary.essentials")
     );
 }
+
+#[test]
+fn the_example_third_party_plugin_builds_on_its_own_passes_check_and_enhances() {
+    let f = fixtures();
+    let env = Env::new();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/teal-orange");
+    let lib = build_external_plugin(&example, "teal_orange");
+    let check = env.run(&["plugins", "check", lib.to_str().unwrap(), "--json"]);
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    let report: Value = serde_json::from_slice(&check.stdout).unwrap();
+    assert_eq!(report["ok"], true);
+    assert!(report["presets"][0]["ms_per_megapixel"].as_f64().unwrap() > 0.0);
+
+    env.install_plugin(&lib);
+    let src = copy_into(&env, &f.tiff8);
+    let out = env.run(&[
+        "enhance",
+        "--json",
+        src.to_str().unwrap(),
+        "--preset",
+        "teal-orange",
+        "--param",
+        "look=blockbuster",
+    ]);
+    let r = results(&out.stdout).remove(0);
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["plugin"], "com.example.teal-orange");
+    let out = env.run(&[
+        "enhance",
+        "--json",
+        src.to_str().unwrap(),
+        "--preset",
+        "teal-orange",
+        "--param",
+        "look=loud",
+    ]);
+    let r = results(&out.stdout).remove(0);
+    assert_eq!(r["code"], "bad_request");
+    assert!(
+        r["message"]
+            .as_str()
+            .unwrap()
+            .contains("subtle, blockbuster"),
+        "{r}"
+    );
+}
+
+#[test]
+fn plugins_check_reports_every_failing_preset_and_exits_non_zero() {
+    let env = Env::new();
+    env.write_config("[plugins]\ncall_timeout_s = 1\nmax_crashes = 10\n");
+    let out = env.run(&[
+        "plugins",
+        "check",
+        dylib("misbehave").to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let by_id = |id: &str| {
+        v["presets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["preset"] == id)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(by_id("fine")["ok"], true);
+    assert_eq!(by_id("pixels-sepia")["ok"], true);
+    for bad in ["panic", "segfault", "exit", "hang", "pixels-panic"] {
+        assert_eq!(by_id(bad)["ok"], false, "{bad}");
+    }
+}
+
+#[test]
+fn the_first_party_library_has_distinct_presets_with_everything_bridges_need() {
+    let env = Env::new();
+    let out = env.run(&["presets", "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let presets = v["presets"].as_array().unwrap();
+    let plugins: std::collections::BTreeSet<&str> = presets
+        .iter()
+        .map(|p| p["plugin"].as_str().unwrap())
+        .collect();
+    assert!(
+        presets.len() >= 16 && plugins.len() >= 4,
+        "{} presets in {} plugins",
+        presets.len(),
+        plugins.len()
+    );
+    for p in presets {
+        for key in [
+            "id",
+            "plugin",
+            "name",
+            "description",
+            "kind",
+            "default_intensity",
+            "params_schema",
+        ] {
+            assert!(!p[key].is_null(), "{} lacks {key}", p["id"]);
+        }
+        assert!(["look", "content"].contains(&p["kind"].as_str().unwrap()));
+        assert_eq!(p["params_schema"]["type"], "object");
+    }
+    assert!(presets.iter().any(|p| p["kind"] == "content"));
+
+    // The contact sheet: every preset on one photo, and each visibly different.
+    let photo = luminary_tests::photos_dir().unwrap().join("flower.png");
+    let sheet_path = env.work.join("sheet.png");
+    let out = env.run(&[
+        "presets",
+        "--sheet",
+        sheet_path.to_str().unwrap(),
+        photo.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sheet = image::open(&sheet_path).unwrap().into_rgb32f();
+    // Layout of host/src/sheet.rs: 480×320 thumbnails, 28 px labels, 8 px gaps.
+    let n = presets.len() + 1;
+    let cols = (n as f64).sqrt().ceil() as u32;
+    let rows = (n as u32).div_ceil(cols);
+    assert_eq!(
+        (sheet.width(), sheet.height()),
+        (8 + cols * 488, 8 + rows * (320 + 28 + 8))
+    );
+    let sheet = &sheet;
+    let tile = |i: u32| -> Vec<f32> {
+        let (x0, y0) = (8 + (i % cols) * 488, 8 + (i / cols) * 356);
+        (0..320)
+            .step_by(4)
+            .flat_map(|y| {
+                (0..480)
+                    .step_by(4)
+                    .flat_map(move |x| sheet.get_pixel(x0 + x, y0 + y).0)
+            })
+            .collect()
+    };
+    let tiles: Vec<Vec<f32>> = (0..n as u32).map(tile).collect();
+    for i in 0..n {
+        for j in i + 1..n {
+            let d = tiles[i]
+                .iter()
+                .zip(&tiles[j])
+                .map(|(a, b)| (a - b).abs())
+                .sum::<f32>()
+                / tiles[i].len() as f32;
+            assert!(
+                d > 0.004,
+                "tiles {i} and {j} look the same (mean difference {d})"
+            );
+        }
+    }
+}
