@@ -89,6 +89,7 @@ pub fn run(paths: &Paths, args: BenchArgs) -> anyhow::Result<i32> {
             println!("{s:<10} {ms:>9} {rate:>10}");
         }
     }
+    isolation_cost(&registry, &config, &req, mp, med["total"] as f64)?;
     if args.python.is_empty() {
         return Ok(0);
     }
@@ -120,4 +121,96 @@ pub fn run(paths: &Paths, args: BenchArgs) -> anyhow::Result<i32> {
         without_engine / libraw_ms
     );
     Ok(0)
+}
+
+/// What running the plugin in its own process costs on this job: the same plugin calls
+/// made in this process (as if the plugin were loaded into the daemon) against the
+/// runner round trips the pipeline makes, pixels through shared memory included.
+fn isolation_cost(
+    registry: &Registry,
+    config: &Config,
+    req: &EnhanceRequest,
+    mp: f64,
+    job_ms: f64,
+) -> anyhow::Result<()> {
+    use luminary_plugin_api::host::LoadedPlugin;
+    use std::time::Instant;
+    let (preset, handle) = registry
+        .preset(&req.preset)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let d = &preset.descriptor;
+    let params = crate::plugins::resolve_params(d, &Default::default())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut base = crate::pipeline::ingest::ingest(&req.source, &config.limits)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .image;
+    crate::pipeline::render::render_base(&mut base);
+    let preview = crate::pipeline::preview::downscale(&base, config.engine.preview_size as usize);
+    let facts = crate::pipeline::preview::facts(&preview, base.width, base.height, false);
+    let in_process = LoadedPlugin::open(&handle.file).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let cancel = Cancel::default();
+
+    let t = Instant::now();
+    in_process
+        .build_request(&d.id, &params, &facts)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let build_in = t.elapsed().as_secs_f64() * 1000.0;
+    let t = Instant::now();
+    handle
+        .build_request(&d.id, &params, &facts)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let build_iso = t.elapsed().as_secs_f64() * 1000.0;
+    let (mut pix_in, mut pix_iso) = (0.0, 0.0);
+    if d.pixel_function {
+        let mut data = base.data.clone();
+        let t = Instant::now();
+        in_process
+            .process_pixels(
+                &d.id,
+                &params,
+                &facts,
+                &mut data,
+                base.width as u32,
+                base.height as u32,
+            )
+            .map_err(|e| anyhow::anyhow!(e))?;
+        pix_in = t.elapsed().as_secs_f64() * 1000.0;
+        drop(data);
+        let t = Instant::now();
+        let mut shm = crate::plugins::shm::SharedPixels::create(base.data.len())?;
+        shm.as_mut_slice().copy_from_slice(&base.data);
+        handle
+            .process_pixels(
+                &d.id,
+                &params,
+                &facts,
+                &shm,
+                base.width,
+                base.height,
+                &cancel,
+            )
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        base.data.copy_from_slice(shm.as_slice());
+        pix_iso = t.elapsed().as_secs_f64() * 1000.0;
+    }
+    let cost = (build_iso - build_in) + (pix_iso - pix_in);
+    println!(
+        "plugin isolation ({}, {:.1} MP{}):",
+        d.id,
+        mp,
+        if d.pixel_function {
+            ", pixel function"
+        } else {
+            ""
+        }
+    );
+    println!("  build request   in-process {build_in:>8.2} ms   runner {build_iso:>8.2} ms");
+    if d.pixel_function {
+        println!("  pixel function  in-process {pix_in:>8.1} ms   runner + shared memory {pix_iso:>8.1} ms");
+    }
+    println!(
+        "  isolation cost {cost:.1} ms = {:.1}% of the job (target < 10%)",
+        100.0 * cost / job_ms
+    );
+    Ok(())
 }

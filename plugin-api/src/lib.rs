@@ -33,9 +33,11 @@
 //! * The root module ([`abi::PluginRoot`]) is frozen: ABI version, `describe`,
 //!   `get_interface(id)`. It never gains a field, because abi_stable makes a newer host
 //!   reject an older plugin whose root module is shorter.
-//! * Capabilities are interfaces with a revisioned id (`"luminary.presets/1"`). A table
-//!   behind an id never changes; a breaking change is a new id, and hosts keep asking for
-//!   the older ids they know. New capabilities are new ids.
+//! * Capabilities are interfaces with a revisioned id: `"luminary.presets/1"` (0.1.0),
+//!   `"luminary.pixels-f32/1"` (0.1.1). A table behind an id never changes; a breaking
+//!   change is a new id, and hosts keep asking for the older ids they know. New
+//!   capabilities are new ids, and a host treats a missing one as "not offered" — so a
+//!   plugin built against 0.1.0 keeps loading in every later 0.1 host.
 //! * Descriptors, parameters, image facts and recipes cross the boundary as JSON. Fields
 //!   are only ever added, with defaults, so old plugins keep deserialising new hosts' data
 //!   and the other way round.
