@@ -68,11 +68,27 @@ pub enum Command {
     Stop,
     /// Time each stage of a job on FILE, in this process, and compare with LibRaw.
     Bench(BenchArgs),
+    /// Put an editor bridge where the editor finds it.
+    Install {
+        #[command(subcommand)]
+        editor: InstallTarget,
+    },
     /// Internal: host one plugin library for the daemon (plugins never run in the daemon).
     #[command(hide = true)]
     PluginRunner {
         /// The plugin library.
         file: PathBuf,
+    },
+}
+
+/// `luminary install …`
+#[derive(Subcommand, Debug)]
+pub enum InstallTarget {
+    /// The darktable script: copied into darktable's `lua/` folder and loaded from `luarc`.
+    Darktable {
+        /// darktable's config folder (default: the one darktable uses on this OS).
+        #[arg(long)]
+        configdir: Option<PathBuf>,
     },
 }
 
@@ -305,6 +321,12 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Bench(args) => crate::bench::run(&paths, args),
+        Command::Install {
+            editor: InstallTarget::Darktable { configdir },
+        } => {
+            println!("{}", crate::install::darktable(configdir.as_deref())?);
+            Ok(0)
+        }
         Command::PluginRunner { file } => Ok(crate::plugins::runner::run_runner(&file)),
     }
 }

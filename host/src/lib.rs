@@ -10,6 +10,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod image;
+pub mod install;
 pub mod paths;
 pub mod pipeline;
 pub mod plugins;

@@ -12,6 +12,10 @@ use serde_json::Value;
 #[path = "e2e/plugins.rs"]
 mod plugins;
 
+#[cfg(target_os = "linux")]
+#[path = "e2e/darktable.rs"]
+mod darktable;
+
 /// Fixtures shared by every test in this binary (generating a 24 MP DNG takes a while).
 struct Fixtures {
     _dir: tempfile::TempDir,

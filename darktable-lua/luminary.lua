@@ -1,0 +1,545 @@
+--[[
+  luminary.lua — AI presets from Luminary, inside darktable
+
+  Adds to the lighttable a "Luminary" panel (preset, intensity, the preset's parameters,
+  engine, source, Enhance), an export target "Luminary" and a shortcut. The enhanced photo is
+  imported next to the original, grouped with it (the original stays group leader), with
+  its tags, rating and colour labels and a tag "luminary|<preset>".
+
+  darktable's Lua has no sockets, so this script runs the `luminary` command-line client,
+  which talks to (and if needed starts) the Luminary daemon.
+
+  Other scripts and tests can call it directly:
+
+    local images = require("luminary").enhance(dt.gui.action_images,
+                     { preset = "warm-film", intensity = 0.7, engine = "local" })
+
+  Install: `luminary install darktable` (copies this file into darktable's lua folder,
+  records the luminary binary's path, adds `require "luminary"` to luarc once).
+
+  Works with darktable 4.2 (Lua API 9) and later.
+]]
+
+local dt = require "darktable"
+
+local MODULE = "luminary"
+
+-- The absolute path of the luminary binary that installed this script (desktop apps and the
+-- macOS Dock do not get the shell's PATH). `luminary install darktable` fills it in; the
+-- "luminary binary" preference overrides it.
+local INSTALLED_BINARY = "@LUMINARY_BINARY@"
+
+-- API check, the lua-scripts way when its helpers are installed, else directly.
+local has_du, du = pcall(require, "lib/dtutils")
+if has_du and type(du) == "table" and du.check_min_api_version then
+  du.check_min_api_version("7.0.0", MODULE)
+elseif (dt.configuration.api_version_major or 0) < 7 then
+  error("luminary.lua needs darktable's Lua API 7.0.0 or later")
+end
+
+-- Translatable strings.
+local gettext = dt.gettext
+if gettext and gettext.bindtextdomain then
+  gettext.bindtextdomain(MODULE, dt.configuration.config_dir .. "/lua/locale/")
+end
+local function _(msgid)
+  if gettext and gettext.dgettext then
+    return gettext.dgettext(MODULE, msgid)
+  end
+  return msgid
+end
+
+local PS = dt.configuration.running_os == "windows" and "\\" or "/"
+
+local script_data = {}
+script_data.metadata = {
+  name = "luminary",
+  purpose = _("enhance photos with AI presets from Luminary"),
+  author = "Luminary",
+  help = "https://github.com/luminary-photo/luminary",
+}
+script_data.destroy = nil
+script_data.destroy_method = "hide"
+script_data.restart = nil
+script_data.show = nil
+
+local L = {}
+
+---------------------------------------------------------------------------------------------
+-- A small JSON decoder: the CLI's --json output is all this script reads.
+
+local json = {}
+
+local function skip(s, i)
+  local _, e = s:find("^[ \n\r\t]*", i)
+  return e + 1
+end
+
+local decode_value
+
+local function decode_string(s, i)
+  local out, j = {}, i + 1
+  while true do
+    local c = s:sub(j, j)
+    if c == "" then error("unterminated string in JSON") end
+    if c == '"' then return table.concat(out), j + 1 end
+    if c == "\\" then
+      local n = s:sub(j + 1, j + 1)
+      local map = { b = "\b", f = "\f", n = "\n", r = "\r", t = "\t", ['"'] = '"', ["\\"] = "\\", ["/"] = "/" }
+      if map[n] then
+        out[#out + 1] = map[n]
+        j = j + 2
+      elseif n == "u" then
+        local code = tonumber(s:sub(j + 2, j + 5), 16)
+        if utf8 and utf8.char then out[#out + 1] = utf8.char(code) else out[#out + 1] = "?" end
+        j = j + 6
+      else
+        error("bad escape in JSON")
+      end
+    else
+      out[#out + 1] = c
+      j = j + 1
+    end
+  end
+end
+
+decode_value = function(s, i)
+  i = skip(s, i)
+  local c = s:sub(i, i)
+  if c == "{" then
+    local obj = {}
+    i = skip(s, i + 1)
+    if s:sub(i, i) == "}" then return obj, i + 1 end
+    while true do
+      local key
+      key, i = decode_string(s, skip(s, i))
+      i = skip(s, i)
+      if s:sub(i, i) ~= ":" then error("expected ':' in JSON") end
+      obj[key], i = decode_value(s, i + 1)
+      i = skip(s, i)
+      local d = s:sub(i, i)
+      if d == "}" then return obj, i + 1 end
+      if d ~= "," then error("expected ',' in JSON object") end
+      i = i + 1
+    end
+  elseif c == "[" then
+    local arr = {}
+    i = skip(s, i + 1)
+    if s:sub(i, i) == "]" then return arr, i + 1 end
+    while true do
+      arr[#arr + 1], i = decode_value(s, i)
+      i = skip(s, i)
+      local d = s:sub(i, i)
+      if d == "]" then return arr, i + 1 end
+      if d ~= "," then error("expected ',' in JSON array") end
+      i = i + 1
+    end
+  elseif c == '"' then
+    return decode_string(s, i)
+  elseif s:sub(i, i + 3) == "true" then
+    return true, i + 4
+  elseif s:sub(i, i + 4) == "false" then
+    return false, i + 5
+  elseif s:sub(i, i + 3) == "null" then
+    return nil, i + 4
+  else
+    local num = s:match("^-?%d+%.?%d*[eE]?[-+]?%d*", i)
+    if not num or num == "" then error("unexpected character in JSON at " .. i) end
+    return tonumber(num), i + #num
+  end
+end
+
+function json.decode(s)
+  local v = decode_value(s, 1)
+  return v
+end
+L.json = json
+
+---------------------------------------------------------------------------------------------
+-- Running the luminary CLI.
+
+dt.preferences.register(MODULE, "binary", "file", _("Luminary: luminary binary"),
+  _("path of the luminary program (empty: the one that installed this script)"), "")
+
+function L.binary()
+  local pref = dt.preferences.read(MODULE, "binary", "file")
+  if pref and pref ~= "" then return pref end
+  if INSTALLED_BINARY:sub(1, 1) ~= "@" then return INSTALLED_BINARY end
+  return "luminary"
+end
+
+local function quote(s)
+  s = tostring(s)
+  if dt.configuration.running_os == "windows" then
+    return '"' .. s:gsub('"', '\\"') .. '"'
+  end
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
+local function file_exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() return true end
+  return false
+end
+
+-- Runs `luminary ARGS --json`, calling on_line(decoded) for each JSON line as it arrives.
+-- Returns false when on_line asked to stop (the pipe is closed: the CLI exits on its next
+-- write and the daemon cancels its job).
+local function run_json(args, on_line)
+  local cmd = quote(L.binary())
+  for _, a in ipairs(args) do cmd = cmd .. " " .. quote(a) end
+  cmd = cmd .. " --json 2>&1"
+  local pipe = io.popen(cmd, "r")
+  if not pipe then error(_("cannot run luminary: ") .. L.binary()) end
+  local completed = true
+  for line in pipe:lines() do
+    local ok, value = pcall(json.decode, line)
+    if ok and type(value) == "table" then
+      if on_line(value) == false then
+        completed = false
+        break
+      end
+    else
+      on_line({ type = "text", text = line })
+    end
+  end
+  pipe:close()
+  return completed
+end
+
+-- The presets the daemon offers (cached until refresh).
+local presets_cache = nil
+function L.presets(refresh)
+  if presets_cache and not refresh then return presets_cache end
+  local list, text = nil, {}
+  run_json({ "presets" }, function(v)
+    if v.presets then list = v.presets elseif v.text then text[#text + 1] = v.text end
+  end)
+  if not list then
+    error(_("could not list Luminary presets: ") .. table.concat(text, " "))
+  end
+  presets_cache = list
+  return list
+end
+
+local function preset_by_id(id)
+  for _, p in ipairs(L.presets()) do
+    if p.id == id then return p end
+  end
+  return nil
+end
+
+---------------------------------------------------------------------------------------------
+-- Enhancing.
+
+local function copy_metadata(from, to, preset)
+  for _, tag in ipairs(dt.tags.get_tags(from)) do
+    if not tag.name:find("^darktable|") then dt.tags.attach(tag, to) end
+  end
+  dt.tags.attach(dt.tags.create("luminary|" .. preset), to)
+  to.rating = from.rating
+  for _, label in ipairs({ "red", "yellow", "green", "blue", "purple" }) do
+    to[label] = from[label]
+  end
+end
+
+-- The file to send: the original, or darktable's current edit as a 16-bit TIFF.
+local function source_file(image, source, tmpdir)
+  if source == "edited" then
+    local fmt = dt.new_format("tiff")
+    fmt.bpp = 16
+    local out = tmpdir .. PS .. image.filename:gsub("%.[^.]*$", "") .. "-darktable.tif"
+    fmt:write_image(image, out)
+    if not file_exists(out) then error(_("darktable could not export ") .. image.filename) end
+    return out, true
+  end
+  return image.path .. PS .. image.filename, false
+end
+
+local function base_name(filename)
+  return (filename:gsub("%.[^.]*$", ""))
+end
+
+local function sanitize(s)
+  return (tostring(s):gsub("[^%w%-_]", "_"))
+end
+
+-- Enhances one image; returns the imported image or raises with the daemon's words.
+-- `progress(fraction)` is called as the job advances; returning false cancels it.
+local function enhance_one(image, opts, progress)
+  local preset = opts.preset
+  local tmpdir = os.getenv("TMPDIR") or (dt.configuration.running_os == "windows" and os.getenv("TEMP")) or "/tmp"
+  local src, temporary = source_file(image, opts.source, tmpdir)
+  local out = image.path .. PS .. base_name(image.filename) .. "-luminary-" .. sanitize(preset) .. ".tif"
+  local args = { "enhance", src, "--preset", preset, "--out", out }
+  if opts.intensity then args[#args + 1] = "--intensity"; args[#args + 1] = string.format("%.3f", opts.intensity) end
+  if opts.engine and opts.engine ~= "" then args[#args + 1] = "--engine"; args[#args + 1] = opts.engine end
+  for k, v in pairs(opts.params or {}) do
+    args[#args + 1] = "--param"
+    args[#args + 1] = k .. "=" .. tostring(v)
+  end
+  local result, messages = nil, {}
+  local completed = run_json(args, function(v)
+    if v.type == "progress" then
+      if progress and progress(v.fraction or 0) == false then return false end
+    elseif v.type == "result" then
+      result = v
+    elseif v.text then
+      messages[#messages + 1] = v.text
+    end
+  end)
+  if temporary then os.remove(src) end
+  if not completed then error(_("cancelled"), 0) end
+  if not result then error(table.concat(messages, " "), 0) end
+  if not result.ok then error((result.message or "?") .. " [" .. (result.code or "error") .. "]", 0) end
+  -- Importing a file that does not exist kills darktable: check first.
+  if not result.output or not file_exists(result.output) then
+    error(_("Luminary reported an output that does not exist: ") .. tostring(result.output), 0)
+  end
+  local imported = dt.database.import(result.output)
+  if not imported then error(_("darktable could not import ") .. result.output, 0) end
+  local leader = image.group_leader or image
+  imported:group_with(leader)
+  leader:make_group_leader()
+  copy_metadata(image, imported, preset)
+  return imported
+end
+
+--- Enhances `images` with `opts` {preset, intensity, engine, params, source = "raw"|"edited"}.
+--- Returns the imported images. Per-image errors are shown and logged; raises when no image
+--- could be enhanced, with the reasons.
+function L.enhance(images, opts)
+  opts = opts or {}
+  if not opts.preset or opts.preset == "" then error(_("no preset chosen")) end
+  local list = {}
+  for _, img in pairs(images or {}) do list[#list + 1] = img end
+  if #list == 0 then error(_("no images selected")) end
+  local cancelled = false
+  local job = nil
+  if dt.gui and dt.gui.create_job then
+    job = dt.gui.create_job(_("Luminary: ") .. opts.preset, true, function() cancelled = true end)
+  end
+  local imported, errors = {}, {}
+  for i, image in ipairs(list) do
+    if cancelled then break end
+    local ok, res = pcall(enhance_one, image, opts, function(f)
+      if job then job.percent = ((i - 1) + f) / #list end
+      return not cancelled
+    end)
+    if ok then
+      imported[#imported + 1] = res
+    else
+      local msg = image.filename .. ": " .. tostring(res)
+      errors[#errors + 1] = msg
+      dt.print(_("Luminary: ") .. msg)
+      dt.print_error("luminary: " .. msg)
+    end
+  end
+  if job then job.valid = false end
+  if #imported == 0 and #errors > 0 then
+    error(table.concat(errors, "\n"), 0)
+  end
+  if #imported > 0 then
+    dt.print(string.format(_("Luminary: %d of %d photos enhanced"), #imported, #list))
+  end
+  return imported, errors
+end
+
+---------------------------------------------------------------------------------------------
+-- User interface: lighttable panel, export target, shortcut.
+
+local ENGINES = { "local", "gemini", "openai", "fal", "replicate", "comfyui" }
+local ui = { param_widgets = {} }
+
+local function current_preset()
+  local ok, list = pcall(L.presets)
+  if not ok or not ui.preset or not ui.preset.selected or ui.preset.selected < 1 then return nil end
+  return list[ui.preset.selected]
+end
+
+-- The panel's choices as options for L.enhance.
+function L.panel_options()
+  local p = current_preset()
+  if not p then error(_("no Luminary preset available")) end
+  local params = {}
+  for name, w in pairs(ui.param_widgets[p.id] or {}) do
+    if w.value_of then params[name] = w.value_of() end
+  end
+  return {
+    preset = p.id,
+    intensity = ui.intensity and ui.intensity.value or p.default_intensity,
+    engine = ui.engine and ENGINES[ui.engine.selected] or "local",
+    source = (ui.source and ui.source.selected == 2) and "edited" or "raw",
+    params = params,
+  }
+end
+
+local function param_widgets(p)
+  local box_items, table_of = {}, {}
+  local props = (p.params_schema or {}).properties or {}
+  local names = {}
+  for name in pairs(props) do names[#names + 1] = name end
+  table.sort(names)
+  for _, name in ipairs(names) do
+    local s = props[name]
+    local label = s.title or name
+    if s.type == "number" or s.type == "integer" then
+      local w = dt.new_widget("slider") {
+        label = label,
+        tooltip = s.description or "",
+        soft_min = s.minimum or 0, soft_max = s.maximum or 1,
+        hard_min = s.minimum or 0, hard_max = s.maximum or 1,
+        value = s.default or s.minimum or 0,
+      }
+      table_of[name] = { value_of = function() return w.value end }
+      box_items[#box_items + 1] = w
+    elseif s.type == "boolean" then
+      local w = dt.new_widget("check_button") { label = label, value = s.default and true or false, tooltip = s.description or "" }
+      table_of[name] = { value_of = function() return w.value and "true" or "false" end }
+      box_items[#box_items + 1] = w
+    elseif s.type == "string" and s.enum then
+      local w = dt.new_widget("combobox") { label = label, tooltip = s.description or "" }
+      local selected = 1
+      for i, v in ipairs(s.enum) do
+        w[i] = v
+        if v == s.default then selected = i end
+      end
+      w.selected = selected
+      table_of[name] = { value_of = function() return s.enum[w.selected] end }
+      box_items[#box_items + 1] = w
+    end
+  end
+  if #box_items == 0 then box_items[1] = dt.new_widget("label") { label = _("no parameters") } end
+  ui.param_widgets[p.id] = table_of
+  box_items.orientation = "vertical"
+  return dt.new_widget("box")(box_items)
+end
+
+local function build_panel()
+  local ok, list = pcall(L.presets)
+  if not ok then
+    return dt.new_widget("box") {
+      orientation = "vertical",
+      dt.new_widget("label") { label = _("Luminary is not available:") },
+      dt.new_widget("label") { label = tostring(list) },
+    }
+  end
+  ui.description = dt.new_widget("label") { label = "", ellipsize = "end" }
+  ui.intensity = dt.new_widget("slider") {
+    label = _("intensity"), soft_min = 0, soft_max = 1, hard_min = 0, hard_max = 1, value = 0.8, digits = 2,
+  }
+  local pages = {}
+  for _, p in ipairs(list) do
+    pages[#pages + 1] = param_widgets(p)
+  end
+  ui.params = dt.new_widget("stack") { table.unpack(pages) }
+  ui.preset = dt.new_widget("combobox") {
+    label = _("preset"),
+    tooltip = _("Luminary preset"),
+    changed_callback = function(w)
+      local p = list[w.selected]
+      if p then
+        ui.description.label = p.description or ""
+        ui.intensity.value = p.default_intensity or 0.8
+        ui.params.active = w.selected
+        dt.preferences.write(MODULE, "preset", "string", p.id)
+      end
+    end,
+  }
+  local last = dt.preferences.read(MODULE, "preset", "string")
+  local chosen = 1
+  for i, p in ipairs(list) do
+    ui.preset[i] = p.name .. " (" .. p.id .. ")"
+    if p.id == last then chosen = i end
+  end
+  ui.engine = dt.new_widget("combobox") { label = _("engine"), table.unpack(ENGINES) }
+  ui.engine.selected = 1
+  ui.source = dt.new_widget("combobox") { label = _("source"), _("original RAW"), _("darktable's current edit") }
+  ui.source.selected = 1
+  ui.button = dt.new_widget("button") {
+    label = _("enhance"),
+    tooltip = _("enhance the selected images; results are grouped with the originals"),
+    clicked_callback = function()
+      local ok2, err = pcall(L.enhance, dt.gui.action_images, L.panel_options())
+      if not ok2 then dt.print(_("Luminary: ") .. tostring(err)) end
+    end,
+  }
+  ui.preset.selected = chosen
+  local p = list[chosen]
+  if p then
+    ui.description.label = p.description or ""
+    ui.intensity.value = p.default_intensity or 0.8
+    ui.params.active = chosen
+  end
+  return dt.new_widget("box") {
+    orientation = "vertical",
+    ui.preset, ui.description, ui.intensity, ui.params, ui.engine, ui.source, ui.button,
+  }
+end
+L.ui = ui
+
+-- Export target: darktable renders, Luminary enhances that rendering with the panel's
+-- preset, the result is imported beside the original.
+local function store(storage, image, format, filename, number, total, high_quality, extra_data)
+  local opts = L.panel_options()
+  local ok, err = pcall(function()
+    local out = image.path .. PS .. base_name(image.filename) .. "-luminary-" .. sanitize(opts.preset) .. ".tif"
+    local args = { "enhance", filename, "--preset", opts.preset, "--out", out,
+                   "--intensity", string.format("%.3f", opts.intensity), "--engine", opts.engine }
+    for k, v in pairs(opts.params) do args[#args + 1] = "--param"; args[#args + 1] = k .. "=" .. tostring(v) end
+    local result = nil
+    run_json(args, function(v) if v.type == "result" then result = v end end)
+    if not result or not result.ok then error(result and result.message or _("no answer from luminary"), 0) end
+    if file_exists(result.output) then
+      local imported = dt.database.import(result.output)
+      imported:group_with(image.group_leader or image)
+      copy_metadata(image, imported, opts.preset)
+    end
+  end)
+  os.remove(filename)
+  if not ok then dt.print(_("Luminary: ") .. image.filename .. ": " .. tostring(err)) end
+end
+
+local function install()
+  if dt.configuration.has_gui and not L.panel_installed then
+    dt.register_lib(MODULE, _("Luminary"), true, false,
+      { [dt.gui.views.lighttable] = { "DT_UI_CONTAINER_PANEL_RIGHT_CENTER", 100 } },
+      build_panel(), nil, nil)
+    L.panel_installed = true
+  end
+  dt.register_storage(MODULE, _("Luminary"), store, nil, nil, nil, nil)
+  if dt.configuration.has_gui then
+    dt.register_event(MODULE, "shortcut", function(event, shortcut)
+      local ok, err = pcall(L.enhance, dt.gui.action_images, L.panel_options())
+      if not ok then dt.print(_("Luminary: ") .. tostring(err)) end
+    end, _("enhance with Luminary"))
+  end
+end
+
+local function destroy()
+  dt.destroy_storage(MODULE)
+  if dt.configuration.has_gui then
+    dt.destroy_event(MODULE, "shortcut")
+    if dt.gui.libs[MODULE] then dt.gui.libs[MODULE].visible = false end
+  end
+end
+
+local function restart()
+  dt.register_storage(MODULE, _("Luminary"), store, nil, nil, nil, nil)
+  if dt.configuration.has_gui then
+    dt.register_event(MODULE, "shortcut", function()
+      pcall(L.enhance, dt.gui.action_images, L.panel_options())
+    end, _("enhance with Luminary"))
+    if dt.gui.libs[MODULE] then dt.gui.libs[MODULE].visible = true end
+  end
+end
+
+install()
+
+script_data.destroy = destroy
+script_data.restart = restart
+script_data.show = restart
+
+-- `require("luminary")` gives both the script manager's data and the API.
+for k, v in pairs(L) do script_data[k] = v end
+return script_data

@@ -1,0 +1,108 @@
+//! `luminary install <editor>`: put a bridge where its editor looks for it.
+//!
+//! Each bridge records the absolute path of the `luminary` binary that installed it,
+//! because editors started from a desktop menu or the macOS Dock do not get the shell's
+//! PATH.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+const DARKTABLE_SCRIPT: &str = include_str!("../../darktable-lua/luminary.lua");
+
+/// The binary to record: this executable, canonical.
+fn this_binary() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("cannot find the luminary executable")?;
+    Ok(exe.canonicalize().unwrap_or(exe))
+}
+
+/// A Lua string literal body for `s` (the script keeps it in double quotes).
+fn lua_escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// Writes `text` to `path` through a temporary file and a rename.
+fn write_atomically(path: &Path, text: &str) -> anyhow::Result<()> {
+    let dir = path.parent().context("no parent folder")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    std::io::Write::write_all(&mut tmp, text.as_bytes())?;
+    tmp.persist(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// darktable's config folder for this OS.
+fn darktable_configdir() -> anyhow::Result<PathBuf> {
+    if cfg!(windows) {
+        let base = std::env::var_os("LOCALAPPDATA").context("LOCALAPPDATA is not set")?;
+        return Ok(PathBuf::from(base).join("darktable"));
+    }
+    if let Some(x) = std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(x).join("darktable"));
+    }
+    let home = directories::BaseDirs::new().context("cannot find the home folder")?;
+    Ok(home.home_dir().join(".config").join("darktable"))
+}
+
+/// Installs the darktable script; returns what was done, for the user.
+pub fn darktable(configdir: Option<&Path>) -> anyhow::Result<String> {
+    let dir = match configdir {
+        Some(d) => d.to_path_buf(),
+        None => darktable_configdir()?,
+    };
+    let binary = this_binary()?;
+    let script = DARKTABLE_SCRIPT.replace(
+        "local INSTALLED_BINARY = \"@LUMINARY_BINARY@\"",
+        &format!(
+            "local INSTALLED_BINARY = \"{}\"",
+            lua_escape(&binary.to_string_lossy())
+        ),
+    );
+    let script_path = dir.join("lua").join("luminary.lua");
+    write_atomically(&script_path, &script)?;
+    let luarc = dir.join("luarc");
+    let existing = std::fs::read_to_string(&luarc).unwrap_or_default();
+    let already = existing.lines().any(|l| {
+        let l = l.trim();
+        !l.starts_with("--")
+            && l.contains("require")
+            && (l.contains("\"luminary\"") || l.contains("'luminary'"))
+    });
+    let mut said = format!("installed {}\n", script_path.display());
+    if already {
+        said += &format!("{} already loads it\n", luarc.display());
+    } else {
+        let mut text = existing;
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str("require \"luminary\"\n");
+        write_atomically(&luarc, &text)?;
+        said += &format!("added require \"luminary\" to {}\n", luarc.display());
+    }
+    said += &format!(
+        "the script runs {}\nrestart darktable: the \"Luminary\" panel is in the lighttable's right column, \
+         \"Luminary\" in the export module's target storage list",
+        binary.display()
+    );
+    Ok(said)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn install_is_idempotent_and_records_the_binary() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("luarc"), "require \"other\"").unwrap();
+        darktable(Some(dir.path())).unwrap();
+        darktable(Some(dir.path())).unwrap();
+        let luarc = std::fs::read_to_string(dir.path().join("luarc")).unwrap();
+        assert_eq!(luarc, "require \"other\"\nrequire \"luminary\"\n");
+        let script = std::fs::read_to_string(dir.path().join("lua/luminary.lua")).unwrap();
+        assert!(!script.contains("@LUMINARY_BINARY@"));
+        assert!(script.contains(&lua_escape(&this_binary().unwrap().to_string_lossy())));
+    }
+}

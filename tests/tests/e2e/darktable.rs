@@ -1,0 +1,243 @@
+//! The darktable bridge in real darktable (4.2 from the package registry), headless under
+//! Xvfb: the script is installed with `luminary install darktable`, loaded through luarc,
+//! and driven through its own entry point and its panel's button; darktable's databases
+//! are checked afterwards.
+
+use std::path::Path;
+use std::process::Command;
+
+use luminary_tests::daemon::Env;
+use serde_json::Value;
+
+use super::{copy_into, fixtures};
+
+/// Runs darktable headless with a throwaway config, library and cache, executing `lua`
+/// after luarc. Retries once if it had to be killed (darktable can hang at start-up).
+fn run_darktable(env: &Env, conf: &Path, lua: &str) -> String {
+    let work = env.root.path().join("dt");
+    std::fs::create_dir_all(work.join("cache")).unwrap();
+    let script = work.join("test.lua");
+    std::fs::write(&script, lua).unwrap();
+    for attempt in 0..2 {
+        // The env's XDG folders (copied from `env.cmd()`) make darktable's `luminary` talk
+        // to this test's daemon.
+        let out = Command::new("timeout")
+            .args([
+                "-s",
+                "KILL",
+                "180",
+                "xvfb-run",
+                "-a",
+                "darktable",
+                "--configdir",
+            ])
+            .arg(conf)
+            .arg("--library")
+            .arg(work.join("lib.db"))
+            .arg("--cachedir")
+            .arg(work.join("cache"))
+            .args([
+                "--conf",
+                "lua/_scripts_install/dont_show=TRUE",
+                "--conf",
+                "write_sidecar_files=never",
+                "--luacmd",
+            ])
+            .arg(format!("dofile(\"{}\")", script.display()))
+            .envs(
+                env.cmd()
+                    .get_envs()
+                    .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned()))),
+            )
+            .env("HOME", env.root.path())
+            .current_dir(&work)
+            .output()
+            .expect("darktable and xvfb-run are installed (.ci/run installs them)");
+        if out.status.code() == Some(137) && attempt == 0 {
+            // Killed: remove stale X locks and try once more.
+            for entry in std::fs::read_dir("/tmp").unwrap().flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with(".X") && name.ends_with("-lock") {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+            continue;
+        }
+        return format!(
+            "rc={:?}\n{}{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    unreachable!()
+}
+
+fn query(db: &Path, sql: &str) -> Value {
+    let py = "import sqlite3, json, sys\nc = sqlite3.connect(sys.argv[1])\nprint(json.dumps(c.execute(sys.argv[2]).fetchall()))";
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(py)
+        .arg(db)
+        .arg(sql)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn darktable_enhances_groups_tags_and_rates_results_through_the_script() {
+    let f = fixtures();
+    let env = Env::new();
+    let conf = env.root.path().join("dtconf");
+    let install = env.run(&[
+        "install",
+        "darktable",
+        "--configdir",
+        conf.to_str().unwrap(),
+    ]);
+    assert!(
+        install.status.success(),
+        "{}",
+        String::from_utf8_lossy(&install.stderr)
+    );
+    // Idempotent: a second install does not add a second require.
+    assert!(env
+        .run(&[
+            "install",
+            "darktable",
+            "--configdir",
+            conf.to_str().unwrap()
+        ])
+        .status
+        .success());
+    let luarc = std::fs::read_to_string(conf.join("luarc")).unwrap();
+    assert_eq!(luarc.matches("require \"luminary\"").count(), 1);
+
+    let raw = copy_into(&env, &f.dng_grbg_12);
+    let tif = copy_into(&env, &f.tiff16);
+    let result = env.root.path().join("dt-result.txt");
+    let lua = format!(
+        r#"
+local dt = require "darktable"
+local out = io.open("{result}", "w")
+local function say(...) out:write(table.concat({{...}}, " "), "\n") out:flush() end
+local ok, err = pcall(function()
+  local lum = require "luminary"
+  local raw = dt.database.import("{raw}")
+  raw.rating = 4
+  raw.red = true
+  dt.tags.attach(dt.tags.create("client|smith"), raw)
+  -- The script's own entry point, on the original RAW.
+  local res = lum.enhance({{raw}}, {{preset = "warm-film", intensity = 0.7, engine = "local"}})
+  say("api", #res, res[1].filename)
+  -- Errors are raised with the daemon's words.
+  local ok2, e2 = pcall(lum.enhance, {{raw}}, {{preset = "no-such-preset"}})
+  say("error", tostring(ok2), tostring(e2):gsub("\n", " "))
+  -- The panel's button, on darktable's own rendering of the TIFF.
+  local tif = dt.database.import("{tif}")
+  dt.gui.selection({{tif}})
+  for i, p in ipairs(lum.presets()) do
+    if p.id == "moody" then lum.ui.preset.selected = i end
+  end
+  lum.ui.source.selected = 2
+  lum.ui.button.clicked_callback(lum.ui.button)
+  say("panel", lum.ui.description.label)
+end)
+say(ok and "OK" or ("ERR " .. tostring(err)))
+out:close()
+dt.gui.action("global/quit", 0, "", "", 1.0)
+"#,
+        result = result.display(),
+        raw = raw.display(),
+        tif = tif.display()
+    );
+    let log = run_darktable(&env, &conf, &lua);
+    let said = std::fs::read_to_string(&result)
+        .unwrap_or_else(|_| panic!("the test script did not run:\n{log}"));
+    assert!(said.contains("\nOK"), "{said}\n{log}");
+    assert!(
+        said.contains("api 1 DSC_1234-luminary-warm-film.tif"),
+        "{said}"
+    );
+    let error_line = said.lines().find(|l| l.starts_with("error")).unwrap();
+    assert!(
+        error_line.contains("false") && error_line.contains("unknown preset"),
+        "{error_line}"
+    );
+
+    // The outputs exist and show their presets.
+    let warm = env.work.join("DSC_1234-luminary-warm-film.tif");
+    let moody = env.work.join("scan16-luminary-moody.tif");
+    assert!(warm.exists() && moody.exists(), "{said}\n{log}");
+    let src = image::open(&tif).unwrap().into_rgb32f();
+    let out = image::open(&moody).unwrap().into_rgb32f();
+    let diff: f32 = src
+        .iter()
+        .zip(out.iter())
+        .map(|(a, b)| (a - b).abs())
+        .sum::<f32>()
+        / src.len() as f32;
+    assert!(diff > 0.02, "moody changed nothing visible ({diff})");
+
+    // darktable's library: grouped with the original (which stays leader), rating,
+    // colour label and tags copied, preset tag added.
+    let lib = env.root.path().join("dt/lib.db");
+    let images = query(
+        &lib,
+        "select id, group_id, filename, flags & 7 from images order by id",
+    );
+    let row = |name: &str| {
+        images
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r[2] == name)
+            .unwrap_or_else(|| panic!("{name} not in {images}"))
+            .clone()
+    };
+    let (orig, new) = (row("DSC_1234.dng"), row("DSC_1234-luminary-warm-film.tif"));
+    assert_eq!(new[1], orig[0], "not grouped with the original: {images}");
+    assert_eq!(orig[1], orig[0], "the original is no longer group leader");
+    assert_eq!(new[3], 4, "rating not copied");
+    let panel = row("scan16-luminary-moody.tif");
+    assert_eq!(panel[1], row("scan16.tif")[0]);
+    let labels = query(
+        &lib,
+        &format!("select color from color_labels where imgid = {}", new[0]),
+    );
+    assert_eq!(labels, serde_json::json!([[0]]), "red label not copied");
+    // Tags live in data.db, their links in the library.
+    let data = env.root.path().join("dtconf/data.db");
+    let tag_ids = query(
+        &lib,
+        &format!("select tagid from tagged_images where imgid = {}", new[0]),
+    );
+    let names = query(&data, "select id, name from tags");
+    let names_of: Vec<String> = tag_ids
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| {
+            names
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|n| n[0] == t[0])
+                .map(|n| n[1].as_str().unwrap().to_string())
+        })
+        .collect();
+    assert!(
+        names_of.contains(&"luminary|warm-film".to_string()),
+        "{names_of:?}"
+    );
+    assert!(
+        names_of.contains(&"client|smith".to_string()),
+        "{names_of:?}"
+    );
+}
