@@ -90,6 +90,12 @@ pub enum InstallTarget {
         #[arg(long)]
         configdir: Option<PathBuf>,
     },
+    /// The GIMP 3 plug-in: Filters > Enhance > Luminary.
+    Gimp {
+        /// A plug-ins folder (the plug-in goes to DIR/luminary/luminary.py).
+        #[arg(long)]
+        dest: Option<PathBuf>,
+    },
 }
 
 /// `luminary plugins …`
@@ -325,6 +331,12 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             editor: InstallTarget::Darktable { configdir },
         } => {
             println!("{}", crate::install::darktable(configdir.as_deref())?);
+            Ok(0)
+        }
+        Command::Install {
+            editor: InstallTarget::Gimp { dest },
+        } => {
+            println!("{}", crate::install::gimp(dest.as_deref())?);
             Ok(0)
         }
         Command::PluginRunner { file } => Ok(crate::plugins::runner::run_runner(&file)),

@@ -26,7 +26,7 @@ pub struct Client {
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
 fn spawn_daemon(paths: &Paths) -> anyhow::Result<std::process::Child> {
-    let exe = std::env::current_exe().context("cannot find the luminary executable")?;
+    let exe = crate::paths::self_exe().context("cannot find the luminary executable")?;
     std::fs::create_dir_all(&paths.cache_dir).ok();
     let log = std::fs::OpenOptions::new()
         .create(true)

@@ -9,10 +9,11 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 const DARKTABLE_SCRIPT: &str = include_str!("../../darktable-lua/luminary.lua");
+const GIMP_PLUGIN: &str = include_str!("../../gimp-bridge/luminary/luminary.py");
 
 /// The binary to record: this executable, canonical.
 fn this_binary() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe().context("cannot find the luminary executable")?;
+    let exe = crate::paths::self_exe().context("cannot find the luminary executable")?;
     Ok(exe.canonicalize().unwrap_or(exe))
 }
 
@@ -89,6 +90,53 @@ pub fn darktable(configdir: Option<&Path>) -> anyhow::Result<String> {
     Ok(said)
 }
 
+/// GIMP 3's user plug-ins folder for this OS.
+fn gimp_plugins_dir() -> anyhow::Result<PathBuf> {
+    let base = directories::BaseDirs::new().context("cannot find the home folder")?;
+    Ok(if cfg!(target_os = "macos") {
+        base.home_dir()
+            .join("Library/Application Support/GIMP/3.0/plug-ins")
+    } else if cfg!(windows) {
+        base.config_dir().join("GIMP").join("3.0").join("plug-ins")
+    } else {
+        let config = std::env::var_os("XDG_CONFIG_HOME")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| base.home_dir().join(".config"));
+        config.join("GIMP").join("3.0").join("plug-ins")
+    })
+}
+
+/// Installs the GIMP 3 plug-in as `DIR/luminary/luminary.py` (GIMP ignores a plug-in whose
+/// folder and file names differ, or without the run bit).
+pub fn gimp(dest: Option<&Path>) -> anyhow::Result<String> {
+    let dir = match dest {
+        Some(d) => d.to_path_buf(),
+        None => gimp_plugins_dir()?,
+    };
+    let binary = this_binary()?;
+    let py_literal = binary
+        .to_string_lossy()
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"");
+    let script = GIMP_PLUGIN.replace(
+        "INSTALLED_BINARY = \"@LUMINARY_BINARY@\"",
+        &format!("INSTALLED_BINARY = \"{py_literal}\""),
+    );
+    let path = dir.join("luminary").join("luminary.py");
+    write_atomically(&path, &script)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+    }
+    Ok(format!(
+        "installed {}\nthe plug-in runs {}\nrestart GIMP 3: Filters > Enhance > Luminary...",
+        path.display(),
+        binary.display()
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,5 +152,22 @@ mod tests {
         let script = std::fs::read_to_string(dir.path().join("lua/luminary.lua")).unwrap();
         assert!(!script.contains("@LUMINARY_BINARY@"));
         assert!(script.contains(&lua_escape(&this_binary().unwrap().to_string_lossy())));
+    }
+
+    #[test]
+    fn gimp_plugin_lands_in_a_folder_of_its_own_name_and_is_executable() {
+        let dir = tempfile::tempdir().unwrap();
+        gimp(Some(dir.path())).unwrap();
+        let path = dir.path().join("luminary/luminary.py");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("@LUMINARY_BINARY@") && text.contains("python-fu-luminary-enhance"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().permissions().mode() & 0o111,
+                0o111
+            );
+        }
     }
 }

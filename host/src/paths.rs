@@ -9,6 +9,33 @@ use std::path::PathBuf;
 use anyhow::Context;
 use directories::ProjectDirs;
 
+/// This program's own executable. `current_exe` needs /proc on Linux, which a chroot may
+/// lack (GIMP 3 runs in one in our tests), so fall back to argv[0] and then to PATH.
+pub fn self_exe() -> std::io::Result<PathBuf> {
+    if let Ok(p) = std::env::current_exe() {
+        return Ok(p);
+    }
+    let arg0 = std::env::args_os()
+        .next()
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    if arg0.components().count() > 1 {
+        return std::path::absolute(&arg0);
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            let candidate = dir.join(&arg0);
+            if candidate.is_file() {
+                return Ok(candidate);
+            }
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::NotFound,
+        "cannot find the luminary executable",
+    ))
+}
+
 /// The resolved locations for one process.
 #[derive(Clone, Debug)]
 pub struct Paths {

@@ -16,6 +16,10 @@ mod plugins;
 #[path = "e2e/darktable.rs"]
 mod darktable;
 
+#[cfg(target_os = "linux")]
+#[path = "e2e/gimp.rs"]
+mod gimp;
+
 /// Fixtures shared by every test in this binary (generating a 24 MP DNG takes a while).
 struct Fixtures {
     _dir: tempfile::TempDir,

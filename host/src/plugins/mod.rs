@@ -73,7 +73,7 @@ fn is_dylib(p: &Path) -> bool {
 /// Folders searched for plugins.
 pub fn search_path(data_dir: &Path, extra: &[PathBuf]) -> Vec<(PathBuf, bool)> {
     let mut dirs = Vec::new();
-    if let Some(exe_dir) = std::env::current_exe()
+    if let Some(exe_dir) = crate::paths::self_exe()
         .ok()
         .and_then(|e| e.parent().map(Path::to_path_buf))
     {

@@ -216,8 +216,8 @@ pub enum StartError {
 }
 
 fn spawn(file: &Path) -> Result<Runner, String> {
-    let exe =
-        std::env::current_exe().map_err(|e| format!("cannot find the luminary executable: {e}"))?;
+    let exe = crate::paths::self_exe()
+        .map_err(|e| format!("cannot find the luminary executable: {e}"))?;
     let mut child = Command::new(exe)
         .arg("plugin-runner")
         .arg(file)

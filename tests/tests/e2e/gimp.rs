@@ -1,0 +1,294 @@
+//! The GIMP 3 bridge in real GIMP 3 (Debian 13's, in a chroot built by
+//! `scripts/gimp-chroot`): the plug-in is installed with `luminary install gimp`, called
+//! non-interactively by its procedure name, and its layer is compared with the daemon's own
+//! output for the same photo.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use luminary_tests::daemon::luminary_bin;
+use serde_json::Value;
+
+use super::fixtures;
+
+fn gimp_root() -> PathBuf {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/gimp-chroot");
+    let out = Command::new("bash").arg(script).output().expect("bash");
+    assert!(
+        out.status.success(),
+        "scripts/gimp-chroot failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+/// A private folder inside the chroot, removed at the end (nothing is mounted into the
+/// chroot, so removing it is always safe).
+struct Inside {
+    root: PathBuf,
+    name: String,
+}
+
+impl Inside {
+    fn host(&self) -> PathBuf {
+        self.root.join(&self.name)
+    }
+    fn path(&self, rel: &str) -> String {
+        format!("/{}/{rel}", self.name)
+    }
+    /// Runs a command in the chroot with a clean environment and our XDG folders.
+    fn run(&self, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+        let mut cmd = Command::new("chroot");
+        cmd.arg(&self.root).args([
+            "/usr/bin/env",
+            "-i",
+            "HOME=/root",
+            "PATH=/usr/bin:/bin",
+            "LANG=C.UTF-8",
+        ]);
+        for (k, rel) in [
+            ("XDG_CONFIG_HOME", "cfg"),
+            ("XDG_DATA_HOME", "data"),
+            ("XDG_CACHE_HOME", "cache"),
+            ("XDG_RUNTIME_DIR", "run"),
+            ("GIMP3_DIRECTORY", "gimpcfg"),
+        ] {
+            cmd.arg(format!("{k}={}", self.path(rel)));
+        }
+        cmd.args(args);
+        if let Some(input) = stdin {
+            let mut child = cmd
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+            return child.wait_with_output().unwrap();
+        }
+        cmd.output().unwrap()
+    }
+}
+
+impl Drop for Inside {
+    fn drop(&mut self) {
+        let bin = self.path("bin/luminary");
+        let _ = self.run(&[&bin, "stop"], None);
+        let _ = std::fs::remove_dir_all(self.host());
+    }
+}
+
+#[test]
+fn gimp_3_adds_the_result_as_a_layer_above_at_full_precision() {
+    let f = fixtures();
+    let root = gimp_root();
+    let inside = Inside {
+        root,
+        name: format!("luminary-test-{}", std::process::id()),
+    };
+    let host = inside.host();
+    for d in ["bin", "cfg", "data", "cache", "run", "gimpcfg", "work"] {
+        std::fs::create_dir_all(host.join(d)).unwrap();
+    }
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(host.join("run"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    // The luminary binary and first-party plugins must exist inside the chroot.
+    let target = luminary_bin().parent().unwrap().to_path_buf();
+    std::fs::copy(luminary_bin(), host.join("bin/luminary")).unwrap();
+    for e in std::fs::read_dir(&target).unwrap().flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if n.starts_with("libluminary_") && n.ends_with(".so") {
+            std::fs::copy(e.path(), host.join("bin").join(&n)).unwrap();
+        }
+    }
+    std::fs::copy(&f.tiff16, host.join("work/photo.tif")).unwrap();
+    let bin = inside.path("bin/luminary");
+    let out = inside.run(
+        &[
+            &bin,
+            "install",
+            "gimp",
+            "--dest",
+            &inside.path("gimpcfg/plug-ins"),
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plugin = host.join("gimpcfg/plug-ins/luminary/luminary.py");
+    assert!(std::fs::read_to_string(&plugin)
+        .unwrap()
+        .contains(&format!("INSTALLED_BINARY = \"{bin}\"")));
+
+    // What the daemon makes of the same photo, for comparison.
+    let direct = inside.path("work/direct.tif");
+    let out = inside.run(
+        &[
+            &bin,
+            "enhance",
+            &inside.path("work/photo.tif"),
+            "--preset",
+            "warm-film",
+            "--intensity",
+            "0.7",
+            "--out",
+            &direct,
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let batch = format!(
+        r#"
+import json
+import gi
+gi.require_version("Gimp", "3.0")
+gi.require_version("Gegl", "0.4")
+from gi.repository import Gimp, Gio, Gegl
+res = {{}}
+img = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path("{photo}"))
+src = img.get_layers()[0]
+w, h = src.get_width(), src.get_height()
+rect = Gegl.Rectangle.new(0, 0, w, h)
+before = src.get_buffer().get(rect, 1.0, "R'G'B' u16", Gegl.AbyssPolicy.CLAMP)
+precision = img.get_precision()
+proc = Gimp.get_pdb().lookup_procedure("python-fu-luminary-enhance")
+assert proc is not None, "plug-in not registered"
+def call(preset):
+    config = proc.create_config()
+    config.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+    config.set_property("image", img)
+    config.set_core_object_array("drawables", [src])
+    config.set_property("preset", preset)
+    config.set_property("intensity", 0.7)
+    config.set_property("engine", "local")
+    return proc.run(config)
+r = call("warm-film")
+res["status"] = int(r.index(0))
+res["success"] = int(r.index(0)) == int(Gimp.PDBStatusType.SUCCESS)
+res["message"] = r.index(1) if r.length() > 1 else ""
+layers = img.get_layers()
+res["names"] = [l.get_name() for l in layers]
+res["source_below"] = len(layers) > 1 and layers[1].get_id() == src.get_id()
+res["precision_kept"] = img.get_precision() == precision
+res["source_unchanged"] = src.get_buffer().get(rect, 1.0, "R'G'B' u16", Gegl.AbyssPolicy.CLAMP) == before
+if len(layers) > 1:
+    new = layers[0]
+    out = Gimp.Image.new_with_precision(w, h, img.get_base_type(), img.get_precision())
+    out.set_color_profile(img.get_color_profile())
+    copy = Gimp.Layer.new_from_drawable(new, out)
+    out.insert_layer(copy, None, 0)
+    Gimp.file_save(Gimp.RunMode.NONINTERACTIVE, out, Gio.File.new_for_path("{layer}"), None)
+    out.delete()
+bad = call("no-such-preset")
+res["bad_status"] = int(bad.index(0))
+res["bad_message"] = bad.index(1) if bad.length() > 1 else ""
+res["layers_after_error"] = len(img.get_layers())
+res["execution_error"] = int(Gimp.PDBStatusType.EXECUTION_ERROR)
+json.dump(res, open("{result}", "w"))
+img.delete()
+"#,
+        photo = inside.path("work/photo.tif"),
+        layer = inside.path("work/layer.tif"),
+        result = inside.path("work/result.json"),
+    );
+    let out = inside.run(
+        &[
+            "timeout",
+            "-s",
+            "KILL",
+            "300",
+            "gimp-console-3.0",
+            "-i",
+            "-n",
+            "--batch-interpreter=python-fu-eval",
+            "-b",
+            "-",
+            "--quit",
+        ],
+        Some(&batch),
+    );
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let res: Value =
+        serde_json::from_slice(&std::fs::read(host.join("work/result.json")).unwrap_or_default())
+            .unwrap_or_else(|_| {
+                panic!(
+                    "GIMP batch did not finish (rc {:?}):\n{log}",
+                    out.status.code()
+                )
+            });
+    assert_eq!(res["success"], true, "{res}\n{log}");
+    assert_eq!(res["names"][0], "Luminary — warm-film", "{res}");
+    assert_eq!(
+        res["source_below"], true,
+        "new layer is not directly above the source: {res}"
+    );
+    assert_eq!(res["precision_kept"], true);
+    assert_eq!(res["source_unchanged"], true, "the source layer changed");
+    assert_eq!(
+        res["bad_status"], res["execution_error"],
+        "an unknown preset must fail the procedure: {res}"
+    );
+    let msg = res["bad_message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("unknown preset") && msg.contains("no-such-preset"),
+        "{msg}"
+    );
+    assert_eq!(
+        res["layers_after_error"], 2,
+        "a failed call must not add a layer"
+    );
+
+    // The layer's pixels are the daemon's output for the same photo, within rounding.
+    let layer = image::open(host.join("work/layer.tif"))
+        .unwrap()
+        .into_rgb16();
+    let want = image::open(host.join("work/direct.tif"))
+        .unwrap()
+        .into_rgb16();
+    assert_eq!(layer.dimensions(), want.dimensions());
+    let diffs: Vec<i32> = layer
+        .iter()
+        .zip(want.iter())
+        .map(|(a, b)| (*a as i32 - *b as i32).abs())
+        .collect();
+    let mean = diffs.iter().map(|&d| d as f64).sum::<f64>() / diffs.len() as f64;
+    let max = *diffs.iter().max().unwrap();
+    println!("GIMP layer vs daemon output: mean {mean:.2}, max {max} (16-bit codes)");
+    assert!(
+        max <= 2,
+        "GIMP layer differs from the daemon's output: mean {mean:.1}, max {max} (16-bit codes)"
+    );
+    let orig = image::open(host.join("work/photo.tif"))
+        .unwrap()
+        .into_rgb16();
+    let changed = orig
+        .iter()
+        .zip(layer.iter())
+        .map(|(a, b)| (*a as i32 - *b as i32).abs() as f64)
+        .sum::<f64>()
+        / diffs.len() as f64;
+    assert!(
+        changed > 500.0,
+        "the layer does not show the preset (mean change {changed:.0} codes)"
+    );
+}
