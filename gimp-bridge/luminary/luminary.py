@@ -128,10 +128,13 @@ class Luminary(Gimp.PlugIn):
         procedure.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE)
         procedure.set_menu_label("_Luminary...")
         procedure.add_menu_path("<Image>/Filters/Enhance")
+        presets = list_presets()
+        available = ", ".join("%s (%s, intensity %.2f)" % (p["id"], p.get("name", ""), p.get("default_intensity", 0.8))
+                              for p in presets) or "run `luminary presets` to list them"
         procedure.set_documentation(
             "Enhance the active layer with a Luminary AI preset",
-            "Sends the active layer at full precision to Luminary and adds the result as a new layer above it. "
-            "Presets and their default intensities: `luminary presets`.",
+            "Sends the active layer at full precision to Luminary and adds the result as a new layer above it, "
+            "masked to the selection if there is one. Presets: " + available,
             name,
         )
         procedure.set_attribution("Luminary", "Luminary", "2026")

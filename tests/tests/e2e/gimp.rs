@@ -195,6 +195,12 @@ if len(layers) > 1:
     out.insert_layer(copy, None, 0)
     Gimp.file_save(Gimp.RunMode.NONINTERACTIVE, out, Gio.File.new_for_path("{layer}"), None)
     out.delete()
+# With a selection, the new layer is masked to it.
+img.select_rectangle(Gimp.ChannelOps.REPLACE, 100, 100, 400, 300)
+r2 = call("moody")
+res["masked"] = int(r2.index(0)) == int(Gimp.PDBStatusType.SUCCESS) and img.get_layers()[0].get_mask() is not None
+res["masked_name"] = img.get_layers()[0].get_name()
+Gimp.Selection.none(img)
 bad = call("no-such-preset")
 res["bad_status"] = int(bad.index(0))
 res["bad_message"] = bad.index(1) if bad.length() > 1 else ""
@@ -253,8 +259,10 @@ img.delete()
         msg.contains("unknown preset") && msg.contains("no-such-preset"),
         "{msg}"
     );
+    assert_eq!(res["masked"], true, "no selection mask: {res}");
+    assert_eq!(res["masked_name"], "Luminary — moody");
     assert_eq!(
-        res["layers_after_error"], 2,
+        res["layers_after_error"], 3,
         "a failed call must not add a layer"
     );
 
