@@ -198,8 +198,10 @@ if len(layers) > 1:
 # With a selection, the new layer is masked to it.
 img.select_rectangle(Gimp.ChannelOps.REPLACE, 100, 100, 400, 300)
 r2 = call("moody")
-res["masked"] = int(r2.index(0)) == int(Gimp.PDBStatusType.SUCCESS) and img.get_layers()[0].get_mask() is not None
-res["masked_name"] = img.get_layers()[0].get_name()
+# Inserted directly above the source, so below the first result.
+above_src = img.get_layers()[1]
+res["masked"] = int(r2.index(0)) == int(Gimp.PDBStatusType.SUCCESS) and above_src.get_mask() is not None
+res["masked_name"] = above_src.get_name()
 Gimp.Selection.none(img)
 bad = call("no-such-preset")
 res["bad_status"] = int(bad.index(0))
