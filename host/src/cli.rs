@@ -90,6 +90,12 @@ pub enum InstallTarget {
         #[arg(long)]
         configdir: Option<PathBuf>,
     },
+    /// The Lightroom Classic plug-in (Library > Plug-in Extras, and an export service).
+    Lightroom {
+        /// A folder to put Luminary.lrplugin in (default: Lightroom's Modules folder).
+        #[arg(long)]
+        dest: Option<PathBuf>,
+    },
     /// The GIMP 3 plug-in: Filters > Enhance > Luminary.
     Gimp {
         /// A plug-ins folder (the plug-in goes to DIR/luminary/luminary.py).
@@ -156,6 +162,10 @@ pub struct EnhanceArgs {
     /// Fail instead of starting a daemon.
     #[arg(long)]
     pub no_spawn: bool,
+    /// Cancel when this file appears (for editors whose scripts cannot stop a process,
+    /// like Lightroom's): the running jobs are cancelled and the command exits with 130.
+    #[arg(long)]
+    pub cancel_file: Option<PathBuf>,
 }
 
 /// `luminary bench`
@@ -334,6 +344,12 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Install {
+            editor: InstallTarget::Lightroom { dest },
+        } => {
+            println!("{}", crate::install::lightroom(dest.as_deref())?);
+            Ok(0)
+        }
+        Command::Install {
             editor: InstallTarget::Gimp { dest },
         } => {
             println!("{}", crate::install::gimp(dest.as_deref())?);
@@ -420,6 +436,21 @@ fn enhance(paths: &Paths, args: EnhanceArgs) -> anyhow::Result<i32> {
         results: Vec::new(),
     };
     let mut client = Client::connect(paths, !args.no_spawn)?;
+    if let Some(flag) = args.cancel_file.clone() {
+        // Leaving closes the connection, and the daemon cancels every job of a client
+        // that went away: nothing is half-written, nothing keeps running.
+        let result_file = args.result_file.clone();
+        std::thread::spawn(move || loop {
+            if flag.exists() {
+                if let Some(r) = &result_file {
+                    let line = json!({"type": "result", "ok": false, "code": "cancelled", "message": "cancelled"});
+                    let _ = write_atomically(r, &format!("{line}\n"));
+                }
+                std::process::exit(130);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        });
+    }
 
     let mut pending: HashMap<String, PathBuf> = HashMap::new();
     for (i, input) in args.inputs.iter().enumerate() {

@@ -11,6 +11,42 @@ use anyhow::Context;
 const DARKTABLE_SCRIPT: &str = include_str!("../../darktable-lua/luminary.lua");
 const GIMP_PLUGIN: &str = include_str!("../../gimp-bridge/luminary/luminary.py");
 
+/// The Lightroom plug-in folder's files, compiled in so the binary installs its own bridge.
+const LIGHTROOM_FILES: &[(&str, &str)] = &[
+    (
+        "Info.lua",
+        include_str!("../../lr-bridge/Luminary.lrplugin/Info.lua"),
+    ),
+    (
+        "LuminaryConfig.lua",
+        include_str!("../../lr-bridge/Luminary.lrplugin/LuminaryConfig.lua"),
+    ),
+    (
+        "JSON.lua",
+        include_str!("../../lr-bridge/Luminary.lrplugin/JSON.lua"),
+    ),
+    (
+        "LuminaryCore.lua",
+        include_str!("../../lr-bridge/Luminary.lrplugin/LuminaryCore.lua"),
+    ),
+    (
+        "LuminaryDialog.lua",
+        include_str!("../../lr-bridge/Luminary.lrplugin/LuminaryDialog.lua"),
+    ),
+    (
+        "EnhanceMenuItem.lua",
+        include_str!("../../lr-bridge/Luminary.lrplugin/EnhanceMenuItem.lua"),
+    ),
+    (
+        "ExportServiceProvider.lua",
+        include_str!("../../lr-bridge/Luminary.lrplugin/ExportServiceProvider.lua"),
+    ),
+    (
+        "PluginInfoProvider.lua",
+        include_str!("../../lr-bridge/Luminary.lrplugin/PluginInfoProvider.lua"),
+    ),
+];
+
 /// The binary to record: this executable, canonical.
 fn this_binary() -> anyhow::Result<PathBuf> {
     let exe = crate::paths::self_exe().context("cannot find the luminary executable")?;
@@ -133,6 +169,54 @@ pub fn gimp(dest: Option<&Path>) -> anyhow::Result<String> {
     Ok(format!(
         "installed {}\nthe plug-in runs {}\nrestart GIMP 3: Filters > Enhance > Luminary...",
         path.display(),
+        binary.display()
+    ))
+}
+
+/// Lightroom Classic's Modules folder for this OS.
+fn lightroom_modules_dir() -> anyhow::Result<PathBuf> {
+    let base = directories::BaseDirs::new().context("cannot find the home folder")?;
+    if cfg!(target_os = "macos") {
+        Ok(base
+            .home_dir()
+            .join("Library/Application Support/Adobe/Lightroom/Modules"))
+    } else if cfg!(windows) {
+        Ok(base
+            .config_dir()
+            .join("Adobe")
+            .join("Lightroom")
+            .join("Modules"))
+    } else {
+        anyhow::bail!("Lightroom Classic runs on macOS and Windows; name a folder with --dest")
+    }
+}
+
+/// Installs `Luminary.lrplugin` into Lightroom's Modules folder (or `dest`).
+pub fn lightroom(dest: Option<&Path>) -> anyhow::Result<String> {
+    let dir = match dest {
+        Some(d) => d.to_path_buf(),
+        None => lightroom_modules_dir()?,
+    };
+    let plugin = dir.join("Luminary.lrplugin");
+    let binary = this_binary()?;
+    for (name, text) in LIGHTROOM_FILES {
+        let text = if *name == "LuminaryConfig.lua" {
+            text.replace(
+                "INSTALLED_BINARY = \"@LUMINARY_BINARY@\"",
+                &format!(
+                    "INSTALLED_BINARY = \"{}\"",
+                    lua_escape(&binary.to_string_lossy())
+                ),
+            )
+        } else {
+            text.to_string()
+        };
+        write_atomically(&plugin.join(name), &text)?;
+    }
+    Ok(format!(
+        "installed {}\nthe plug-in runs {}\nin Lightroom Classic: File > Plug-in Manager shows \"Luminary\" (restart Lightroom \
+         if it was running); then Library > Plug-in Extras > Enhance with Luminary..., or choose \"Luminary\" in the Export dialog",
+        plugin.display(),
         binary.display()
     ))
 }

@@ -20,6 +20,10 @@ mod darktable;
 #[path = "e2e/gimp.rs"]
 mod gimp;
 
+#[cfg(unix)]
+#[path = "e2e/lightroom.rs"]
+mod lightroom;
+
 /// Fixtures shared by every test in this binary (generating a 24 MP DNG takes a while).
 struct Fixtures {
     _dir: tempfile::TempDir,

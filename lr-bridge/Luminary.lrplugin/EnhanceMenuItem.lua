@@ -1,0 +1,36 @@
+--[[ Library > Plug-in Extras > Enhance with Luminary...: enhance the selected photos. ]]
+
+local LrApplication = import "LrApplication"
+local LrDialogs = import "LrDialogs"
+local LrFunctionContext = import "LrFunctionContext"
+local LrProgressScope = import "LrProgressScope"
+local LrTasks = import "LrTasks"
+
+local Core = require "LuminaryCore"
+local Dialog = require "LuminaryDialog"
+
+LrTasks.startAsyncTask(function()
+  LrFunctionContext.callWithContext("Enhance with Luminary", function(context)
+    local catalog = LrApplication.activeCatalog()
+    local photos = catalog:getTargetPhotos()
+    if #photos == 0 then
+      LrDialogs.message("Luminary", "Select the photos to enhance first.", "info")
+      return
+    end
+    local ok, presetsOrError = LrTasks.pcall(function()
+      Core.checkVersion()
+      return Core.presets()
+    end)
+    if not ok then
+      LrDialogs.message("Luminary", tostring(presetsOrError), "critical")
+      return
+    end
+    local settings = Dialog.run(presetsOrError)
+    if not settings then return end
+    local scope = LrProgressScope { title = "Luminary: " .. settings.preset, functionContext = context }
+    scope:setCancelable(true)
+    local report = Core.enhance(catalog, photos, settings, scope)
+    scope:done()
+    Core.summarize(report)
+  end)
+end)

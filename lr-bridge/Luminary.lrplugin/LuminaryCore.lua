@@ -1,0 +1,303 @@
+--[[ The bridge's work: run the luminary CLI, follow its progress, put results into the
+catalog as new photos stacked above their originals.
+
+Lightroom's Lua cannot open sockets and LrTasks.execute returns only the exit status, so
+the CLI writes its progress and result lines to files named on its command line, and a
+cancel request is a file the CLI watches for. ]]
+
+local LrDialogs = import "LrDialogs"
+local LrFileUtils = import "LrFileUtils"
+local LrLogger = import "LrLogger"
+local LrPathUtils = import "LrPathUtils"
+local LrPrefs = import "LrPrefs"
+local LrTasks = import "LrTasks"
+
+local JSON = require "JSON"
+local Config = require "LuminaryConfig"
+
+local log = LrLogger("Luminary")
+log:enable("logfile")
+
+local Core = {}
+
+local WIN = WIN_ENV == true
+
+---------------------------------------------------------------------------------------------
+-- Finding and running the binary.
+
+function Core.defaultBinary()
+  if string.sub(Config.INSTALLED_BINARY, 1, 1) ~= "@" then return Config.INSTALLED_BINARY end
+  if WIN then return "C:\\Program Files\\Luminary\\luminary.exe" end
+  if MAC_ENV then return "/usr/local/bin/luminary" end
+  return "/usr/local/bin/luminary"
+end
+
+function Core.binary()
+  local prefs = LrPrefs.prefsForPlugin()
+  if prefs.binary and prefs.binary ~= "" then return prefs.binary end
+  return Core.defaultBinary()
+end
+
+local function quote(s)
+  s = tostring(s)
+  if WIN then return '"' .. string.gsub(s, '"', '\\"') .. '"' end
+  return "'" .. string.gsub(s, "'", "'\\''") .. "'"
+end
+
+local tempCounter = 0
+local function tempPath(name)
+  tempCounter = tempCounter + 1
+  local dir = LrPathUtils.getStandardFilePath("temp")
+  return LrPathUtils.child(dir, string.format("luminary-%d-%d-%s", os.time(), tempCounter, name))
+end
+
+--- Runs `luminary ARGS` and returns (exit status, JSON lines of the result file, output
+--- text). `onPoll()` is called while it runs (from a second task); when it returns false
+--- the run is cancelled through the cancel file.
+function Core.run(args, onPoll)
+  local resultFile = tempPath("result.jsonl")
+  local progressFile = tempPath("progress.jsonl")
+  local cancelFile = tempPath("cancel")
+  local cmd = quote(Core.binary())
+  for _, a in ipairs(args) do cmd = cmd .. " " .. quote(a) end
+  cmd = cmd .. " --result-file " .. quote(resultFile) .. " --progress-file " .. quote(progressFile)
+    .. " --cancel-file " .. quote(cancelFile)
+  if WIN then cmd = '"' .. cmd .. '"' end
+  log:trace("running " .. cmd)
+  local done, status = false, nil
+  LrTasks.startAsyncTask(function()
+    status = LrTasks.execute(cmd)
+    done = true
+  end)
+  local cancelled = false
+  while not done do
+    if onPoll and not cancelled then
+      local lines = JSON.lines(LrFileUtils.readFile(progressFile) or "")
+      if onPoll(lines[#lines]) == false then
+        cancelled = true
+        local f = io.open(cancelFile, "w")
+        if f then f:write("cancel") f:close() end
+      end
+    end
+    if not done then LrTasks.sleep(0.1) end
+  end
+  local results = JSON.lines(LrFileUtils.exists(resultFile) and LrFileUtils.readFile(resultFile) or "")
+  for _, f in ipairs({ resultFile, progressFile, cancelFile }) do
+    if LrFileUtils.exists(f) then LrFileUtils.delete(f) end
+  end
+  return status, results, cancelled
+end
+
+--- The daemon's presets (each with id, name, description, kind, default_intensity,
+--- params_schema), or raises with what to do.
+function Core.presets()
+  local out = tempPath("presets.json")
+  local status = LrTasks.execute(quote(Core.binary()) .. " presets --json > " .. quote(out) .. (WIN and "" or " 2>&1"))
+  local text = LrFileUtils.exists(out) and LrFileUtils.readFile(out) or ""
+  if LrFileUtils.exists(out) then LrFileUtils.delete(out) end
+  local ok, v = pcall(JSON.decode, text)
+  if status ~= 0 or not ok or type(v) ~= "table" or not v.presets then
+    error("Luminary is not available (" .. Core.binary() .. "). Install it, or set its path in the "
+      .. "plug-in's preferences. " .. (text or ""), 0)
+  end
+  return v.presets
+end
+
+--- Version check through `luminary status`: raises when the binary is missing or older
+--- than this plug-in needs.
+function Core.checkVersion()
+  local out = tempPath("status.json")
+  local status = LrTasks.execute(quote(Core.binary()) .. " status --json > " .. quote(out))
+  local text = LrFileUtils.exists(out) and LrFileUtils.readFile(out) or ""
+  if LrFileUtils.exists(out) then LrFileUtils.delete(out) end
+  local ok, v = pcall(JSON.decode, text)
+  if status ~= 0 or not ok or type(v) ~= "table" or not v.version then
+    error("Luminary was not found at " .. Core.binary() .. ". Set the path to the luminary program in "
+      .. "File > Plug-in Manager > Luminary.", 0)
+  end
+  local function parts(s)
+    local a, b, c = string.match(s, "(%d+)%.(%d+)%.(%d+)")
+    return tonumber(a) or 0, tonumber(b) or 0, tonumber(c) or 0
+  end
+  local a1, b1, c1 = parts(v.version)
+  local a2, b2, c2 = parts(Config.MIN_VERSION)
+  if a1 < a2 or (a1 == a2 and (b1 < b2 or (b1 == b2 and c1 < c2))) then
+    error("Luminary " .. v.version .. " is too old for this plug-in; install " .. Config.MIN_VERSION .. " or later.", 0)
+  end
+  return v.version
+end
+
+---------------------------------------------------------------------------------------------
+-- Photos.
+
+--- Whether `photo` is itself a Luminary result (by its file's XMP provenance).
+function Core.isLuminaryResult(photo)
+  local path = photo:getRawMetadata("path")
+  local f = path and io.open(path, "rb")
+  if not f then return false end
+  local head = f:read(512 * 1024) or ""
+  f:close()
+  return string.find(head, "luminary:Preset=", 1, true) ~= nil
+end
+
+--- Splits the selection into photos to enhance and (photo, reason) pairs skipped.
+function Core.partition(photos)
+  local todo, skipped = {}, {}
+  for _, photo in ipairs(photos) do
+    local name = photo:getFormattedMetadata("fileName") or "?"
+    if photo:getRawMetadata("isVirtualCopy") then
+      skipped[#skipped + 1] = { photo = photo, reason = name .. ": a virtual copy (enhance its master, or use \"As edited in Lightroom\")" }
+    elseif Core.isLuminaryResult(photo) then
+      skipped[#skipped + 1] = { photo = photo, reason = name .. ": already a Luminary result" }
+    else
+      todo[#todo + 1] = photo
+    end
+  end
+  return todo, skipped
+end
+
+--- Copies what the photographer set on the original onto the result.
+local function copyMetadata(catalog, from, to, preset)
+  to:setRawMetadata("rating", from:getRawMetadata("rating"))
+  local label = from:getRawMetadata("colorNameForLabel")
+  if label and label ~= "" and label ~= "none" then to:setRawMetadata("colorNameForLabel", label) end
+  for _, field in ipairs({ "title", "caption" }) do
+    local v = from:getFormattedMetadata(field)
+    if v and v ~= "" then to:setRawMetadata(field, v) end
+  end
+  for _, kw in ipairs(from:getRawMetadata("keywords") or {}) do to:addKeyword(kw) end
+  local parent = catalog:createKeyword("Luminary", {}, true, nil, true)
+  to:addKeyword(catalog:createKeyword(preset, {}, true, parent, true))
+end
+
+--- Adds `output` to the catalog, stacked above `original`, with its metadata.
+function Core.importResult(catalog, original, output, preset)
+  local added
+  catalog:withWriteAccessDo("Luminary: add " .. LrPathUtils.leafName(output), function()
+    added = catalog:addPhoto(output, original, "above")
+    copyMetadata(catalog, original, added, preset)
+  end)
+  return added
+end
+
+--- The file to send for `photo`: the original, or Lightroom's rendering of the current
+--- edit as a 16-bit ProPhoto TIFF (deleted by the caller when `temporary`).
+function Core.sourceFor(photo, source)
+  if source ~= "edited" then return photo:getRawMetadata("path"), false end
+  local LrExportSession = import "LrExportSession"
+  local dir = tempPath("render")
+  LrFileUtils.createAllDirectories(dir)
+  local session = LrExportSession({
+    photosToExport = { photo },
+    exportSettings = {
+      LR_format = "TIFF",
+      LR_export_bitDepth = 16,
+      LR_export_colorSpace = "ProPhotoRGB",
+      LR_tiff_compressionMethod = "compressionMethod_None",
+      LR_embeddedMetadataOption = "all",
+      LR_export_destinationType = "specificFolder",
+      LR_export_destinationPathPrefix = dir,
+      LR_export_useSubfolder = false,
+      LR_collisionHandling = "rename",
+      LR_reimportExportedPhoto = false,
+      LR_size_doConstrain = false,
+    },
+  })
+  for _, rendition in session:renditions() do
+    local ok, pathOrMessage = rendition:waitForRender()
+    if not ok then error("Lightroom could not render " .. photo:getFormattedMetadata("fileName") .. ": " .. tostring(pathOrMessage), 0) end
+    return pathOrMessage, true
+  end
+  error("Lightroom rendered nothing", 0)
+end
+
+--- The CLI arguments for one photo.
+function Core.args(file, outDir, baseName, settings)
+  local args = { "enhance", file, "--preset", settings.preset, "--format", settings.format or "tiff" }
+  if settings.intensity then args[#args + 1] = "--intensity"; args[#args + 1] = string.format("%.3f", settings.intensity) end
+  if settings.engine and settings.engine ~= "" then args[#args + 1] = "--engine"; args[#args + 1] = settings.engine end
+  if baseName then
+    local ext = ({ tiff = "tif", jpeg = "jpg", png = "png" })[settings.format or "tiff"] or "tif"
+    args[#args + 1] = "--out"
+    args[#args + 1] = LrPathUtils.child(outDir, baseName .. "-luminary-" .. settings.preset .. "." .. ext)
+  else
+    args[#args + 1] = "--out-dir"
+    args[#args + 1] = outDir
+  end
+  local keys = {}
+  for k in pairs(settings.params or {}) do keys[#keys + 1] = k end
+  table.sort(keys)
+  for _, k in ipairs(keys) do
+    args[#args + 1] = "--param"
+    args[#args + 1] = k .. "=" .. tostring(settings.params[k])
+  end
+  return args
+end
+
+--- Enhances `photos` with `settings` {preset, intensity, engine, params, source, format},
+--- reporting through `scope` (an LrProgressScope). Returns {imported = {...}, failed =
+--- {"name: message", ...}, skipped = {...}, cancelled = bool}.
+function Core.enhance(catalog, photos, settings, scope)
+  local todo, skipped = Core.partition(photos)
+  local report = { imported = {}, failed = {}, skipped = {}, cancelled = false }
+  for _, s in ipairs(skipped) do report.skipped[#report.skipped + 1] = s.reason end
+  local n = #todo
+  for i, photo in ipairs(todo) do
+    if scope:isCanceled() then report.cancelled = true break end
+    local name = photo:getFormattedMetadata("fileName") or "?"
+    scope:setCaption(string.format("Photo %d of %d — %s", i, n, "preparing"))
+    -- LrTasks.pcall, not pcall: the work yields (execute, sleep), and Lua 5.1 cannot
+    -- yield across a plain pcall.
+    local ok, err = LrTasks.pcall(function()
+      local file, temporary = Core.sourceFor(photo, settings.source)
+      local original = photo:getRawMetadata("path")
+      local outDir = LrPathUtils.parent(original)
+      local base = LrPathUtils.removeExtension(LrPathUtils.leafName(original))
+      local status, results, cancelled = Core.run(Core.args(file, outDir, base, settings), function(progress)
+        if progress then
+          scope:setCaption(string.format("Photo %d of %d — %s", i, n, progress.stage or ""))
+          scope:setPortionComplete((i - 1) + (progress.fraction or 0), n)
+        end
+        return not scope:isCanceled()
+      end)
+      if temporary then
+        -- The rendering and the folder it was rendered into.
+        if LrFileUtils.exists(file) then LrFileUtils.delete(file) end
+        LrFileUtils.delete(LrPathUtils.parent(file))
+      end
+      if cancelled then report.cancelled = true return end
+      local result = results[#results]
+      if not result then error("luminary did not answer (exit status " .. tostring(status) .. ")", 0) end
+      if not result.ok then error((result.code or "error") .. ": " .. (result.message or "?"), 0) end
+      if not LrFileUtils.exists(result.output) then error("the result " .. tostring(result.output) .. " is missing", 0) end
+      report.imported[#report.imported + 1] = Core.importResult(catalog, photo, result.output, settings.preset)
+    end)
+    if not ok then
+      report.failed[#report.failed + 1] = name .. ": " .. tostring(err)
+      log:error(name .. ": " .. tostring(err))
+    end
+    scope:setPortionComplete(i, n)
+    if report.cancelled then break end
+  end
+  return report
+end
+
+--- One dialog at the end: what was done, skipped and failed — never a silent failure.
+function Core.summarize(report)
+  local lines = { string.format("%d photo(s) enhanced.", #report.imported) }
+  if report.cancelled then lines[#lines + 1] = "Cancelled: the remaining photos were not enhanced." end
+  if #report.skipped > 0 then
+    lines[#lines + 1] = "\nSkipped:"
+    for _, s in ipairs(report.skipped) do lines[#lines + 1] = "  " .. s end
+  end
+  if #report.failed > 0 then
+    lines[#lines + 1] = "\nFailed:"
+    for _, f in ipairs(report.failed) do lines[#lines + 1] = "  " .. f end
+  end
+  local kind = #report.failed > 0 and "critical" or "info"
+  LrDialogs.message("Luminary", table.concat(lines, "\n"), kind)
+  return table.concat(lines, "\n")
+end
+
+Core.log = log
+return Core

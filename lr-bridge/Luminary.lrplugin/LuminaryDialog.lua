@@ -1,0 +1,132 @@
+--[[ The enhance dialog: preset (with its description), intensity starting at the preset's
+default, the preset's parameters built from its JSON Schema, engine, source and format.
+Choices are remembered in the plug-in's preferences. ]]
+
+local LrBinding = import "LrBinding"
+local LrDialogs = import "LrDialogs"
+local LrFunctionContext = import "LrFunctionContext"
+local LrPrefs = import "LrPrefs"
+local LrView = import "LrView"
+
+local Dialog = {}
+
+local ENGINES = { "local", "gemini", "openai", "fal", "replicate", "comfyui" }
+
+local function paramKey(presetId, name)
+  return "param_" .. string.gsub(presetId, "%W", "_") .. "_" .. name
+end
+
+local function sortedKeys(t)
+  local keys = {}
+  for k in pairs(t or {}) do keys[#keys + 1] = k end
+  table.sort(keys)
+  return keys
+end
+
+--- Controls for one preset's parameters, shown only while that preset is chosen.
+local function paramsView(f, props, preset)
+  local rows = { spacing = f:control_spacing() }
+  local schema = preset.params_schema or {}
+  for _, name in ipairs(sortedKeys(schema.properties)) do
+    local s = schema.properties[name]
+    local key = paramKey(preset.id, name)
+    local label = f:static_text { title = (s.title or name) .. ":", width_in_chars = 16 }
+    if s.type == "number" or s.type == "integer" then
+      rows[#rows + 1] = f:row {
+        label,
+        f:slider { value = LrView.bind(key), min = s.minimum or 0, max = s.maximum or 1, width_in_chars = 20,
+                   integral = s.type == "integer" },
+        f:edit_field { value = LrView.bind(key), width_in_digits = 5, precision = 2 },
+      }
+    elseif s.type == "boolean" then
+      rows[#rows + 1] = f:checkbox { title = s.title or name, value = LrView.bind(key) }
+    elseif s.type == "string" and s.enum then
+      local items = {}
+      for _, v in ipairs(s.enum) do items[#items + 1] = { title = v, value = v } end
+      rows[#rows + 1] = f:row { label, f:popup_menu { items = items, value = LrView.bind(key) } }
+    end
+  end
+  rows.visible = LrView.bind { key = "preset", transform = function(v) return v == preset.id end }
+  return f:column(rows)
+end
+
+--- Shows the dialog; returns the chosen settings, or nil when cancelled.
+function Dialog.run(presets, title, actionVerb)
+  local prefs = LrPrefs.prefsForPlugin()
+  local settings = nil
+  LrFunctionContext.callWithContext("Luminary dialog", function(context)
+    local f = LrView.osFactory()
+    local props = LrBinding.makePropertyTable(context)
+    local byId = {}
+    local items = {}
+    for _, p in ipairs(presets) do
+      byId[p.id] = p
+      items[#items + 1] = { title = p.name .. " (" .. p.id .. ")", value = p.id }
+      for _, name in ipairs(sortedKeys((p.params_schema or {}).properties)) do
+        local key = paramKey(p.id, name)
+        local saved = prefs[key]
+        if saved == nil then saved = p.params_schema.properties[name].default end
+        props[key] = saved
+      end
+    end
+    props.preset = (prefs.preset and byId[prefs.preset]) and prefs.preset or (presets[1] and presets[1].id)
+    local function defaults()
+      local p = byId[props.preset]
+      if p then
+        props.description = p.description or ""
+        props.intensity = (prefs.intensities or {})[p.id] or p.default_intensity or 0.8
+      end
+    end
+    defaults()
+    props:addObserver("preset", defaults)
+    props.engine = prefs.engine or "local"
+    props.source = prefs.source or "original"
+    props.format = prefs.format or "tiff"
+
+    local engineItems = {}
+    for _, e in ipairs(ENGINES) do engineItems[#engineItems + 1] = { title = e, value = e } end
+    local paramViews = {}
+    for _, p in ipairs(presets) do paramViews[#paramViews + 1] = paramsView(f, props, p) end
+
+    local contents = f:column {
+      bind_to_object = props,
+      spacing = f:control_spacing(),
+      f:row { f:static_text { title = "Preset:", width_in_chars = 16 },
+              f:popup_menu { items = items, value = LrView.bind("preset") } },
+      f:static_text { title = LrView.bind("description"), height_in_lines = 2, width_in_chars = 50 },
+      f:row { f:static_text { title = "Intensity:", width_in_chars = 16 },
+              f:slider { value = LrView.bind("intensity"), min = 0, max = 1, width_in_chars = 20 },
+              f:edit_field { value = LrView.bind("intensity"), width_in_digits = 5, precision = 2 } },
+      f:group_box { title = "Parameters", fill_horizontal = 1, f:column(paramViews) },
+      f:row { f:static_text { title = "Engine:", width_in_chars = 16 },
+              f:popup_menu { items = engineItems, value = LrView.bind("engine") } },
+      f:row { f:static_text { title = "Source:", width_in_chars = 16 },
+              f:popup_menu { value = LrView.bind("source"), items = {
+                { title = "Original RAW", value = "original" },
+                { title = "As edited in Lightroom", value = "edited" } } } },
+      f:row { f:static_text { title = "Output:", width_in_chars = 16 },
+              f:popup_menu { value = LrView.bind("format"), items = {
+                { title = "16-bit TIFF", value = "tiff" }, { title = "JPEG", value = "jpeg" },
+                { title = "16-bit PNG", value = "png" } } } },
+    }
+    local answer = LrDialogs.presentModalDialog { title = title or "Enhance with Luminary", contents = contents,
+                                                   actionVerb = actionVerb or "Enhance" }
+    if answer ~= "ok" then return end
+    local p = byId[props.preset]
+    local params = {}
+    for _, name in ipairs(sortedKeys((p.params_schema or {}).properties)) do
+      local v = props[paramKey(p.id, name)]
+      params[name] = v
+      prefs[paramKey(p.id, name)] = v
+    end
+    local intensities = prefs.intensities or {}
+    intensities[p.id] = props.intensity
+    prefs.intensities = intensities
+    prefs.preset, prefs.engine, prefs.source, prefs.format = p.id, props.engine, props.source, props.format
+    settings = { preset = p.id, intensity = props.intensity, engine = props.engine, params = params,
+                 source = props.source, format = props.format }
+  end)
+  return settings
+end
+
+return Dialog

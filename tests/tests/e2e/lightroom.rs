@@ -1,0 +1,262 @@
+//! The Lightroom Classic plug-in's own code (menu action and export service), run by Lua 5.1
+//! against a strict stand-in of the Lightroom SDK (`tests/lr/sdk.lua`) and a real daemon.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use luminary_tests::daemon::Env;
+
+use super::{copy_into, fixtures};
+
+fn lr_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("lr")
+}
+
+/// Installs the plug-in with `luminary install lightroom`, then runs `scenario` (Lua, after
+/// the SDK stand-in and the plug-in are loaded). Returns the plug-in folder.
+fn run_scenario(env: &Env, scenario: &str) -> (String, PathBuf) {
+    let modules = env.root.path().join("Modules");
+    let out = env.run(&["install", "lightroom", "--dest", modules.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plugin = modules.join("Luminary.lrplugin");
+    let tmp = env.root.path().join("lrtmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let script = env.root.path().join("scenario.lua");
+    std::fs::write(
+        &script,
+        format!(
+            "dofile({sdk:?})\nSDK.load({plugin:?})\n{scenario}\nprint('SCENARIO OK')\n",
+            sdk = lr_dir().join("sdk.lua").to_string_lossy(),
+            plugin = plugin.to_string_lossy()
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new("lua5.1");
+    cmd.arg(&script)
+        .env("LR_TEST_TMP", &tmp)
+        .current_dir(&env.work);
+    for (k, v) in env.cmd().get_envs() {
+        if let Some(v) = v {
+            cmd.env(k, v);
+        }
+    }
+    let out = cmd
+        .output()
+        .expect("lua5.1 is installed (.ci/run installs it)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.contains("SCENARIO OK"),
+        "scenario failed:\n{text}\ndaemon log:\n{}",
+        env.daemon_log()
+    );
+    // No temporary result, progress or cancel files left behind.
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| n != "export")
+        .collect();
+    assert!(left.is_empty(), "temporary files left: {left:?}");
+    (text, plugin)
+}
+
+#[test]
+fn every_lua_file_of_the_plugin_is_lua_5_1() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../lr-bridge/Luminary.lrplugin");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap().flatten() {
+        if e.path().extension().is_some_and(|x| x == "lua") {
+            let out = Command::new("luac5.1")
+                .arg("-p")
+                .arg(e.path())
+                .output()
+                .expect("luac5.1");
+            assert!(
+                out.status.success(),
+                "{}: {}",
+                e.path().display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            n += 1;
+        }
+    }
+    assert!(n >= 7, "only {n} Lua files");
+}
+
+#[test]
+fn menu_action_stacks_results_above_originals_with_their_metadata_and_skips_what_it_should() {
+    let f = fixtures();
+    let env = Env::new();
+    let tif = copy_into(&env, &f.tiff8);
+    let raw = copy_into(&env, &f.dng_grbg_12);
+    // An earlier Luminary result in the catalog must not be enhanced again.
+    let prior = env.run(&[
+        "enhance",
+        tif.to_str().unwrap(),
+        "--preset",
+        "moody",
+        "--format",
+        "jpeg",
+    ]);
+    assert!(prior.status.success());
+    let prior_path = env.work.join("scan8-luminary-moody.jpg");
+    let scenario = format!(
+        r#"
+local A = SDK.photo {{ path = {tif:?}, rating = 3, label = "red", title = "Dunes", caption = "Evening light",
+                       keywords = {{ "client > smith" }} }}
+local B = SDK.photo {{ path = {raw:?}, rating = 5 }}
+local V = SDK.photo {{ path = {tif:?}, virtual = true }}
+local R = SDK.photo {{ path = {prior:?} }}
+SDK.catalog.selected = {{ A, V, B, R }}
+SDK.prefs.preset = "warm-film"
+SDK.prefs.intensities = {{ ["warm-film"] = 0.6 }}
+SDK.prefs.engine = "local"
+SDK.prefs.source = "edited"
+SDK.prefs.format = "tiff"
+SDK.runMenuItem()
+
+-- The dialog offered the daemon's presets, the chosen one's parameters, and remembered choices.
+local dialog = SDK.dialogs[1]
+SDK.check(dialog ~= nil, "no dialog shown")
+local found = false
+local function walk(v)
+  if type(v) ~= "table" then return end
+  if v.kind == "popup_menu" then
+    for _, item in ipairs(v.props.items or {{}}) do if item.value == "warm-film" then found = true end end
+  end
+  for _, c in pairs(v) do walk(c) end
+end
+walk(dialog.contents)
+SDK.check(found, "warm-film not offered in the dialog")
+SDK.check(SDK.prefs.preset == "warm-film" and SDK.prefs.intensities["warm-film"] == 0.6, "choices not remembered")
+
+-- Two results, each stacked above its own original, inside write access.
+SDK.check(#SDK.added == 2, "added " .. #SDK.added .. " photos")
+SDK.check(SDK.added[1].stack == A and SDK.added[1].position == "above", "first result not stacked above A")
+SDK.check(SDK.added[2].stack == B and SDK.added[2].position == "above", "second result not stacked above B")
+SDK.check(SDK.exportSessions == 2, "'As edited' should render through LrExportSession")
+local a = SDK.added[1].photo
+SDK.check(a.rating == 3 and a.label == "red" and a.title == "Dunes" and a.caption == "Evening light", "metadata not copied")
+local kws = {{}}
+for _, k in ipairs(a.keywords) do kws[#kws + 1] = type(k) == "table" and k.path or k end
+local kwtext = table.concat(kws, ";")
+SDK.check(string.find(kwtext, "client > smith", 1, true), "keywords not copied: " .. kwtext)
+SDK.check(string.find(kwtext, "Luminary > warm-film", 1, true), "no Luminary keyword: " .. kwtext)
+SDK.check(SDK.added[2].photo.rating == 5, "rating of B not copied")
+
+-- Progress: captions name photo i of N and the stage; the bar only moves forward.
+local captions = table.concat(SDK.captions, "\n")
+SDK.check(string.find(captions, "Photo 1 of 2", 1, true) and string.find(captions, "Photo 2 of 2", 1, true), captions)
+SDK.check(string.find(captions, "engine", 1, true) or string.find(captions, "encode", 1, true), "no stage in captions: " .. captions)
+local last = -1
+for _, p in ipairs(SDK.progress) do
+  SDK.check(p.done >= last, "progress went backwards")
+  last = p.done
+end
+SDK.check(SDK.scope.finished, "progress scope not closed")
+
+-- One summary, naming what was skipped and why.
+local summary = SDK.messages[#SDK.messages].text
+SDK.check(string.find(summary, "2 photo(s) enhanced", 1, true), summary)
+SDK.check(string.find(summary, "virtual copy", 1, true) and string.find(summary, "already a Luminary result", 1, true), summary)
+"#,
+        tif = tif.to_string_lossy(),
+        raw = raw.to_string_lossy(),
+        prior = prior_path.to_string_lossy()
+    );
+    run_scenario(&env, &scenario);
+    assert!(env.work.join("scan8-luminary-warm-film.tif").exists());
+    assert!(env.work.join("DSC_1234-luminary-warm-film.tif").exists());
+}
+
+#[test]
+fn failures_are_summarised_in_one_dialog_and_cancel_stops_the_batch() {
+    let f = fixtures();
+    let env = Env::new();
+    let tif = copy_into(&env, &f.tiff8);
+    let raw = copy_into(&env, &f.dng_grbg_12);
+    let before: Vec<_> = std::fs::read_dir(&env.work)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    let scenario = format!(
+        r#"
+local A = SDK.photo {{ path = {tif:?} }}
+local B = SDK.photo {{ path = {raw:?} }}
+SDK.catalog.selected = {{ A, B }}
+SDK.prefs.preset = "auto"
+SDK.prefs.engine = "gemini"
+SDK.runMenuItem()
+SDK.check(#SDK.added == 0, "nothing should be added")
+local m = SDK.messages[#SDK.messages]
+SDK.check(m.kind == "critical", "failures must be shown as an error")
+SDK.check(string.find(m.text, "scan8.tif: engine_unavailable", 1, true), m.text)
+SDK.check(string.find(m.text, "DSC_1234.dng: engine_unavailable", 1, true), m.text)
+
+-- Cancel while the first photo is being enhanced: it stops, and so does the rest.
+SDK.messages, SDK.progress, SDK.captions = {{}}, {{}}, {{}}
+SDK.catalog.selected = {{ B, A }}
+SDK.prefs.engine = "local"
+SDK.prefs.source = "original"
+SDK.cancelAfterProgress = 2
+SDK.runMenuItem()
+SDK.check(#SDK.added == 0, "cancelled batch added photos")
+local text = SDK.messages[#SDK.messages].text
+SDK.check(string.find(text, "Cancelled", 1, true), text)
+"#,
+        tif = tif.to_string_lossy(),
+        raw = raw.to_string_lossy()
+    );
+    run_scenario(&env, &scenario);
+    // The cancelled job left nothing behind.
+    let mut after: Vec<_> = std::fs::read_dir(&env.work)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    after.sort();
+    let mut before = before;
+    before.sort();
+    assert_eq!(before, after, "files appeared in the photo folder");
+    // And the daemon cancels the job it was running (within a moment of the client leaving).
+    let mut running = serde_json::Value::Null;
+    for _ in 0..100 {
+        let st: serde_json::Value =
+            serde_json::from_slice(&env.run(&["status", "--json", "--no-spawn"]).stdout).unwrap();
+        running = st["jobs_running"].clone();
+        if running == 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(running, 0, "the cancelled job kept running");
+}
+
+#[test]
+fn export_service_enhances_renderings_and_stacks_them_above_the_source() {
+    let f = fixtures();
+    let env = Env::new();
+    let tif = copy_into(&env, &f.tiff16);
+    let scenario = format!(
+        r#"
+local A = SDK.photo {{ path = {tif:?}, rating = 2 }}
+SDK.runExport({{ A }}, {{ luminary_preset = "portra-400", luminary_intensity = 0.5, luminary_engine = "local" }})
+SDK.check(#SDK.added == 1, "added " .. #SDK.added)
+SDK.check(SDK.added[1].stack == A and SDK.added[1].position == "above", "not stacked above the source")
+SDK.check(SDK.added[1].photo.rating == 2, "rating not copied")
+SDK.check(#SDK.messages == 0, "no dialog expected on success")
+"#,
+        tif = tif.to_string_lossy()
+    );
+    run_scenario(&env, &scenario);
+    assert!(env.work.join("scan16-luminary-portra-400.tif").exists());
+}
