@@ -212,6 +212,16 @@ SDK.runMenuItem()
 SDK.check(#SDK.added == 0, "cancelled batch added photos")
 local text = SDK.messages[#SDK.messages].text
 SDK.check(string.find(text, "Cancelled", 1, true), text)
+
+-- A wrong path to luminary: one clear message saying where to set it, no dialog.
+SDK.messages, SDK.dialogs, SDK.cancelAfterProgress = {{}}, {{}}, nil
+SDK.prefs.binary = "/nonexistent/luminary"
+SDK.runMenuItem()
+local missing = SDK.messages[#SDK.messages]
+SDK.check(missing and missing.kind == "critical", "no error for a missing binary")
+SDK.check(string.find(missing.text, "/nonexistent/luminary", 1, true) and string.find(missing.text, "Plug-in Manager", 1, true), missing.text)
+SDK.check(#SDK.dialogs == 0, "the dialog must not open without Luminary")
+SDK.prefs.binary = nil
 "#,
         tif = tif.to_string_lossy(),
         raw = raw.to_string_lossy()
