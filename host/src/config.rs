@@ -72,6 +72,12 @@ pub struct DaemonConfig {
     pub max_jobs: usize,
     /// Extra plugin folders searched after the built-in ones.
     pub plugin_dirs: Vec<PathBuf>,
+    /// Jobs one client may have waiting or running; more get a `busy` error.
+    pub max_jobs_per_client: usize,
+    /// Jobs all clients together may have waiting or running; more get `busy`.
+    pub max_jobs_total: usize,
+    /// Seconds `stop` and SIGTERM let running jobs finish before cancelling them.
+    pub shutdown_grace_s: f64,
 }
 
 impl Default for DaemonConfig {
@@ -82,6 +88,9 @@ impl Default for DaemonConfig {
                 .unwrap_or(2)
                 .min(2),
             plugin_dirs: Vec::new(),
+            max_jobs_per_client: 64,
+            max_jobs_total: 512,
+            shutdown_grace_s: 10.0,
         }
     }
 }

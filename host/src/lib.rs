@@ -11,6 +11,7 @@ pub mod engine;
 pub mod error;
 pub mod image;
 pub mod install;
+pub mod journal;
 pub mod paths;
 pub mod pipeline;
 pub mod plugins;

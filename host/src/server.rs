@@ -72,6 +72,8 @@ struct State {
     failed: AtomicU64,
     /// Cancel flags of every job in flight, so `stop` can cancel them all.
     all_jobs: Mutex<HashMap<u64, Cancel>>,
+    /// Jobs accepted and not yet answered (waiting or running), across all clients.
+    in_flight: AtomicUsize,
     next_job: AtomicU64,
 }
 
@@ -154,6 +156,14 @@ pub fn serve(paths: Paths, config: Config) -> anyhow::Result<()> {
         tracing::info!("removing stale socket {}", paths.socket);
         let _ = std::fs::remove_file(&paths.socket);
     }
+    // A daemon killed mid-job leaves temporary files; the journal knows them.
+    crate::journal::init(&paths.data_dir);
+    for left in crate::journal::recover() {
+        tracing::info!(
+            "removed {} left by a daemon that stopped mid-job",
+            left.display()
+        );
+    }
     let listener = transport::listen(&paths.socket)
         .with_context(|| format!("cannot listen on {}", paths.socket))?;
 
@@ -181,8 +191,23 @@ pub fn serve(paths: Paths, config: Config) -> anyhow::Result<()> {
         done: AtomicU64::new(0),
         failed: AtomicU64::new(0),
         all_jobs: Mutex::new(HashMap::new()),
+        in_flight: AtomicUsize::new(0),
         next_job: AtomicU64::new(0),
     });
+    #[cfg(unix)]
+    {
+        // SIGTERM and SIGINT stop the daemon like `luminary stop`: running jobs get the
+        // grace period, then are cancelled; the socket is removed.
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let state = state.clone();
+        let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+        std::thread::spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                tracing::info!("signal {sig}: stopping");
+                stop(&state);
+            }
+        });
+    }
     tracing::info!(
         "Luminary {} serving on {}",
         env!("CARGO_PKG_VERSION"),
@@ -202,9 +227,12 @@ pub fn serve(paths: Paths, config: Config) -> anyhow::Result<()> {
             Err(e) => tracing::warn!("failed connection: {e}"),
         }
     }
-    // Give cancelled jobs a moment to remove their temporary files.
-    let deadline = Instant::now() + std::time::Duration::from_secs(10);
-    while state.running.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+    // Running jobs finish within the grace period or are cancelled at its end (see
+    // `stop`); wait for them so no temporary file outlives the daemon.
+    let grace =
+        std::time::Duration::from_secs_f64(state.config.daemon.shutdown_grace_s.clamp(0.0, 3600.0));
+    let deadline = Instant::now() + grace + std::time::Duration::from_secs(30);
+    while state.in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     tracing::info!("stopped");
@@ -378,12 +406,38 @@ fn handle_connection(stream: Connection, state: Arc<State>) {
                     );
                     continue;
                 }
+                if state.shutdown.load(Ordering::SeqCst) {
+                    send(
+                        &tx,
+                        &Event::error(
+                            Some(id),
+                            ErrorCode::Busy,
+                            "the daemon is shutting down; try again in a moment",
+                        ),
+                    );
+                    continue;
+                }
+                let mine = jobs.lock().unwrap().len();
+                if mine >= state.config.daemon.max_jobs_per_client {
+                    send(&tx, &Event::error(Some(id), ErrorCode::Busy, format!(
+                        "this client already has {mine} jobs waiting or running (daemon.max_jobs_per_client); \
+                         send more when some have finished")));
+                    continue;
+                }
+                let total = state.in_flight.fetch_add(1, Ordering::SeqCst);
+                if total >= state.config.daemon.max_jobs_total {
+                    state.in_flight.fetch_sub(1, Ordering::SeqCst);
+                    send(&tx, &Event::error(Some(id), ErrorCode::Busy, format!(
+                        "the daemon already has {total} jobs waiting or running (daemon.max_jobs_total); try again later")));
+                    continue;
+                }
                 let cancel = Cancel::default();
                 jobs.lock().unwrap().insert(id.clone(), cancel.clone());
                 let (state, tx, jobs) = (state.clone(), tx.clone(), jobs.clone());
                 std::thread::spawn(move || {
                     run_enhance(&state, &tx, &id, &job, &cancel);
                     jobs.lock().unwrap().remove(&id);
+                    state.in_flight.fetch_sub(1, Ordering::SeqCst);
                 });
             }
         }
@@ -461,11 +515,24 @@ fn run_enhance(state: &State, tx: &Writer, id: &str, job: &EnhanceRequest, cance
     }
 }
 
-fn stop(state: &State) {
-    state.shutdown.store(true, Ordering::SeqCst);
-    for cancel in state.all_jobs.lock().unwrap().values() {
-        cancel.store(true, Ordering::SeqCst);
+/// Stops accepting work, lets running jobs finish for `shutdown_grace_s`, then cancels
+/// what is left. The accept loop ends at once; `serve` waits for the jobs.
+fn stop(state: &Arc<State>) {
+    if state.shutdown.swap(true, Ordering::SeqCst) {
+        return;
     }
+    let grace =
+        std::time::Duration::from_secs_f64(state.config.daemon.shutdown_grace_s.clamp(0.0, 3600.0));
+    let s = state.clone();
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + grace;
+        while s.in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        for cancel in s.all_jobs.lock().unwrap().values() {
+            cancel.store(true, Ordering::SeqCst);
+        }
+    });
     // Wake the accept loop so it sees the flag.
     let _ = transport::connect(&state.paths.socket);
 }

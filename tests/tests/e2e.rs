@@ -24,6 +24,10 @@ mod gimp;
 #[path = "e2e/lightroom.rs"]
 mod lightroom;
 
+#[cfg(target_os = "linux")]
+#[path = "e2e/hardening.rs"]
+mod hardening;
+
 /// Fixtures shared by every test in this binary (generating a 24 MP DNG takes a while).
 struct Fixtures {
     _dir: tempfile::TempDir,

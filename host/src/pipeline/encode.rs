@@ -274,6 +274,8 @@ pub fn write_output(
             "cannot create a file in this folder ({e}); is it writable?"
         ))
     })?;
+    // Recorded so that a daemon killed mid-write leaves nothing once the next one starts.
+    let _journal = crate::journal::record(tmp.path());
     {
         let mut w = BufWriter::with_capacity(1 << 20, tmp.as_file());
         let res = match opts.format {

@@ -18,6 +18,8 @@ pub struct SharedPixels {
     path: PathBuf,
     /// Present on the side that created the file: removing it on drop.
     _owner: Option<tempfile::TempPath>,
+    /// Declared after `_owner`, so the file goes before its record, never the other way.
+    _journal: Option<crate::journal::Entry>,
 }
 
 fn shm_dir() -> PathBuf {
@@ -40,10 +42,12 @@ impl SharedPixels {
         let map = unsafe { MmapMut::map_mut(file.as_file())? };
         let (file, path) = file.into_parts();
         drop(file);
+        let journal = crate::journal::record(&path);
         Ok(SharedPixels {
             map,
             path: path.to_path_buf(),
             _owner: Some(path),
+            _journal: Some(journal),
         })
     }
 
@@ -62,6 +66,7 @@ impl SharedPixels {
             map,
             path: path.to_path_buf(),
             _owner: None,
+            _journal: None,
         })
     }
 

@@ -1,0 +1,358 @@
+//! Hardening: signals, kills at every stage, limits, and many clients at once.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use luminary_tests::daemon::{results, Env};
+use luminary_tests::fingerprint;
+use serde_json::{json, Value};
+
+use super::{copy_into, fixtures};
+
+fn frame(s: &mut UnixStream, v: &Value) {
+    let body = serde_json::to_vec(v).unwrap();
+    s.write_all(&(body.len() as u32).to_le_bytes()).unwrap();
+    s.write_all(&body).unwrap();
+}
+
+fn event(s: &mut UnixStream) -> Option<Value> {
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).ok()?;
+    let mut body = vec![0u8; u32::from_le_bytes(len) as usize];
+    s.read_exact(&mut body).ok()?;
+    serde_json::from_slice(&body).ok()
+}
+
+fn connect(env: &Env) -> UnixStream {
+    let mut s = UnixStream::connect(env.socket()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    frame(
+        &mut s,
+        &json!({"type": "hello", "protocol": "1.0", "client": "hardening-test"}),
+    );
+    assert_eq!(event(&mut s).unwrap()["type"], "welcome");
+    s
+}
+
+fn daemon_pid(env: &Env) -> i32 {
+    let out = env.run(&["status", "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["pid"].as_i64().unwrap() as i32
+}
+
+fn alive(pid: i32) -> bool {
+    // A zombie counts as gone: only its exit status is left.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| !s.split(") ").nth(1).unwrap_or("").starts_with('Z'))
+        .unwrap_or(false)
+}
+
+fn wait_gone(pid: i32, within: Duration) -> bool {
+    let t = Instant::now();
+    while t.elapsed() < within {
+        if !alive(pid) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+fn children(pid: i32) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .ok()
+                .and_then(|s| {
+                    s.split(") ")
+                        .nth(1)
+                        .and_then(|r| r.split(' ').nth(1))
+                        .and_then(|pp| pp.parse::<i32>().ok())
+                })
+                == Some(pid)
+        })
+        .collect()
+}
+
+fn visible_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.'))
+        .collect()
+}
+
+/// Starts a job on its own connection and waits until it reports `stage`.
+fn start_job(env: &Env, src: &Path, out: &Path, stage: &str) -> UnixStream {
+    let mut s = connect(env);
+    frame(
+        &mut s,
+        &json!({"type": "enhance", "id": "k", "source": src, "preset": "auto", "output": {"dir": out}}),
+    );
+    loop {
+        let ev = event(&mut s).expect("job events");
+        assert_ne!(ev["type"], "error", "{ev}");
+        if ev["type"] == "progress" && ev["stage"] == stage {
+            return s;
+        }
+        assert_ne!(
+            ev["type"], "done",
+            "the job finished before reaching {stage}"
+        );
+    }
+}
+
+#[test]
+fn sigterm_lets_running_jobs_finish_and_then_removes_the_socket_and_runners() {
+    let f = fixtures();
+    let env = Env::new();
+    env.write_config("[daemon]\nshutdown_grace_s = 60\n");
+    let src = copy_into(&env, &f.dng_grbg_12);
+    let pid = daemon_pid(&env);
+    let runners = children(pid);
+    assert!(!runners.is_empty(), "no plugin runners found");
+    let mut s = start_job(&env, &src, &env.work, "ingest");
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    // The job still completes.
+    let done = loop {
+        let ev = event(&mut s).expect("the job was dropped at SIGTERM");
+        if ev["type"] == "done" || ev["type"] == "error" {
+            break ev;
+        }
+    };
+    assert_eq!(done["type"], "done", "{done}");
+    assert!(Path::new(done["output"].as_str().unwrap()).exists());
+    assert!(
+        wait_gone(pid, Duration::from_secs(20)),
+        "daemon did not exit after SIGTERM"
+    );
+    assert!(!env.socket().exists(), "socket left behind");
+    for r in runners {
+        assert!(
+            wait_gone(r, Duration::from_secs(10)),
+            "plugin runner {r} outlived the daemon"
+        );
+    }
+}
+
+#[test]
+fn stop_with_no_grace_cancels_running_jobs_and_leaves_nothing() {
+    let f = fixtures();
+    let env = Env::new();
+    env.write_config("[daemon]\nshutdown_grace_s = 0\n");
+    let src = copy_into(&env, &f.dng_rggb_14);
+    let out = env.work.join("out");
+    std::fs::create_dir(&out).unwrap();
+    let pid = daemon_pid(&env);
+    let mut s = start_job(&env, &src, &out, "ingest");
+    assert!(env.run(&["stop"]).status.success());
+    let end = loop {
+        match event(&mut s) {
+            Some(ev) if ev["type"] == "error" || ev["type"] == "done" => break ev,
+            Some(_) => continue,
+            None => break Value::Null,
+        }
+    };
+    assert!(end.is_null() || end["code"] == "cancelled", "{end}");
+    assert!(wait_gone(pid, Duration::from_secs(20)));
+    assert!(
+        std::fs::read_dir(&out).unwrap().next().is_none(),
+        "a cancelled job left files"
+    );
+}
+
+#[test]
+fn sigkill_at_every_stage_loses_nothing_and_the_next_daemon_cleans_up_and_completes_the_job() {
+    let f = fixtures();
+    let env = Env::new();
+    let src = copy_into(&env, &f.dng_rggb_14);
+    let before = fingerprint(&src);
+    for stage in ["ingest", "engine", "encode"] {
+        let out = env.work.join(format!("out-{stage}"));
+        std::fs::create_dir(&out).unwrap();
+        let pid = daemon_pid(&env);
+        let s = start_job(&env, &src, &out, stage);
+        if stage == "encode" {
+            // Let the encoder get its temporary file going.
+            std::thread::sleep(Duration::from_millis(150));
+        }
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        assert!(wait_gone(pid, Duration::from_secs(10)));
+        drop(s);
+        assert!(
+            visible_files(&out).is_empty(),
+            "{stage}: a partial output is visible: {:?}",
+            visible_files(&out)
+        );
+        assert_eq!(fingerprint(&src), before, "{stage}: the original changed");
+        // The next daemon starts cleanly (the stale socket is replaced) and removes what
+        // the killed one left.
+        let r = env.run(&[
+            "enhance",
+            "--json",
+            src.to_str().unwrap(),
+            "--preset",
+            "auto",
+            "--out-dir",
+            out.to_str().unwrap(),
+        ]);
+        let res = results(&r.stdout);
+        assert_eq!(
+            res[0]["ok"],
+            true,
+            "{stage}: re-run failed: {:?}\n{}",
+            res,
+            env.daemon_log()
+        );
+        let left: Vec<_> = std::fs::read_dir(&out)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(
+            left.len(),
+            1,
+            "{stage}: expected just the result, found {left:?}"
+        );
+    }
+}
+
+#[test]
+fn too_many_jobs_get_a_clear_busy_error_and_the_rest_complete() {
+    let f = fixtures();
+    let env = Env::new();
+    env.write_config("[daemon]\nmax_jobs = 1\nmax_jobs_per_client = 2\n");
+    let src = copy_into(&env, &f.tiff8);
+    assert!(env.run(&["status"]).status.success());
+    let mut s = connect(&env);
+    for id in ["a", "b", "c"] {
+        frame(
+            &mut s,
+            &json!({"type": "enhance", "id": id, "source": src, "preset": "auto", "output": {"format": "jpeg"}}),
+        );
+    }
+    let mut ends = std::collections::BTreeMap::new();
+    while ends.len() < 3 {
+        let ev = event(&mut s).unwrap();
+        if ev["type"] == "done" || ev["type"] == "error" {
+            ends.insert(ev["id"].as_str().unwrap().to_string(), ev);
+        }
+    }
+    assert_eq!(ends["a"]["type"], "done");
+    assert_eq!(ends["b"]["type"], "done");
+    assert_eq!(ends["c"]["code"], "busy", "{}", ends["c"]);
+    assert_eq!(ends["c"]["retryable"], true);
+    assert!(ends["c"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("max_jobs_per_client"));
+}
+
+fn rss_kb(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn two_hundred_clients_at_once_are_all_answered_and_memory_stays_bounded() {
+    let env = Env::new();
+    let photo = luminary_tests::photos_dir().unwrap().join("blossom.png");
+    let src = env.work.join("blossom.png");
+    std::fs::copy(&photo, &src).unwrap();
+    let out = env.work.join("out");
+    std::fs::create_dir(&out).unwrap();
+    let pid = daemon_pid(&env);
+    let rss_before = rss_kb(pid);
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(120);
+    let handles: Vec<_> = (0..200)
+        .map(|i| {
+            let (sock, src, out) = (env.socket(), src.clone(), out.clone());
+            std::thread::spawn(move || {
+                let mut s = UnixStream::connect(&sock).expect("connect");
+                s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+                frame(
+                    &mut s,
+                    &json!({"type": "hello", "protocol": "1.0", "client": format!("load-{i}")}),
+                );
+                assert_eq!(event(&mut s).unwrap()["type"], "welcome");
+                let mut latencies = Vec::new();
+                let mut jobs = 0;
+                for round in 0..3 {
+                    let t = Instant::now();
+                    let kind = if round == 1 { "presets" } else { "status" };
+                    frame(&mut s, &json!({"type": kind, "id": format!("q{round}")}));
+                    let ev = event(&mut s).expect("answer");
+                    assert_eq!(ev["type"], "done", "{ev}");
+                    latencies.push(t.elapsed());
+                }
+                if i % 2 == 0 && Instant::now() < deadline {
+                    frame(
+                        &mut s,
+                        &json!({"type": "enhance", "id": "j", "source": src, "preset": "auto",
+                                          "output": {"dir": out, "format": "jpeg"}}),
+                    );
+                    loop {
+                        let ev = event(&mut s).expect("job answer");
+                        if ev["type"] == "done" {
+                            jobs += 1;
+                            break;
+                        }
+                        if ev["type"] == "error" {
+                            // Allowed only as a clear, retryable refusal.
+                            assert_eq!(ev["code"], "busy", "{ev}");
+                            break;
+                        }
+                    }
+                }
+                (latencies, jobs)
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    let mut jobs = 0;
+    for h in handles {
+        let (l, j) = h.join().expect("a client failed");
+        latencies.extend(l);
+        jobs += j;
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    let p = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
+    println!(
+        "200 clients: {} small requests p50 {:?} p99 {:?}; {jobs} jobs in {:?} ({:.1} jobs/s)",
+        latencies.len(),
+        p(0.5),
+        p(0.99),
+        elapsed,
+        jobs as f64 / elapsed.as_secs_f64()
+    );
+    assert_eq!(
+        jobs, 100,
+        "every job should complete (none refused at these limits)"
+    );
+    assert_eq!(visible_files(&out).len(), 100);
+    let rss_after = rss_kb(pid);
+    println!(
+        "daemon RSS: {} MB before, {} MB after",
+        rss_before / 1024,
+        rss_after / 1024
+    );
+    assert!(
+        rss_after < 1_500_000,
+        "daemon uses {} MB after the load",
+        rss_after / 1024
+    );
+    assert!(env.run(&["status", "--no-spawn"]).status.success());
+}
