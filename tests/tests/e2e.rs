@@ -726,6 +726,13 @@ mod socket {
             & 0o777;
         assert_eq!(sock, 0o600, "socket mode {sock:o}");
         assert_eq!(dir, 0o700, "socket folder mode {dir:o}");
+        // Another user cannot talk to it (socket mode, folder mode, and the peer-uid check
+        // behind them).
+        if unsafe { libc::geteuid() } == 0 {
+            use std::os::unix::process::CommandExt;
+            let out = env.cmd().args(["status", "--no-spawn"]).uid(65534).gid(65534).output().unwrap();
+            assert!(!out.status.success(), "another user reached the daemon");
+        }
         // A second daemon for the same socket refuses and names the first.
         let second = env.run(&["serve"]);
         assert!(!second.status.success());
