@@ -374,6 +374,18 @@ function L.panel_options()
   }
 end
 
+-- A slider whose range is set before its value. Constructor tables are applied in Lua's
+-- table order, which varies between runs: a value set before its range is clamped to the
+-- default range.
+local function slider(label, tooltip, lo, hi, value, digits)
+  local w = dt.new_widget("slider") { label = label, tooltip = tooltip or "" }
+  w.hard_min, w.hard_max = lo, hi
+  w.soft_min, w.soft_max = lo, hi
+  if digits then w.digits = digits end
+  w.value = value
+  return w
+end
+
 local function param_widgets(p)
   local box_items, table_of = {}, {}
   local props = (p.params_schema or {}).properties or {}
@@ -384,13 +396,7 @@ local function param_widgets(p)
     local s = props[name]
     local label = s.title or name
     if s.type == "number" or s.type == "integer" then
-      local w = dt.new_widget("slider") {
-        label = label,
-        tooltip = s.description or "",
-        soft_min = s.minimum or 0, soft_max = s.maximum or 1,
-        hard_min = s.minimum or 0, hard_max = s.maximum or 1,
-        value = s.default or s.minimum or 0,
-      }
+      local w = slider(label, s.description, s.minimum or 0, s.maximum or 1, s.default or s.minimum or 0)
       table_of[name] = { value_of = function() return w.value end }
       box_items[#box_items + 1] = w
     elseif s.type == "boolean" then
@@ -425,9 +431,7 @@ local function build_panel()
     }
   end
   ui.description = dt.new_widget("label") { label = "", ellipsize = "end" }
-  ui.intensity = dt.new_widget("slider") {
-    label = _("intensity"), soft_min = 0, soft_max = 1, hard_min = 0, hard_max = 1, value = 0.8, digits = 2,
-  }
+  ui.intensity = slider(_("intensity"), _("0 keeps the original, 1 applies the full preset"), 0, 1, 0.8, 2)
   local pages = {}
   for _, p in ipairs(list) do
     pages[#pages + 1] = param_widgets(p)

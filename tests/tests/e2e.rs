@@ -730,7 +730,13 @@ mod socket {
         // behind them).
         if unsafe { libc::geteuid() } == 0 {
             use std::os::unix::process::CommandExt;
-            let out = env.cmd().args(["status", "--no-spawn"]).uid(65534).gid(65534).output().unwrap();
+            let out = env
+                .cmd()
+                .args(["status", "--no-spawn"])
+                .uid(65534)
+                .gid(65534)
+                .output()
+                .unwrap();
             assert!(!out.status.success(), "another user reached the daemon");
         }
         // A second daemon for the same socket refuses and names the first.

@@ -146,6 +146,8 @@ local ok, err = pcall(function()
     if p.id == "moody" then lum.ui.preset.selected = i end
   end
   lum.ui.source.selected = 2
+  local o = lum.panel_options()
+  say("options", o.preset, string.format("%.2f", o.intensity), o.source)
   lum.ui.button.clicked_callback(lum.ui.button)
   say("panel", lum.ui.description.label)
 end)
@@ -164,6 +166,10 @@ dt.gui.action("global/quit", 0, "", "", 1.0)
     assert!(
         said.contains("api 1 DSC_1234-luminary-warm-film.tif"),
         "{said}"
+    );
+    assert!(
+        said.contains("options moody 0.80 edited"),
+        "panel options: {said}"
     );
     let error_line = said.lines().find(|l| l.starts_with("error")).unwrap();
     assert!(
