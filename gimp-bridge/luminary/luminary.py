@@ -87,10 +87,21 @@ def export_layer(image, layer, path):
         tmp.delete()
 
 
+def _die_with_parent():
+    """Linux: the luminary client gets SIGTERM if GIMP stops this plug-in (Cancel), so its
+    connection closes and the daemon cancels the job instead of finishing it for nobody."""
+    try:
+        import ctypes
+        import signal
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def run_luminary(args, on_progress):
     """Runs `luminary enhance … --json`; returns the result object (raises on failure)."""
     proc = subprocess.Popen([luminary_binary()] + args + ["--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
     result = None
     try:
         for line in proc.stdout:
