@@ -23,6 +23,33 @@ use crate::config::Format;
 use crate::error::{ErrorCode, JobError};
 use crate::image::RgbF32;
 
+/// Any encoder's error; its I/O cause, if any, is found again by [`io_words`].
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Plain words for why writing failed, from the I/O error at the root of `err`.
+fn io_words(err: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return Some(match io.kind() {
+                std::io::ErrorKind::StorageFull => "the disk is full",
+                std::io::ErrorKind::ReadOnlyFilesystem => "the folder is on a read-only disk",
+                std::io::ErrorKind::PermissionDenied => "no permission to write in this folder",
+                _ => return None,
+            });
+        }
+        cur = e.source();
+    }
+    None
+}
+
+fn write_failure(e: &(dyn std::error::Error + 'static)) -> String {
+    match io_words(e) {
+        Some(words) => format!("cannot write the result: {words} ({e})"),
+        None => format!("cannot write the result ({e})"),
+    }
+}
+
 /// How to encode.
 #[derive(Clone, Debug)]
 pub struct EncodeOptions {
@@ -119,7 +146,7 @@ fn write_tiff<W: Write + Seek>(
     img: &RgbF32,
     opts: &EncodeOptions,
     meta: &OutputMeta,
-) -> Result<(), String> {
+) -> Result<(), BoxError> {
     let t = std::time::Instant::now();
     let bytes = to_u16_bytes(img, opts.space, true);
     tracing::debug!("tiff: quantised in {:?}", t.elapsed());
@@ -152,7 +179,7 @@ fn write_tiff<W: Write + Seek>(
         writer.push_field(f);
     }
     writer.set_strips(&strips, In::PRIMARY);
-    writer.write(w, true).map_err(|e| e.to_string())
+    writer.write(w, true).map_err(BoxError::from)
 }
 
 fn write_png<W: Write>(
@@ -160,7 +187,7 @@ fn write_png<W: Write>(
     img: &RgbF32,
     opts: &EncodeOptions,
     meta: &OutputMeta,
-) -> Result<(), String> {
+) -> Result<(), BoxError> {
     let exif = crate::pipeline::metadata::exif_blob(&meta.exif);
     let mut info = png::Info::with_size(img.width as u32, img.height as u32);
     info.color_type = png::ColorType::Rgb;
@@ -169,14 +196,14 @@ fn write_png<W: Write>(
     if !exif.is_empty() {
         info.exif_metadata = Some(exif.into());
     }
-    let mut enc = png::Encoder::with_info(w, info).map_err(|e| e.to_string())?;
+    let mut enc = png::Encoder::with_info(w, info).map_err(BoxError::from)?;
     enc.set_compression(png::Compression::Fast);
     enc.add_itxt_chunk("XML:com.adobe.xmp".into(), meta.xmp.clone())
-        .map_err(|e| e.to_string())?;
-    let mut writer = enc.write_header().map_err(|e| e.to_string())?;
+        .map_err(BoxError::from)?;
+    let mut writer = enc.write_header().map_err(BoxError::from)?;
     let bytes = to_u16_bytes(img, opts.space, false);
-    writer.write_image_data(&bytes).map_err(|e| e.to_string())?;
-    writer.finish().map_err(|e| e.to_string())
+    writer.write_image_data(&bytes).map_err(BoxError::from)?;
+    writer.finish().map_err(BoxError::from)
 }
 
 fn write_jpeg<W: Write>(
@@ -184,7 +211,7 @@ fn write_jpeg<W: Write>(
     img: &RgbF32,
     opts: &EncodeOptions,
     meta: &OutputMeta,
-) -> Result<(), String> {
+) -> Result<(), BoxError> {
     use image::ImageEncoder;
     let pixels = to_u8_dithered(img, opts.space);
     let mut buf = Vec::with_capacity(pixels.len() / 4);
@@ -193,10 +220,10 @@ fn write_jpeg<W: Write>(
         opts.jpeg_quality.clamp(1, 100),
     );
     enc.set_icc_profile(opts.space.icc().to_vec())
-        .map_err(|e| e.to_string())?;
+        .map_err(BoxError::from)?;
     let exif = crate::pipeline::metadata::exif_blob(&meta.exif);
     if !exif.is_empty() {
-        enc.set_exif_metadata(exif).map_err(|e| e.to_string())?;
+        enc.set_exif_metadata(exif).map_err(BoxError::from)?;
     }
     enc.write_image(
         &pixels,
@@ -204,20 +231,20 @@ fn write_jpeg<W: Write>(
         img.height as u32,
         image::ExtendedColorType::Rgb8,
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(BoxError::from)?;
     // XMP goes in its own APP1 segment right after SOI; the encoder has no hook for it.
     let ns = b"http://ns.adobe.com/xap/1.0/\0";
     let len = 2 + ns.len() + meta.xmp.len();
     if len > 0xFFFF {
         return Err("XMP packet too large for a JPEG segment".into());
     }
-    w.write_all(&buf[..2]).map_err(|e| e.to_string())?;
+    w.write_all(&buf[..2]).map_err(BoxError::from)?;
     w.write_all(&[0xFF, 0xE1, (len >> 8) as u8, len as u8])
-        .map_err(|e| e.to_string())?;
+        .map_err(BoxError::from)?;
     w.write_all(ns)
         .and_then(|_| w.write_all(meta.xmp.as_bytes()))
-        .map_err(|e| e.to_string())?;
-    w.write_all(&buf[2..]).map_err(|e| e.to_string())
+        .map_err(BoxError::from)?;
+    w.write_all(&buf[2..]).map_err(BoxError::from)
 }
 
 /// Characters allowed in generated file names; everything else becomes `_`, so preset ids
@@ -271,7 +298,8 @@ pub fn write_output(
     }
     let tmp = builder.tempfile_in(dir).map_err(|e| {
         fail(format!(
-            "cannot create a file in this folder ({e}); is it writable?"
+            "cannot create a file in this folder: {} ({e})",
+            io_words(&e).unwrap_or("is it writable?")
         ))
     })?;
     // Recorded so that a daemon killed mid-write leaves nothing once the next one starts.
@@ -283,14 +311,13 @@ pub fn write_output(
             Format::Png => write_png(&mut w, img, opts, meta),
             Format::Jpeg => write_jpeg(&mut w, img, opts, meta),
         };
-        res.map_err(|e| fail(format!("encoding failed: {e}")))?;
-        w.flush()
-            .map_err(|e| fail(format!("write failed ({e}); is the disk full?")))?;
+        res.map_err(|e| fail(write_failure(e.as_ref())))?;
+        w.flush().map_err(|e| fail(write_failure(&e)))?;
     }
     let t = std::time::Instant::now();
     tmp.as_file()
         .sync_all()
-        .map_err(|e| fail(format!("write failed ({e}); is the disk full?")))?;
+        .map_err(|e| fail(write_failure(&e)))?;
     tracing::debug!("fsync {:?}", t.elapsed());
     let ext = opts.format.extension();
     let mut tmp = tmp;

@@ -356,3 +356,77 @@ fn two_hundred_clients_at_once_are_all_answered_and_memory_stays_bounded() {
     );
     assert!(env.run(&["status", "--no-spawn"]).status.success());
 }
+
+/// A tmpfs mounted for one test, unmounted on drop.
+struct Mount(std::path::PathBuf);
+
+impl Mount {
+    fn tmpfs(dir: &Path, options: &str) -> Mount {
+        std::fs::create_dir_all(dir).unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "mount failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Mount(dir.to_path_buf())
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_or_read_only_target_folder_gives_a_clear_error_and_leaves_nothing() {
+    // Permissions do not stop root, so the folders are real filesystems: a 256 KiB tmpfs
+    // and a read-only one. Mounting needs root, which CI has.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    }
+    let f = fixtures();
+    let env = Env::new();
+    let src = copy_into(&env, &f.tiff8);
+    let before = fingerprint(&src);
+    let full = env.work.join("full");
+    let _full = Mount::tmpfs(&full, "size=256k");
+    let ro = env.work.join("ro");
+    let _ro = Mount::tmpfs(&ro, "ro,size=64k");
+    for (dir, words) in [(&full, "the disk is full"), (&ro, "read-only")] {
+        let out = env.run(&[
+            "enhance",
+            "--json",
+            src.to_str().unwrap(),
+            "--preset",
+            "auto",
+            "--out-dir",
+            dir.to_str().unwrap(),
+        ]);
+        let r = &results(&out.stdout)[0];
+        assert_eq!(r["code"], "output_failed", "{r}");
+        let msg = r["message"].as_str().unwrap();
+        assert!(
+            msg.contains(dir.to_str().unwrap()) && msg.contains(words),
+            "{msg}"
+        );
+        let left: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert!(
+            left.is_empty(),
+            "left behind in {}: {left:?}",
+            dir.display()
+        );
+    }
+    assert_eq!(fingerprint(&src), before);
+    assert!(env.run(&["status", "--no-spawn"]).status.success());
+}
