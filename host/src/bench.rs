@@ -89,6 +89,13 @@ pub fn run(paths: &Paths, args: BenchArgs) -> anyhow::Result<i32> {
             println!("{s:<10} {ms:>9} {rate:>10}");
         }
     }
+    if let Some(kb) = peak_rss_kb() {
+        println!(
+            "peak memory (RSS high-water mark of this process): {} MB = {:.0} bytes per pixel",
+            kb / 1024,
+            kb as f64 * 1024.0 / (mp * 1e6)
+        );
+    }
     isolation_cost(&registry, &config, &req, mp, med["total"] as f64)?;
     if args.python.is_empty() {
         return Ok(0);
@@ -213,4 +220,16 @@ fn isolation_cost(
         100.0 * cost / job_ms
     );
     Ok(())
+}
+
+/// Peak resident memory of this process (Linux), in KiB.
+fn peak_rss_kb() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }

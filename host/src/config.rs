@@ -78,6 +78,31 @@ pub struct DaemonConfig {
     pub max_jobs_total: usize,
     /// Seconds `stop` and SIGTERM let running jobs finish before cancelling them.
     pub shutdown_grace_s: f64,
+    /// Memory full-resolution jobs may use together, in MB (0: half the machine's memory).
+    /// A job is estimated before it starts (a 45 MP RAW needs about 1.1 GB) and waits
+    /// until it fits; a job larger than the whole budget runs alone.
+    pub memory_budget_mb: u64,
+}
+
+impl DaemonConfig {
+    /// The memory budget in MB, resolving 0 to half the machine's memory.
+    pub fn memory_budget_mb(&self) -> u64 {
+        if self.memory_budget_mb > 0 {
+            return self.memory_budget_mb;
+        }
+        #[cfg(target_os = "linux")]
+        if let Some(kb) = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))?
+                .split_whitespace()
+                .nth(1)?
+                .parse::<u64>()
+                .ok()
+        }) {
+            return (kb / 1024 / 2).max(1024);
+        }
+        4096
+    }
 }
 
 impl Default for DaemonConfig {
@@ -91,6 +116,7 @@ impl Default for DaemonConfig {
             max_jobs_per_client: 64,
             max_jobs_total: 512,
             shutdown_grace_s: 10.0,
+            memory_budget_mb: 0,
         }
     }
 }

@@ -26,35 +26,43 @@ use crate::protocol::{
 };
 use crate::transport::{self, Connection};
 
-/// Counting semaphore for job slots.
+/// Admission for jobs: a count of slots and a memory budget. A job waits until a slot
+/// and its estimated memory are free; one larger than the whole budget runs alone.
 struct Slots {
-    free: Mutex<usize>,
+    /// (free slots, megabytes in use).
+    state: Mutex<(usize, u64)>,
+    budget_mb: u64,
     cv: Condvar,
 }
 
 impl Slots {
-    /// Waits for a slot, giving up when `cancel` is set. Returns whether a slot was taken.
-    fn acquire(&self, cancel: &Cancel) -> bool {
-        let mut free = self.free.lock().unwrap();
+    /// Waits for a slot and `mb` of the budget, giving up when `cancel` is set. Returns
+    /// whether they were taken.
+    fn acquire(&self, mb: u64, cancel: &Cancel) -> bool {
+        let mut st = self.state.lock().unwrap();
         loop {
             if cancel.load(Ordering::Relaxed) {
                 return false;
             }
-            if *free > 0 {
-                *free -= 1;
+            let fits = st.1 + mb <= self.budget_mb || st.1 == 0;
+            if st.0 > 0 && fits {
+                st.0 -= 1;
+                st.1 += mb;
                 return true;
             }
-            free = self
+            st = self
                 .cv
-                .wait_timeout(free, std::time::Duration::from_millis(100))
+                .wait_timeout(st, std::time::Duration::from_millis(100))
                 .unwrap()
                 .0;
         }
     }
 
-    fn release(&self) {
-        *self.free.lock().unwrap() += 1;
-        self.cv.notify_one();
+    fn release(&self, mb: u64) {
+        let mut st = self.state.lock().unwrap();
+        st.0 += 1;
+        st.1 = st.1.saturating_sub(mb);
+        self.cv.notify_all();
     }
 }
 
@@ -178,7 +186,8 @@ pub fn serve(paths: Paths, config: Config) -> anyhow::Result<()> {
     );
     let state = Arc::new(State {
         slots: Slots {
-            free: Mutex::new(config.daemon.max_jobs.max(1)),
+            budget_mb: config.daemon.memory_budget_mb(),
+            state: Mutex::new((config.daemon.max_jobs.max(1), 0)),
             cv: Condvar::new(),
         },
         config,
@@ -252,6 +261,7 @@ fn status(state: &State) -> Value {
         "jobs_done": state.done.load(Ordering::SeqCst),
         "jobs_failed": state.failed.load(Ordering::SeqCst),
         "max_jobs": state.config.daemon.max_jobs,
+        "memory_budget_mb": state.slots.budget_mb,
         "plugins": reg.reports().len(),
         "presets": reg.presets().count(),
         "config_file": state.paths.config_file,
@@ -460,7 +470,8 @@ fn run_enhance(state: &State, tx: &Writer, id: &str, job: &EnhanceRequest, cance
             fraction: 0.0,
         },
     );
-    let got_slot = state.slots.acquire(cancel);
+    let mb = crate::pipeline::ingest::estimate_memory_mb(&job.source);
+    let got_slot = state.slots.acquire(mb, cancel);
     state.waiting.fetch_sub(1, Ordering::SeqCst);
     let outcome = if got_slot {
         state.running.fetch_add(1, Ordering::SeqCst);
@@ -486,7 +497,7 @@ fn run_enhance(state: &State, tx: &Writer, id: &str, job: &EnhanceRequest, cance
             ))
         });
         drop(registry);
-        state.slots.release();
+        state.slots.release(mb);
         state.running.fetch_sub(1, Ordering::SeqCst);
         r
     } else {

@@ -430,3 +430,41 @@ fn a_full_or_read_only_target_folder_gives_a_clear_error_and_leaves_nothing() {
     assert_eq!(fingerprint(&src), before);
     assert!(env.run(&["status", "--no-spawn"]).status.success());
 }
+
+#[test]
+fn large_photos_wait_for_memory_instead_of_running_side_by_side() {
+    let f = fixtures();
+    let env = Env::new();
+    // Room for two jobs by count, but not for two 12 MP RAWs by memory.
+    env.write_config("[daemon]\nmax_jobs = 2\nmemory_budget_mb = 300\n");
+    let a = copy_into(&env, &f.dng_grbg_12);
+    let b = env.work.join("second.dng");
+    std::fs::copy(&a, &b).unwrap();
+    let st: Value = serde_json::from_slice(&env.run(&["status", "--json"]).stdout).unwrap();
+    assert_eq!(st["memory_budget_mb"], 300);
+    let mut s = connect(&env);
+    for (id, src) in [("a", &a), ("b", &b)] {
+        frame(
+            &mut s,
+            &json!({"type": "enhance", "id": id, "source": src, "preset": "auto", "output": {"format": "jpeg"}}),
+        );
+    }
+    let mut order = Vec::new();
+    let mut done = 0;
+    while done < 2 {
+        let ev = event(&mut s).unwrap();
+        assert_ne!(ev["type"], "error", "{ev}");
+        if ev["type"] == "done" {
+            done += 1;
+            order.push(format!("{}:done", ev["id"].as_str().unwrap()));
+        } else if ev["type"] == "progress" && ev["stage"] == "ingest" {
+            order.push(format!("{}:ingest", ev["id"].as_str().unwrap()));
+        }
+    }
+    // One ran to the end before the other began.
+    assert!(
+        order == ["a:ingest", "a:done", "b:ingest", "b:done"]
+            || order == ["b:ingest", "b:done", "a:ingest", "a:done"],
+        "{order:?}"
+    );
+}
