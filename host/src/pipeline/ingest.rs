@@ -108,6 +108,18 @@ pub fn ingest(path: &Path, limits: &Limits) -> Result<Ingested, JobError> {
     let n = std::fs::File::open(path)
         .and_then(|mut f| f.read(&mut head))
         .map_err(|e| JobError::file(ErrorCode::NotFound, path, format!("cannot read: {e}")))?;
+    if head.starts_with(b"II*\0") || head.starts_with(b"MM\0*") {
+        check_tiff_structure(path, limits.max_pixels).map_err(|why| {
+            match why.strip_prefix(TOO_LARGE) {
+                Some(size) => JobError::file(ErrorCode::TooLarge, path, size),
+                None => JobError::file(
+                    ErrorCode::CorruptInput,
+                    path,
+                    format!("the file is damaged: {why}"),
+                ),
+            }
+        })?;
+    }
     match sniff(path, &head[..n]) {
         Some(Kind::Raw) => ingest_raw(path, limits),
         Some(Kind::Raster) => ingest_raster(path, limits).or_else(|err| {
@@ -151,6 +163,133 @@ pub fn estimate_memory_mb(path: &Path) -> u64 {
     let pixels =
         header_pixels.unwrap_or_else(|| std::fs::metadata(path).map(|m| m.len()).unwrap_or(0));
     64 + pixels * JOB_BYTES_PER_PIXEL / (1 << 20)
+}
+
+/// Walks the IFDs of a TIFF-structured file (TIFF, DNG, most RAWs) and refuses one whose
+/// entries claim more bytes than the file holds.
+///
+/// rawler allocates what an entry's count says before reading it, so an 8 KB file can ask
+/// for gigabytes (found by fuzzing: `fuzz/regressions/ingest-tiff-entry-count-oom.bin`); on
+/// a machine without overcommit that allocation would abort the daemon. This check is the
+/// part of TIFF parsing needed to bound that, nothing more.
+/// Marks a structure-check message that is about size, not damage.
+const TOO_LARGE: &str = "too large: ";
+
+fn check_tiff_structure(path: &Path, max_pixels: u64) -> Result<(), String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let len = f.metadata().map_err(|e| e.to_string())?.len();
+    let mut head = [0u8; 8];
+    if f.read_exact(&mut head).is_err() {
+        return Err("the TIFF header is truncated".into());
+    }
+    let le = &head[..2] == b"II";
+    let u16_at = |b: &[u8]| {
+        if le {
+            u16::from_le_bytes([b[0], b[1]])
+        } else {
+            u16::from_be_bytes([b[0], b[1]])
+        }
+    };
+    let u32_at = |b: &[u8]| {
+        if le {
+            u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+        } else {
+            u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+        }
+    };
+    if u16_at(&head[2..4]) != 42 {
+        return Ok(()); // BigTIFF or not TIFF: left to the decoders.
+    }
+    let type_size = |t: u16| -> u64 {
+        match t {
+            1 | 2 | 6 | 7 => 1,
+            3 | 8 => 2,
+            4 | 9 | 11 | 13 => 4,
+            5 | 10 | 12 | 16 | 17 | 18 => 8,
+            // Unknown types: decoders still read `count` bytes.
+            _ => 1,
+        }
+    };
+    let mut queue = vec![u32_at(&head[4..8]) as u64];
+    let mut seen = std::collections::HashSet::new();
+    while let Some(offset) = queue.pop() {
+        if offset == 0 || !seen.insert(offset) {
+            continue;
+        }
+        if seen.len() > 256 {
+            return Err("the file has an unreasonable number of IFDs".into());
+        }
+        if offset + 2 > len {
+            return Err(format!(
+                "an IFD at offset {offset} lies beyond the end of the file ({len} bytes)"
+            ));
+        }
+        let mut n = [0u8; 2];
+        f.seek(SeekFrom::Start(offset))
+            .and_then(|_| f.read_exact(&mut n))
+            .map_err(|e| e.to_string())?;
+        let count = u16_at(&n) as u64;
+        if offset + 2 + count * 12 + 4 > len {
+            return Err(format!(
+                "the IFD at offset {offset} claims {count} entries, more than the file holds"
+            ));
+        }
+        let mut entries = vec![0u8; (count * 12 + 4) as usize];
+        f.read_exact(&mut entries).map_err(|e| e.to_string())?;
+        let (mut width, mut height) = (0u64, 0u64);
+        for (i, e) in entries[..(count * 12) as usize]
+            .chunks_exact(12)
+            .enumerate()
+        {
+            let (tag, typ, n, value) = (
+                u16_at(&e[0..2]),
+                u16_at(&e[2..4]),
+                u32_at(&e[4..8]) as u64,
+                u32_at(&e[8..12]) as u64,
+            );
+            let bytes = n.saturating_mul(type_size(typ));
+            if bytes > len || (bytes > 4 && value.saturating_add(bytes) > len) {
+                return Err(format!(
+                    "entry {i} (tag {tag}) of the IFD at offset {offset} claims {bytes} bytes; the file has {len}"
+                ));
+            }
+            // Image size, inline SHORT or LONG: decoders allocate it before reading pixels.
+            if (tag == 256 || tag == 257) && n == 1 && (typ == 3 || typ == 4) {
+                let v = if typ == 3 {
+                    u16_at(&e[8..10]) as u64
+                } else {
+                    value
+                };
+                if tag == 256 {
+                    width = v
+                } else {
+                    height = v
+                }
+            }
+            // Follow sub-IFDs (SubIFDs, EXIF, GPS, Interop) so their entries are checked too.
+            if matches!(tag, 330 | 34665 | 34853 | 40965) && (typ == 4 || typ == 13) {
+                if n == 1 {
+                    queue.push(value);
+                } else if bytes <= len {
+                    let mut offs = vec![0u8; bytes as usize];
+                    f.seek(SeekFrom::Start(value))
+                        .and_then(|_| f.read_exact(&mut offs))
+                        .map_err(|e| e.to_string())?;
+                    queue.extend(offs.chunks_exact(4).map(|o| u32_at(o) as u64));
+                }
+            }
+        }
+        if width.saturating_mul(height) > max_pixels {
+            return Err(format!(
+                "{TOO_LARGE}{width}×{height} is {:.0} MP, over the limit of {:.0} MP (limits.max_pixels in config.toml)",
+                (width * height) as f64 / 1e6,
+                max_pixels as f64 / 1e6
+            ));
+        }
+        queue.push(u32_at(&entries[(count * 12) as usize..]) as u64);
+    }
+    Ok(())
 }
 
 fn check_pixels(path: &Path, w: usize, h: usize, limits: &Limits) -> Result<(), JobError> {
@@ -426,4 +565,34 @@ fn ingest_raster(path: &Path, limits: &Limits) -> Result<Ingested, JobError> {
             panic_text(p)
         )))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Fuzzing found 8 KB DNGs whose IFD entries claim gigabytes (a known type, and an
+    /// unknown one); rawler would allocate what they claim.
+    #[test]
+    fn regression_tiff_entry_counts_larger_than_the_file_are_refused_before_decoding() {
+        let inputs: [&[u8]; 2] = [
+            include_bytes!("../../../fuzz/regressions/ingest-tiff-entry-count-oom.bin"),
+            include_bytes!("../../../fuzz/regressions/ingest-tiff-unknown-type-count-oom.bin"),
+        ];
+        for bytes in inputs {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("crafted.dng");
+            // The fuzz input's first byte chose the extension; the rest is the file.
+            std::fs::write(&path, &bytes[1..]).unwrap();
+            let err = ingest(&path, &Limits::default())
+                .err()
+                .expect("must be refused");
+            assert_eq!(err.code, ErrorCode::CorruptInput);
+            assert!(
+                err.message.contains("claims") && err.message.contains("crafted.dng"),
+                "{}",
+                err.message
+            );
+        }
+    }
 }
