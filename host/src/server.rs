@@ -497,7 +497,6 @@ fn run_enhance(state: &State, tx: &Writer, id: &str, job: &EnhanceRequest, cance
             ))
         });
         drop(registry);
-        state.slots.release(mb);
         state.running.fetch_sub(1, Ordering::SeqCst);
         r
     } else {
@@ -523,6 +522,10 @@ fn run_enhance(state: &State, tx: &Writer, id: &str, job: &EnhanceRequest, cance
             tracing::info!("job failed: {}: {}", e.code.as_str(), e.message);
             send(tx, &Event::error(Some(id.into()), e.code, e.message));
         }
+    }
+    // Only now, after the answer went out: the next job's events follow this one's end.
+    if got_slot {
+        state.slots.release(mb);
     }
 }
 
