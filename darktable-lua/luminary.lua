@@ -281,7 +281,7 @@ local function enhance_one(image, opts, progress)
   local result, messages = nil, {}
   local completed = run_json(args, function(v)
     if v.type == "progress" then
-      if progress and progress(v.fraction or 0) == false then return false end
+      if progress and progress(v.fraction or 0, v.stage) == false then return false end
     elseif v.type == "result" then
       result = v
     elseif v.text then
@@ -316,13 +316,15 @@ function L.enhance(images, opts)
   if #list == 0 then error(_("no images selected")) end
   local cancelled = false
   local job = nil
-  if dt.gui and dt.gui.create_job then
-    job = dt.gui.create_job(_("Luminary: ") .. opts.preset, true, function() cancelled = true end)
-  end
   local imported, errors = {}, {}
   for i, image in ipairs(list) do
     if cancelled then break end
-    local ok, res = pcall(enhance_one, image, opts, function(f)
+    local ok, res = pcall(enhance_one, image, opts, function(f, stage)
+      -- The progress job is created once work really starts: creating and ending one
+      -- within milliseconds (a request refused at once) can crash darktable 4.2.
+      if not job and stage ~= "queued" and dt.gui and dt.gui.create_job then
+        job = dt.gui.create_job(_("Luminary: ") .. opts.preset, true, function() cancelled = true end)
+      end
       if job then job.percent = ((i - 1) + f) / #list end
       return not cancelled
     end)
