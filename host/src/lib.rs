@@ -3,6 +3,7 @@
 //! See docs/ARCHITECTURE.md for the code map and the invariants.
 
 pub mod bench;
+pub mod cache;
 pub mod cli;
 pub mod client;
 pub mod color;
@@ -12,10 +13,12 @@ pub mod error;
 pub mod image;
 pub mod install;
 pub mod journal;
+pub mod ledger;
 pub mod paths;
 pub mod pipeline;
 pub mod plugins;
 pub mod protocol;
 pub mod server;
 pub mod sheet;
+pub mod transfer;
 pub mod transport;

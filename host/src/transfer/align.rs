@@ -1,0 +1,257 @@
+//! Registration of the engine's answer to the preview it was given.
+//!
+//! Generative engines return a picture of their own size, often shifted by a few pixels
+//! or slightly cropped and rescaled. A colour fit between misregistered pictures learns
+//! edges as colour changes, so the answer is first mapped back onto the preview's pixel
+//! grid: a similarity (scale about the centre plus a shift) found by a coarse-to-fine
+//! search on gradient magnitudes, which a colour grade barely changes.
+
+use rayon::prelude::*;
+
+/// Maps preview pixel `(x, y)` to `(cx + s·(x − cx) + tx, cy + s·(y − cy) + ty)` in the
+/// answer (both at preview size).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Similarity {
+    /// Scale about the centre.
+    pub scale: f32,
+    /// Shift in preview pixels.
+    pub tx: f32,
+    /// Shift in preview pixels.
+    pub ty: f32,
+}
+
+impl Similarity {
+    /// No change.
+    pub const IDENTITY: Similarity = Similarity {
+        scale: 1.0,
+        tx: 0.0,
+        ty: 0.0,
+    };
+
+    /// Whether warping would change anything visible (a quarter pixel anywhere).
+    pub fn is_identity(&self, w: usize, h: usize) -> bool {
+        let edge = (self.scale - 1.0).abs() * w.max(h) as f32 / 2.0;
+        edge + self.tx.abs().max(self.ty.abs()) < 0.25
+    }
+}
+
+/// Bilinear sample of a planar image with edge clamping.
+#[inline]
+fn sample(img: &[f32], w: usize, h: usize, x: f32, y: f32) -> f32 {
+    let x = x.clamp(0.0, (w - 1) as f32);
+    let y = y.clamp(0.0, (h - 1) as f32);
+    let (x0, y0) = (x as usize, y as usize);
+    let (x1, y1) = ((x0 + 1).min(w - 1), (y0 + 1).min(h - 1));
+    let (fx, fy) = (x - x0 as f32, y - y0 as f32);
+    let a = img[y0 * w + x0] + fx * (img[y0 * w + x1] - img[y0 * w + x0]);
+    let b = img[y1 * w + x0] + fx * (img[y1 * w + x1] - img[y1 * w + x0]);
+    a + fy * (b - a)
+}
+
+/// Halves a planar image (2×2 means).
+fn half(img: &[f32], w: usize, h: usize) -> (Vec<f32>, usize, usize) {
+    let (ow, oh) = ((w / 2).max(1), (h / 2).max(1));
+    let mut out = vec![0f32; ow * oh];
+    for y in 0..oh {
+        for x in 0..ow {
+            let (x0, y0) = ((2 * x).min(w - 1), (2 * y).min(h - 1));
+            let (x1, y1) = ((x0 + 1).min(w - 1), (y0 + 1).min(h - 1));
+            out[y * ow + x] =
+                0.25 * (img[y0 * w + x0] + img[y0 * w + x1] + img[y1 * w + x0] + img[y1 * w + x1]);
+        }
+    }
+    (out, ow, oh)
+}
+
+/// Gradient magnitude, normalised to zero mean and unit variance.
+fn edges(img: &[f32], w: usize, h: usize) -> Vec<f32> {
+    let mut g = vec![0f32; w * h];
+    for y in 0..h {
+        for x in 0..w {
+            let xm = img[y * w + x.saturating_sub(1)];
+            let xp = img[y * w + (x + 1).min(w - 1)];
+            let ym = img[y.saturating_sub(1) * w + x];
+            let yp = img[(y + 1).min(h - 1) * w + x];
+            g[y * w + x] = ((xp - xm).powi(2) + (yp - ym).powi(2)).sqrt();
+        }
+    }
+    let n = g.len() as f32;
+    let mean = g.iter().sum::<f32>() / n;
+    let var = g.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / n;
+    let sd = var.sqrt().max(1e-6);
+    g.iter_mut().for_each(|v| *v = (*v - mean) / sd);
+    g
+}
+
+/// Correlation of `a` with `b` warped by `t` (coordinates in this level's pixels), over
+/// the inner 90 % of the picture so borders the engine may have invented do not count,
+/// sampled every `step` pixels (a few ten thousand samples decide a shift as well as a
+/// million do).
+fn score(a: &[f32], b: &[f32], w: usize, h: usize, t: Similarity, step: usize) -> f32 {
+    let (cx, cy) = ((w as f32 - 1.0) / 2.0, (h as f32 - 1.0) / 2.0);
+    let (mx, my) = (w / 20, h / 20);
+    let mut acc = 0f32;
+    let mut n = 0usize;
+    for y in (my..h - my).step_by(step) {
+        let by = cy + t.scale * (y as f32 - cy) + t.ty;
+        for x in (mx..w - mx).step_by(step) {
+            let bx = cx + t.scale * (x as f32 - cx) + t.tx;
+            acc += a[y * w + x] * sample(b, w, h, bx, by);
+            n += 1;
+        }
+    }
+    acc / n.max(1) as f32
+}
+
+/// Best of `cands` by score.
+fn best_of(
+    cands: &[Similarity],
+    a: &[f32],
+    b: &[f32],
+    w: usize,
+    h: usize,
+    step: usize,
+) -> (f32, Similarity) {
+    cands
+        .par_iter()
+        .map(|&c| (score(a, b, w, h, c, step), c))
+        .reduce(
+            || (f32::MIN, Similarity::IDENTITY),
+            |x, y| if y.0 > x.0 { y } else { x },
+        )
+}
+
+/// Finds the similarity taking preview luma `a` to answer luma `b` (same size `w`×`h`),
+/// searching shifts up to 6 % of the size and scales 0.94–1.06.
+pub fn estimate(a: &[f32], b: &[f32], w: usize, h: usize) -> Similarity {
+    // Pyramid down to ~64 px on the long edge.
+    let mut levels = vec![(a.to_vec(), b.to_vec(), w, h)];
+    while levels.last().is_some_and(|l| l.2.max(l.3) > 64) {
+        let (la, lb, lw, lh) = levels.last().expect("a level");
+        let (na, nw, nh) = half(la, *lw, *lh);
+        let (nb, _, _) = half(lb, *lw, *lh);
+        levels.push((na, nb, nw, nh));
+    }
+    let coarse = levels.last().expect("a level");
+    let (cw, ch) = (coarse.2, coarse.3);
+    let (ea, eb) = (edges(&coarse.0, cw, ch), edges(&coarse.1, cw, ch));
+    let reach = (cw.max(ch) as f32 * 0.06).ceil() as i32;
+    let candidates: Vec<Similarity> = (-6..=6)
+        .flat_map(|i| {
+            let scale = 1.0 + i as f32 * 0.01;
+            (-reach..=reach).flat_map(move |ty| {
+                (-reach..=reach).map(move |tx| Similarity {
+                    scale,
+                    tx: tx as f32,
+                    ty: ty as f32,
+                })
+            })
+        })
+        .collect();
+    let best = best_of(&candidates, &ea, &eb, cw, ch, 1);
+    // Prefer the identity when it is as good: engines that do not move anything should
+    // not be resampled because of noise in the score.
+    let id = score(&ea, &eb, cw, ch, Similarity::IDENTITY, 1);
+    let mut t = if id >= best.0 - 1e-4 {
+        Similarity::IDENTITY
+    } else {
+        best.1
+    };
+    // Refine level by level: shifts double, then a local search of the shift (±1 px in
+    // half pixels) and of the scale, on a sample of pixels.
+    for (la, lb, lw, lh) in levels.iter().rev().skip(1) {
+        let (lw, lh) = (*lw, *lh);
+        t.tx *= 2.0;
+        t.ty *= 2.0;
+        let (ea, eb) = (edges(la, lw, lh), edges(lb, lw, lh));
+        let step = ((lw * lh) as f32 / 40_000.0).sqrt().ceil().max(1.0) as usize;
+        let here = score(&ea, &eb, lw, lh, t, step);
+        let shifts: Vec<Similarity> = (-2..=2)
+            .flat_map(|dy| {
+                (-2..=2).map(move |dx| Similarity {
+                    scale: t.scale,
+                    tx: t.tx + dx as f32 * 0.5,
+                    ty: t.ty + dy as f32 * 0.5,
+                })
+            })
+            .collect();
+        let (s1, c1) = best_of(&shifts, &ea, &eb, lw, lh, step);
+        if s1 > here + 1e-4 {
+            t = c1;
+        }
+        let ds = 1.0 / lw.max(lh) as f32;
+        let scales: Vec<Similarity> = (-2..=2)
+            .map(|k| Similarity {
+                scale: t.scale + k as f32 * ds,
+                ..t
+            })
+            .collect();
+        let here = score(&ea, &eb, lw, lh, t, step);
+        let (s2, c2) = best_of(&scales, &ea, &eb, lw, lh, step);
+        if s2 > here + 1e-4 {
+            t = c2;
+        }
+    }
+    t
+}
+
+/// Resamples an interleaved RGB answer onto the preview grid. Returns the warped picture
+/// and a per-pixel validity weight (0 where the preview pixel falls outside the answer).
+pub fn warp(img: &[f32], w: usize, h: usize, t: Similarity) -> (Vec<f32>, Vec<f32>) {
+    let (cx, cy) = ((w as f32 - 1.0) / 2.0, (h as f32 - 1.0) / 2.0);
+    let planes: Vec<Vec<f32>> = (0..3)
+        .map(|c| img.iter().skip(c).step_by(3).copied().collect())
+        .collect();
+    let mut out = vec![0f32; w * h * 3];
+    let mut valid = vec![0f32; w * h];
+    out.par_chunks_mut(w * 3)
+        .zip(valid.par_chunks_mut(w))
+        .enumerate()
+        .for_each(|(y, (row, vrow))| {
+            let by = cy + t.scale * (y as f32 - cy) + t.ty;
+            for x in 0..w {
+                let bx = cx + t.scale * (x as f32 - cx) + t.tx;
+                let inside = bx >= -0.5 && by >= -0.5 && bx <= w as f32 - 0.5 && by <= h as f32 - 0.5;
+                vrow[x] = if inside { 1.0 } else { 0.0 };
+                for c in 0..3 {
+                    row[x * 3 + c] = sample(&planes[c], w, h, bx, by);
+                }
+            }
+        });
+    (out, valid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A textured test card: overlapping discs and bars at several scales.
+    fn card(w: usize, h: usize, dx: f32, dy: f32) -> Vec<f32> {
+        let mut v = vec![0f32; w * h];
+        for y in 0..h {
+            for x in 0..w {
+                let (fx, fy) = (x as f32 - dx, y as f32 - dy);
+                let mut s = 0.3 + 0.2 * ((fx * 0.11).sin() * (fy * 0.07).cos());
+                for (cx, cy, r) in [(60.0, 50.0, 25.0), (180.0, 120.0, 40.0), (300.0, 80.0, 15.0)] {
+                    if (fx - cx).powi(2) + (fy - cy).powi(2) < r * r {
+                        s += 0.4;
+                    }
+                }
+                v[y * w + x] = s;
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn a_shift_is_found_to_a_fraction_of_a_pixel_and_none_is_identity() {
+        let (w, h) = (400, 260);
+        let a = card(w, h, 0.0, 0.0);
+        let b = card(w, h, 5.0, -3.0);
+        let t = estimate(&a, &b, w, h);
+        assert!((t.tx - 5.0).abs() <= 0.5 && (t.ty + 3.0).abs() <= 0.5, "{t:?}");
+        assert!((t.scale - 1.0).abs() < 0.006, "{t:?}");
+        let same = estimate(&a, &a, w, h);
+        assert!(same.is_identity(w, h), "{same:?}");
+    }
+}

@@ -1,0 +1,423 @@
+//! The fidelity benchmark: how close a transferred edit comes to the same edit made at
+//! full resolution, against the peer tools' method (bicubic upscaling of the answer).
+//!
+//! Known edits — tone curve, colour grade, clarity, vignette, split toning, all of them
+//! combined, and a pasted object — are computed on the full-resolution photo (ground
+//! truth) and on the 1024-px preview (the "engine's answer"), the answer sent back as PNG
+//! or as a 4:2:0 JPEG at quality 90, the way engines send it. Edits work on sRGB-encoded
+//! values, as an engine's would. PSNR is measured on sRGB-encoded output.
+//!
+//! Used by `luminary bench transfer` (prints the table) and by the threshold test in
+//! `tests/tests/fidelity.rs`.
+
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use super::{Mode, Transfer};
+use crate::color::OutputSpace;
+use crate::error::Cancel;
+use crate::image::RgbF32;
+use crate::pipeline::preview;
+
+/// The edits of the benchmark.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Edit {
+    /// An RGB point curve: S-shaped, lifted blacks.
+    ToneCurve,
+    /// A warm grade with a saturation boost.
+    ColourGrade,
+    /// Local contrast (a large-radius unsharp mask on luma, midtones only).
+    Clarity,
+    /// Darkened corners.
+    Vignette,
+    /// Teal shadows, orange highlights.
+    SplitTone,
+    /// All of the above in sequence.
+    Combined,
+    /// The combined look plus an object pasted into the scene.
+    PasteObject,
+}
+
+impl Edit {
+    /// Every edit, in table order.
+    pub const ALL: [Edit; 7] = [
+        Edit::ToneCurve,
+        Edit::ColourGrade,
+        Edit::Clarity,
+        Edit::Vignette,
+        Edit::SplitTone,
+        Edit::Combined,
+        Edit::PasteObject,
+    ];
+
+    /// Table label.
+    pub fn name(self) -> &'static str {
+        match self {
+            Edit::ToneCurve => "tone curve",
+            Edit::ColourGrade => "colour grade",
+            Edit::Clarity => "clarity",
+            Edit::Vignette => "vignette",
+            Edit::SplitTone => "split tone",
+            Edit::Combined => "combined look",
+            Edit::PasteObject => "paste object",
+        }
+    }
+
+    /// How the transfer treats it.
+    pub fn mode(self) -> Mode {
+        if self == Edit::PasteObject {
+            Mode::Content
+        } else {
+            Mode::Look
+        }
+    }
+}
+
+fn luma(p: &[f32]) -> f32 {
+    0.2126 * p[0] + 0.7152 * p[1] + 0.0722 * p[2]
+}
+
+fn tone(v: f32) -> f32 {
+    let s = v * v * (3.0 - 2.0 * v);
+    (0.03 + 0.97 * (0.55 * s + 0.45 * v)).clamp(0.0, 1.0)
+}
+
+fn grade(p: &mut [f32]) {
+    let (r, g, b) = (p[0], p[1], p[2]);
+    let mut q = [
+        1.06 * r + 0.03 * g + 0.01,
+        0.02 * r + 0.97 * g + 0.02 * b,
+        0.04 * g + 0.86 * b + 0.01,
+    ];
+    let y = luma(&q);
+    for c in &mut q {
+        *c = y + 1.25 * (*c - y);
+    }
+    for c in 0..3 {
+        p[c] = q[c].clamp(0.0, 1.0);
+    }
+}
+
+fn split_tone(p: &mut [f32]) {
+    let y = luma(p).clamp(0.0, 1.0);
+    let (sh, hi) = ((1.0 - y) * (1.0 - y), y * y);
+    let add = [
+        -0.04 * sh + 0.06 * hi,
+        0.01 * sh + 0.015 * hi,
+        0.05 * sh - 0.05 * hi,
+    ];
+    for c in 0..3 {
+        p[c] = (p[c] + add[c]).clamp(0.0, 1.0);
+    }
+}
+
+fn vignette(img: &mut RgbF32) {
+    let (w, h) = (img.width, img.height);
+    let (cx, cy) = (w as f32 / 2.0, h as f32 / 2.0);
+    let rmax = (cx * cx + cy * cy).sqrt();
+    img.par_rows_mut().for_each(|(y, row)| {
+        let dy = (y as f32 + 0.5 - cy) / rmax;
+        for (x, p) in row.chunks_exact_mut(3).enumerate() {
+            let dx = (x as f32 + 0.5 - cx) / rmax;
+            let r2 = dx * dx + dy * dy;
+            let f = 1.0 - 0.5 * r2 * r2.sqrt().sqrt();
+            for v in p.iter_mut() {
+                *v *= f;
+            }
+        }
+    });
+}
+
+fn clarity(img: &mut RgbF32) {
+    let (w, h) = (img.width, img.height);
+    let l: Vec<f32> = img.data.chunks_exact(3).map(luma).collect();
+    // Radius 1.2 % of the long edge, so the edit is the same picture at any size.
+    let r = ((w.max(h) as f32 * 0.012).round() as usize).max(1);
+    let mut blur = l.clone();
+    for _ in 0..3 {
+        blur = crate::engine::filters::box_mean(&blur, w, h, r);
+    }
+    img.data
+        .par_chunks_mut(3)
+        .zip(l.par_iter().zip(blur.par_iter()))
+        .for_each(|(p, (&y, &b))| {
+            let amount = 0.7 * 4.0 * y.clamp(0.0, 1.0) * (1.0 - y.clamp(0.0, 1.0));
+            let d = amount * (y - b);
+            for v in p.iter_mut() {
+                *v = (*v + d).clamp(0.0, 1.0);
+            }
+        });
+}
+
+/// The pasted object: a bright disc with a textured ring, at a fixed place in picture
+/// coordinates, drawn at the resolution of the image it is pasted into (as an engine
+/// would draw it at its resolution).
+fn paste(img: &mut RgbF32) {
+    let h = img.height as f32;
+    let (cx, cy, rad) = paste_disc(img.width, img.height);
+    img.par_rows_mut().for_each(|(y, row)| {
+        let fy = y as f32 + 0.5;
+        for (x, p) in row.chunks_exact_mut(3).enumerate() {
+            let fx = x as f32 + 0.5;
+            let d = ((fx - cx).powi(2) + (fy - cy).powi(2)).sqrt() / rad;
+            if d < 1.0 {
+                // Anti-aliased edge one preview pixel wide, whatever the resolution.
+                let edge = ((1.0 - d) * rad / (h / 683.0)).clamp(0.0, 1.0);
+                let ring = 0.5 + 0.5 * (d * 18.0).cos();
+                let obj = [0.92 - 0.3 * d, 0.55 + 0.25 * ring * d, 0.18 + 0.1 * ring];
+                for c in 0..3 {
+                    p[c] += edge * (obj[c] - p[c]);
+                }
+            }
+        }
+    });
+}
+
+/// Centre and radius of the pasted object in an image of `w`×`h`.
+fn paste_disc(w: usize, h: usize) -> (f32, f32, f32) {
+    (0.68 * w as f32, 0.36 * h as f32, 0.09 * h as f32)
+}
+
+/// Applies `edit` to sRGB-encoded `img` in place.
+pub fn apply_edit(edit: Edit, img: &mut RgbF32) {
+    let per_pixel = |img: &mut RgbF32, f: &(dyn Fn(&mut [f32]) + Sync)| {
+        img.data.par_chunks_mut(3).for_each(f);
+    };
+    match edit {
+        Edit::ToneCurve => per_pixel(img, &|p| p.iter_mut().for_each(|v| *v = tone(*v))),
+        Edit::ColourGrade => per_pixel(img, &grade),
+        Edit::Clarity => clarity(img),
+        Edit::Vignette => vignette(img),
+        Edit::SplitTone => per_pixel(img, &split_tone),
+        Edit::Combined => {
+            clarity(img);
+            per_pixel(img, &|p| {
+                p.iter_mut().for_each(|v| *v = tone(*v));
+                grade(p);
+                split_tone(p);
+            });
+            vignette(img);
+        }
+        Edit::PasteObject => {
+            apply_edit(Edit::Combined, img);
+            paste(img);
+        }
+    }
+}
+
+/// How the engine's answer travels back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AnswerFormat {
+    /// Lossless 8-bit.
+    Png,
+    /// Quality 90, 4:2:0 chroma subsampling.
+    Jpeg90,
+}
+
+/// sRGB-encoded → working space (linear Rec. 2020).
+pub fn srgb_to_working(img: &RgbF32) -> RgbF32 {
+    crate::color::to_working(img.width, img.height, img.data.clone(), None)
+        .expect("sRGB always converts")
+}
+
+/// Working space → sRGB-encoded 0..1.
+pub fn working_to_srgb(img: &RgbF32) -> RgbF32 {
+    let enc = OutputSpace::Srgb.encoder();
+    let mut out = vec![0f32; img.data.len()];
+    out.par_chunks_mut(3)
+        .zip(img.data.par_chunks(3))
+        .for_each(|(o, p)| o.copy_from_slice(&enc.encode(p)));
+    RgbF32::new(img.width, img.height, out)
+}
+
+fn quantize8(img: &RgbF32) -> Vec<u8> {
+    img.data
+        .iter()
+        .map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8)
+        .collect()
+}
+
+fn from8(w: usize, h: usize, v: &[u8]) -> RgbF32 {
+    RgbF32::new(w, h, v.iter().map(|&b| b as f32 / 255.0).collect())
+}
+
+/// Passes 8-bit sRGB through the answer's format (a JPEG round trip for `Jpeg90`).
+pub fn through_format(w: usize, h: usize, rgb8: Vec<u8>, format: AnswerFormat) -> Vec<u8> {
+    match format {
+        AnswerFormat::Png => rgb8,
+        AnswerFormat::Jpeg90 => {
+            let mut buf = Vec::new();
+            let mut enc = jpeg_encoder::Encoder::new(&mut buf, 90);
+            enc.set_sampling_factor(jpeg_encoder::SamplingFactor::R_4_2_0);
+            enc.encode(&rgb8, w as u16, h as u16, jpeg_encoder::ColorType::Rgb)
+                .expect("encoding to memory");
+            image::load_from_memory(&buf)
+                .expect("own JPEG decodes")
+                .into_rgb8()
+                .into_raw()
+        }
+    }
+}
+
+/// PSNR of two sRGB-encoded pictures (peak 1), optionally only where `mask` (per pixel)
+/// is above 0.5 (`keep = true`) or below (`keep = false`).
+pub fn psnr(a: &[f32], b: &[f32], mask: Option<(&[f32], bool)>) -> f64 {
+    let (se, n) = a
+        .par_chunks(3)
+        .zip(b.par_chunks(3))
+        .enumerate()
+        .filter(|(i, _)| mask.is_none_or(|(m, keep)| (m[*i] > 0.5) == keep))
+        .map(|(_, (p, q))| {
+            let mut s = 0f64;
+            for c in 0..3 {
+                let d = (p[c].clamp(0.0, 1.0) - q[c].clamp(0.0, 1.0)) as f64;
+                s += d * d;
+            }
+            (s, 3usize)
+        })
+        .reduce(|| (0.0, 0), |x, y| (x.0 + y.0, x.1 + y.1));
+    let mse = se / n.max(1) as f64;
+    if mse <= 0.0 {
+        return 99.0;
+    }
+    10.0 * (1.0 / mse).log10()
+}
+
+/// One row of the table.
+#[derive(Clone, Debug)]
+pub struct Row {
+    /// The edit.
+    pub edit: Edit,
+    /// The answer's format.
+    pub format: AnswerFormat,
+    /// Bicubic upscaling of the answer vs ground truth (whole picture, or for the pasted
+    /// object the unchanged area).
+    pub bicubic_db: f64,
+    /// Luminary vs ground truth (same area).
+    pub luminary_db: f64,
+    /// Pasted object only: inside the object, Luminary vs the bicubic-upscaled answer
+    /// (how closely the changed region follows the engine), and bicubic vs ground truth.
+    pub changed: Option<(f64, f64)>,
+    /// Fit time.
+    pub fit_ms: f64,
+    /// Apply (slice + blend) throughput at full resolution.
+    pub apply_mps: f64,
+}
+
+/// The photo, prepared once for every row.
+pub struct Scene {
+    /// sRGB-encoded full resolution.
+    pub full_srgb: RgbF32,
+    /// Working space full resolution (the pipeline's base).
+    pub base: RgbF32,
+    /// Preview size the engine gets.
+    pub preview_size: usize,
+}
+
+impl Scene {
+    /// From an sRGB-encoded photo.
+    pub fn new(full_srgb: RgbF32, preview_size: usize) -> Scene {
+        let base = srgb_to_working(&full_srgb);
+        Scene {
+            full_srgb,
+            base,
+            preview_size,
+        }
+    }
+
+    /// Runs one row of the table.
+    pub fn row(&self, edit: Edit, format: AnswerFormat) -> Row {
+        let (w, h) = (self.base.width, self.base.height);
+        // What the engine receives: the area-averaged preview, 8-bit sRGB.
+        let preview_lin = preview::downscale(&self.base, self.preview_size);
+        let (pw, ph) = (preview_lin.width, preview_lin.height);
+        let sent8 = quantize8(&working_to_srgb(&preview_lin));
+        let seen = srgb_to_working(&from8(pw, ph, &sent8));
+        // The engine's answer.
+        let mut answer = from8(pw, ph, &sent8);
+        apply_edit(edit, &mut answer);
+        let answer8 = through_format(pw, ph, quantize8(&answer), format);
+        let answer_srgb = from8(pw, ph, &answer8);
+        let answer_lin = srgb_to_working(&answer_srgb);
+        // Ground truth.
+        let mut truth = self.full_srgb.clone();
+        apply_edit(edit, &mut truth);
+        // Peer method.
+        let bicubic = {
+            let img = image::ImageBuffer::<image::Rgb<f32>, _>::from_raw(
+                pw as u32,
+                ph as u32,
+                answer_srgb.data.clone(),
+            )
+            .expect("sizes match");
+            let up = image::imageops::resize(
+                &img,
+                w as u32,
+                h as u32,
+                image::imageops::FilterType::CatmullRom,
+            );
+            up.into_raw()
+        };
+        // Luminary.
+        let t = Transfer::fit(&seen, &answer_lin, edit.mode());
+        let mut out = self.base.clone();
+        let started = Instant::now();
+        t.apply_blend(&mut out, 1.0, &Cancel::default())
+            .expect("not cancelled");
+        let apply_s = started.elapsed().as_secs_f64();
+        let out_srgb = working_to_srgb(&out);
+
+        let (bicubic_db, luminary_db, changed) = if edit == Edit::PasteObject {
+            // The changed region, and the unchanged area: everything farther than four
+            // preview pixels from the object.
+            let (cx, cy, rad) = paste_disc(w, h);
+            let margin = 4.0 * w as f32 / pw as f32;
+            let dist: Vec<f32> = (0..w * h)
+                .into_par_iter()
+                .map(|i| {
+                    let (x, y) = ((i % w) as f32 + 0.5, (i / w) as f32 + 0.5);
+                    ((x - cx).powi(2) + (y - cy).powi(2)).sqrt()
+                })
+                .collect();
+            let grow: Vec<f32> = dist.iter().map(|&d| if d < rad + margin { 1.0 } else { 0.0 }).collect();
+            let core: Vec<f32> = dist.iter().map(|&d| if d < rad - margin { 1.0 } else { 0.0 }).collect();
+            let b = psnr(&bicubic, &truth.data, Some((&grow, false)));
+            let l = psnr(&out_srgb.data, &truth.data, Some((&grow, false)));
+            let follows = psnr(&out_srgb.data, &bicubic, Some((&core, true)));
+            let bic_truth = psnr(&bicubic, &truth.data, Some((&core, true)));
+            (b, l, Some((follows, bic_truth)))
+        } else {
+            (
+                psnr(&bicubic, &truth.data, None),
+                psnr(&out_srgb.data, &truth.data, None),
+                None,
+            )
+        };
+        Row {
+            edit,
+            format,
+            bicubic_db,
+            luminary_db,
+            changed,
+            fit_ms: t.report.fit_ms,
+            apply_mps: (w * h) as f64 / 1e6 / apply_s,
+        }
+    }
+}
+
+/// Mirror-tiles an image to `ow`×`oh` at its native resolution (I | flipLR(I), rows
+/// alternately flipped): a large photo with real detail and no seams, from a smaller one.
+pub fn mirror_tile(img: &RgbF32, ow: usize, oh: usize) -> RgbF32 {
+    let (w, h) = (img.width, img.height);
+    let mut data = vec![0f32; ow * oh * 3];
+    data.par_chunks_mut(ow * 3).enumerate().for_each(|(y, row)| {
+        let sy = if (y / h) % 2 == 0 { y % h } else { h - 1 - y % h };
+        for x in 0..ow {
+            let sx = if (x / w) % 2 == 0 { x % w } else { w - 1 - x % w };
+            let s = (sy * w + sx) * 3;
+            row[x * 3..x * 3 + 3].copy_from_slice(&img.data[s..s + 3]);
+        }
+    });
+    RgbF32::new(ow, oh, data)
+}

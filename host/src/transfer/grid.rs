@@ -1,0 +1,567 @@
+//! A bilateral grid of local affine colour transforms (Chen et al., "Bilateral Guided
+//! Upsampling", 2016): fitted on the preview, sliced at full resolution.
+//!
+//! Each node holds a 3×4 affine map `d = M·s + b` for the pixels near it in space *and*
+//! in brightness, so a curve that lifts shadows and holds highlights, or a grade that
+//! treats skin and sky differently, is a different affine map per brightness bin. Because
+//! the maps act on the full-resolution pixel itself, every bit of the camera's detail goes
+//! through them; only the *edit* is low resolution.
+//!
+//! Values are in the transfer's domain (`sqrt` of linear light, see `super`), where
+//! engine edits made on gamma-encoded pictures are close to affine and errors weigh like
+//! they look.
+
+use rayon::prelude::*;
+
+/// Luma weights of the guide (Rec. 2020), applied to `sqrt`-domain RGB.
+pub const GUIDE: [f32; 3] = [0.2627, 0.6780, 0.0593];
+
+/// Floats per node: a 3×4 affine map, column-major by input (`[m_r.., m_g.., m_b.., b..]`),
+/// so `out[c] = k[c]·r + k[3+c]·g + k[6+c]·b + k[9+c]`.
+pub const K: usize = 12;
+
+/// The identity map.
+pub const IDENTITY: [f32; K] = [1., 0., 0., 0., 1., 0., 0., 0., 1., 0., 0., 0.];
+
+/// Accumulated statistics per node: Σw, Σw·s (3), Σw·s sᵀ (6), Σw·d (3), Σw·s dᵀ (9).
+const STATS: usize = 22;
+
+/// Where the guide of a pixel lands.
+#[inline(always)]
+pub fn guide(s: &[f32]) -> f32 {
+    (GUIDE[0] * s[0] + GUIDE[1] * s[1] + GUIDE[2] * s[2]).clamp(0.0, 1.0)
+}
+
+/// A fitted grid.
+#[derive(Clone, Debug)]
+pub struct Grid {
+    /// Nodes across.
+    pub gx: usize,
+    /// Nodes down.
+    pub gy: usize,
+    /// Brightness bins.
+    pub gz: usize,
+    /// `gy × gx × gz` nodes, `K` floats each.
+    pub nodes: Vec<[f32; K]>,
+}
+
+/// How finely to fit: one node every `cell` preview pixels, `bins` brightness levels.
+#[derive(Clone, Copy, Debug)]
+pub struct GridShape {
+    /// Nodes across.
+    pub gx: usize,
+    /// Nodes down.
+    pub gy: usize,
+    /// Brightness bins.
+    pub gz: usize,
+}
+
+impl GridShape {
+    /// The resolution for a preview of `w`×`h`: a node every 8 preview pixels (about
+    /// 128×85 for a 1024-px preview) and 16 brightness bins. Finer grids start fitting
+    /// JPEG noise; coarser ones miss local edits such as clarity (the prototype: 16×16×8
+    /// 25 dB, 64×43×8 29 dB, 128×85×16 33.5 dB before the residual).
+    pub fn for_preview(w: usize, h: usize) -> GridShape {
+        GridShape {
+            gx: (w as f32 / 8.0).round().max(2.0) as usize,
+            gy: (h as f32 / 8.0).round().max(2.0) as usize,
+            gz: 16,
+        }
+    }
+
+    /// A coarser shape (for the prior the fine fit falls back to).
+    pub fn coarser(self, f: usize) -> GridShape {
+        GridShape {
+            gx: (self.gx / f).max(2),
+            gy: (self.gy / f).max(2),
+            gz: (self.gz / 2).max(2),
+        }
+    }
+}
+
+/// Continuous node coordinate of pixel centre `i` of `n` on an axis of `g` nodes.
+#[inline(always)]
+pub fn node_coord(i: usize, n: usize, g: usize) -> f32 {
+    ((i as f32 + 0.5) * g as f32 / n as f32 - 0.5).clamp(0.0, (g - 1) as f32)
+}
+
+/// Splits a clamped coordinate into a lower index (so that `i0 + 1` exists) and a weight.
+#[inline(always)]
+pub fn split(c: f32, g: usize) -> (usize, f32) {
+    let i0 = (c as usize).min(g - 2);
+    (i0, c - i0 as f32)
+}
+
+/// Precomputed per-column positions for slicing rows of width `w`.
+pub fn columns(w: usize, g: usize) -> Vec<(u32, f32)> {
+    (0..w)
+        .map(|x| {
+            let (i, f) = split(node_coord(x, w, g), g);
+            (i as u32, f)
+        })
+        .collect()
+}
+
+impl Grid {
+    /// A grid that maps everything through one affine map.
+    pub fn constant(shape: GridShape, k: [f32; K]) -> Grid {
+        Grid {
+            gx: shape.gx,
+            gy: shape.gy,
+            gz: shape.gz,
+            nodes: vec![k; shape.gx * shape.gy * shape.gz],
+        }
+    }
+
+    #[inline(always)]
+    fn idx(&self, x: usize, y: usize, z: usize) -> usize {
+        (y * self.gx + x) * self.gz + z
+    }
+
+    /// Fits `dst ≈ grid(src)` by ridge-regularised least squares per node.
+    ///
+    /// `weight` (optional, per pixel) lets the caller ignore pixels (outside the aligned
+    /// area, or changed content). Statistics are accumulated once at the finest level and
+    /// pooled into a pyramid of coarser grids down to one global map; each level is solved
+    /// with the next coarser one as its prior, pulled toward it with strength
+    /// `eps + kappa / n`. Slopes a node's own pixels do not determine — a flat patch says
+    /// nothing about how other colours would map — thus come from the neighbourhood, so
+    /// full-resolution colours absent from the preview still map sensibly.
+    #[allow(clippy::too_many_arguments)]
+    pub fn fit(
+        shape: GridShape,
+        src: &[f32],
+        dst: &[f32],
+        weight: Option<&[f32]>,
+        w: usize,
+        h: usize,
+        eps: f32,
+        kappa: f32,
+    ) -> Grid {
+        let fine = Stats::accumulate(shape, src, dst, weight, w, h);
+        let mut levels = vec![fine];
+        while {
+            let l = levels.last().expect("one level");
+            l.gx > 1 || l.gy > 1 || l.gz > 1
+        } {
+            let l = levels.last().expect("one level");
+            let next = l.pool(4, 2);
+            levels.push(next);
+        }
+        let mut prior = Grid {
+            gx: 1,
+            gy: 1,
+            gz: 1,
+            nodes: vec![IDENTITY],
+        };
+        // The root gets a tiny ridge only: with every pixel it is well determined.
+        for (i, level) in levels.iter().rev().enumerate() {
+            let (e, k) = if i == 0 { (1e-6, 0.0) } else { (eps, kappa) };
+            prior = level.solve(&prior, e, k);
+        }
+        prior
+    }
+
+    /// The map at normalised position (`u`, `v`, `z` all 0..1), trilinearly interpolated.
+    pub fn eval_node(&self, u: f32, v: f32, z: f32) -> [f32; K] {
+        let axis = |t: f32, g: usize| -> (usize, usize, f32) {
+            if g == 1 {
+                return (0, 0, 0.0);
+            }
+            let (i0, f) = split(t.clamp(0.0, 1.0) * (g - 1) as f32, g);
+            (i0, i0 + 1, f)
+        };
+        let (i0, i1, fx) = axis(u, self.gx);
+        let (j0, j1, fy) = axis(v, self.gy);
+        let (k0, k1, fz) = axis(z, self.gz);
+        let mut out = [0f32; K];
+        for (j, wy) in [(j0, 1.0 - fy), (j1, fy)] {
+            for (i, wx) in [(i0, 1.0 - fx), (i1, fx)] {
+                for (k, wz) in [(k0, 1.0 - fz), (k1, fz)] {
+                    let n = &self.nodes[self.idx(i, j, k)];
+                    let wgt = wx * wy * wz;
+                    for c in 0..K {
+                        out[c] += wgt * n[c];
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// One row of the grid interpolated at node-row coordinate `v` (`gx × gz` maps), the
+    /// first half of slicing: rows share it, so the per-pixel work is bilinear, not
+    /// trilinear.
+    pub fn row_slice(&self, v: f32, out: &mut Vec<[f32; K]>) {
+        let (j0, fy) = split(v, self.gy);
+        out.clear();
+        let a = &self.nodes[j0 * self.gx * self.gz..(j0 + 1) * self.gx * self.gz];
+        let b = &self.nodes[(j0 + 1) * self.gx * self.gz..(j0 + 2) * self.gx * self.gz];
+        out.extend(a.iter().zip(b).map(|(na, nb)| {
+            let mut m = [0f32; K];
+            for c in 0..K {
+                m[c] = na[c] + fy * (nb[c] - na[c]);
+            }
+            m
+        }));
+    }
+
+    /// Applies the grid to a preview-sized image (same size as the fit), for residuals
+    /// and the live re-blend.
+    pub fn apply(&self, src: &[f32], w: usize, h: usize) -> Vec<f32> {
+        let mut out = vec![0f32; src.len()];
+        let cols = columns(w, self.gx);
+        out.par_chunks_mut(w * 3).enumerate().for_each(|(y, row)| {
+            let mut slice = Vec::new();
+            self.row_slice(node_coord(y, h, self.gy), &mut slice);
+            for (x, o) in row.chunks_exact_mut(3).enumerate() {
+                let s = &src[(y * w + x) * 3..][..3];
+                let q = slice_pixel(&slice, self.gz, cols[x], s);
+                o.copy_from_slice(&q);
+            }
+        });
+        out
+    }
+}
+
+/// Per-node sufficient statistics; additive, so coarser levels are sums of finer ones.
+struct Stats {
+    gx: usize,
+    gy: usize,
+    gz: usize,
+    data: Vec<f32>,
+}
+
+impl Stats {
+    fn accumulate(
+        shape: GridShape,
+        src: &[f32],
+        dst: &[f32],
+        weight: Option<&[f32]>,
+        w: usize,
+        h: usize,
+    ) -> Stats {
+        let (gx, gy, gz) = (shape.gx, shape.gy, shape.gz);
+        let plane = gx * gz * STATS;
+        // Each band of preview rows touches a few node rows; bands accumulate separately
+        // and are summed, so threads never share a node.
+        let xnear: Vec<usize> = (0..w).map(|x| nearest(x, w, gx)).collect();
+        let bands: Vec<(usize, usize)> = {
+            let n = rayon::current_num_threads().max(1) * 2;
+            let step = h.div_ceil(n);
+            (0..n)
+                .map(|i| (i * step, ((i + 1) * step).min(h)))
+                .filter(|(a, b)| a < b)
+                .collect()
+        };
+        let partial: Vec<(usize, Vec<f32>)> = bands
+            .par_iter()
+            .map(|&(y0, y1)| {
+                let j_first = nearest(y0, h, gy);
+                let j_last = nearest(y1 - 1, h, gy);
+                let rows = j_last - j_first + 1;
+                let mut acc = vec![0f32; rows * plane];
+                for y in y0..y1 {
+                    let j = nearest(y, h, gy);
+                    for x in 0..w {
+                        let p = y * w + x;
+                        let wt = weight.map_or(1.0, |v| v[p]);
+                        if wt <= 0.0 {
+                            continue;
+                        }
+                        let s = &src[p * 3..p * 3 + 3];
+                        let d = &dst[p * 3..p * 3 + 3];
+                        let st: [f32; STATS] = [
+                            1.0,
+                            s[0],
+                            s[1],
+                            s[2],
+                            s[0] * s[0],
+                            s[0] * s[1],
+                            s[0] * s[2],
+                            s[1] * s[1],
+                            s[1] * s[2],
+                            s[2] * s[2],
+                            d[0],
+                            d[1],
+                            d[2],
+                            s[0] * d[0],
+                            s[0] * d[1],
+                            s[0] * d[2],
+                            s[1] * d[0],
+                            s[1] * d[1],
+                            s[1] * d[2],
+                            s[2] * d[0],
+                            s[2] * d[1],
+                            s[2] * d[2],
+                        ];
+                        // Nearest node in space, linear in brightness; the spatial
+                        // tent comes from blurring the statistics afterwards (4× fewer
+                        // updates per pixel than splatting to four nodes).
+                        let i = xnear[x];
+                        let (k0, fz) = split(guide(s) * (gz - 1) as f32, gz);
+                        let base = (j - j_first) * plane + (i * gz + k0) * STATS;
+                        let (w0, w1) = (wt * (1.0 - fz), wt * fz);
+                        let cell = &mut acc[base..base + 2 * STATS];
+                        let (a, b) = cell.split_at_mut(STATS);
+                        for k in 0..STATS {
+                            a[k] += w0 * st[k];
+                            b[k] += w1 * st[k];
+                        }
+                    }
+                }
+                (j_first, acc)
+            })
+            .collect();
+        let mut data = vec![0f32; gy * plane];
+        for (j_first, acc) in partial {
+            let off = j_first * plane;
+            for (d, s) in data[off..off + acc.len()].iter_mut().zip(&acc) {
+                *d += s;
+            }
+        }
+        // The spatial tent, and a little spread along brightness: a node whose bin holds
+        // few pixels borrows from its neighbours' before falling back to the coarser level.
+        blur_xy(&mut data, gx, gy, gz);
+        blur_z(&mut data, gx * gy, gz);
+        Stats { gx, gy, gz, data }
+    }
+
+    /// Sums blocks of `f`×`f` nodes and `fz` bins.
+    fn pool(&self, f: usize, fz: usize) -> Stats {
+        let (gx, gy, gz) = (
+            self.gx.div_ceil(f),
+            self.gy.div_ceil(f),
+            self.gz.div_ceil(fz),
+        );
+        let mut data = vec![0f32; gx * gy * gz * STATS];
+        for j in 0..self.gy {
+            for i in 0..self.gx {
+                for k in 0..self.gz {
+                    let s = &self.data[((j * self.gx + i) * self.gz + k) * STATS..][..STATS];
+                    let d = ((j / f * gx + i / f) * gz + k / fz) * STATS;
+                    for (a, b) in data[d..d + STATS].iter_mut().zip(s) {
+                        *a += b;
+                    }
+                }
+            }
+        }
+        Stats { gx, gy, gz, data }
+    }
+
+    fn solve(&self, prior: &Grid, eps: f32, kappa: f32) -> Grid {
+        let (gx, gy, gz) = (self.gx, self.gy, self.gz);
+        let norm = |i: usize, g: usize| if g > 1 { i as f32 / (g - 1) as f32 } else { 0.5 };
+        let mut nodes = vec![IDENTITY; gx * gy * gz];
+        nodes
+            .par_chunks_mut(gx * gz)
+            .enumerate()
+            .for_each(|(j, row)| {
+                for i in 0..gx {
+                    for k in 0..gz {
+                        let st = &self.data[((j * gx + i) * gz + k) * STATS..][..STATS];
+                        let p = prior.eval_node(norm(i, gx), norm(j, gy), norm(k, gz));
+                        row[i * gz + k] = solve_node(st, &p, eps, kappa);
+                    }
+                }
+            });
+        Grid { gx, gy, gz, nodes }
+    }
+}
+
+/// The affine map for one pixel from a row slice: bilinear in (x, brightness).
+#[inline(always)]
+pub fn slice_pixel(slice: &[[f32; K]], gz: usize, col: (u32, f32), s: &[f32]) -> [f32; 3] {
+    let (i0, fx) = (col.0 as usize, col.1);
+    let zc = guide(s) * (gz - 1) as f32;
+    let k0 = (zc as usize).min(gz - 2);
+    let fz = zc - k0 as f32;
+    let base = i0 * gz + k0;
+    let (n00, n01) = (&slice[base], &slice[base + 1]);
+    let (n10, n11) = (&slice[base + gz], &slice[base + gz + 1]);
+    let w00 = (1.0 - fx) * (1.0 - fz);
+    let w01 = (1.0 - fx) * fz;
+    let w10 = fx * (1.0 - fz);
+    let w11 = fx * fz;
+    let mut m = [0f32; K];
+    for c in 0..K {
+        m[c] = w00 * n00[c] + w01 * n01[c] + w10 * n10[c] + w11 * n11[c];
+    }
+    [
+        m[0] * s[0] + m[3] * s[1] + m[6] * s[2] + m[9],
+        m[1] * s[0] + m[4] * s[1] + m[7] * s[2] + m[10],
+        m[2] * s[0] + m[5] * s[1] + m[8] * s[2] + m[11],
+    ]
+}
+
+/// The node nearest to pixel `i` of `n` on an axis of `g` nodes.
+#[inline(always)]
+fn nearest(i: usize, n: usize, g: usize) -> usize {
+    (node_coord(i, n, g) + 0.5) as usize
+}
+
+/// [1 2 1]/4 across and down, per brightness bin.
+fn blur_xy(stats: &mut [f32], gx: usize, gy: usize, gz: usize) {
+    let node = gz * STATS;
+    let orig = stats.to_vec();
+    // Across.
+    stats.par_chunks_mut(gx * node).enumerate().for_each(|(j, row)| {
+        let src = &orig[j * gx * node..(j + 1) * gx * node];
+        for i in 0..gx {
+            let (l, r) = (i.saturating_sub(1), (i + 1).min(gx - 1));
+            for c in 0..node {
+                row[i * node + c] =
+                    0.25 * src[l * node + c] + 0.5 * src[i * node + c] + 0.25 * src[r * node + c];
+            }
+        }
+    });
+    let orig = stats.to_vec();
+    stats.par_chunks_mut(gx * node).enumerate().for_each(|(j, row)| {
+        let (u, d) = (j.saturating_sub(1), (j + 1).min(gy - 1));
+        for c in 0..gx * node {
+            row[c] = 0.25 * orig[u * gx * node + c]
+                + 0.5 * orig[j * gx * node + c]
+                + 0.25 * orig[d * gx * node + c];
+        }
+    });
+}
+
+/// [1 2 1]/4 along brightness, per (x, y) node column.
+fn blur_z(stats: &mut [f32], columns: usize, gz: usize) {
+    stats
+        .par_chunks_mut(gz * STATS)
+        .take(columns)
+        .for_each(|col| {
+            let orig = col.to_vec();
+            for k in 0..gz {
+                let lo = k.saturating_sub(1);
+                let hi = (k + 1).min(gz - 1);
+                for c in 0..STATS {
+                    col[k * STATS + c] = 0.25 * orig[lo * STATS + c]
+                        + 0.5 * orig[k * STATS + c]
+                        + 0.25 * orig[hi * STATS + c];
+                }
+            }
+        });
+}
+
+/// Solves one node: slopes from the covariance (ridge toward the prior's), offset from
+/// the means, so the node reproduces its pixels' mean exactly.
+fn solve_node(st: &[f32], prior: &[f32; K], eps: f32, kappa: f32) -> [f32; K] {
+    let n = st[0] as f64;
+    if n < 1e-3 {
+        return *prior;
+    }
+    let ms = [st[1] as f64 / n, st[2] as f64 / n, st[3] as f64 / n];
+    let md = [st[10] as f64 / n, st[11] as f64 / n, st[12] as f64 / n];
+    let ss = |a: usize, b: usize| -> f64 {
+        let idx = match (a.min(b), a.max(b)) {
+            (0, 0) => 4,
+            (0, 1) => 5,
+            (0, 2) => 6,
+            (1, 1) => 7,
+            (1, 2) => 8,
+            _ => 9,
+        };
+        st[idx] as f64 / n - ms[a] * ms[b]
+    };
+    let lambda = eps as f64 + kappa as f64 / n;
+    // C·X = B, C = cov(s) + λI (3×3 SPD), B = cov(s, d) + λ·M_prior.
+    let mut c = [[0f64; 3]; 3];
+    let mut b = [[0f64; 3]; 3];
+    for a in 0..3 {
+        for e in 0..3 {
+            c[a][e] = ss(a, e) + if a == e { lambda } else { 0.0 };
+        }
+        for o in 0..3 {
+            // prior slope from input a to output o: prior[a*3 + o]
+            b[a][o] = st[13 + a * 3 + o] as f64 / n - ms[a] * md[o] + lambda * prior[a * 3 + o] as f64;
+        }
+    }
+    let Some(inv) = invert3(&c) else {
+        return *prior;
+    };
+    let mut out = [0f32; K];
+    for a in 0..3 {
+        for o in 0..3 {
+            let v: f64 = (0..3).map(|e| inv[a][e] * b[e][o]).sum();
+            out[a * 3 + o] = v as f32;
+        }
+    }
+    for o in 0..3 {
+        let pred: f64 = (0..3).map(|a| out[a * 3 + o] as f64 * ms[a]).sum();
+        out[9 + o] = (md[o] - pred) as f32;
+    }
+    out
+}
+
+fn invert3(m: &[[f64; 3]; 3]) -> Option<[[f64; 3]; 3]> {
+    let det = m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
+        - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+        + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]);
+    if !det.is_finite() || det.abs() < 1e-18 {
+        return None;
+    }
+    let d = 1.0 / det;
+    Some([
+        [
+            (m[1][1] * m[2][2] - m[1][2] * m[2][1]) * d,
+            (m[0][2] * m[2][1] - m[0][1] * m[2][2]) * d,
+            (m[0][1] * m[1][2] - m[0][2] * m[1][1]) * d,
+        ],
+        [
+            (m[1][2] * m[2][0] - m[1][0] * m[2][2]) * d,
+            (m[0][0] * m[2][2] - m[0][2] * m[2][0]) * d,
+            (m[0][2] * m[1][0] - m[0][0] * m[1][2]) * d,
+        ],
+        [
+            (m[1][0] * m[2][1] - m[1][1] * m[2][0]) * d,
+            (m[0][1] * m[2][0] - m[0][0] * m[2][1]) * d,
+            (m[0][0] * m[1][1] - m[0][1] * m[1][0]) * d,
+        ],
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn smooth_picture(w: usize, h: usize) -> Vec<f32> {
+        let mut v = Vec::with_capacity(w * h * 3);
+        for y in 0..h {
+            for x in 0..w {
+                let (u, t) = (x as f32 / w as f32, y as f32 / h as f32);
+                v.push((0.2 + 0.6 * u + 0.1 * (t * 9.0).sin()).clamp(0.0, 1.0));
+                v.push((0.3 + 0.5 * t + 0.1 * (u * 7.0).cos()).clamp(0.0, 1.0));
+                v.push((0.1 + 0.4 * u * t + 0.2 * ((u + t) * 5.0).sin().abs()).clamp(0.0, 1.0));
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn a_global_affine_map_is_recovered_exactly_everywhere() {
+        let (w, h) = (256, 170);
+        let src = smooth_picture(w, h);
+        let m = [0.9f32, 0.05, 0.0, 0.1, 0.8, 0.05, 0.0, 0.1, 1.1, 0.03, -0.02, 0.01];
+        let dst: Vec<f32> = src
+            .chunks(3)
+            .flat_map(|s| {
+                [
+                    m[0] * s[0] + m[3] * s[1] + m[6] * s[2] + m[9],
+                    m[1] * s[0] + m[4] * s[1] + m[7] * s[2] + m[10],
+                    m[2] * s[0] + m[5] * s[1] + m[8] * s[2] + m[11],
+                ]
+            })
+            .collect();
+        let shape = GridShape::for_preview(w, h);
+        let g = Grid::fit(shape, &src, &dst, None, w, h, 1e-4, 1e-3);
+        let out = g.apply(&src, w, h);
+        let worst = out
+            .iter()
+            .zip(&dst)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(worst < 2e-3, "worst error {worst}");
+    }
+}

@@ -1,0 +1,389 @@
+//! Stage 7 — Transfer: carry an engine's low-resolution edit onto the full-resolution
+//! base without losing the camera's detail.
+//!
+//! AI engines answer with about a megapixel at 8 bits; upscaling that answer would throw
+//! away everything the sensor resolved. Instead the *edit* is learned on the preview and
+//! re-applied to the original's own pixels:
+//!
+//! * **Look** (tone, colour, light): a bilateral grid of local affine colour maps fitted
+//!   preview → answer ([`grid`]), applied to every full-resolution pixel, plus the
+//!   low-resolution residual the grid cannot express (added back bilinearly).
+//! * **Content** (objects added or removed): where the answer's content differs from
+//!   anything a colour map of the preview could produce, a soft change mask takes the
+//!   engine's pixels (upscaled); everywhere else the look transfer keeps the original's
+//!   detail. The mask is feathered, so there is no seam.
+//! * **Auto**: look presets use the look path but still hand regions with large residuals
+//!   (the engine changed content there) to the content path, with a stricter threshold.
+//!
+//! Domain: the fit and the maps work on `sqrt` of linear working-space values (Rec. 2020
+//! primaries). That is close to the gamma the engine's picture was edited in — curves and
+//! grades are near-affine there and errors weigh like they look — and costs one `sqrt`
+//! and one multiply per sample to enter and leave. The answer is registered to the preview
+//! first ([`align`]).
+
+pub mod align;
+pub mod fidelity;
+pub mod grid;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use crate::error::{Cancel, ErrorCode, JobError};
+use crate::image::RgbF32;
+use crate::pipeline::preview;
+use grid::{Grid, GridShape, K};
+
+/// Which transfer to use; from the preset's kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Tone, colour, light.
+    Look,
+    /// Objects added, removed or reshaped.
+    Content,
+}
+
+/// Thresholds of the change mask, in `sqrt`-domain units (0..1 ≈ black..white), applied
+/// to the blurred residual of a robust colour fit.
+#[derive(Clone, Copy, Debug)]
+struct MaskThresholds {
+    low: f32,
+    high: f32,
+    /// Fraction of the preview that must be flagged before a look transfer uses any mask
+    /// (isolated flags are JPEG noise or a sharpened edge, not new content).
+    min_area: f32,
+}
+
+impl Mode {
+    fn thresholds(self) -> MaskThresholds {
+        match self {
+            Mode::Content => MaskThresholds {
+                low: 0.05,
+                high: 0.10,
+                min_area: 0.0,
+            },
+            Mode::Look => MaskThresholds {
+                low: 0.12,
+                high: 0.22,
+                min_area: 0.002,
+            },
+        }
+    }
+}
+
+/// What the fit found, for logs, results and the benchmark.
+#[derive(Clone, Debug, Default)]
+pub struct FitReport {
+    /// Registration of the answer (scale, shift in preview pixels).
+    pub scale: f32,
+    /// Shift in preview pixels.
+    pub shift: (f32, f32),
+    /// Share of the picture taken from the engine's pixels (content), 0..1.
+    pub changed: f32,
+    /// Milliseconds the fit took.
+    pub fit_ms: f64,
+}
+
+/// A fitted transfer, ready to apply at any resolution.
+pub struct Transfer {
+    grid: Grid,
+    /// Preview size.
+    pw: usize,
+    ph: usize,
+    /// Per preview pixel: residual (3), then — when `content` — the answer (3) and the
+    /// mask (1), all in the `sqrt` domain. Interleaved so one bilinear fetch serves all.
+    extras: Vec<f32>,
+    content: bool,
+    /// What the fit found.
+    pub report: FitReport,
+}
+
+const EXTRA_LOOK: usize = 3;
+const EXTRA_CONTENT: usize = 7;
+
+fn to_sqrt(lin: &[f32]) -> Vec<f32> {
+    lin.par_iter().map(|v| v.max(0.0).sqrt()).collect()
+}
+
+/// Brings an answer of any size to the preview's size.
+fn to_size(img: &RgbF32, w: usize, h: usize) -> RgbF32 {
+    if img.width == w && img.height == h {
+        return img.clone();
+    }
+    if img.width >= w && img.height >= h {
+        return preview::resize_area(img, w, h);
+    }
+    resize_bilinear(img, w, h)
+}
+
+/// Bilinear resize (for upscaling small answers).
+pub fn resize_bilinear(img: &RgbF32, w: usize, h: usize) -> RgbF32 {
+    let mut out = vec![0f32; w * h * 3];
+    let (sw, sh) = (img.width, img.height);
+    out.par_chunks_mut(w * 3).enumerate().for_each(|(y, row)| {
+        let fy = ((y as f32 + 0.5) * sh as f32 / h as f32 - 0.5).clamp(0.0, (sh - 1) as f32);
+        let y0 = (fy as usize).min(sh.saturating_sub(2));
+        let y1 = (y0 + 1).min(sh - 1);
+        let ty = fy - y0 as f32;
+        for x in 0..w {
+            let fx = ((x as f32 + 0.5) * sw as f32 / w as f32 - 0.5).clamp(0.0, (sw - 1) as f32);
+            let x0 = (fx as usize).min(sw.saturating_sub(2));
+            let x1 = (x0 + 1).min(sw - 1);
+            let tx = fx - x0 as f32;
+            for c in 0..3 {
+                let p = |xx: usize, yy: usize| img.data[(yy * sw + xx) * 3 + c];
+                let a = p(x0, y0) + tx * (p(x1, y0) - p(x0, y0));
+                let b = p(x0, y1) + tx * (p(x1, y1) - p(x0, y1));
+                row[x * 3 + c] = a + ty * (b - a);
+            }
+        }
+    });
+    RgbF32::new(w, h, out)
+}
+
+/// Separable box blur of a planar image, repeated `passes` times (≈ Gaussian).
+fn blur_planar(v: &mut [f32], w: usize, h: usize, r: usize, passes: usize) {
+    for _ in 0..passes {
+        let b = crate::engine::filters::box_mean(v, w, h, r);
+        v.copy_from_slice(&b);
+    }
+}
+
+/// Grey-level dilation by a square of radius `r`.
+pub(crate) fn dilate(v: &[f32], w: usize, h: usize, r: usize) -> Vec<f32> {
+    let mut tmp = vec![0f32; w * h];
+    for y in 0..h {
+        for x in 0..w {
+            let (a, b) = (x.saturating_sub(r), (x + r + 1).min(w));
+            tmp[y * w + x] = v[y * w + a..y * w + b].iter().copied().fold(0.0, f32::max);
+        }
+    }
+    let mut out = vec![0f32; w * h];
+    for y in 0..h {
+        let (a, b) = (y.saturating_sub(r), (y + r + 1).min(h));
+        for x in 0..w {
+            out[y * w + x] = (a..b).map(|yy| tmp[yy * w + x]).fold(0.0, f32::max);
+        }
+    }
+    out
+}
+
+fn smoothstep(lo: f32, hi: f32, x: f32) -> f32 {
+    let t = ((x - lo) / (hi - lo)).clamp(0.0, 1.0);
+    t * t * (3.0 - 2.0 * t)
+}
+
+/// Ridge strengths of the grid fit (`sqrt`-domain variance units). `EPS` keeps slopes of
+/// nodes whose pixels span a tiny range from chasing 8-bit and JPEG noise; `KAPPA / n`
+/// hands nodes with few pixels to the coarser level.
+const EPS: f32 = 2e-5;
+const KAPPA: f32 = 2e-3;
+
+impl Transfer {
+    /// Learns the edit: `seen` is the preview exactly as the engine received it (linear
+    /// working space), `answer` the engine's picture (linear working space, any size).
+    pub fn fit(seen: &RgbF32, answer: &RgbF32, mode: Mode) -> Transfer {
+        let started = Instant::now();
+        let (pw, ph) = (seen.width, seen.height);
+        let answer = to_size(answer, pw, ph);
+        let src = to_sqrt(&seen.data);
+        let mut dst = to_sqrt(&answer.data);
+
+        // Register the answer to the preview.
+        let luma = |v: &[f32]| -> Vec<f32> { v.chunks_exact(3).map(grid::guide).collect() };
+        let t = align::estimate(&luma(&src), &luma(&dst), pw, ph);
+        let mut valid: Option<Vec<f32>> = None;
+        if !t.is_identity(pw, ph) {
+            let (warped, v) = align::warp(&dst, pw, ph, t);
+            dst = warped;
+            valid = Some(v);
+        }
+
+        let shape = GridShape::for_preview(pw, ph);
+        let mut grid = Grid::fit(shape, &src, &dst, valid.as_deref(), pw, ph, EPS, KAPPA);
+        let mut fitted = grid.apply(&src, pw, ph);
+
+        // Change detection: the residual of a colour fit is small wherever the answer is
+        // a recolouring of the preview. One reweighted refit keeps new content from
+        // bending the grid, then the blurred residual marks what changed.
+        let th = mode.thresholds();
+        let err = |fitted: &[f32]| -> Vec<f32> {
+            fitted
+                .chunks_exact(3)
+                .zip(dst.chunks_exact(3))
+                .map(|(f, d)| (0..3).map(|c| (f[c] - d[c]).abs()).fold(0.0, f32::max))
+                .collect::<Vec<f32>>()
+        };
+        let mut e = err(&fitted);
+        blur_planar(&mut e, pw, ph, 2, 2);
+        let flagged = e.iter().filter(|&&v| v > th.low).count() as f32 / (pw * ph) as f32;
+        let use_mask = flagged > th.min_area;
+        let mut mask = vec![0f32; pw * ph];
+        if use_mask {
+            let weights: Vec<f32> = e
+                .iter()
+                .zip(valid.as_deref().unwrap_or(&vec![1.0; pw * ph]))
+                .map(|(&v, &ok)| ok * (1.0 - smoothstep(th.low * 0.5, th.low, v)))
+                .collect();
+            grid = Grid::fit(shape, &src, &dst, Some(&weights), pw, ph, EPS, KAPPA);
+            fitted = grid.apply(&src, pw, ph);
+            let mut e = err(&fitted);
+            blur_planar(&mut e, pw, ph, 2, 2);
+            let raw: Vec<f32> = e.iter().map(|&v| smoothstep(th.low, th.high, v)).collect();
+            let r = (pw.max(ph) / 200).max(2);
+            mask = dilate(&raw, pw, ph, r);
+            blur_planar(&mut mask, pw, ph, r, 3);
+        }
+        // Outside the registered answer there is nothing to learn from: keep the grid's
+        // prediction there (no residual).
+        let content = use_mask && mask.iter().any(|&m| m > 1e-3);
+        let stride = if content { EXTRA_CONTENT } else { EXTRA_LOOK };
+        let mut extras = vec![0f32; pw * ph * stride];
+        extras
+            .par_chunks_mut(stride)
+            .enumerate()
+            .for_each(|(i, x)| {
+                let ok = valid.as_ref().map_or(1.0, |v| v[i]);
+                for c in 0..3 {
+                    x[c] = ok * (dst[i * 3 + c] - fitted[i * 3 + c]);
+                }
+                if content {
+                    // The residual is meaningless where the engine's pixels are taken.
+                    for c in 0..3 {
+                        x[c] *= 1.0 - mask[i];
+                        x[3 + c] = dst[i * 3 + c];
+                    }
+                    x[6] = mask[i] * ok;
+                }
+            });
+        let changed = if content {
+            mask.iter().sum::<f32>() / (pw * ph) as f32
+        } else {
+            0.0
+        };
+        Transfer {
+            grid,
+            pw,
+            ph,
+            extras,
+            content,
+            report: FitReport {
+                scale: t.scale,
+                shift: (t.tx, t.ty),
+                changed,
+                fit_ms: started.elapsed().as_secs_f64() * 1e3,
+            },
+        }
+    }
+
+    /// Applies the edit to `base` (linear working space, any size with the preview's
+    /// aspect) and blends at `intensity`, in place: no second full-resolution buffer.
+    pub fn apply_blend(
+        &self,
+        base: &mut RgbF32,
+        intensity: f32,
+        cancel: &Cancel,
+    ) -> Result<(), JobError> {
+        let (w, h) = (base.width, base.height);
+        let stride = if self.content { EXTRA_CONTENT } else { EXTRA_LOOK };
+        let gcols = grid::columns(w, self.grid.gx);
+        let pcols = grid::columns(w, self.pw);
+        let gz = self.grid.gz;
+        let stop = AtomicBool::new(false);
+        base.data
+            .par_chunks_mut(w * 3 * 8)
+            .enumerate()
+            .for_each(|(chunk, rows)| {
+                if stop.load(Ordering::Relaxed) || cancel.load(Ordering::Relaxed) {
+                    stop.store(true, Ordering::Relaxed);
+                    return;
+                }
+                let mut slice: Vec<[f32; K]> = Vec::new();
+                let mut extra_row = vec![0f32; self.pw * stride];
+                for (r, row) in rows.chunks_exact_mut(w * 3).enumerate() {
+                    let y = chunk * 8 + r;
+                    self.grid
+                        .row_slice(grid::node_coord(y, h, self.grid.gy), &mut slice);
+                    let (p0, fy) = grid::split(grid::node_coord(y, h, self.ph), self.ph.max(2));
+                    let p1 = (p0 + 1).min(self.ph - 1);
+                    let (ra, rb) = (
+                        &self.extras[p0 * self.pw * stride..(p0 + 1) * self.pw * stride],
+                        &self.extras[p1 * self.pw * stride..(p1 + 1) * self.pw * stride],
+                    );
+                    for ((e, a), b) in extra_row.iter_mut().zip(ra).zip(rb) {
+                        *e = a + fy * (b - a);
+                    }
+                    if self.content {
+                        apply_row::<EXTRA_CONTENT>(
+                            row, &slice, gz, &gcols, &pcols, &extra_row, self.pw, intensity,
+                        );
+                    } else {
+                        apply_row::<EXTRA_LOOK>(
+                            row, &slice, gz, &gcols, &pcols, &extra_row, self.pw, intensity,
+                        );
+                    }
+                }
+            });
+        if stop.load(Ordering::Relaxed) {
+            return Err(JobError::cancelled());
+        }
+        Ok(())
+    }
+
+    /// The edit at preview size, blended: what a live intensity slider shows. Cheap
+    /// (one preview-sized pass), and never calls the engine.
+    pub fn preview_blend(&self, seen: &RgbF32, intensity: f32) -> RgbF32 {
+        let mut out = seen.clone();
+        self.apply_blend(&mut out, intensity, &Cancel::default())
+            .expect("not cancelled");
+        out
+    }
+}
+
+/// One full-resolution row: slice, residual, optional content composite, blend.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn apply_row<const S: usize>(
+    row: &mut [f32],
+    slice: &[[f32; K]],
+    gz: usize,
+    gcols: &[(u32, f32)],
+    pcols: &[(u32, f32)],
+    extra_row: &[f32],
+    pw: usize,
+    intensity: f32,
+) {
+    let pw1 = pw.max(2);
+    for ((px, &gc), &pc) in row.chunks_exact_mut(3).zip(gcols).zip(pcols) {
+        let s = [px[0].max(0.0).sqrt(), px[1].max(0.0).sqrt(), px[2].max(0.0).sqrt()];
+        let mut q = grid::slice_pixel(slice, gz, gc, &s);
+        let i0 = (pc.0 as usize).min(pw1 - 2);
+        let i1 = (i0 + 1).min(pw - 1);
+        let f = pc.1;
+        let (ea, eb) = (&extra_row[i0 * S..i0 * S + S], &extra_row[i1 * S..i1 * S + S]);
+        let mut ex = [0f32; S];
+        for c in 0..S {
+            ex[c] = ea[c] + f * (eb[c] - ea[c]);
+        }
+        for c in 0..3 {
+            q[c] += ex[c];
+        }
+        if S == EXTRA_CONTENT {
+            let m = ex[6];
+            for c in 0..3 {
+                q[c] += m * (ex[3 + c] - q[c]);
+            }
+        }
+        for c in 0..3 {
+            let v = q[c].max(0.0);
+            let e = v * v;
+            px[c] += intensity * (e - px[c]);
+        }
+    }
+}
+
+/// An error for answers that cannot be used at all.
+pub fn unusable(detail: impl Into<String>) -> JobError {
+    JobError::new(ErrorCode::EngineUnavailable, detail.into())
+}
