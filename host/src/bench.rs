@@ -56,8 +56,15 @@ pub fn run(paths: &Paths, args: BenchArgs) -> anyhow::Result<i32> {
     let mut runs: Vec<BTreeMap<String, u64>> = Vec::new();
     let mut mp = 0.0;
     for i in 0..=args.runs.max(1) {
-        let r = run_job(&req, &config, &registry, &|_, _| {}, &Cancel::default())
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let r = run_job(
+            &req,
+            &config,
+            &registry,
+            &crate::engine::remote::Engines::without_storage(&config),
+            &|_, _| {},
+            &Cancel::default(),
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
         std::fs::remove_file(&r.output).ok();
         mp = r.width as f64 * r.height as f64 / 1e6;
         if i > 0 {

@@ -20,6 +20,25 @@ pub struct Config {
     pub engine: EngineConfig,
     /// Plugin runner limits.
     pub plugins: PluginsConfig,
+    /// AI engines, one `[engines.<name>]` table each (`base_url`, `model`, `api_key`,
+    /// timeouts, `concurrency`, `price_per_image`; see engines/README.md).
+    pub engines: std::collections::BTreeMap<String, luminary_engines::ProviderConfig>,
+    /// The edit cache.
+    pub cache: CacheConfig,
+}
+
+/// `[cache]`: engine answers kept so the same edit is never paid for twice.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Size bound in MB; least recently used answers go first (an answer is 1–3 MB).
+    pub max_mb: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig { max_mb: 2048 }
+    }
 }
 
 /// `[plugins]`: how long plugins may take and how often they may crash.

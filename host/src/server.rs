@@ -71,6 +71,7 @@ struct State {
     config: Config,
     paths: Paths,
     registry: RwLock<Registry>,
+    engines: crate::engine::remote::Engines,
     slots: Slots,
     shutdown: AtomicBool,
     started: Instant,
@@ -184,6 +185,7 @@ pub fn serve(paths: Paths, config: Config) -> anyhow::Result<()> {
         "{} plugin libraries, {n_presets} presets",
         registry.reports().len()
     );
+    let engines = crate::engine::remote::Engines::open(&config, &paths.cache_dir, &paths.data_dir);
     let state = Arc::new(State {
         slots: Slots {
             budget_mb: config.daemon.memory_budget_mb(),
@@ -193,6 +195,7 @@ pub fn serve(paths: Paths, config: Config) -> anyhow::Result<()> {
         config,
         paths: paths.clone(),
         registry: RwLock::new(registry),
+        engines,
         shutdown: AtomicBool::new(false),
         started: Instant::now(),
         running: AtomicUsize::new(0),
@@ -488,7 +491,14 @@ fn run_enhance(state: &State, tx: &Writer, id: &str, job: &EnhanceRequest, cance
         let registry = state.registry.read().unwrap();
         // A bug must fail this job, not take the daemon down.
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            run_job(job, &state.config, &registry, &progress, cancel)
+            run_job(
+                job,
+                &state.config,
+                &registry,
+                &state.engines,
+                &progress,
+                cancel,
+            )
         }))
         .unwrap_or_else(|_| {
             Err(crate::error::JobError::new(

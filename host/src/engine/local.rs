@@ -33,6 +33,7 @@ impl Engine for LocalEngine {
     fn run(
         &self,
         req: &EngineRequest,
+        _job: &super::JobInfo<'_>,
         mut base: RgbF32,
         preview: &RgbF32,
         intensity: f32,

@@ -1,27 +1,48 @@
 //! Stage 6 — Engines: turn the base (or its preview) into the edited picture.
 //!
-//! Only the offline engine exists so far. It needs no transfer stage: its recipe is
-//! resolution-independent (statistics come from the preview, radii are fractions of the
-//! picture), so it runs directly on the full-resolution base and is exact. Because it is
-//! free and deterministic it also blends in the same pass (no second 24 MP buffer); AI
-//! engines will instead hand back an edited preview, and the pipeline's transfer and blend
-//! stages take it from there without calling them again.
+//! Two kinds sit behind one trait:
+//! * `local`, the offline engine. Its recipe is resolution-independent (statistics come
+//!   from the preview, radii are fractions of the picture), so it runs directly on the
+//!   full-resolution base, exactly, and blends in the same pass (no second 24 MP buffer).
+//! * AI engines (`remote`): the preview goes out, an edited preview comes back (through the
+//!   edit cache), and the pipeline's transfer stage carries it to full resolution.
 
 pub mod filters;
 pub mod local;
+pub mod remote;
+
+use std::sync::Arc;
 
 use luminary_plugin_api::EngineRequest;
 
 use crate::error::{Cancel, ErrorCode, JobError};
 use crate::image::RgbF32;
+use remote::{Answer, EditJob, Engines};
 
 /// What an engine gives back.
 pub enum Edited {
     /// The base with the edit already applied and blended at the requested intensity.
     Blended(RgbF32),
+    /// An edited preview, for the transfer stage.
+    Answer {
+        /// The untouched base, handed back.
+        base: RgbF32,
+        /// The preview exactly as the engine received it (working space).
+        seen: RgbF32,
+        /// The engine's picture.
+        answer: Answer,
+    },
 }
 
-/// An AI engine. Implementations must be cancellable through `cancel` and must never log
+/// What an engine may need to know about the job besides pixels.
+pub struct JobInfo<'a> {
+    /// The edit's identity (cache key, ledger).
+    pub edit: EditJob<'a>,
+    /// Human status lines while waiting ("queued (position 3)").
+    pub status: &'a (dyn Fn(&str) + Sync),
+}
+
+/// An engine. Implementations must be cancellable through `cancel` and must never log
 /// keys.
 pub trait Engine: Send + Sync {
     /// Name used on the command line and in results (`local`, `gemini`, …).
@@ -33,6 +54,7 @@ pub trait Engine: Send + Sync {
     fn run(
         &self,
         req: &EngineRequest,
+        job: &JobInfo<'_>,
         base: RgbF32,
         preview: &RgbF32,
         intensity: f32,
@@ -40,17 +62,71 @@ pub trait Engine: Send + Sync {
     ) -> Result<Edited, JobError>;
 }
 
-/// Finds an engine by name.
-pub fn engine_named(name: &str) -> Result<Box<dyn Engine>, JobError> {
+/// Every engine name, offline first.
+pub const ENGINE_NAMES: [&str; 6] = ["local", "gemini", "openai", "fal", "replicate", "comfyui"];
+
+/// An AI engine as a pipeline engine.
+pub struct RemoteEngine<'a> {
+    provider: Arc<dyn luminary_engines::Provider>,
+    engines: &'a Engines,
+}
+
+impl Engine for RemoteEngine<'_> {
+    fn name(&self) -> &str {
+        self.provider.name()
+    }
+
+    fn model(&self) -> String {
+        self.provider.model().to_string()
+    }
+
+    fn run(
+        &self,
+        _req: &EngineRequest,
+        job: &JobInfo<'_>,
+        base: RgbF32,
+        preview: &RgbF32,
+        _intensity: f32,
+        cancel: &Cancel,
+    ) -> Result<Edited, JobError> {
+        let (sent, seen) = remote::outgoing_preview(preview);
+        let answer = self.engines.answer(
+            &*self.provider,
+            &sent,
+            (preview.width, preview.height),
+            &job.edit,
+            cancel,
+            job.status,
+        )?;
+        Ok(Edited::Answer { base, seen, answer })
+    }
+}
+
+/// Finds an engine by name. AI engines without a key fail here, before any pixel is
+/// decoded, with `engine_auth` naming the variable to set.
+pub fn engine_named<'a>(
+    name: &str,
+    engines: &'a Engines,
+) -> Result<Box<dyn Engine + 'a>, JobError> {
     match name {
         "local" => Ok(Box::new(local::LocalEngine)),
-        "gemini" | "openai" | "fal" | "replicate" | "comfyui" => Err(JobError::new(
-            ErrorCode::EngineUnavailable,
-            format!("engine '{name}' is not available in this build yet; use --engine local"),
-        )),
+        n if luminary_engines::NAMES.contains(&n) => {
+            let provider = engines.provider(n)?;
+            if !provider.has_key() {
+                let var = provider.key_var().unwrap_or("the key");
+                return Err(JobError::new(
+                    ErrorCode::EngineAuth,
+                    format!("{n}: no API key; set {var} or [engines.{n}] api_key in config.toml"),
+                ));
+            }
+            Ok(Box::new(RemoteEngine { provider, engines }))
+        }
         other => Err(JobError::new(
             ErrorCode::BadRequest,
-            format!("unknown engine '{other}'; known engines: local, gemini, openai, fal, replicate, comfyui"),
+            format!(
+                "unknown engine '{other}'; known engines: {}",
+                ENGINE_NAMES.join(", ")
+            ),
         )),
     }
 }

@@ -21,9 +21,11 @@ use serde_json::{Map, Value};
 
 use crate::color::OutputSpace;
 use crate::config::{Config, Format};
-use crate::engine::{engine_named, Edited};
+use crate::engine::remote::{EditJob, Engines};
+use crate::engine::{engine_named, Edited, JobInfo};
 use crate::error::{check, Cancel, ErrorCode, JobError};
 use crate::plugins::{resolve_params, Registry};
+use crate::transfer::{Mode, Transfer};
 
 /// What a client asks for (the `enhance` request's body).
 #[derive(Serialize, Deserialize, Clone, Debug, Default)]
@@ -101,8 +103,8 @@ const STAGES: [(&str, f32); 8] = [
     ("preview", 0.03),
     ("preset", 0.01),
     ("engine", 0.30),
-    ("transfer", 0.0),
-    ("blend", 0.04),
+    ("transfer", 0.04),
+    ("blend", 0.0),
     ("encode", 0.23),
 ];
 
@@ -258,6 +260,7 @@ pub fn run_job(
     req: &EnhanceRequest,
     config: &Config,
     registry: &Registry,
+    engines: &Engines,
     progress: Progress<'_>,
     cancel: &Cancel,
 ) -> Result<EnhanceResult, JobError> {
@@ -272,11 +275,11 @@ pub fn run_job(
     let intensity =
         blend::validate_intensity(req.intensity.unwrap_or(preset.descriptor.default_intensity))?;
     let params = resolve_params(&preset.descriptor, &req.params)?;
-    let engine_name = req
-        .engine
-        .clone()
-        .unwrap_or_else(|| config.engine.default.clone());
-    let engine = engine_named(&engine_name)?;
+    // An engine named by the request is checked (and its key looked for) now; otherwise
+    // the preset's hint decides once the request is built, if that engine is set up.
+    if let Some(name) = &req.engine {
+        engine_named(name, engines)?;
+    }
     let (dir, stem, format) = output_location(req, &preset.descriptor.id, config)?;
     if !dir.is_dir() {
         return Err(JobError::file(
@@ -308,6 +311,12 @@ pub fn run_job(
 
     t.start("preset");
     let engine_req = plugin.build_request(&preset.descriptor.id, &params, &facts)?;
+    let engine_name = match (&req.engine, &engine_req.engine_hint) {
+        (Some(n), _) => n.clone(),
+        (None, Some(hint)) if engines.is_set_up(hint) => hint.clone(),
+        _ => config.engine.default.clone(),
+    };
+    let engine = engine_named(&engine_name, engines)?;
     t.finish("preset");
     check(cancel)?;
 
@@ -326,21 +335,46 @@ pub fn run_job(
             cancel,
         )?;
     }
-    let out = match pixel_output {
-        Some(()) => base,
-        None => {
-            let Edited::Blended(out) =
-                engine.run(&engine_req, base, &preview, intensity as f32, cancel)?;
-            out
-        }
+    let engine_share = STAGES.iter().take(4).map(|(_, w)| w).sum::<f32>();
+    let status = |msg: &str| progress(&format!("engine · {msg}"), engine_share);
+    let info = JobInfo {
+        edit: EditJob {
+            preset: &preset.descriptor.id,
+            preset_version: preset.descriptor.version,
+            params: &params,
+            prompt: &engine_req.prompt,
+            negative_prompt: &engine_req.negative_prompt,
+        },
+        status: &status,
+    };
+    let edited = match pixel_output {
+        Some(()) => Edited::Blended(base),
+        None => engine.run(&engine_req, &info, base, &preview, intensity as f32, cancel)?,
     };
     t.finish("engine");
     check(cancel)?;
 
-    // The offline engine answers at full resolution and blends in the same pass, exactly
-    // as `blend::blend_into` would; preview-sized answers from AI engines will come
-    // through transfer and blend here.
+    // The offline engine answers at full resolution and has blended already; an AI
+    // engine's preview-sized answer is carried to full resolution here, blended in the
+    // same pass (so `blend` reads 0 ms: there is no separate pass).
     t.start("transfer");
+    let (out, cached, cost) = match edited {
+        Edited::Blended(out) => (out, false, 0.0),
+        Edited::Answer {
+            mut base,
+            seen,
+            answer,
+        } => {
+            let mode = match preset.descriptor.kind {
+                luminary_plugin_api::PresetKind::Content => Mode::Content,
+                luminary_plugin_api::PresetKind::Look => Mode::Look,
+            };
+            let transfer = Transfer::fit(&seen, &answer.image, mode);
+            tracing::debug!("transfer fit: {:?}", transfer.report);
+            transfer.apply_blend(&mut base, intensity as f32, cancel)?;
+            (base, answer.cached, answer.cost)
+        }
+    };
     t.finish("transfer");
     t.start("blend");
     t.finish("blend");
@@ -382,8 +416,8 @@ pub fn run_job(
         intensity,
         engine: engine.name().to_string(),
         model: engine.model(),
-        cached: false,
-        cost: 0.0,
+        cached,
+        cost,
         width: w,
         height: h,
         timings_ms: timings,

@@ -53,7 +53,14 @@ pub fn run(
                 ..Default::default()
             },
         };
-        match run_job(&req, &config, &registry, &|_, _| {}, &Cancel::default()) {
+        match run_job(
+            &req,
+            &config,
+            &registry,
+            &crate::engine::remote::Engines::without_storage(&config),
+            &|_, _| {},
+            &Cancel::default(),
+        ) {
             Ok(r) => {
                 let mp = r.width as f64 * r.height as f64 / 1e6;
                 let ms = (r.timings_ms["preset"] + r.timings_ms["engine"]) as f64;

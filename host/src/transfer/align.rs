@@ -211,7 +211,8 @@ pub fn warp(img: &[f32], w: usize, h: usize, t: Similarity) -> (Vec<f32>, Vec<f3
             let by = cy + t.scale * (y as f32 - cy) + t.ty;
             for x in 0..w {
                 let bx = cx + t.scale * (x as f32 - cx) + t.tx;
-                let inside = bx >= -0.5 && by >= -0.5 && bx <= w as f32 - 0.5 && by <= h as f32 - 0.5;
+                let inside =
+                    bx >= -0.5 && by >= -0.5 && bx <= w as f32 - 0.5 && by <= h as f32 - 0.5;
                 vrow[x] = if inside { 1.0 } else { 0.0 };
                 for c in 0..3 {
                     row[x * 3 + c] = sample(&planes[c], w, h, bx, by);
@@ -232,7 +233,11 @@ mod tests {
             for x in 0..w {
                 let (fx, fy) = (x as f32 - dx, y as f32 - dy);
                 let mut s = 0.3 + 0.2 * ((fx * 0.11).sin() * (fy * 0.07).cos());
-                for (cx, cy, r) in [(60.0, 50.0, 25.0), (180.0, 120.0, 40.0), (300.0, 80.0, 15.0)] {
+                for (cx, cy, r) in [
+                    (60.0, 50.0, 25.0),
+                    (180.0, 120.0, 40.0),
+                    (300.0, 80.0, 15.0),
+                ] {
                     if (fx - cx).powi(2) + (fy - cy).powi(2) < r * r {
                         s += 0.4;
                     }
@@ -249,7 +254,10 @@ mod tests {
         let a = card(w, h, 0.0, 0.0);
         let b = card(w, h, 5.0, -3.0);
         let t = estimate(&a, &b, w, h);
-        assert!((t.tx - 5.0).abs() <= 0.5 && (t.ty + 3.0).abs() <= 0.5, "{t:?}");
+        assert!(
+            (t.tx - 5.0).abs() <= 0.5 && (t.ty + 3.0).abs() <= 0.5,
+            "{t:?}"
+        );
         assert!((t.scale - 1.0).abs() < 0.006, "{t:?}");
         let same = estimate(&a, &a, w, h);
         assert!(same.is_identity(w, h), "{same:?}");

@@ -380,8 +380,14 @@ impl Scene {
                     ((x - cx).powi(2) + (y - cy).powi(2)).sqrt()
                 })
                 .collect();
-            let grow: Vec<f32> = dist.iter().map(|&d| if d < rad + margin { 1.0 } else { 0.0 }).collect();
-            let core: Vec<f32> = dist.iter().map(|&d| if d < rad - margin { 1.0 } else { 0.0 }).collect();
+            let grow: Vec<f32> = dist
+                .iter()
+                .map(|&d| if d < rad + margin { 1.0 } else { 0.0 })
+                .collect();
+            let core: Vec<f32> = dist
+                .iter()
+                .map(|&d| if d < rad - margin { 1.0 } else { 0.0 })
+                .collect();
             let b = psnr(&bicubic, &truth.data, Some((&grow, false)));
             let l = psnr(&out_srgb.data, &truth.data, Some((&grow, false)));
             let follows = psnr(&out_srgb.data, &bicubic, Some((&core, true)));
@@ -411,13 +417,23 @@ impl Scene {
 pub fn mirror_tile(img: &RgbF32, ow: usize, oh: usize) -> RgbF32 {
     let (w, h) = (img.width, img.height);
     let mut data = vec![0f32; ow * oh * 3];
-    data.par_chunks_mut(ow * 3).enumerate().for_each(|(y, row)| {
-        let sy = if (y / h) % 2 == 0 { y % h } else { h - 1 - y % h };
-        for x in 0..ow {
-            let sx = if (x / w) % 2 == 0 { x % w } else { w - 1 - x % w };
-            let s = (sy * w + sx) * 3;
-            row[x * 3..x * 3 + 3].copy_from_slice(&img.data[s..s + 3]);
-        }
-    });
+    data.par_chunks_mut(ow * 3)
+        .enumerate()
+        .for_each(|(y, row)| {
+            let sy = if (y / h) % 2 == 0 {
+                y % h
+            } else {
+                h - 1 - y % h
+            };
+            for x in 0..ow {
+                let sx = if (x / w) % 2 == 0 {
+                    x % w
+                } else {
+                    w - 1 - x % w
+                };
+                let s = (sy * w + sx) * 3;
+                row[x * 3..x * 3 + 3].copy_from_slice(&img.data[s..s + 3]);
+            }
+        });
     RgbF32::new(ow, oh, data)
 }

@@ -351,7 +351,13 @@ impl Stats {
 
     fn solve(&self, prior: &Grid, eps: f32, kappa: f32) -> Grid {
         let (gx, gy, gz) = (self.gx, self.gy, self.gz);
-        let norm = |i: usize, g: usize| if g > 1 { i as f32 / (g - 1) as f32 } else { 0.5 };
+        let norm = |i: usize, g: usize| {
+            if g > 1 {
+                i as f32 / (g - 1) as f32
+            } else {
+                0.5
+            }
+        };
         let mut nodes = vec![IDENTITY; gx * gy * gz];
         nodes
             .par_chunks_mut(gx * gz)
@@ -405,25 +411,32 @@ fn blur_xy(stats: &mut [f32], gx: usize, gy: usize, gz: usize) {
     let node = gz * STATS;
     let orig = stats.to_vec();
     // Across.
-    stats.par_chunks_mut(gx * node).enumerate().for_each(|(j, row)| {
-        let src = &orig[j * gx * node..(j + 1) * gx * node];
-        for i in 0..gx {
-            let (l, r) = (i.saturating_sub(1), (i + 1).min(gx - 1));
-            for c in 0..node {
-                row[i * node + c] =
-                    0.25 * src[l * node + c] + 0.5 * src[i * node + c] + 0.25 * src[r * node + c];
+    stats
+        .par_chunks_mut(gx * node)
+        .enumerate()
+        .for_each(|(j, row)| {
+            let src = &orig[j * gx * node..(j + 1) * gx * node];
+            for i in 0..gx {
+                let (l, r) = (i.saturating_sub(1), (i + 1).min(gx - 1));
+                for c in 0..node {
+                    row[i * node + c] = 0.25 * src[l * node + c]
+                        + 0.5 * src[i * node + c]
+                        + 0.25 * src[r * node + c];
+                }
             }
-        }
-    });
+        });
     let orig = stats.to_vec();
-    stats.par_chunks_mut(gx * node).enumerate().for_each(|(j, row)| {
-        let (u, d) = (j.saturating_sub(1), (j + 1).min(gy - 1));
-        for c in 0..gx * node {
-            row[c] = 0.25 * orig[u * gx * node + c]
-                + 0.5 * orig[j * gx * node + c]
-                + 0.25 * orig[d * gx * node + c];
-        }
-    });
+    stats
+        .par_chunks_mut(gx * node)
+        .enumerate()
+        .for_each(|(j, row)| {
+            let (u, d) = (j.saturating_sub(1), (j + 1).min(gy - 1));
+            for c in 0..gx * node {
+                row[c] = 0.25 * orig[u * gx * node + c]
+                    + 0.5 * orig[j * gx * node + c]
+                    + 0.25 * orig[d * gx * node + c];
+            }
+        });
 }
 
 /// [1 2 1]/4 along brightness, per (x, y) node column.
@@ -475,7 +488,8 @@ fn solve_node(st: &[f32], prior: &[f32; K], eps: f32, kappa: f32) -> [f32; K] {
         }
         for o in 0..3 {
             // prior slope from input a to output o: prior[a*3 + o]
-            b[a][o] = st[13 + a * 3 + o] as f64 / n - ms[a] * md[o] + lambda * prior[a * 3 + o] as f64;
+            b[a][o] =
+                st[13 + a * 3 + o] as f64 / n - ms[a] * md[o] + lambda * prior[a * 3 + o] as f64;
         }
     }
     let Some(inv) = invert3(&c) else {
@@ -543,7 +557,9 @@ mod tests {
     fn a_global_affine_map_is_recovered_exactly_everywhere() {
         let (w, h) = (256, 170);
         let src = smooth_picture(w, h);
-        let m = [0.9f32, 0.05, 0.0, 0.1, 0.8, 0.05, 0.0, 0.1, 1.1, 0.03, -0.02, 0.01];
+        let m = [
+            0.9f32, 0.05, 0.0, 0.1, 0.8, 0.05, 0.0, 0.1, 1.1, 0.03, -0.02, 0.01,
+        ];
         let dst: Vec<f32> = src
             .chunks(3)
             .flat_map(|s| {

@@ -286,7 +286,11 @@ impl Transfer {
         cancel: &Cancel,
     ) -> Result<(), JobError> {
         let (w, h) = (base.width, base.height);
-        let stride = if self.content { EXTRA_CONTENT } else { EXTRA_LOOK };
+        let stride = if self.content {
+            EXTRA_CONTENT
+        } else {
+            EXTRA_LOOK
+        };
         let gcols = grid::columns(w, self.grid.gx);
         let pcols = grid::columns(w, self.pw);
         let gz = self.grid.gz;
@@ -356,12 +360,19 @@ fn apply_row<const S: usize>(
 ) {
     let pw1 = pw.max(2);
     for ((px, &gc), &pc) in row.chunks_exact_mut(3).zip(gcols).zip(pcols) {
-        let s = [px[0].max(0.0).sqrt(), px[1].max(0.0).sqrt(), px[2].max(0.0).sqrt()];
+        let s = [
+            px[0].max(0.0).sqrt(),
+            px[1].max(0.0).sqrt(),
+            px[2].max(0.0).sqrt(),
+        ];
         let mut q = grid::slice_pixel(slice, gz, gc, &s);
         let i0 = (pc.0 as usize).min(pw1 - 2);
         let i1 = (i0 + 1).min(pw - 1);
         let f = pc.1;
-        let (ea, eb) = (&extra_row[i0 * S..i0 * S + S], &extra_row[i1 * S..i1 * S + S]);
+        let (ea, eb) = (
+            &extra_row[i0 * S..i0 * S + S],
+            &extra_row[i1 * S..i1 * S + S],
+        );
         let mut ex = [0f32; S];
         for c in 0..S {
             ex[c] = ea[c] + f * (eb[c] - ea[c]);

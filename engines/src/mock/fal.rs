@@ -1,0 +1,233 @@
+//! Mock of the fal queue: `Key` auth, status/result/cancel URLs WITHOUT the model subpath
+//! (a client that rebuilds them from the model id gets 404), status 202 while queued or
+//! running and 200 when completed, results as URLs on the mock itself.
+
+use std::sync::atomic::Ordering;
+
+use serde_json::{json, Value};
+
+use super::{
+    grade_bytes, run_time, Fault, JobState, MockJob, Recorded, Resp, Shared, QUEUE_FOR, TEST_KEY,
+};
+
+fn detail(status: u16, loc: &str, msg: &str, ty: &str) -> Resp {
+    Resp::json(
+        status,
+        &json!({"detail": [{"loc": ["body", loc], "msg": msg, "type": ty}]}),
+    )
+}
+
+pub(crate) fn handle(shared: &Shared, rec: &Recorded) -> Resp {
+    let segs: Vec<&str> = rec.path.trim_matches('/').split('/').collect();
+    if segs.first() == Some(&"files") && rec.method == "GET" {
+        return serve_file(shared, segs.get(1).copied().unwrap_or(""));
+    }
+    match rec
+        .header("authorization")
+        .and_then(|v| v.strip_prefix("Key "))
+    {
+        Some(k) if k == TEST_KEY => {}
+        Some(_) => {
+            return Resp::json(
+                401,
+                &json!({"detail": "Invalid API key: key not found or revoked."}),
+            )
+        }
+        None => {
+            return Resp::json(
+                401,
+                &json!({"detail": "Missing authorization header: use 'Authorization: Key <FAL_KEY>'."}),
+            )
+        }
+    }
+    // owner/app/requests/{id}[/status|/cancel]; anything longer has a subpath and is unknown.
+    if segs.len() >= 4 && segs[2] == "requests" {
+        let app = format!("{}/{}", segs[0], segs[1]);
+        let id = segs[3];
+        return match (rec.method.as_str(), segs.get(4).copied(), segs.len()) {
+            ("GET", Some("status"), 5) => status(shared, &app, id),
+            ("PUT", Some("cancel"), 5) => cancel(shared, &app, id),
+            ("GET", None, 4) => result(shared, &app, id),
+            _ => Resp::not_found(),
+        };
+    }
+    if rec.method == "POST" && segs.len() >= 2 && !segs.contains(&"requests") {
+        return submit(shared, rec, &segs);
+    }
+    Resp::not_found()
+}
+
+fn urls(shared: &Shared, app: &str, id: &str) -> Value {
+    let base = format!("{}/{app}/requests/{id}", shared.base_url);
+    json!({"request_id": id, "response_url": base, "status_url": format!("{base}/status"), "cancel_url": format!("{base}/cancel")})
+}
+
+fn submit(shared: &Shared, rec: &Recorded, segs: &[&str]) -> Resp {
+    let Some(body) = &rec.json else {
+        return detail(
+            422,
+            "",
+            "Input should be a valid JSON object",
+            "model_attributes_type",
+        );
+    };
+    if body
+        .get("prompt")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
+        return detail(422, "prompt", "Field required", "missing");
+    }
+    let uri = body.get("image_url").and_then(Value::as_str).or_else(|| {
+        body.get("image_urls")
+            .and_then(Value::as_array)
+            .and_then(|a| a.first())
+            .and_then(Value::as_str)
+    });
+    let Some(uri) = uri else {
+        return detail(422, "image_url", "Field required", "missing");
+    };
+    let Some(image) = super::from_data_uri(uri) else {
+        return detail(
+            422,
+            "image_url",
+            "Failed to load the image (the mock accepts data: URIs only)",
+            "image_load_error",
+        );
+    };
+
+    let fault = shared.next_fault();
+    match &fault {
+        Some(Fault::RateLimit { retry_after }) => {
+            return Resp::json(
+                429,
+                &json!({"detail": "Too many concurrent requests for this user"}),
+            )
+            .header("Retry-After", retry_after);
+        }
+        Some(Fault::Unavailable503) => {
+            // The ingress answered: no request id, the queue never saw it.
+            return Resp::json(503, &json!({"detail": "Service temporarily unavailable", "error_type": "runner_scheduling_failure"}))
+                .header("X-Fal-Error-Type", "runner_scheduling_failure");
+        }
+        _ => {}
+    }
+    let output = grade_bytes(&image, matches!(fault, Some(Fault::WrongAspect)));
+    let hang = match &fault {
+        Some(Fault::Hang(d)) => Some(*d),
+        _ => None,
+    };
+    let mut job = MockJob::new(QUEUE_FOR, run_time(&fault), fault, output);
+    job.tag = format!("{}/{}", segs[0], segs[1]);
+    let id = shared.uuid();
+    let app = job.tag.clone();
+    shared.jobs.lock().unwrap().insert(id.clone(), job);
+    if let Some(d) = hang {
+        shared.sleep(d);
+    }
+    let mut reply = urls(shared, &app, &id);
+    reply["status"] = json!("IN_QUEUE");
+    reply["queue_position"] = json!(0);
+    Resp::json(200, &reply).header("x-fal-request-id", &id)
+}
+
+fn status(shared: &Shared, app: &str, id: &str) -> Resp {
+    let jobs = shared.jobs.lock().unwrap();
+    let Some(job) = jobs.get(id).filter(|j| j.tag == app) else {
+        return Resp::json(404, &json!({"detail": "Request not found"}));
+    };
+    let mut v = urls(shared, app, id);
+    let code = match job.state() {
+        JobState::Queued => {
+            v["status"] = json!("IN_QUEUE");
+            v["queue_position"] = json!(0);
+            202
+        }
+        JobState::Running => {
+            v["status"] = json!("IN_PROGRESS");
+            v["logs"] = json!([{"message": "step 10/28", "level": "INFO", "source": "USER", "timestamp": "2026-08-01T12:00:03Z"}]);
+            202
+        }
+        JobState::Done | JobState::Cancelled => {
+            v["status"] = json!("COMPLETED");
+            v["logs"] = json!([]);
+            v["metrics"] = json!({"inference_time": job.run_for.as_secs_f64()});
+            200
+        }
+    };
+    Resp::json(code, &v)
+}
+
+fn cancel(shared: &Shared, app: &str, id: &str) -> Resp {
+    let mut jobs = shared.jobs.lock().unwrap();
+    let Some(job) = jobs.get_mut(id).filter(|j| j.tag == app) else {
+        return Resp::json(404, &json!({"status": "NOT_FOUND"}));
+    };
+    if job.cancel() {
+        shared.cancels.fetch_add(1, Ordering::SeqCst);
+        Resp::json(202, &json!({"status": "CANCELLATION_REQUESTED"}))
+    } else {
+        Resp::json(400, &json!({"status": "ALREADY_COMPLETED"}))
+    }
+}
+
+fn result(shared: &Shared, app: &str, id: &str) -> Resp {
+    let jobs = shared.jobs.lock().unwrap();
+    let Some(job) = jobs.get(id).filter(|j| j.tag == app) else {
+        return Resp::json(404, &json!({"detail": "Request not found"}));
+    };
+    match job.state() {
+        JobState::Queued | JobState::Running => {
+            return Resp::json(400, &json!({"detail": "Request is still in progress"}))
+        }
+        JobState::Cancelled => return Resp::json(400, &json!({"detail": "Request was cancelled"})),
+        JobState::Done => {}
+    }
+    match &job.fault {
+        Some(Fault::Refuse | Fault::BlockPrompt) => {
+            return detail(
+                422,
+                "image_url",
+                "The content could not be processed because it contained material flagged by a content checker.",
+                "content_policy_violation",
+            )
+        }
+        Some(Fault::MalformedJson) => return Resp::truncated_json(&json!({"images": [{"url": "x".repeat(100)}]})),
+        _ => {}
+    }
+    let (png, w, h) = match &job.output {
+        Ok(x) => x.clone(),
+        Err(e) => return detail(422, "image_url", e, "image_load_error"),
+    };
+    let (name, body, ctype) = if matches!(job.fault, Some(Fault::TextOnly)) {
+        (
+            format!("{id}.txt"),
+            b"I can't edit this photo.".to_vec(),
+            "text/plain",
+        )
+    } else {
+        (format!("{id}.png"), png, "image/png")
+    };
+    shared
+        .files
+        .lock()
+        .unwrap()
+        .insert(name.clone(), (body, ctype));
+    Resp::json(
+        200,
+        &json!({"images": [{"url": format!("{}/files/{name}", shared.base_url), "content_type": ctype, "width": w, "height": h}],
+                "seed": 42, "has_nsfw_concepts": [false], "prompt": "mock", "timings": {"inference": job.run_for.as_secs_f64()}}),
+    )
+}
+
+fn serve_file(shared: &Shared, name: &str) -> Resp {
+    match shared.files.lock().unwrap().get(name) {
+        Some((bytes, ctype)) => Resp::raw(200, ctype, bytes.clone()),
+        None => Resp::not_found(),
+    }
+}
+
+/// Used by the Replicate mock too.
+pub(crate) fn serve(shared: &Shared, name: &str) -> Resp {
+    serve_file(shared, name)
+}
