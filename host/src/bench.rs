@@ -36,6 +36,9 @@ fn median(mut v: Vec<u64>) -> u64 {
 
 /// Runs the benchmark and prints a table.
 pub fn run(paths: &Paths, args: BenchArgs) -> anyhow::Result<i32> {
+    if args.transfer {
+        return transfer(&args);
+    }
     let config = Config::load(&paths.config_file)?;
     let registry = Registry::discover(
         &search_path(&paths.data_dir, &config.daemon.plugin_dirs),
@@ -239,4 +242,117 @@ fn peak_rss_kb() -> Option<u64> {
         .nth(1)?
         .parse()
         .ok()
+}
+
+/// `luminary bench --transfer PHOTO`: the fidelity table and the transfer's speed, with a
+/// plain copy of the same image as the in-run reference for the apply pass.
+fn transfer(args: &BenchArgs) -> anyhow::Result<i32> {
+    use crate::image::RgbF32;
+    use crate::transfer::fidelity::{mirror_tile, AnswerFormat, Edit, Scene};
+    use crate::transfer::{Mode, Transfer};
+    let img = image::open(&args.file)
+        .with_context(|| format!("{}: cannot open", args.file.display()))?
+        .into_rgb32f();
+    let img = RgbF32::new(img.width() as usize, img.height() as usize, img.into_raw());
+    let full = if img.pixels() < 20_000_000 {
+        mirror_tile(&img, 6000, 4000)
+    } else {
+        img
+    };
+    let scene = Scene::new(full, 1024);
+    let (w, h) = (scene.base.width, scene.base.height);
+    println!(
+        "{} at {w}×{h} ({:.1} MP), engine answer 1024 px; PSNR (dB) against the edit made at full resolution",
+        args.file.display(),
+        (w * h) as f64 / 1e6
+    );
+    println!(
+        "{:<14} {:<7} {:>9} {:>9} {:>7} {:>8} {:>10}",
+        "edit", "answer", "bicubic", "luminary", "gain", "fit ms", "apply MP/s"
+    );
+    let mut fits = Vec::new();
+    let mut applies = Vec::new();
+    let mut per_cpu = Vec::new();
+    for format in [AnswerFormat::Png, AnswerFormat::Jpeg90] {
+        for edit in Edit::ALL {
+            let r = scene.row(edit, format);
+            fits.push(r.fit_ms);
+            applies.push(r.apply_mps);
+            per_cpu.push(r.apply_mp_per_cpu_s);
+            println!(
+                "{:<14} {:<7} {:>9.2} {:>9.2} {:>+7.2} {:>8.1} {:>10.1}{}",
+                edit.name(),
+                match format {
+                    AnswerFormat::Png => "PNG",
+                    AnswerFormat::Jpeg90 => "JPEG90",
+                },
+                r.bicubic_db,
+                r.luminary_db,
+                r.luminary_db - r.bicubic_db,
+                r.fit_ms,
+                r.apply_mps,
+                r.changed
+                    .map(|(f, _)| format!("  (outside the object; inside it follows the engine at {f:.1} dB)"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    let med = |mut v: Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    // Reference: the cheapest possible full-resolution pass, a parallel copy.
+    let mut copy = vec![0f32; scene.base.data.len()];
+    let mut copy_s = f64::MAX;
+    let mut copy_cpu_s = f64::MAX;
+    for _ in 0..3 {
+        let t = std::time::Instant::now();
+        let c0 = crate::transfer::fidelity::cpu_seconds();
+        use rayon::prelude::*;
+        copy.par_chunks_mut(1 << 16)
+            .zip(scene.base.data.par_chunks(1 << 16))
+            .for_each(|(d, s)| d.copy_from_slice(s));
+        copy_s = copy_s.min(t.elapsed().as_secs_f64());
+        if let (Some(a), Some(b)) = (c0, crate::transfer::fidelity::cpu_seconds()) {
+            copy_cpu_s = copy_cpu_s.min(b - a);
+        }
+    }
+    drop(copy);
+    let copy_mps = (w * h) as f64 / 1e6 / copy_s;
+    let apply = med(applies);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let cpu = med(per_cpu);
+    println!(
+        "apply per CPU-second (independent of other load): {cpu:.0} MP → {:.0} MP/s on {cores} idle cores; a plain copy: {:.0} MP per CPU-second",
+        cpu * cores,
+        (w * h) as f64 / 1e6 / copy_cpu_s
+    );
+    println!("fit (align + grid + residual + mask), median: {:.1} ms", med(fits));
+    println!(
+        "apply at full resolution, median: {apply:.0} MP/s on {} threads = {:.2}× the speed of a plain parallel copy of the image ({copy_mps:.0} MP/s)",
+        rayon::current_num_threads(),
+        apply / copy_mps
+    );
+    // The live slider: re-blending at preview size with an already fitted transfer.
+    let preview = crate::pipeline::preview::downscale(&scene.base, 1024);
+    let mut answer = crate::transfer::fidelity::working_to_srgb(&preview);
+    crate::transfer::fidelity::apply_edit(Edit::Combined, &mut answer);
+    let answer = crate::transfer::fidelity::srgb_to_working(&answer);
+    let t = Transfer::fit(&preview, &answer, Mode::Look);
+    let mut best = f64::MAX;
+    for i in 0..5 {
+        let s = std::time::Instant::now();
+        let _ = t.preview_blend(&preview, 0.2 * i as f32);
+        best = best.min(s.elapsed().as_secs_f64());
+    }
+    println!(
+        "preview-size re-blend at a new intensity ({}×{}): {:.1} ms",
+        preview.width,
+        preview.height,
+        best * 1e3
+    );
+    if let Some(kb) = peak_rss_kb() {
+        println!("peak memory of this benchmark process: {} MB", kb / 1024);
+    }
+    Ok(0)
 }

@@ -29,6 +29,15 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// `luminary cache …`
+#[derive(Subcommand, Debug)]
+pub enum CacheAction {
+    /// Remove every cached answer (the next run of each edit calls the engine again).
+    Clear,
+    /// Entries and size.
+    Stats,
+}
+
 /// Subcommands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
@@ -66,6 +75,29 @@ pub enum Command {
     },
     /// Stop the daemon.
     Stop,
+    /// List the engines: key present, server reachable (checked without spending money).
+    Engines {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// What engine calls cost, by day and engine (from the usage ledger).
+    Usage {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        /// Only the last N days.
+        #[arg(long)]
+        days: Option<u32>,
+    },
+    /// The cache of engine answers (re-running a preset never pays twice).
+    Cache {
+        /// Machine-readable output.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        action: CacheAction,
+    },
     /// Time each stage of a job on FILE, in this process, and compare with LibRaw.
     Bench(BenchArgs),
     /// Put an editor bridge where the editor finds it.
@@ -77,6 +109,25 @@ pub enum Command {
     #[command(hide = true)]
     PluginRunner {
         /// The plugin library.
+        file: PathBuf,
+    },
+    /// Internal: decode one camera RAW for the daemon, under a memory limit (RAW decoders
+    /// never run in the daemon). stdin is the shared file the samples go to.
+    #[command(hide = true)]
+    DecodeRunner {
+        /// `limits.max_pixels`.
+        #[arg(long)]
+        max_pixels: u64,
+        /// Address space for parsing and decoding, in bytes (0: unlimited).
+        #[arg(long)]
+        memory: u64,
+        /// The daemon's deadline, in seconds.
+        #[arg(long)]
+        timeout_s: f64,
+        /// The daemon's process id.
+        #[arg(long, default_value_t = 0)]
+        parent: u32,
+        /// The RAW.
         file: PathBuf,
     },
 }
@@ -179,6 +230,10 @@ pub struct BenchArgs {
     /// Timed runs (after one warm-up).
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
+    /// Instead of a job: the transfer stage's fidelity table (Luminary vs bicubic upscaling
+    /// of the engine's answer, on FILE tiled to 24 MP) and its speed figures.
+    #[arg(long)]
+    pub transfer: bool,
     /// Python interpreter with rawpy for the LibRaw reference ("" to skip).
     #[arg(long, default_value = "python3")]
     pub python: String,
@@ -186,6 +241,38 @@ pub struct BenchArgs {
 
 /// Entry point; returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    match &cli.command {
+        Command::DecodeRunner {
+            max_pixels,
+            memory,
+            timeout_s,
+            parent,
+            file,
+        } => {
+            return Ok(crate::pipeline::decode_runner::run(
+                crate::pipeline::decode_runner::RunnerArgs {
+                    file,
+                    max_pixels: *max_pixels,
+                    memory: *memory,
+                    timeout_s: *timeout_s,
+                    parent: *parent,
+                },
+            ))
+        }
+        Command::PluginRunner { .. } => {}
+        // Every command that may decode a RAW (the daemon, bench, sheets) does it in a
+        // decoder process of this executable.
+        _ => {
+            match crate::paths::self_exe() {
+                Ok(exe) => crate::pipeline::ingest::set_raw_decoding(
+                    crate::pipeline::ingest::RawDecoding::Process(exe),
+                ),
+                Err(e) => tracing::warn!(
+                    "RAWs are decoded in this process, without a memory limit: {e}"
+                ),
+            }
+        }
+    }
     let paths = Paths::resolve(cli.config.clone(), cli.socket.clone())?;
     match cli.command {
         Command::Serve => {
@@ -337,6 +424,11 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Bench(args) => crate::bench::run(&paths, args),
+        Command::Engines { json } => crate::engine::commands::engines(&paths, json),
+        Command::Usage { json, days } => crate::engine::commands::usage(&paths, json, days),
+        Command::Cache { json, action } => {
+            crate::engine::commands::cache(&paths, matches!(action, CacheAction::Clear), json)
+        }
         Command::Install {
             editor: InstallTarget::Darktable { configdir },
         } => {
@@ -356,6 +448,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::PluginRunner { file } => Ok(crate::plugins::runner::run_runner(&file)),
+        Command::DecodeRunner { .. } => unreachable!("handled above"),
     }
 }
 

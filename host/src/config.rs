@@ -148,6 +148,12 @@ pub struct Limits {
     pub max_pixels: u64,
     /// Largest input file, in bytes (default 1 GiB).
     pub max_file_bytes: u64,
+    /// Address space, in MB, of the process that decodes a camera RAW while it parses and
+    /// decodes (0, the default: 512 MB + the file's size + 16 bytes per pixel of
+    /// `max_pixels`). A decoder asking for more is stopped and the job fails `too_large`.
+    pub decode_memory_mb: u64,
+    /// Seconds the RAW decoder process may take before it is stopped (`corrupt_input`).
+    pub decode_timeout_s: f64,
 }
 
 impl Default for Limits {
@@ -155,6 +161,8 @@ impl Default for Limits {
         Limits {
             max_pixels: 200_000_000,
             max_file_bytes: 1 << 30,
+            decode_memory_mb: 0,
+            decode_timeout_s: 120.0,
         }
     }
 }
@@ -228,15 +236,52 @@ impl Default for EngineConfig {
 impl Config {
     /// Reads `path`; a missing file means all defaults, a broken one is an error naming it.
     pub fn load(path: &Path) -> anyhow::Result<Config> {
-        match std::fs::read_to_string(path) {
+        let config: Config = match std::fs::read_to_string(path) {
             Ok(text) => toml::from_str(&text)
-                .map_err(|e| anyhow::anyhow!("{}: invalid configuration: {e}", path.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
-            Err(e) => Err(anyhow::anyhow!(
-                "{}: cannot read configuration: {e}",
-                path.display()
-            )),
+                .map_err(|e| anyhow::anyhow!("{}: invalid configuration: {e}", path.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
+            Err(e) => {
+                return Err(anyhow::anyhow!(
+                    "{}: cannot read configuration: {e}",
+                    path.display()
+                ))
+            }
+        };
+        for name in config.engines.keys() {
+            if !luminary_engines::NAMES.contains(&name.as_str()) {
+                anyhow::bail!(
+                    "{}: unknown engine [engines.{name}]; known engines: {}",
+                    path.display(),
+                    luminary_engines::NAMES.join(", ")
+                );
+            }
         }
+        if let Some(w) = config.key_permission_warning(path) {
+            tracing::warn!("{w}");
+            eprintln!("warning: {w}");
+        }
+        Ok(config)
+    }
+
+    /// A warning when the file holds API keys and other users can read it.
+    pub fn key_permission_warning(&self, path: &Path) -> Option<String> {
+        if !self.engines.values().any(|e| e.api_key.is_some()) {
+            return None;
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(path).ok()?.permissions().mode();
+            if mode & 0o077 != 0 {
+                return Some(format!(
+                    "{} holds API keys and other users can read it (mode {:o}); run: chmod 600 {}",
+                    path.display(),
+                    mode & 0o777,
+                    path.display()
+                ));
+            }
+        }
+        None
     }
 }
 

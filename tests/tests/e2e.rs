@@ -28,6 +28,10 @@ mod lightroom;
 #[path = "e2e/hardening.rs"]
 mod hardening;
 
+#[cfg(target_os = "linux")]
+#[path = "e2e/engines.rs"]
+mod engines;
+
 /// Fixtures shared by every test in this binary (generating a 24 MP DNG takes a while).
 struct Fixtures {
     _dir: tempfile::TempDir,

@@ -1,6 +1,6 @@
 //! Issue #5's fidelity targets, on a real photograph at 24 MP: every single look
 //! operator ≥ 42 dB, the combined look ≥ 38 dB, each ≥ 8 dB above bicubic upscaling of
-//! the engine's answer (PNG answers); JPEG answers still beat bicubic; the pasted object
+//! the engine's answer (PNG answers); JPEG answers (4:2:0, q90) beat bicubic by ≥ 5 dB; the pasted object
 //! keeps ≥ 38 dB outside it and follows the engine inside it.
 
 use luminary::image::RgbF32;
@@ -32,7 +32,9 @@ fn transferred_edits_match_full_resolution_edits() {
                 r.luminary_db,
                 r.fit_ms,
                 r.changed
-                    .map(|(f, b)| format!("inside: follows engine {f:.1} dB, bicubic vs truth {b:.1} dB"))
+                    .map(|(f, b)| format!(
+                        "inside: follows engine {f:.1} dB, bicubic vs truth {b:.1} dB"
+                    ))
                     .unwrap_or_default()
             );
             let mut need = |ok: bool, what: String| {
@@ -42,26 +44,60 @@ fn transferred_edits_match_full_resolution_edits() {
             };
             match (format, edit) {
                 (AnswerFormat::Png, Edit::PasteObject) => {
-                    need(r.luminary_db >= 38.0, format!("unchanged area {:.2} dB < 38", r.luminary_db));
+                    need(
+                        r.luminary_db >= 38.0,
+                        format!("unchanged area {:.2} dB < 38", r.luminary_db),
+                    );
                     let (follows, _) = r.changed.expect("content row");
-                    need(follows >= 30.0, format!("inside the object only {follows:.1} dB from the engine's pixels"));
+                    need(
+                        follows >= 30.0,
+                        format!("inside the object only {follows:.1} dB from the engine's pixels"),
+                    );
                 }
                 (AnswerFormat::Png, Edit::Combined) => {
-                    need(r.luminary_db >= 38.0, format!("{:.2} dB < 38", r.luminary_db));
-                    need(r.luminary_db >= r.bicubic_db + 8.0, format!("only {:.2} dB above bicubic", r.luminary_db - r.bicubic_db));
+                    need(
+                        r.luminary_db >= 38.0,
+                        format!("{:.2} dB < 38", r.luminary_db),
+                    );
+                    need(
+                        r.luminary_db >= r.bicubic_db + 8.0,
+                        format!("only {:.2} dB above bicubic", r.luminary_db - r.bicubic_db),
+                    );
                 }
                 (AnswerFormat::Png, _) => {
-                    need(r.luminary_db >= 42.0, format!("{:.2} dB < 42", r.luminary_db));
-                    need(r.luminary_db >= r.bicubic_db + 8.0, format!("only {:.2} dB above bicubic", r.luminary_db - r.bicubic_db));
+                    need(
+                        r.luminary_db >= 42.0,
+                        format!("{:.2} dB < 42", r.luminary_db),
+                    );
+                    need(
+                        r.luminary_db >= r.bicubic_db + 8.0,
+                        format!("only {:.2} dB above bicubic", r.luminary_db - r.bicubic_db),
+                    );
                 }
                 (AnswerFormat::Jpeg90, Edit::PasteObject) => {
-                    need(r.luminary_db > r.bicubic_db, format!("unchanged area {:.2} dB not above bicubic {:.2}", r.luminary_db, r.bicubic_db));
+                    need(
+                        r.luminary_db > r.bicubic_db,
+                        format!(
+                            "unchanged area {:.2} dB not above bicubic {:.2}",
+                            r.luminary_db, r.bicubic_db
+                        ),
+                    );
                 }
                 (AnswerFormat::Jpeg90, _) => {
-                    need(r.luminary_db > r.bicubic_db + 1.0, format!("{:.2} dB not above bicubic {:.2}", r.luminary_db, r.bicubic_db));
+                    need(
+                        r.luminary_db >= r.bicubic_db + 5.0,
+                        format!(
+                            "{:.2} dB, not 5 dB above bicubic {:.2}",
+                            r.luminary_db, r.bicubic_db
+                        ),
+                    );
                 }
             }
         }
     }
-    assert!(failures.is_empty(), "fidelity targets missed:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "fidelity targets missed:\n{}",
+        failures.join("\n")
+    );
 }

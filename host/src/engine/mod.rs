@@ -7,6 +7,7 @@
 //! * AI engines (`remote`): the preview goes out, an edited preview comes back (through the
 //!   edit cache), and the pipeline's transfer stage carries it to full resolution.
 
+pub mod commands;
 pub mod filters;
 pub mod local;
 pub mod remote;

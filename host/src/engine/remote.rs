@@ -202,10 +202,16 @@ pub fn decode_answer(bytes: &[u8], engine: &str) -> Result<RgbF32, JobError> {
         .map_err(|e| bad(format!("answer's colour profile: {e}")))
 }
 
+fn is_jpeg(bytes: &[u8]) -> bool {
+    bytes.starts_with(&[0xFF, 0xD8])
+}
+
 /// What an AI engine gave back for one job.
 pub struct Answer {
     /// The engine's picture, working space, its own size.
     pub image: RgbF32,
+    /// Whether it came lossy (JPEG): the transfer then smooths its residual.
+    pub lossy: bool,
     /// From the edit cache.
     pub cached: bool,
     /// Estimated cost of this job's call (0 when cached).
@@ -255,6 +261,7 @@ impl Engines {
                         self.record(LedgerEntry::cache_hit(&engine, &model, job.preset));
                         return Ok(Answer {
                             image,
+                            lossy: is_jpeg(&hit.bytes),
                             cached: true,
                             cost: 0.0,
                         });
@@ -295,6 +302,7 @@ impl Engines {
                 }
                 Ok(Answer {
                     image,
+                    lossy: is_jpeg(&out.bytes),
                     cached: false,
                     cost: price,
                 })

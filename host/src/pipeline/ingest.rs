@@ -8,11 +8,17 @@
 //!
 //! Decoders are third-party code fed untrusted files: rawler still has `todo!()` and
 //! `panic!` paths, so every decode runs under `catch_unwind` and a panic becomes a
-//! `corrupt_input` error for this file only.
+//! `corrupt_input` error for this file only. rawler also allocates whatever a header
+//! claims, and a failed allocation aborts the process (no `catch_unwind` stops that): so
+//! in the daemon and the CLI, camera RAWs are decoded in a `luminary decode-runner` child
+//! process under a memory limit and a deadline (`decode_runner`); the daemon gets the
+//! sensor data back through shared memory and develops it here. TIFF-structured files are
+//! also walked before any decoder sees them (`check_tiff_structure`).
 
 use std::io::Read;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use rawler::decoders::RawDecodeParams;
 use rawler::imgop::develop::{Intermediate, ProcessingStep, RawDevelop};
@@ -20,8 +26,10 @@ use rawler::imgop::xyz::Illuminant;
 use rawler::rawsource::RawSource;
 use rayon::prelude::*;
 
+use serde::{Deserialize, Serialize};
+
 use crate::config::Limits;
-use crate::error::{ErrorCode, JobError};
+use crate::error::{Cancel, ErrorCode, JobError};
 use crate::image::RgbF32;
 use crate::pipeline::metadata::{self, SourceMeta};
 
@@ -73,8 +81,59 @@ fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "decoder crashed".into())
 }
 
+/// How camera RAWs are decoded.
+#[derive(Clone, Debug)]
+pub enum RawDecoding {
+    /// In a `luminary decode-runner` child of this executable, under a memory limit and a
+    /// deadline, so that a decoder that aborts, crashes or hangs fails only its job (the
+    /// daemon and every CLI command). Unix only: elsewhere this decodes in-process.
+    Process(PathBuf),
+    /// In this process: library users (tests) and the fuzz target. `budget`, when given,
+    /// is called with the heap the decoder process would have (`Some(bytes)`: its memory
+    /// limit less its own baseline) before rawler runs, and with `None` after, so a harness
+    /// can refuse allocations beyond it as the child's limit would.
+    InProcess {
+        /// See above.
+        budget: Option<fn(Option<u64>)>,
+    },
+}
+
+static RAW_DECODING: OnceLock<RawDecoding> = OnceLock::new();
+
+/// Chooses, once per process, how [`ingest`] decodes camera RAWs. Without it: in-process.
+pub fn set_raw_decoding(how: RawDecoding) {
+    let _ = RAW_DECODING.set(how);
+}
+
+/// How this process decodes camera RAWs.
+pub fn raw_decoding() -> RawDecoding {
+    RAW_DECODING
+        .get()
+        .cloned()
+        .unwrap_or(RawDecoding::InProcess { budget: None })
+}
+
 /// Reads `path` into working-space pixels, refusing what exceeds `limits`.
 pub fn ingest(path: &Path, limits: &Limits) -> Result<Ingested, JobError> {
+    ingest_with(path, limits, &raw_decoding(), &Cancel::default())
+}
+
+/// [`ingest`] for a job: setting `cancel` stops a RAW decoder process.
+pub fn ingest_cancellable(
+    path: &Path,
+    limits: &Limits,
+    cancel: &Cancel,
+) -> Result<Ingested, JobError> {
+    ingest_with(path, limits, &raw_decoding(), cancel)
+}
+
+/// [`ingest`] with RAWs decoded as `how` says.
+pub fn ingest_with(
+    path: &Path,
+    limits: &Limits,
+    how: &RawDecoding,
+    cancel: &Cancel,
+) -> Result<Ingested, JobError> {
     let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => JobError::file(ErrorCode::NotFound, path, "no such file"),
         _ => JobError::file(ErrorCode::NotFound, path, format!("cannot read: {e}")),
@@ -121,11 +180,17 @@ pub fn ingest(path: &Path, limits: &Limits) -> Result<Ingested, JobError> {
         })?;
     }
     match sniff(path, &head[..n]) {
-        Some(Kind::Raw) => ingest_raw(path, limits),
+        Some(Kind::Raw) => ingest_raw(path, limits, how, cancel),
         Some(Kind::Raster) => ingest_raster(path, limits).or_else(|err| {
             // A DNG or other TIFF-based RAW saved with a .tif name: let rawler try.
             if head.starts_with(b"II*\0") || head.starts_with(b"MM\0*") {
-                ingest_raw(path, limits).map_err(|_| err)
+                ingest_raw(path, limits, how, cancel).map_err(|e| {
+                    if e.code == ErrorCode::Cancelled {
+                        e
+                    } else {
+                        err
+                    }
+                })
             } else {
                 Err(err)
             }
@@ -325,47 +390,407 @@ fn check_pixels(path: &Path, w: usize, h: usize, limits: &Limits) -> Result<(), 
     Ok(())
 }
 
-fn ingest_raw(path: &Path, limits: &Limits) -> Result<Ingested, JobError> {
-    let corrupt = |why: String| JobError::file(ErrorCode::CorruptInput, path, why);
-    let result = catch_unwind(AssertUnwindSafe(|| -> Result<Ingested, JobError> {
-        let src = RawSource::new(path).map_err(|e| JobError::file(ErrorCode::NotFound, path, e))?;
-        let decoder = rawler::get_decoder(&src).map_err(|e| {
-            JobError::file(
-                ErrorCode::UnsupportedFormat,
-                path,
-                format!("not a camera RAW Luminary can read ({e})"),
-            )
-        })?;
-        let params = RawDecodeParams::default();
-        let t0 = std::time::Instant::now();
-        let raw = decoder.raw_image(&src, &params, false).map_err(|e| {
-            corrupt(format!(
-                "the RAW data cannot be decoded ({e}); the file may be truncated"
-            ))
-        })?;
-        check_pixels(path, raw.width, raw.height, limits)?;
-        let mut meta = metadata::read_exif(path);
-        if meta.fields.is_empty() {
-            if let Ok(md) = decoder.raw_metadata(&src, &params) {
-                meta.fields = metadata::from_rawler(&md);
-            }
+/// Address space a RAW decoder process needs besides the decode itself: the executable
+/// and its libraries, thread stacks, two malloc arenas (about 150 MB measured), with room.
+pub const DECODER_BASE_BYTES: u64 = 512 << 20;
+/// Bytes per pixel of `max_pixels` a decoder may allocate while it parses and decodes: the
+/// sensor data (2 bytes a photosite, up to 12 for three-channel float DNGs), the copy in
+/// shared memory and decoders' own buffers.
+const DECODE_BYTES_PER_PIXEL: u64 = 16;
+/// Bytes per actual pixel added to the limit, once the decoded size is known and within
+/// `max_pixels`, for rawler's develop of non-Bayer sensors (float planes, demosaic, crops).
+pub(crate) const DEVELOP_BYTES_PER_PIXEL: u64 = 64;
+
+/// The address space the decoder process of a `file_len`-byte RAW may use while it parses
+/// and decodes (`limits.decode_memory_mb`, or from `limits.max_pixels`).
+pub fn decode_memory_limit(limits: &Limits, file_len: u64) -> u64 {
+    if limits.decode_memory_mb > 0 {
+        return limits.decode_memory_mb.saturating_mul(1 << 20);
+    }
+    DECODER_BASE_BYTES
+        .saturating_add(file_len)
+        .saturating_add(limits.max_pixels.saturating_mul(DECODE_BYTES_PER_PIXEL))
+}
+
+/// The `too_large` error of a decoder that went over its memory limit; `asked` is the
+/// allocation that failed, when known.
+pub(crate) fn over_memory_limit(path: &Path, limit: u64, asked: Option<u64>) -> JobError {
+    let asked = asked
+        .map(|b| format!(", and it asked for {} MB more at once", b.div_ceil(1 << 20)))
+        .unwrap_or_default();
+    JobError::file(
+        ErrorCode::TooLarge,
+        path,
+        format!(
+            "decoding it needs more memory than the RAW decoder may use ({} MB{asked}); the file claims a larger image than it holds, or needs limits.decode_memory_mb raised in config.toml",
+            limit >> 20
+        ),
+    )
+}
+
+/// The size in a Rust allocation-failure message ("memory allocation of N bytes failed").
+pub(crate) fn failed_allocation(text: &str) -> Option<Option<u64>> {
+    let at = text.find("memory allocation of ")?;
+    let rest = &text[at + "memory allocation of ".len()..];
+    Some(rest.split(' ').next().and_then(|n| n.parse().ok()))
+}
+
+/// Sensor data as decoded, before develop. The decoder process sends this as JSON and the
+/// samples through shared memory; floats travel as their bits, so they arrive exactly.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub(crate) struct RawHeader {
+    /// Samples per row (Bayer) or pixels per row (RGB).
+    pub width: usize,
+    /// Rows.
+    pub height: usize,
+    /// EXIF orientation of the stored pixels.
+    pub orientation: u16,
+    /// What the samples are.
+    pub layout: RawLayout,
+}
+
+/// The two kinds of decoded data.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub(crate) enum RawLayout {
+    /// A 2×2 RGB Bayer mosaic, one sample per photosite (`u16`, or `f32` when `float`),
+    /// developed by our fused demosaic.
+    Bayer {
+        float: bool,
+        colors: [[usize; 2]; 2],
+        black: [u32; 4],
+        white: [u32; 4],
+        /// Visible part: x, y, width, height.
+        rect: [usize; 4],
+        wb: [u32; 3],
+        matrix: [[u32; 3]; 3],
+    },
+    /// Developed by rawler in the decoder (X-Trans, linear DNGs, monochrome): working-space
+    /// RGB, three `f32` per pixel, not yet upright.
+    Rgb,
+}
+
+/// What rawler produced: the header and the samples it describes.
+pub(crate) struct Decoded {
+    pub header: RawHeader,
+    data: DecodedData,
+}
+
+enum DecodedData {
+    Raw(rawler::RawImage),
+    Rgb(Vec<f32>),
+}
+
+fn as_bytes<T: Copy>(v: &[T]) -> &[u8] {
+    // SAFETY: plain numbers (u16 / f32) without padding, read as bytes.
+    unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, std::mem::size_of_val(v)) }
+}
+
+impl Decoded {
+    /// The samples as bytes, in the machine's byte order: what goes into shared memory.
+    pub fn sample_bytes(&self) -> &[u8] {
+        match &self.data {
+            DecodedData::Raw(raw) => match &raw.data {
+                rawler::RawImageData::Integer(v) => as_bytes(v),
+                rawler::RawImageData::Float(v) => as_bytes(v),
+            },
+            DecodedData::Rgb(v) => as_bytes(v),
         }
-        meta.orientation = raw.orientation.to_u16();
+    }
+}
+
+/// An open RAW and its decoder, kept for metadata.
+pub(crate) struct OpenedRaw {
+    src: RawSource,
+    decoder: Box<dyn rawler::decoders::Decoder>,
+}
+
+impl OpenedRaw {
+    /// rawler's parsed metadata, for RAW containers whose EXIF we cannot walk.
+    pub fn metadata(&self) -> Option<rawler::decoders::RawMetadata> {
+        self.decoder
+            .raw_metadata(&self.src, &RawDecodeParams::default())
+            .ok()
+    }
+}
+
+/// rawler's part of a RAW ingest — what runs in the decoder process: parse, decode, size
+/// check, colour, and for sensors our demosaic does not handle, rawler's develop.
+/// `develop_room` is called with the checked pixel count before that develop, so the
+/// caller can allow it the memory it needs.
+pub(crate) fn decode_raw(
+    path: &Path,
+    limits: &Limits,
+    develop_room: &mut dyn FnMut(u64),
+) -> Result<(Decoded, OpenedRaw), JobError> {
+    let corrupt = |why: String| JobError::file(ErrorCode::CorruptInput, path, why);
+    let src = RawSource::new(path).map_err(|e| JobError::file(ErrorCode::NotFound, path, e))?;
+    let decoder = rawler::get_decoder(&src).map_err(|e| {
+        JobError::file(
+            ErrorCode::UnsupportedFormat,
+            path,
+            format!("not a camera RAW Luminary can read ({e})"),
+        )
+    })?;
+    let params = RawDecodeParams::default();
+    let t0 = std::time::Instant::now();
+    let raw = decoder.raw_image(&src, &params, false).map_err(|e| {
+        corrupt(format!(
+            "the RAW data cannot be decoded ({e}); the file may be truncated"
+        ))
+    })?;
+    tracing::debug!("raw decode {:?}", t0.elapsed());
+    check_pixels(path, raw.width, raw.height, limits)?;
+    let orientation = raw.orientation.to_u16();
+    let (wb, m) = raw_colour(path, &raw)?;
+    let opened = OpenedRaw { src, decoder };
+    // The common case — a 2×2 RGB Bayer sensor — takes our fused path, in the daemon.
+    if let rawler::rawimage::RawPhotometricInterpretation::Cfa(cfg) = &raw.photometric {
+        if cfg.cfa.width == 2 && cfg.cfa.height == 2 && cfg.cfa.is_rgb() && raw.cpp == 1 {
+            let colors = [
+                [cfg.cfa.color_at(0, 0), cfg.cfa.color_at(0, 1)],
+                [cfg.cfa.color_at(1, 0), cfg.cfa.color_at(1, 1)],
+            ];
+            let rect = raw
+                .crop_area
+                .or(raw.active_area)
+                .map(|r| (r.p.x, r.p.y, r.d.w, r.d.h))
+                .filter(|&(x, y, w, h)| w > 0 && h > 0 && x + w <= raw.width && y + h <= raw.height)
+                .unwrap_or((0, 0, raw.width, raw.height));
+            let (float, len) = match &raw.data {
+                rawler::RawImageData::Integer(v) => (false, v.len()),
+                rawler::RawImageData::Float(v) => (true, v.len()),
+            };
+            if len < raw.width * raw.height {
+                return Err(corrupt("the RAW data is shorter than its size says".into()));
+            }
+            let header = RawHeader {
+                width: raw.width,
+                height: raw.height,
+                orientation,
+                layout: RawLayout::Bayer {
+                    float,
+                    colors,
+                    black: raw.blacklevel.as_bayer_array().map(f32::to_bits),
+                    white: raw.whitelevel.as_bayer_array().map(f32::to_bits),
+                    rect: [rect.0, rect.1, rect.2, rect.3],
+                    wb: wb.map(f32::to_bits),
+                    matrix: m.map(|r| r.map(f32::to_bits)),
+                },
+            };
+            let decoded = Decoded {
+                header,
+                data: DecodedData::Raw(raw),
+            };
+            return Ok((decoded, opened));
+        }
+    }
+    develop_room(raw.width as u64 * raw.height as u64);
+    let image = develop_with_rawler(path, &raw, wb, m)?;
+    let decoded = Decoded {
+        header: RawHeader {
+            width: image.width,
+            height: image.height,
+            orientation,
+            layout: RawLayout::Rgb,
+        },
+        data: DecodedData::Rgb(image.data),
+    };
+    Ok((decoded, opened))
+}
+
+/// Sensor samples, wherever they are (rawler's buffer, or shared memory).
+pub(crate) enum SampleView<'a> {
+    /// `u16` or `f32` samples of a Bayer mosaic.
+    Bayer(super::demosaic::Samples<'a>),
+    /// Developed RGB: borrowed (copied once) or owned.
+    Rgb(std::borrow::Cow<'a, [f32]>),
+}
+
+/// The daemon's part: develops what [`decode_raw`] produced. The header may come from a
+/// crashed or confused process, so everything is checked against the samples first.
+pub(crate) fn develop_decoded(
+    path: &Path,
+    header: &RawHeader,
+    samples: SampleView<'_>,
+    limits: &Limits,
+) -> Result<RgbF32, JobError> {
+    let bad = |why: &str| {
+        JobError::file(
+            ErrorCode::CorruptInput,
+            path,
+            format!("the RAW decoder returned inconsistent data ({why})"),
+        )
+    };
+    let (w, h) = (header.width, header.height);
+    check_pixels(path, w, h, limits)?;
+    match (&header.layout, samples) {
+        (
+            RawLayout::Bayer {
+                float,
+                colors,
+                black,
+                white,
+                rect,
+                wb,
+                matrix,
+            },
+            SampleView::Bayer(samples),
+        ) => {
+            let n = match &samples {
+                super::demosaic::Samples::U16(v) if !float => v.len(),
+                super::demosaic::Samples::F32(v) if *float => v.len(),
+                _ => return Err(bad("sample type")),
+            };
+            if n < w * h {
+                return Err(bad("fewer samples than pixels"));
+            }
+            if colors.iter().flatten().any(|&c| c > 2) {
+                return Err(bad("colour index"));
+            }
+            let [x, y, rw, rh] = *rect;
+            if rw == 0 || rh == 0 || x.checked_add(rw).is_none_or(|r| r > w) || y.checked_add(rh).is_none_or(|b| b > h) {
+                return Err(bad("crop"));
+            }
+            let bayer = super::demosaic::Bayer {
+                samples,
+                width: w,
+                height: h,
+                colors: *colors,
+                black: black.map(f32::from_bits),
+                white: white.map(f32::from_bits),
+            };
+            Ok(super::demosaic::develop(
+                &bayer,
+                (x, y, rw, rh),
+                wb.map(f32::from_bits),
+                matrix.map(|r| r.map(f32::from_bits)),
+            ))
+        }
+        (RawLayout::Rgb, SampleView::Rgb(data)) => {
+            if data.len() < w * h * 3 {
+                return Err(bad("fewer samples than pixels"));
+            }
+            let mut data = data.into_owned();
+            data.truncate(w * h * 3);
+            Ok(RgbF32::new(w, h, data))
+        }
+        _ => Err(bad("layout")),
+    }
+}
+
+/// Metadata of a decoded RAW: its EXIF, else rawler's (`rawler_meta` is asked only then).
+pub(crate) fn raw_meta(
+    exif: metadata::SourceMeta,
+    orientation: u16,
+    rawler_meta: impl FnOnce() -> Option<rawler::decoders::RawMetadata>,
+) -> SourceMeta {
+    let mut meta = exif;
+    if meta.fields.is_empty() {
+        if let Some(md) = rawler_meta() {
+            meta.fields = metadata::from_rawler(&md);
+        }
+    }
+    meta.orientation = orientation;
+    meta
+}
+
+/// A decoder panic as a job error: an allocation refused under an emulated memory limit
+/// (the fuzz target) is `too_large`, as the decoder process's limit makes it.
+fn decoder_panic(path: &Path, p: Box<dyn std::any::Any + Send>, limit: u64) -> JobError {
+    let text = panic_text(p);
+    match failed_allocation(&text) {
+        Some(asked) => over_memory_limit(path, limit, asked),
+        None => JobError::file(
+            ErrorCode::CorruptInput,
+            path,
+            format!("the RAW decoder failed on this file ({text})"),
+        ),
+    }
+}
+
+/// Restores "no budget" when an in-process decode ends, however it ends.
+struct BudgetGuard(Option<fn(Option<u64>)>);
+
+impl Drop for BudgetGuard {
+    fn drop(&mut self) {
+        if let Some(f) = self.0 {
+            f(None);
+        }
+    }
+}
+
+fn ingest_raw(
+    path: &Path,
+    limits: &Limits,
+    how: &RawDecoding,
+    cancel: &Cancel,
+) -> Result<Ingested, JobError> {
+    match how {
+        #[cfg(unix)]
+        RawDecoding::Process(exe) => super::decode_runner::decode(exe, path, limits, cancel),
+        #[cfg(not(unix))]
+        RawDecoding::Process(_) => {
+            let _ = cancel;
+            ingest_raw_in_process(path, limits, None)
+        }
+        RawDecoding::InProcess { budget } => {
+            let _ = cancel;
+            ingest_raw_in_process(path, limits, *budget)
+        }
+    }
+}
+
+/// The RAW path without a decoder process: the same two halves, run here.
+fn ingest_raw_in_process(
+    path: &Path,
+    limits: &Limits,
+    budget: Option<fn(Option<u64>)>,
+) -> Result<Ingested, JobError> {
+    let file_len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let limit = decode_memory_limit(limits, file_len);
+    let heap = limit.saturating_sub(DECODER_BASE_BYTES);
+    let result = catch_unwind(AssertUnwindSafe(|| -> Result<Ingested, JobError> {
+        let decoded = {
+            let _guard = BudgetGuard(budget);
+            if let Some(f) = budget {
+                f(Some(heap));
+            }
+            decode_raw(path, limits, &mut |pixels| {
+                if let Some(f) = budget {
+                    f(Some(heap.saturating_add(pixels.saturating_mul(DEVELOP_BYTES_PER_PIXEL))));
+                }
+            })
+        };
+        let (decoded, opened) = decoded?;
+        let meta = raw_meta(metadata::read_exif(path), decoded.header.orientation, || {
+            opened.metadata()
+        });
         let t1 = std::time::Instant::now();
-        let image = develop_raw(path, &raw)?;
-        tracing::debug!("raw decode {:?}, develop {:?}", t1 - t0, t1.elapsed());
+        let Decoded { header, data } = decoded;
+        let image = match data {
+            DecodedData::Raw(raw) => {
+                let samples = match &raw.data {
+                    rawler::RawImageData::Integer(v) => super::demosaic::Samples::U16(v),
+                    rawler::RawImageData::Float(v) => super::demosaic::Samples::F32(v),
+                };
+                develop_decoded(path, &header, SampleView::Bayer(samples), limits)?
+            }
+            DecodedData::Rgb(v) => develop_decoded(
+                path,
+                &header,
+                SampleView::Rgb(std::borrow::Cow::Owned(v)),
+                limits,
+            )?,
+        };
+        tracing::debug!("raw develop {:?}", t1.elapsed());
         Ok(Ingested {
             image: image.oriented(meta.orientation),
             meta,
             is_raw: true,
         })
     }));
-    result.unwrap_or_else(|p| {
-        Err(corrupt(format!(
-            "the RAW decoder failed on this file ({})",
-            panic_text(p)
-        )))
-    })
+    result.unwrap_or_else(|p| Err(decoder_panic(path, p, limit)))
 }
 
 /// 3×3 inverse; `None` when singular.
@@ -435,54 +860,6 @@ fn raw_colour(path: &Path, raw: &rawler::RawImage) -> Result<([f32; 3], [[f32; 3
     }
     let m = invert3(rgb2cam).ok_or_else(|| corrupt("the RAW's colour matrix is singular"))?;
     Ok((wb, m.map(|r| r.map(|v| v as f32))))
-}
-
-fn develop_raw(path: &Path, raw: &rawler::RawImage) -> Result<RgbF32, JobError> {
-    let (wb, m) = raw_colour(path, raw)?;
-    // The common case — a 2×2 RGB Bayer sensor — takes our fused path.
-    if let rawler::rawimage::RawPhotometricInterpretation::Cfa(cfg) = &raw.photometric {
-        if cfg.cfa.width == 2 && cfg.cfa.height == 2 && cfg.cfa.is_rgb() && raw.cpp == 1 {
-            let colors = [
-                [cfg.cfa.color_at(0, 0), cfg.cfa.color_at(0, 1)],
-                [cfg.cfa.color_at(1, 0), cfg.cfa.color_at(1, 1)],
-            ];
-            let full = (0, 0, raw.width, raw.height);
-            let rect = raw
-                .crop_area
-                .or(raw.active_area)
-                .map(|r| (r.p.x, r.p.y, r.d.w, r.d.h))
-                .filter(|&(x, y, w, h)| w > 0 && h > 0 && x + w <= raw.width && y + h <= raw.height)
-                .unwrap_or(full);
-            let samples = match &raw.data {
-                rawler::RawImageData::Integer(v) => super::demosaic::Samples::U16(v),
-                rawler::RawImageData::Float(v) => super::demosaic::Samples::F32(v),
-            };
-            if samples_len(&samples) < raw.width * raw.height {
-                return Err(JobError::file(
-                    ErrorCode::CorruptInput,
-                    path,
-                    "the RAW data is shorter than its size says",
-                ));
-            }
-            let bayer = super::demosaic::Bayer {
-                samples,
-                width: raw.width,
-                height: raw.height,
-                colors,
-                black: raw.blacklevel.as_bayer_array(),
-                white: raw.whitelevel.as_bayer_array(),
-            };
-            return Ok(super::demosaic::develop(&bayer, rect, wb, m));
-        }
-    }
-    develop_with_rawler(path, raw, wb, m)
-}
-
-fn samples_len(s: &super::demosaic::Samples<'_>) -> usize {
-    match s {
-        super::demosaic::Samples::U16(v) => v.len(),
-        super::demosaic::Samples::F32(v) => v.len(),
-    }
 }
 
 /// Other sensors (X-Trans, linear DNGs, monochrome): rawler's levels, demosaic and crops.

@@ -5,6 +5,7 @@
 //! folder) is checked before the first pixel is decoded, so a typo costs nothing.
 
 pub mod blend;
+pub mod decode_runner;
 pub mod demosaic;
 pub mod encode;
 pub mod ingest;
@@ -292,7 +293,7 @@ pub fn run_job(
 
     let mut t = Timer::new(progress);
     t.start("ingest");
-    let ingested = ingest::ingest(&req.source, &config.limits)?;
+    let ingested = ingest::ingest_cancellable(&req.source, &config.limits, cancel)?;
     t.finish("ingest");
     check(cancel)?;
 
@@ -369,7 +370,7 @@ pub fn run_job(
                 luminary_plugin_api::PresetKind::Content => Mode::Content,
                 luminary_plugin_api::PresetKind::Look => Mode::Look,
             };
-            let transfer = Transfer::fit(&seen, &answer.image, mode);
+            let transfer = Transfer::fit_answer(&seen, &answer.image, mode, answer.lossy);
             tracing::debug!("transfer fit: {:?}", transfer.report);
             transfer.apply_blend(&mut base, intensity as f32, cancel)?;
             (base, answer.cached, answer.cost)

@@ -253,7 +253,7 @@ fn spawn(file: &Path) -> Result<Runner, String> {
 }
 
 /// Human words for how a runner ended.
-fn describe_exit(status: ExitStatus) -> String {
+pub(crate) fn describe_exit(status: ExitStatus) -> String {
     #[cfg(unix)]
     {
         use std::os::unix::process::ExitStatusExt;

@@ -5,8 +5,13 @@
 //! `/dev/shm` where there is one (memory, never the disk), else in the temp folder, is
 //! created private to the user (0600), and is removed when the daemon's handle is dropped —
 //! including when a job fails or is cancelled.
+//!
+//! [`AnonymousShared`] is the nameless variant the RAW decoder process writes into: a
+//! memfd on Linux (an unlinked temporary file elsewhere), handed to the child as a file
+//! descriptor. With no name there is nothing a killed daemon could leave behind, so it
+//! needs no journal entry, and a memfd is not bounded by the size of `/dev/shm`.
 
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -90,9 +95,115 @@ impl SharedPixels {
     }
 }
 
+/// A nameless shared file (see the module documentation).
+pub struct AnonymousShared {
+    file: File,
+}
+
+impl AnonymousShared {
+    /// A new empty shared file, closed on exec (hand it to a child explicitly).
+    pub fn new() -> io::Result<AnonymousShared> {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::FromRawFd;
+            // SAFETY: a plain system call; the fd it returns is ours alone.
+            let fd = unsafe { libc::memfd_create(c"luminary-pixels".as_ptr(), libc::MFD_CLOEXEC) };
+            if fd >= 0 {
+                return Ok(AnonymousShared {
+                    file: unsafe { File::from_raw_fd(fd) },
+                });
+            }
+        }
+        Ok(AnonymousShared {
+            file: tempfile::tempfile_in(shm_dir())?,
+        })
+    }
+
+    /// The file, e.g. to give a child process a descriptor of it.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// Maps what the file holds now, read-only.
+    pub fn map(&self) -> io::Result<SharedBytes> {
+        SharedBytes::map(&self.file)
+    }
+}
+
+/// A read-only mapping of a shared file, viewed as bytes, `u16` or `f32`.
+pub struct SharedBytes {
+    map: Option<memmap2::Mmap>,
+}
+
+impl SharedBytes {
+    fn map(file: &File) -> io::Result<SharedBytes> {
+        if file.metadata()?.len() == 0 {
+            return Ok(SharedBytes { map: None }); // mmap refuses empty files
+        }
+        // SAFETY: the writer has finished (it said so) before we map; nobody truncates.
+        Ok(SharedBytes {
+            map: Some(unsafe { memmap2::Mmap::map(file)? }),
+        })
+    }
+
+    /// The bytes.
+    pub fn bytes(&self) -> &[u8] {
+        self.map.as_deref().unwrap_or(&[])
+    }
+
+    /// The bytes as native-endian `u16` (a trailing odd byte is ignored).
+    pub fn as_u16(&self) -> &[u16] {
+        let b = self.bytes();
+        // SAFETY: mappings are page-aligned; length in whole samples.
+        unsafe { std::slice::from_raw_parts(b.as_ptr() as *const u16, b.len() / 2) }
+    }
+
+    /// The bytes as native-endian `f32` (trailing bytes are ignored).
+    pub fn as_f32(&self) -> &[f32] {
+        let b = self.bytes();
+        // SAFETY: as above.
+        unsafe { std::slice::from_raw_parts(b.as_ptr() as *const f32, b.len() / 4) }
+    }
+}
+
+/// The child's side: sizes `file` to `bytes`, maps it and lets `fill` write the bytes.
+pub fn fill_shared(file: &File, bytes: usize, fill: impl FnOnce(&mut [u8])) -> io::Result<()> {
+    file.set_len(bytes as u64)?;
+    if bytes == 0 {
+        return Ok(());
+    }
+    // SAFETY: sized above; the daemon reads it only after we report success.
+    let mut map = unsafe { MmapMut::map_mut(file)? };
+    fill(&mut map);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_anonymous_shared_file_carries_bytes_and_has_no_name() {
+        let shared = AnonymousShared::new().unwrap();
+        let other = shared.file().try_clone().unwrap();
+        fill_shared(&other, 8, |b| {
+            b[..4].copy_from_slice(&0.5f32.to_ne_bytes());
+            b[4..6].copy_from_slice(&7u16.to_ne_bytes());
+        })
+        .unwrap();
+        let m = shared.map().unwrap();
+        assert_eq!(m.bytes().len(), 8);
+        assert_eq!(m.as_f32()[0], 0.5);
+        assert_eq!(m.as_u16()[2], 7);
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            let link = std::fs::read_link(format!("/proc/self/fd/{}", shared.file().as_raw_fd()));
+            if let Ok(link) = link {
+                assert!(!link.exists(), "{}", link.display());
+            }
+        }
+    }
 
     #[test]
     fn both_sides_see_the_same_pixels_and_the_file_goes_away() {

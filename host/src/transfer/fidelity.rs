@@ -301,8 +301,11 @@ pub struct Row {
     pub changed: Option<(f64, f64)>,
     /// Fit time.
     pub fit_ms: f64,
-    /// Apply (slice + blend) throughput at full resolution.
+    /// Apply (slice + blend) throughput at full resolution, wall clock.
     pub apply_mps: f64,
+    /// The same per CPU-second of this process: what each core does, independent of
+    /// other load on the machine (times the core count is the figure on an idle machine).
+    pub apply_mp_per_cpu_s: f64,
 }
 
 /// The photo, prepared once for every row.
@@ -360,12 +363,14 @@ impl Scene {
             up.into_raw()
         };
         // Luminary.
-        let t = Transfer::fit(&seen, &answer_lin, edit.mode());
+        let t = Transfer::fit_answer(&seen, &answer_lin, edit.mode(), format == AnswerFormat::Jpeg90);
         let mut out = self.base.clone();
         let started = Instant::now();
+        let cpu0 = cpu_seconds();
         t.apply_blend(&mut out, 1.0, &Cancel::default())
             .expect("not cancelled");
         let apply_s = started.elapsed().as_secs_f64();
+        let apply_cpu_s = cpu_seconds().map_or(f64::NAN, |c| c - cpu0.unwrap_or(c));
         let out_srgb = working_to_srgb(&out);
 
         let (bicubic_db, luminary_db, changed) = if edit == Edit::PasteObject {
@@ -408,6 +413,7 @@ impl Scene {
             changed,
             fit_ms: t.report.fit_ms,
             apply_mps: (w * h) as f64 / 1e6 / apply_s,
+            apply_mp_per_cpu_s: (w * h) as f64 / 1e6 / apply_cpu_s,
         }
     }
 }
@@ -436,4 +442,18 @@ pub fn mirror_tile(img: &RgbF32, ow: usize, oh: usize) -> RgbF32 {
             }
         });
     RgbF32::new(ow, oh, data)
+}
+
+/// CPU time of this process so far (user + system), where the platform says.
+pub fn cpu_seconds() -> Option<f64> {
+    #[cfg(unix)]
+    {
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: getrusage only writes the struct we own.
+        if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } == 0 {
+            let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+            return Some(t(ru.ru_utime) + t(ru.ru_stime));
+        }
+    }
+    None
 }

@@ -1,0 +1,480 @@
+//! Camera RAWs are decoded in a `luminary decode-runner FILE` child process, never in the
+//! daemon.
+//!
+//! rawler allocates what a file's header claims before reading pixels. TIFF-structured
+//! files are walked first (`ingest::check_tiff_structure`), but CRW, CR3, RAF, MRW,
+//! QuickTake… cannot be bounded that way, and a failed allocation aborts the process —
+//! `catch_unwind` cannot stop it. So each RAW ingest re-executes the daemon's own binary
+//! (like the plugin runners) with:
+//!
+//! * an address-space limit (`RLIMIT_AS`): `limits.decode_memory_mb`, by default enough for
+//!   a decode at `limits.max_pixels` (`ingest::decode_memory_limit`). Once the decoded size
+//!   is known and within `max_pixels`, the limit is raised for rawler's develop of non-Bayer
+//!   sensors, by that size only;
+//! * a deadline (`limits.decode_timeout_s`), a CPU-time limit as a backstop, and on Linux
+//!   death with the daemon (`PR_SET_PDEATHSIG`);
+//! * the samples handed back through a nameless shared file (`shm::AnonymousShared`, the
+//!   child's stdin): a memfd on Linux, so a killed daemon leaves nothing behind and no
+//!   journal entry is needed. The header (size, Bayer pattern, levels, white balance,
+//!   matrix, orientation) comes as one JSON line on the child's stdout, rawler's metadata
+//!   as a second one, asked for only when the file has no EXIF we can read ourselves.
+//!
+//! The daemon develops Bayer data itself, straight from the shared mapping (no copy): the
+//! same code on the same numbers as an in-process decode, so results are bit-identical.
+//! A child that aborts, crashes, overruns or is cancelled fails only its job: `too_large`
+//! when it ran out of memory, `corrupt_input` otherwise, naming the file and the reason.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::ingest::{self, RawHeader};
+use crate::config::Limits;
+use crate::error::{ErrorCode, JobError};
+
+/// Decoder → daemon, one JSON object per line.
+#[derive(Serialize, Deserialize, Debug)]
+#[serde(rename_all = "snake_case")]
+enum Answer {
+    /// The samples are in the shared file.
+    Decoded(RawHeader),
+    /// rawler refused the file (or panicked): the job's error.
+    Failed { code: ErrorCode, message: String },
+    /// rawler's metadata (second line, after `Decoded`).
+    Metadata(Option<rawler::decoders::RawMetadata>),
+}
+
+// ---------------------------------------------------------------------------------------
+// The decoder process.
+
+/// Limits as the daemon passes them on the command line.
+pub struct RunnerArgs<'a> {
+    /// The RAW.
+    pub file: &'a Path,
+    /// `limits.max_pixels`.
+    pub max_pixels: u64,
+    /// Address space for parsing and decoding, bytes (0: none).
+    pub memory: u64,
+    /// The daemon's deadline, seconds (for the CPU-time backstop).
+    pub timeout_s: f64,
+    /// The daemon's process id (0: unknown).
+    pub parent: u32,
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+type Resource = libc::__rlimit_resource_t;
+#[cfg(all(unix, not(all(target_os = "linux", target_env = "gnu"))))]
+type Resource = libc::c_int;
+
+#[cfg(unix)]
+fn set_limit(resource: Resource, soft: u64, hard: u64) -> bool {
+    let lim = libc::rlimit {
+        rlim_cur: soft as libc::rlim_t,
+        rlim_max: hard as libc::rlim_t,
+    };
+    // SAFETY: a plain system call on a valid struct.
+    unsafe { libc::setrlimit(resource, &lim) == 0 }
+}
+
+/// Entry point of `luminary decode-runner` on systems without the limits it relies on
+/// (the daemon decodes in-process there).
+#[cfg(not(unix))]
+pub fn run(_args: RunnerArgs<'_>) -> i32 {
+    eprintln!("decode-runner needs a Unix system");
+    70
+}
+
+/// Entry point of `luminary decode-runner`. Returns the exit code.
+#[cfg(unix)]
+pub fn run(args: RunnerArgs<'_>) -> i32 {
+    use std::os::fd::FromRawFd;
+    // Answers go to a private copy of stdout; fd 1 then points at stderr, so nothing a
+    // decoder prints can corrupt them. fd 0 is the shared file.
+    // SAFETY: plain fd duplication at start-up, before any other thread exists.
+    let fd = unsafe { libc::dup(1) };
+    if fd < 0 || unsafe { libc::dup2(2, 1) } < 0 {
+        return 70;
+    }
+    let mut out = std::io::BufWriter::new(unsafe { std::fs::File::from_raw_fd(fd) });
+    let shared = unsafe { std::fs::File::from_raw_fd(0) };
+    if !shared.metadata().is_ok_and(|m| m.is_file()) {
+        eprintln!("decode-runner: stdin must be the shared file");
+        return 70;
+    }
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain system calls.
+    unsafe {
+        // Die with the daemon thread that started us; if it is already gone, go.
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
+        if args.parent != 0 && libc::getppid() as u32 != args.parent {
+            return 0;
+        }
+    }
+    // A backstop for a decoder orphaned where death signals do not exist.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let cpu = (args.timeout_s.clamp(1.0, 86_400.0) * threads + 10.0) as u64;
+    set_limit(libc::RLIMIT_CPU, cpu, cpu + 5);
+    // Tight while rawler parses headers and decodes; the hard limit leaves room for a
+    // develop at `max_pixels`, granted below by the size actually decoded.
+    let develop_max = args
+        .max_pixels
+        .saturating_mul(ingest::DEVELOP_BYTES_PER_PIXEL);
+    let hard = args.memory.saturating_add(develop_max);
+    if args.memory > 0 && !set_limit(libc::RLIMIT_AS, args.memory, hard) {
+        eprintln!(
+            "decode-runner: cannot limit memory: {}",
+            std::io::Error::last_os_error()
+        );
+        return 70;
+    }
+    let mut develop_room = |pixels: u64| {
+        if args.memory > 0 {
+            let room = pixels.saturating_mul(ingest::DEVELOP_BYTES_PER_PIXEL);
+            set_limit(
+                libc::RLIMIT_AS,
+                args.memory.saturating_add(room).min(hard),
+                hard,
+            );
+        }
+    };
+    let limits = Limits {
+        max_pixels: args.max_pixels,
+        ..Limits::default()
+    };
+    let decoded = catch_unwind(AssertUnwindSafe(|| {
+        ingest::decode_raw(args.file, &limits, &mut develop_room)
+    }));
+    let failed = |code: ErrorCode, message: String| Answer::Failed { code, message };
+    let opened = match decoded {
+        Ok(Ok((decoded, opened))) => {
+            let bytes = decoded.sample_bytes();
+            let t = std::time::Instant::now();
+            let filled = crate::plugins::shm::fill_shared(&shared, bytes.len(), |dst| {
+                use rayon::prelude::*;
+                dst.par_chunks_mut(1 << 20)
+                    .zip(bytes.par_chunks(1 << 20))
+                    .for_each(|(d, s)| d.copy_from_slice(s));
+            });
+            if let Err(e) = filled {
+                let why = format!("cannot write the decoded RAW to shared memory: {e}");
+                let _ = answer(&mut out, &failed(ErrorCode::Internal, why));
+                return 0;
+            }
+            tracing::debug!("shared {} MB in {:?}", bytes.len() >> 20, t.elapsed());
+            drop(shared);
+            if answer(&mut out, &Answer::Decoded(decoded.header.clone())).is_err() {
+                return 0;
+            }
+            opened
+        }
+        Ok(Err(e)) => {
+            let _ = answer(&mut out, &failed(e.code, e.message));
+            return 0;
+        }
+        Err(p) => {
+            let text = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "decoder crashed".into());
+            let e = JobError::file(
+                ErrorCode::CorruptInput,
+                args.file,
+                format!("the RAW decoder failed on this file ({text})"),
+            );
+            let _ = answer(&mut out, &failed(e.code, e.message));
+            return 0;
+        }
+    };
+    // Metadata matters only when the daemon found no EXIF; it stops us otherwise.
+    let md = catch_unwind(AssertUnwindSafe(|| opened.metadata())).unwrap_or(None);
+    let _ = answer(&mut out, &Answer::Metadata(md));
+    0
+}
+
+fn answer(out: &mut impl Write, a: &Answer) -> std::io::Result<()> {
+    let mut line = serde_json::to_vec(a).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    out.write_all(&line)?;
+    out.flush()
+}
+
+// ---------------------------------------------------------------------------------------
+// The daemon's side.
+
+/// Longest answer line read from a decoder (metadata is a few KB).
+const MAX_LINE: u64 = 4 << 20;
+
+/// The decoder process of one ingest; killed and reaped when dropped.
+#[cfg(unix)]
+struct Decoder {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    stderr: Option<std::thread::JoinHandle<String>>,
+}
+
+#[cfg(unix)]
+impl Decoder {
+    /// Kills (if still running) and reaps it; returns how it ended and the tail of what it
+    /// wrote to stderr.
+    fn end(&mut self) -> (Option<std::process::ExitStatus>, String) {
+        let _ = self.child.kill();
+        let status = self.child.wait().ok();
+        let err = self
+            .stderr
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default();
+        (status, err)
+    }
+}
+
+#[cfg(unix)]
+impl Drop for Decoder {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[cfg(unix)]
+enum Waited {
+    Line(String),
+    Ended,
+    Cancelled,
+    TimedOut,
+}
+
+#[cfg(unix)]
+fn next_line(
+    d: &Decoder,
+    deadline: std::time::Instant,
+    cancel: &crate::error::Cancel,
+) -> Waited {
+    use std::sync::atomic::Ordering;
+    use std::sync::mpsc::RecvTimeoutError;
+    loop {
+        let now = std::time::Instant::now();
+        if now >= deadline {
+            return Waited::TimedOut;
+        }
+        let step = (deadline - now).min(std::time::Duration::from_millis(50));
+        match d.lines.recv_timeout(step) {
+            Ok(line) => return Waited::Line(line),
+            Err(RecvTimeoutError::Disconnected) => return Waited::Ended,
+            Err(RecvTimeoutError::Timeout) => {
+                if cancel.load(Ordering::Relaxed) {
+                    return Waited::Cancelled;
+                }
+            }
+        }
+    }
+}
+
+/// Decodes the RAW at `path` in a decoder process started from `exe`, then develops it
+/// here. See the module documentation.
+#[cfg(unix)]
+pub(crate) fn decode(
+    exe: &Path,
+    path: &Path,
+    limits: &Limits,
+    cancel: &crate::error::Cancel,
+) -> Result<ingest::Ingested, JobError> {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    let corrupt = |why: String| JobError::file(ErrorCode::CorruptInput, path, why);
+    let file_len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let memory = ingest::decode_memory_limit(limits, file_len);
+    let timeout = Duration::from_secs_f64(if limits.decode_timeout_s.is_finite() {
+        limits.decode_timeout_s.clamp(0.05, 86_400.0)
+    } else {
+        120.0
+    });
+    let internal = |what: &str, e: std::io::Error| {
+        JobError::file(
+            ErrorCode::Internal,
+            path,
+            format!("cannot {what} for the RAW decoder: {e}"),
+        )
+    };
+    let t0 = Instant::now();
+    let shared = crate::plugins::shm::AnonymousShared::new()
+        .map_err(|e| internal("create shared memory", e))?;
+    let stdin = shared
+        .file()
+        .try_clone()
+        .map_err(|e| internal("share memory", e))?;
+    let mut child = Command::new(exe)
+        .arg("decode-runner")
+        .arg("--max-pixels")
+        .arg(limits.max_pixels.to_string())
+        .arg("--memory")
+        .arg(memory.to_string())
+        .arg("--timeout-s")
+        .arg(timeout.as_secs_f64().to_string())
+        .arg("--parent")
+        .arg(std::process::id().to_string())
+        .arg("--")
+        .arg(path)
+        // glibc reserves 64 MB of address space per thread's arena; two are plenty here
+        // and keep the limit independent of the core count.
+        .env("MALLOC_ARENA_MAX", "2")
+        .stdin(Stdio::from(stdin))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| internal("start a process", e))?;
+    let stdout = child.stdout.take().expect("piped");
+    let stderr = child.stderr.take().expect("piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut r = BufReader::new(stdout);
+        loop {
+            let mut line = String::new();
+            match (&mut r).take(MAX_LINE).read_line(&mut line) {
+                Ok(n) if n > 0 && line.ends_with('\n') => {
+                    if tx.send(line).is_err() {
+                        return;
+                    }
+                }
+                _ => return,
+            }
+        }
+    });
+    let stderr = std::thread::spawn(move || {
+        // Keep the tail: the runtime's last words ("memory allocation of … failed").
+        let mut tail = Vec::new();
+        let mut buf = [0u8; 8192];
+        let mut r = stderr;
+        while let Ok(n) = r.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            tail.extend_from_slice(&buf[..n]);
+            if tail.len() > 16384 {
+                tail.drain(..tail.len() - 8192);
+            }
+        }
+        String::from_utf8_lossy(&tail).into_owned()
+    });
+    let mut decoder = Decoder {
+        child,
+        lines: rx,
+        stderr: Some(stderr),
+    };
+    let deadline = t0 + timeout;
+
+    // Our own EXIF reader runs while the child decodes.
+    let exif = super::metadata::read_exif(path);
+
+    let header = match next_line(&decoder, deadline, cancel) {
+        Waited::Line(line) => match serde_json::from_str::<Answer>(&line) {
+            Ok(Answer::Decoded(h)) => h,
+            Ok(Answer::Failed { code, message }) => return Err(JobError::new(code, message)),
+            _ => {
+                return Err(corrupt(
+                    "the RAW decoder sent an unreadable answer".to_string(),
+                ))
+            }
+        },
+        Waited::Cancelled => {
+            decoder.end();
+            return Err(JobError::cancelled());
+        }
+        Waited::TimedOut => {
+            decoder.end();
+            return Err(corrupt(format!(
+                "the RAW decoder did not finish within {:.0} s and was stopped (limits.decode_timeout_s in config.toml)",
+                timeout.as_secs_f64()
+            )));
+        }
+        Waited::Ended => {
+            let (status, err) = decoder.end();
+            return Err(died(path, status, &err, memory));
+        }
+    };
+    let t1 = Instant::now();
+    let meta = ingest::raw_meta(exif, header.orientation, || {
+        match next_line(&decoder, deadline, cancel) {
+            Waited::Line(line) => match serde_json::from_str::<Answer>(&line) {
+                Ok(Answer::Metadata(md)) => md,
+                _ => None,
+            },
+            _ => None,
+        }
+    });
+    crate::error::check(cancel)?;
+    drop(decoder);
+    let t2 = Instant::now();
+    let mapped = shared
+        .map()
+        .map_err(|e| internal("map the shared memory", e))?;
+    let developed = catch_unwind(AssertUnwindSafe(|| {
+        let samples = match &header.layout {
+            ingest::RawLayout::Bayer { float: false, .. } => {
+                ingest::SampleView::Bayer(super::demosaic::Samples::U16(mapped.as_u16()))
+            }
+            ingest::RawLayout::Bayer { float: true, .. } => {
+                ingest::SampleView::Bayer(super::demosaic::Samples::F32(mapped.as_f32()))
+            }
+            ingest::RawLayout::Rgb => {
+                ingest::SampleView::Rgb(std::borrow::Cow::Borrowed(mapped.as_f32()))
+            }
+        };
+        ingest::develop_decoded(path, &header, samples, limits)
+    }))
+    .unwrap_or_else(|_| Err(corrupt("developing the RAW failed".into())))?;
+    drop(mapped);
+    drop(shared);
+    tracing::debug!(
+        "raw decode in a child {:?} (answer after {:?}, reaped {:?}), develop {:?}",
+        t2 - t0,
+        t1 - t0,
+        t2 - t1,
+        t2.elapsed()
+    );
+    Ok(ingest::Ingested {
+        image: developed.oriented(meta.orientation),
+        meta,
+        is_raw: true,
+    })
+}
+
+/// The job's error for a decoder that ended without answering.
+#[cfg(unix)]
+fn died(
+    path: &Path,
+    status: Option<std::process::ExitStatus>,
+    stderr: &str,
+    memory: u64,
+) -> JobError {
+    use std::os::unix::process::ExitStatusExt;
+    if let Some(asked) = ingest::failed_allocation(stderr) {
+        return ingest::over_memory_limit(path, memory, asked);
+    }
+    let how = match status {
+        Some(s) if s.signal() == Some(libc::SIGXCPU) => {
+            "used more CPU time than its deadline allows".to_string()
+        }
+        Some(s) => crate::plugins::runner::describe_exit(s),
+        None => "ended".to_string(),
+    };
+    let detail = if stderr.contains("has overflowed its stack") {
+        " after overflowing its stack"
+    } else {
+        ""
+    };
+    tracing::warn!(
+        "RAW decoder for {} {how}{detail}; its last words: {}",
+        path.display(),
+        stderr.trim()
+    );
+    JobError::file(
+        ErrorCode::CorruptInput,
+        path,
+        format!("the RAW decoder {how}{detail} on this file"),
+    )
+}

@@ -1,0 +1,207 @@
+//! RAWs decoded in a `luminary decode-runner` child: a decoder that aborts, crashes, hangs or
+//! answers nonsense fails only its job, with a clear error naming the file; a good RAW
+//! decodes to exactly what an in-process decode gives.
+#![cfg(unix)]
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use luminary::config::Limits;
+use luminary::error::{Cancel, ErrorCode};
+use luminary::pipeline::ingest::{ingest_with, RawDecoding};
+
+fn luminary() -> RawDecoding {
+    RawDecoding::Process(PathBuf::from(env!("CARGO_BIN_EXE_luminary")))
+}
+
+fn in_process() -> RawDecoding {
+    RawDecoding::InProcess { budget: None }
+}
+
+fn repo(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
+}
+
+/// A fuzz input as a file: its first byte chose the extension, the rest is the file.
+fn fuzz_input(dir: &Path, rel: &str, name: &str) -> PathBuf {
+    let bytes = std::fs::read(repo(rel)).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, &bytes[1..]).unwrap();
+    path
+}
+
+/// Found by the ingest fuzzer: a QuickTake 150 header ("qktn") whose size fields claim a
+/// 65535×65535 image. rawler's `radc::decompress` allocates that (8 GB) before reading a
+/// pixel; in the daemon's process the failed (or, with overcommit, the succeeding)
+/// allocation would have taken every job down.
+#[test]
+fn regression_a_quicktake_header_claiming_8_gb_fails_only_its_job_as_too_large() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["crafted.dng", "crafted.qtk"] {
+        let path = fuzz_input(dir.path(), "fuzz/regressions/ingest-qtk-radc-size-oom.bin", name);
+        let t = Instant::now();
+        let err = ingest_with(&path, &Limits::default(), &luminary(), &Cancel::default())
+            .err()
+            .expect("must be refused");
+        assert_eq!(err.code, ErrorCode::TooLarge, "{err:?}");
+        assert!(err.message.contains(name), "{}", err.message);
+        assert!(
+            err.message.contains("more memory than the RAW decoder may use")
+                && err.message.contains("limits.decode_memory_mb"),
+            "{}",
+            err.message
+        );
+        println!("{name}: {} ({:?})", err.message, t.elapsed());
+    }
+    // With a tighter limit it is refused the same way.
+    let limits = Limits {
+        decode_memory_mb: 1024,
+        ..Limits::default()
+    };
+    let path = dir.path().join("crafted.dng");
+    let err = ingest_with(&path, &limits, &luminary(), &Cancel::default())
+        .err()
+        .unwrap();
+    assert_eq!(err.code, ErrorCode::TooLarge, "{err:?}");
+    assert!(err.message.contains("(1024 MB"), "{}", err.message);
+}
+
+#[test]
+fn every_fuzz_regression_input_fails_cleanly_through_the_decoder_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut n = 0;
+    for e in std::fs::read_dir(repo("fuzz/regressions")).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("ingest-") {
+            continue;
+        }
+        let path = fuzz_input(dir.path(), &format!("fuzz/regressions/{name}"), "crafted.dng");
+        let err = ingest_with(&path, &Limits::default(), &luminary(), &Cancel::default())
+            .err()
+            .unwrap_or_else(|| panic!("{name} must be refused"));
+        assert!(
+            matches!(err.code, ErrorCode::CorruptInput | ErrorCode::TooLarge),
+            "{name}: {err:?}"
+        );
+        assert!(err.message.contains("crafted.dng"), "{name}: {}", err.message);
+        n += 1;
+    }
+    assert!(n >= 4, "only {n} regression inputs found");
+}
+
+#[test]
+fn a_dng_decodes_bit_identically_in_the_decoder_process_and_in_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = fuzz_input(dir.path(), "fuzz/corpus/ingest/dng", "seed.dng");
+    let a = ingest_with(&path, &Limits::default(), &in_process(), &Cancel::default()).unwrap();
+    let b = ingest_with(&path, &Limits::default(), &luminary(), &Cancel::default()).unwrap();
+    assert!(a.is_raw && b.is_raw);
+    assert_eq!((a.image.width, a.image.height), (b.image.width, b.image.height));
+    assert!(a.image.data.iter().map(|v| v.to_bits()).eq(b.image.data.iter().map(|v| v.to_bits())));
+    assert_eq!(a.meta.orientation, b.meta.orientation);
+    assert_eq!(format!("{:?}", a.meta.fields), format!("{:?}", b.meta.fields));
+}
+
+/// Fake decoders (shell scripts standing in for `luminary`) exercise the daemon's side:
+/// deadline, cancellation, crashes, an out-of-memory abort and nonsense answers.
+#[test]
+fn a_decoder_that_hangs_crashes_aborts_or_answers_nonsense_fails_only_its_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let photo = d.join("IMG_0001.cr2");
+    std::fs::write(&photo, b"not really a RAW").unwrap();
+    let pid_file = d.join("pid");
+    let script = |name: &str, body: &str| -> RawDecoding {
+        use std::os::unix::fs::PermissionsExt;
+        let p = d.join(name);
+        std::fs::write(
+            &p,
+            format!("#!/bin/sh\necho $$ > '{}'\n{body}\n", pid_file.display()),
+        )
+        .unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        RawDecoding::Process(p)
+    };
+    let hang = script("hang", "exec sleep 30");
+    let segv = script("segv", "kill -SEGV $$");
+    let oom = script(
+        "oom",
+        "echo 'memory allocation of 8589934592 bytes failed' >&2\nkill -ABRT $$",
+    );
+    let nonsense = script("nonsense", "echo 'hello'");
+    let lying = script(
+        "lying",
+        r#"echo '{"decoded":{"width":100,"height":100,"orientation":1,"layout":{"kind":"rgb"}}}'"#,
+    );
+    let silent = script("silent", "exit 3");
+    let gone = |pid_file: &Path| {
+        let pid = std::fs::read_to_string(pid_file).unwrap();
+        !Path::new(&format!("/proc/{}", pid.trim())).exists()
+    };
+
+    // Deadline.
+    let limits = Limits {
+        decode_timeout_s: 0.3,
+        ..Limits::default()
+    };
+    let t = Instant::now();
+    let err = ingest_with(&photo, &limits, &hang, &Cancel::default()).err().unwrap();
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    assert_eq!(err.code, ErrorCode::CorruptInput, "{err:?}");
+    assert!(
+        err.message.contains("IMG_0001.cr2")
+            && err.message.contains("did not finish within")
+            && err.message.contains("decode_timeout_s"),
+        "{}",
+        err.message
+    );
+    assert!(gone(&pid_file), "the decoder outlived its deadline");
+
+    // Cancellation stops the decoder.
+    let cancel: Cancel = Arc::new(AtomicBool::new(false));
+    let c = cancel.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        c.store(true, Ordering::SeqCst);
+    });
+    let t = Instant::now();
+    let err = ingest_with(&photo, &Limits::default(), &hang, &cancel).err().unwrap();
+    assert_eq!(err.code, ErrorCode::Cancelled, "{err:?}");
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    assert!(gone(&pid_file), "the decoder outlived its cancelled job");
+
+    // A crash.
+    let err = ingest_with(&photo, &Limits::default(), &segv, &Cancel::default()).err().unwrap();
+    assert_eq!(err.code, ErrorCode::CorruptInput, "{err:?}");
+    assert!(
+        err.message.contains("IMG_0001.cr2") && err.message.contains("SIGSEGV"),
+        "{}",
+        err.message
+    );
+
+    // Out of memory: the runtime's last words make it `too_large`.
+    let err = ingest_with(&photo, &Limits::default(), &oom, &Cancel::default()).err().unwrap();
+    assert_eq!(err.code, ErrorCode::TooLarge, "{err:?}");
+    assert!(
+        err.message.contains("IMG_0001.cr2") && err.message.contains("8192 MB more at once"),
+        "{}",
+        err.message
+    );
+
+    // Nonsense, a header the shared memory does not back, silence.
+    for (how, words) in [
+        (&nonsense, "unreadable answer"),
+        (&lying, "inconsistent data"),
+        (&silent, "exited with status 3"),
+    ] {
+        let err = ingest_with(&photo, &Limits::default(), how, &Cancel::default()).err().unwrap();
+        assert_eq!(err.code, ErrorCode::CorruptInput, "{err:?}");
+        assert!(
+            err.message.contains("IMG_0001.cr2") && err.message.contains(words),
+            "{}",
+            err.message
+        );
+    }
+}
