@@ -292,7 +292,9 @@ fn transfer(args: &BenchArgs) -> anyhow::Result<i32> {
                 r.fit_ms,
                 r.apply_mps,
                 r.changed
-                    .map(|(f, _)| format!("  (outside the object; inside it follows the engine at {f:.1} dB)"))
+                    .map(|(f, _)| format!(
+                        "  (outside the object; inside it follows the engine at {f:.1} dB)"
+                    ))
                     .unwrap_or_default()
             );
         }
@@ -327,7 +329,10 @@ fn transfer(args: &BenchArgs) -> anyhow::Result<i32> {
         cpu * cores,
         (w * h) as f64 / 1e6 / copy_cpu_s
     );
-    println!("fit (align + grid + residual + mask), median: {:.1} ms", med(fits));
+    println!(
+        "fit (align + grid + residual + mask), median: {:.1} ms",
+        med(fits)
+    );
     println!(
         "apply at full resolution, median: {apply:.0} MP/s on {} threads = {:.2}× the speed of a plain parallel copy of the image ({copy_mps:.0} MP/s)",
         rayon::current_num_threads(),

@@ -262,16 +262,14 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::PluginRunner { .. } => {}
         // Every command that may decode a RAW (the daemon, bench, sheets) does it in a
         // decoder process of this executable.
-        _ => {
-            match crate::paths::self_exe() {
-                Ok(exe) => crate::pipeline::ingest::set_raw_decoding(
-                    crate::pipeline::ingest::RawDecoding::Process(exe),
-                ),
-                Err(e) => tracing::warn!(
-                    "RAWs are decoded in this process, without a memory limit: {e}"
-                ),
+        _ => match crate::paths::self_exe() {
+            Ok(exe) => crate::pipeline::ingest::set_raw_decoding(
+                crate::pipeline::ingest::RawDecoding::Process(exe),
+            ),
+            Err(e) => {
+                tracing::warn!("RAWs are decoded in this process, without a memory limit: {e}")
             }
-        }
+        },
     }
     let paths = Paths::resolve(cli.config.clone(), cli.socket.clone())?;
     match cli.command {

@@ -40,7 +40,11 @@ fn fuzz_input(dir: &Path, rel: &str, name: &str) -> PathBuf {
 fn regression_a_quicktake_header_claiming_8_gb_fails_only_its_job_as_too_large() {
     let dir = tempfile::tempdir().unwrap();
     for name in ["crafted.dng", "crafted.qtk"] {
-        let path = fuzz_input(dir.path(), "fuzz/regressions/ingest-qtk-radc-size-oom.bin", name);
+        let path = fuzz_input(
+            dir.path(),
+            "fuzz/regressions/ingest-qtk-radc-size-oom.bin",
+            name,
+        );
         let t = Instant::now();
         let err = ingest_with(&path, &Limits::default(), &luminary(), &Cancel::default())
             .err()
@@ -48,7 +52,8 @@ fn regression_a_quicktake_header_claiming_8_gb_fails_only_its_job_as_too_large()
         assert_eq!(err.code, ErrorCode::TooLarge, "{err:?}");
         assert!(err.message.contains(name), "{}", err.message);
         assert!(
-            err.message.contains("more memory than the RAW decoder may use")
+            err.message
+                .contains("more memory than the RAW decoder may use")
                 && err.message.contains("limits.decode_memory_mb"),
             "{}",
             err.message
@@ -72,12 +77,19 @@ fn regression_a_quicktake_header_claiming_8_gb_fails_only_its_job_as_too_large()
 fn every_fuzz_regression_input_fails_cleanly_through_the_decoder_process() {
     let dir = tempfile::tempdir().unwrap();
     let mut n = 0;
-    for e in std::fs::read_dir(repo("fuzz/regressions")).unwrap().flatten() {
+    for e in std::fs::read_dir(repo("fuzz/regressions"))
+        .unwrap()
+        .flatten()
+    {
         let name = e.file_name().to_string_lossy().into_owned();
         if !name.starts_with("ingest-") {
             continue;
         }
-        let path = fuzz_input(dir.path(), &format!("fuzz/regressions/{name}"), "crafted.dng");
+        let path = fuzz_input(
+            dir.path(),
+            &format!("fuzz/regressions/{name}"),
+            "crafted.dng",
+        );
         let err = ingest_with(&path, &Limits::default(), &luminary(), &Cancel::default())
             .err()
             .unwrap_or_else(|| panic!("{name} must be refused"));
@@ -85,7 +97,11 @@ fn every_fuzz_regression_input_fails_cleanly_through_the_decoder_process() {
             matches!(err.code, ErrorCode::CorruptInput | ErrorCode::TooLarge),
             "{name}: {err:?}"
         );
-        assert!(err.message.contains("crafted.dng"), "{name}: {}", err.message);
+        assert!(
+            err.message.contains("crafted.dng"),
+            "{name}: {}",
+            err.message
+        );
         n += 1;
     }
     assert!(n >= 4, "only {n} regression inputs found");
@@ -98,10 +114,21 @@ fn a_dng_decodes_bit_identically_in_the_decoder_process_and_in_process() {
     let a = ingest_with(&path, &Limits::default(), &in_process(), &Cancel::default()).unwrap();
     let b = ingest_with(&path, &Limits::default(), &luminary(), &Cancel::default()).unwrap();
     assert!(a.is_raw && b.is_raw);
-    assert_eq!((a.image.width, a.image.height), (b.image.width, b.image.height));
-    assert!(a.image.data.iter().map(|v| v.to_bits()).eq(b.image.data.iter().map(|v| v.to_bits())));
+    assert_eq!(
+        (a.image.width, a.image.height),
+        (b.image.width, b.image.height)
+    );
+    assert!(a
+        .image
+        .data
+        .iter()
+        .map(|v| v.to_bits())
+        .eq(b.image.data.iter().map(|v| v.to_bits())));
     assert_eq!(a.meta.orientation, b.meta.orientation);
-    assert_eq!(format!("{:?}", a.meta.fields), format!("{:?}", b.meta.fields));
+    assert_eq!(
+        format!("{:?}", a.meta.fields),
+        format!("{:?}", b.meta.fields)
+    );
 }
 
 /// Fake decoders (shell scripts standing in for `luminary`) exercise the daemon's side:
@@ -147,7 +174,9 @@ fn a_decoder_that_hangs_crashes_aborts_or_answers_nonsense_fails_only_its_job() 
         ..Limits::default()
     };
     let t = Instant::now();
-    let err = ingest_with(&photo, &limits, &hang, &Cancel::default()).err().unwrap();
+    let err = ingest_with(&photo, &limits, &hang, &Cancel::default())
+        .err()
+        .unwrap();
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     assert_eq!(err.code, ErrorCode::CorruptInput, "{err:?}");
     assert!(
@@ -167,13 +196,17 @@ fn a_decoder_that_hangs_crashes_aborts_or_answers_nonsense_fails_only_its_job() 
         c.store(true, Ordering::SeqCst);
     });
     let t = Instant::now();
-    let err = ingest_with(&photo, &Limits::default(), &hang, &cancel).err().unwrap();
+    let err = ingest_with(&photo, &Limits::default(), &hang, &cancel)
+        .err()
+        .unwrap();
     assert_eq!(err.code, ErrorCode::Cancelled, "{err:?}");
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     assert!(gone(&pid_file), "the decoder outlived its cancelled job");
 
     // A crash.
-    let err = ingest_with(&photo, &Limits::default(), &segv, &Cancel::default()).err().unwrap();
+    let err = ingest_with(&photo, &Limits::default(), &segv, &Cancel::default())
+        .err()
+        .unwrap();
     assert_eq!(err.code, ErrorCode::CorruptInput, "{err:?}");
     assert!(
         err.message.contains("IMG_0001.cr2") && err.message.contains("SIGSEGV"),
@@ -182,7 +215,9 @@ fn a_decoder_that_hangs_crashes_aborts_or_answers_nonsense_fails_only_its_job() 
     );
 
     // Out of memory: the runtime's last words make it `too_large`.
-    let err = ingest_with(&photo, &Limits::default(), &oom, &Cancel::default()).err().unwrap();
+    let err = ingest_with(&photo, &Limits::default(), &oom, &Cancel::default())
+        .err()
+        .unwrap();
     assert_eq!(err.code, ErrorCode::TooLarge, "{err:?}");
     assert!(
         err.message.contains("IMG_0001.cr2") && err.message.contains("8192 MB more at once"),
@@ -196,7 +231,9 @@ fn a_decoder_that_hangs_crashes_aborts_or_answers_nonsense_fails_only_its_job() 
         (&lying, "inconsistent data"),
         (&silent, "exited with status 3"),
     ] {
-        let err = ingest_with(&photo, &Limits::default(), how, &Cancel::default()).err().unwrap();
+        let err = ingest_with(&photo, &Limits::default(), how, &Cancel::default())
+            .err()
+            .unwrap();
         assert_eq!(err.code, ErrorCode::CorruptInput, "{err:?}");
         assert!(
             err.message.contains("IMG_0001.cr2") && err.message.contains(words),

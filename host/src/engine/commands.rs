@@ -77,9 +77,17 @@ pub fn engines(paths: &Paths, json_out: bool) -> anyhow::Result<i32> {
             r["engine"].as_str().unwrap_or(""),
             r["model"].as_str().unwrap_or("?"),
             key,
-            if r["reachable"].as_bool() == Some(true) { "yes" } else { "no" },
+            if r["reachable"].as_bool() == Some(true) {
+                "yes"
+            } else {
+                "no"
+            },
             r["price_per_image"].as_f64().unwrap_or(0.0),
-            if r["default"].as_bool() == Some(true) { "[default] " } else { "" },
+            if r["default"].as_bool() == Some(true) {
+                "[default] "
+            } else {
+                ""
+            },
             r["detail"].as_str().unwrap_or(""),
             hint
         );
@@ -125,7 +133,11 @@ pub fn usage(paths: &Paths, json_out: bool, days: Option<u32>) -> anyhow::Result
 pub fn cache(paths: &Paths, clear: bool, json_out: bool) -> anyhow::Result<i32> {
     let config = Config::load(&paths.config_file)?;
     let cache = EditCache::open(&cache_dir(&paths.cache_dir), config.cache.max_mb << 20)?;
-    let stats = if clear { cache.clear()? } else { cache.stats()? };
+    let stats = if clear {
+        cache.clear()?
+    } else {
+        cache.stats()?
+    };
     if json_out {
         println!(
             "{}",

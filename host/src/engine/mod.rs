@@ -103,8 +103,9 @@ impl Engine for RemoteEngine<'_> {
     }
 }
 
-/// Finds an engine by name. AI engines without a key fail here, before any pixel is
-/// decoded, with `engine_auth` naming the variable to set.
+/// Finds an engine by name. An AI engine without a key is found too: its answer may be
+/// cached; otherwise the edit fails with `engine_auth` naming the variable, before any
+/// network call.
 pub fn engine_named<'a>(
     name: &str,
     engines: &'a Engines,
@@ -112,14 +113,9 @@ pub fn engine_named<'a>(
     match name {
         "local" => Ok(Box::new(local::LocalEngine)),
         n if luminary_engines::NAMES.contains(&n) => {
+            // A missing key is reported by the edit itself, after the cache was asked:
+            // answers already paid for stay usable without the key.
             let provider = engines.provider(n)?;
-            if !provider.has_key() {
-                let var = provider.key_var().unwrap_or("the key");
-                return Err(JobError::new(
-                    ErrorCode::EngineAuth,
-                    format!("{n}: no API key; set {var} or [engines.{n}] api_key in config.toml"),
-                ));
-            }
             Ok(Box::new(RemoteEngine { provider, engines }))
         }
         other => Err(JobError::new(

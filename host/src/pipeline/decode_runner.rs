@@ -107,7 +107,13 @@ pub fn run(args: RunnerArgs<'_>) -> i32 {
     // SAFETY: plain system calls.
     unsafe {
         // Die with the daemon thread that started us; if it is already gone, go.
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
         if args.parent != 0 && libc::getppid() as u32 != args.parent {
             return 0;
         }
@@ -188,10 +194,22 @@ pub fn run(args: RunnerArgs<'_>) -> i32 {
             return 0;
         }
     };
+    tracing::debug!("decoder address space at its peak: {}", vm_peak());
     // Metadata matters only when the daemon found no EXIF; it stops us otherwise.
     let md = catch_unwind(AssertUnwindSafe(|| opened.metadata())).unwrap_or(None);
     let _ = answer(&mut out, &Answer::Metadata(md));
     0
+}
+
+/// The process's largest address space so far (Linux), for calibrating the limit.
+fn vm_peak() -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmPeak:").map(|v| v.trim().to_string()))
+        })
+        .unwrap_or_else(|| "unknown".into())
 }
 
 fn answer(out: &mut impl Write, a: &Answer) -> std::io::Result<()> {
@@ -248,11 +266,7 @@ enum Waited {
 }
 
 #[cfg(unix)]
-fn next_line(
-    d: &Decoder,
-    deadline: std::time::Instant,
-    cancel: &crate::error::Cancel,
-) -> Waited {
+fn next_line(d: &Decoder, deadline: std::time::Instant, cancel: &crate::error::Cancel) -> Waited {
     use std::sync::atomic::Ordering;
     use std::sync::mpsc::RecvTimeoutError;
     loop {

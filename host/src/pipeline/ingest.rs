@@ -649,7 +649,11 @@ pub(crate) fn develop_decoded(
                 return Err(bad("colour index"));
             }
             let [x, y, rw, rh] = *rect;
-            if rw == 0 || rh == 0 || x.checked_add(rw).is_none_or(|r| r > w) || y.checked_add(rh).is_none_or(|b| b > h) {
+            if rw == 0
+                || rh == 0
+                || x.checked_add(rw).is_none_or(|r| r > w)
+                || y.checked_add(rh).is_none_or(|b| b > h)
+            {
                 return Err(bad("crop"));
             }
             let bayer = super::demosaic::Bayer {
@@ -758,14 +762,18 @@ fn ingest_raw_in_process(
             }
             decode_raw(path, limits, &mut |pixels| {
                 if let Some(f) = budget {
-                    f(Some(heap.saturating_add(pixels.saturating_mul(DEVELOP_BYTES_PER_PIXEL))));
+                    f(Some(heap.saturating_add(
+                        pixels.saturating_mul(DEVELOP_BYTES_PER_PIXEL),
+                    )));
                 }
             })
         };
         let (decoded, opened) = decoded?;
-        let meta = raw_meta(metadata::read_exif(path), decoded.header.orientation, || {
-            opened.metadata()
-        });
+        let meta = raw_meta(
+            metadata::read_exif(path),
+            decoded.header.orientation,
+            || opened.metadata(),
+        );
         let t1 = std::time::Instant::now();
         let Decoded { header, data } = decoded;
         let image = match data {

@@ -154,6 +154,9 @@ impl SharedBytes {
     /// The bytes as native-endian `u16` (a trailing odd byte is ignored).
     pub fn as_u16(&self) -> &[u16] {
         let b = self.bytes();
+        if b.is_empty() {
+            return &[];
+        }
         // SAFETY: mappings are page-aligned; length in whole samples.
         unsafe { std::slice::from_raw_parts(b.as_ptr() as *const u16, b.len() / 2) }
     }
@@ -161,6 +164,9 @@ impl SharedBytes {
     /// The bytes as native-endian `f32` (trailing bytes are ignored).
     pub fn as_f32(&self) -> &[f32] {
         let b = self.bytes();
+        if b.is_empty() {
+            return &[];
+        }
         // SAFETY: as above.
         unsafe { std::slice::from_raw_parts(b.as_ptr() as *const f32, b.len() / 4) }
     }

@@ -112,7 +112,12 @@ type V4 = [f32; 4];
 
 #[inline(always)]
 fn v_madd(acc: V4, w: f32, b: V4) -> V4 {
-    [acc[0] + w * b[0], acc[1] + w * b[1], acc[2] + w * b[2], acc[3] + w * b[3]]
+    [
+        acc[0] + w * b[0],
+        acc[1] + w * b[1],
+        acc[2] + w * b[2],
+        acc[3] + w * b[3],
+    ]
 }
 
 #[inline(always)]
@@ -442,25 +447,134 @@ struct RowKernel<'a> {
 }
 
 impl RowKernel<'_> {
-    /// Runs the row with the widest vector unit this CPU has: the per-pixel work is a
-    /// dozen 12-wide multiply-adds, which AVX2 with FMA does in a third of the
-    /// instructions of the x86-64 baseline (SSE2) the binary is built for.
+    /// Runs the row with the best kernel this CPU has: explicit 4-wide FMA where AVX2 and
+    /// FMA exist (every x86-64 since 2013), else the portable one (SSE2 baseline, NEON).
     fn run<const S: usize>(&self, row: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
                 // SAFETY: the features were just detected on this CPU.
                 unsafe { self.run_avx2::<S>(row) };
                 return;
             }
         }
-        apply_row::<S>(row, self.slice, self.gz, self.gcols, self.pcols, self.extra_row, self.pw, self.intensity);
+        apply_row::<S>(
+            row,
+            self.slice,
+            self.gz,
+            self.gcols,
+            self.pcols,
+            self.extra_row,
+            self.pw,
+            self.intensity,
+        );
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn run_avx2<const S: usize>(&self, row: &mut [f32]) {
-        apply_row::<S>(row, self.slice, self.gz, self.gcols, self.pcols, self.extra_row, self.pw, self.intensity);
+        fma::apply_row::<S>(
+            row,
+            self.slice,
+            self.gz,
+            self.gcols,
+            self.pcols,
+            self.extra_row,
+            self.pw,
+            self.intensity,
+        );
+    }
+}
+
+/// The row kernel with explicit 4-wide FMA: a node's four columns are four loads and four
+/// multiply-adds per corner, where the portable version's compiler output splits them
+/// into pairs and scalars (measured: about 200 instructions per pixel against about 80).
+#[cfg(target_arch = "x86_64")]
+mod fma {
+    use super::{grid, Node4, EXTRA_CONTENT, ROW_BLOCK};
+    use std::arch::x86_64::*;
+
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn apply_row<const S: usize>(
+        row: &mut [f32],
+        slice: &[Node4],
+        gz: usize,
+        gcols: &[(u32, f32)],
+        pcols: &[(u32, f32)],
+        extra_row: &[f32],
+        pw: usize,
+        intensity: f32,
+    ) {
+        let npx = row.len() / 3;
+        // Everything indexed below is checked here once.
+        assert!(gz >= 2 && pw >= 2 && gcols.len() >= npx && pcols.len() >= npx);
+        assert!(extra_row.len() >= pw * S);
+        let gx = slice.len() / gz;
+        let zmax = (gz - 1) as f32;
+        let sp = slice.as_ptr() as *const f32;
+        let ep = extra_row.as_ptr();
+        let mut sq = [0f32; ROW_BLOCK * 3];
+        let mut qs = [0f32; ROW_BLOCK * 3 + 1];
+        let mut x0 = 0;
+        for block in row.chunks_mut(ROW_BLOCK * 3) {
+            let n = block.len();
+            for (d, &v) in sq[..n].iter_mut().zip(block.iter()) {
+                *d = v.max(0.0).sqrt();
+            }
+            for i in 0..n / 3 {
+                let (s0, s1, s2) = (sq[3 * i], sq[3 * i + 1], sq[3 * i + 2]);
+                let (gc, pc) = (*gcols.get_unchecked(x0 + i), *pcols.get_unchecked(x0 + i));
+                let zc = grid::guide(&[s0, s1, s2]) * zmax;
+                // `guide` clamps to 0..1 and `sqrt(max(v, 0))` is never NaN.
+                let k0 = (zc.to_int_unchecked::<u32>() as usize).min(gz - 2);
+                let fz = zc - k0 as f32;
+                let i0 = (gc.0 as usize).min(gx - 2);
+                let fx = gc.1;
+                let w00 = _mm_set1_ps((1.0 - fx) * (1.0 - fz));
+                let w01 = _mm_set1_ps((1.0 - fx) * fz);
+                let w10 = _mm_set1_ps(fx * (1.0 - fz));
+                let w11 = _mm_set1_ps(fx * fz);
+                let p00 = sp.add((i0 * gz + k0) * 16);
+                let p01 = p00.add(16);
+                let p10 = p00.add(gz * 16);
+                let p11 = p10.add(16);
+                let mut m = [_mm_setzero_ps(); 4];
+                for (col, mc) in m.iter_mut().enumerate() {
+                    let o = col * 4;
+                    let v = _mm_mul_ps(w00, _mm_loadu_ps(p00.add(o)));
+                    let v = _mm_fmadd_ps(w01, _mm_loadu_ps(p01.add(o)), v);
+                    let v = _mm_fmadd_ps(w10, _mm_loadu_ps(p10.add(o)), v);
+                    *mc = _mm_fmadd_ps(w11, _mm_loadu_ps(p11.add(o)), v);
+                }
+                let mut q = _mm_fmadd_ps(_mm_set1_ps(s0), m[0], m[3]);
+                q = _mm_fmadd_ps(_mm_set1_ps(s1), m[1], q);
+                q = _mm_fmadd_ps(_mm_set1_ps(s2), m[2], q);
+                let j = (pc.0 as usize).min(pw - 2) * S;
+                let f = _mm_set1_ps(pc.1);
+                let ea = _mm_loadu_ps(ep.add(j));
+                let eb = _mm_loadu_ps(ep.add(j + S));
+                let r = _mm_fmadd_ps(f, _mm_sub_ps(eb, ea), ea);
+                q = _mm_add_ps(q, r);
+                if S == EXTRA_CONTENT {
+                    let ea = _mm_loadu_ps(ep.add(j + 4));
+                    let eb = _mm_loadu_ps(ep.add(j + S + 4));
+                    let e = _mm_fmadd_ps(f, _mm_sub_ps(eb, ea), ea);
+                    // The mask sits in the residual's fourth lane.
+                    let mask = _mm_shuffle_ps::<0xFF>(r, r);
+                    q = _mm_fmadd_ps(mask, _mm_sub_ps(e, q), q);
+                }
+                // Four lanes stored, the fourth is overwritten by the next pixel.
+                _mm_storeu_ps(qs.as_mut_ptr().add(3 * i), q);
+            }
+            for (p, &q) in block.iter_mut().zip(qs[..n].iter()) {
+                let v = q.max(0.0);
+                *p += intensity * (v * v - *p);
+            }
+            x0 += n / 3;
+        }
     }
 }
 
@@ -524,10 +638,18 @@ fn apply_row<const S: usize>(
             let f = pc.1;
             let ea = &extra_row[i0 * S..i0 * S + S];
             let eb = &extra_row[i0 * S + S..i0 * S + 2 * S];
-            let r = v_lerp([ea[0], ea[1], ea[2], ea[3]], [eb[0], eb[1], eb[2], eb[3]], f);
+            let r = v_lerp(
+                [ea[0], ea[1], ea[2], ea[3]],
+                [eb[0], eb[1], eb[2], eb[3]],
+                f,
+            );
             q = [q[0] + r[0], q[1] + r[1], q[2] + r[2], 0.0];
             if S == EXTRA_CONTENT {
-                let e = v_lerp([ea[4], ea[5], ea[6], ea[7]], [eb[4], eb[5], eb[6], eb[7]], f);
+                let e = v_lerp(
+                    [ea[4], ea[5], ea[6], ea[7]],
+                    [eb[4], eb[5], eb[6], eb[7]],
+                    f,
+                );
                 q = v_lerp(q, e, r[3]);
             }
             q_out.copy_from_slice(&q[..3]);
