@@ -149,8 +149,9 @@ pub struct Limits {
     /// Largest input file, in bytes (default 1 GiB).
     pub max_file_bytes: u64,
     /// Address space, in MB, of the process that decodes a camera RAW while it parses and
-    /// decodes (0, the default: 512 MB + the file's size + 16 bytes per pixel of
-    /// `max_pixels`). A decoder asking for more is stopped and the job fails `too_large`.
+    /// decodes (0, the default: 384 MB + 8 MB per core + the file's size + 16 bytes per
+    /// pixel of `max_pixels`, about 3.8 GB). A decoder asking for more is stopped and the
+    /// job fails `too_large`.
     pub decode_memory_mb: u64,
     /// Seconds the RAW decoder process may take before it is stopped (`corrupt_input`).
     pub decode_timeout_s: f64,

@@ -29,6 +29,10 @@ mod lightroom;
 mod hardening;
 
 #[cfg(target_os = "linux")]
+#[path = "e2e/decoder.rs"]
+mod decoder;
+
+#[cfg(target_os = "linux")]
 #[path = "e2e/engines.rs"]
 mod engines;
 

@@ -101,3 +101,29 @@ fn transferred_edits_match_full_resolution_edits() {
         failures.join("\n")
     );
 }
+
+/// Auto mode: a look preset whose engine changed content anyway (here: pasted an object)
+/// still takes the engine's pixels there, and keeps the camera's detail everywhere else.
+#[test]
+fn a_look_transfer_hands_changed_content_to_the_content_path() {
+    let scene = scene();
+    let r = scene.row_as(
+        Edit::PasteObject,
+        AnswerFormat::Png,
+        luminary::transfer::Mode::Look,
+    );
+    let (follows, _) = r.changed.expect("content row");
+    println!(
+        "look mode, pasted object: unchanged area {:.2} dB (bicubic {:.2}), inside follows the engine at {follows:.1} dB",
+        r.luminary_db, r.bicubic_db
+    );
+    assert!(
+        r.luminary_db >= 38.0,
+        "unchanged area {:.2} dB",
+        r.luminary_db
+    );
+    assert!(
+        follows >= 30.0,
+        "inside the object only {follows:.1} dB from the engine"
+    );
+}

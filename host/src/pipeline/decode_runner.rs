@@ -149,9 +149,11 @@ pub fn run(args: RunnerArgs<'_>) -> i32 {
         max_pixels: args.max_pixels,
         ..Limits::default()
     };
+    let t0 = std::time::Instant::now();
     let decoded = catch_unwind(AssertUnwindSafe(|| {
         ingest::decode_raw(args.file, &limits, &mut develop_room)
     }));
+    tracing::debug!("decoded in {:?}", t0.elapsed());
     let failed = |code: ErrorCode, message: String| Answer::Failed { code, message };
     let opened = match decoded {
         Ok(Ok((decoded, opened))) => {

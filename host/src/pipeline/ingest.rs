@@ -390,9 +390,12 @@ fn check_pixels(path: &Path, w: usize, h: usize, limits: &Limits) -> Result<(), 
     Ok(())
 }
 
-/// Address space a RAW decoder process needs besides the decode itself: the executable
-/// and its libraries, thread stacks, two malloc arenas (about 150 MB measured), with room.
-pub const DECODER_BASE_BYTES: u64 = 512 << 20;
+/// Address space a RAW decoder process needs besides the decode itself: the executable,
+/// its libraries, rawler's camera tables and two malloc arenas (about 125 MB measured on a
+/// 2-core machine), with room; plus [`DECODER_THREAD_BYTES`] per thread.
+const DECODER_BASE_BYTES: u64 = 384 << 20;
+/// Per decoder thread (one per core): its stack, with room.
+const DECODER_THREAD_BYTES: u64 = 8 << 20;
 /// Bytes per pixel of `max_pixels` a decoder may allocate while it parses and decodes: the
 /// sensor data (2 bytes a photosite, up to 12 for three-channel float DNGs), the copy in
 /// shared memory and decoders' own buffers.
@@ -401,13 +404,20 @@ const DECODE_BYTES_PER_PIXEL: u64 = 16;
 /// `max_pixels`, for rawler's develop of non-Bayer sensors (float planes, demosaic, crops).
 pub(crate) const DEVELOP_BYTES_PER_PIXEL: u64 = 64;
 
+/// The address space a decoder process needs before it decodes anything.
+pub fn decoder_base_bytes() -> u64 {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    DECODER_BASE_BYTES + threads * DECODER_THREAD_BYTES
+}
+
 /// The address space the decoder process of a `file_len`-byte RAW may use while it parses
-/// and decodes (`limits.decode_memory_mb`, or from `limits.max_pixels`).
+/// and decodes: `limits.decode_memory_mb`, else the base, the file (it is mapped) and 16
+/// bytes per pixel of `limits.max_pixels` (3.8 GB at the default 200 MP).
 pub fn decode_memory_limit(limits: &Limits, file_len: u64) -> u64 {
     if limits.decode_memory_mb > 0 {
         return limits.decode_memory_mb.saturating_mul(1 << 20);
     }
-    DECODER_BASE_BYTES
+    decoder_base_bytes()
         .saturating_add(file_len)
         .saturating_add(limits.max_pixels.saturating_mul(DECODE_BYTES_PER_PIXEL))
 }
@@ -524,7 +534,9 @@ pub(crate) fn decode_raw(
     develop_room: &mut dyn FnMut(u64),
 ) -> Result<(Decoded, OpenedRaw), JobError> {
     let corrupt = |why: String| JobError::file(ErrorCode::CorruptInput, path, why);
+    let t = std::time::Instant::now();
     let src = RawSource::new(path).map_err(|e| JobError::file(ErrorCode::NotFound, path, e))?;
+    tracing::debug!("raw source {:?}", t.elapsed());
     let decoder = rawler::get_decoder(&src).map_err(|e| {
         JobError::file(
             ErrorCode::UnsupportedFormat,
@@ -532,6 +544,7 @@ pub(crate) fn decode_raw(
             format!("not a camera RAW Luminary can read ({e})"),
         )
     })?;
+    tracing::debug!("raw decoder ready {:?}", t.elapsed());
     let params = RawDecodeParams::default();
     let t0 = std::time::Instant::now();
     let raw = decoder.raw_image(&src, &params, false).map_err(|e| {
@@ -753,7 +766,7 @@ fn ingest_raw_in_process(
 ) -> Result<Ingested, JobError> {
     let file_len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let limit = decode_memory_limit(limits, file_len);
-    let heap = limit.saturating_sub(DECODER_BASE_BYTES);
+    let heap = limit.saturating_sub(decoder_base_bytes());
     let result = catch_unwind(AssertUnwindSafe(|| -> Result<Ingested, JobError> {
         let decoded = {
             let _guard = BudgetGuard(budget);

@@ -140,9 +140,10 @@ impl SharedBytes {
         if file.metadata()?.len() == 0 {
             return Ok(SharedBytes { map: None }); // mmap refuses empty files
         }
+        // Populated: the pages exist already, so this only maps them, in one go.
         // SAFETY: the writer has finished (it said so) before we map; nobody truncates.
         Ok(SharedBytes {
-            map: Some(unsafe { memmap2::Mmap::map(file)? }),
+            map: Some(unsafe { memmap2::MmapOptions::new().populate().map(file)? }),
         })
     }
 

@@ -331,6 +331,12 @@ impl Scene {
 
     /// Runs one row of the table.
     pub fn row(&self, edit: Edit, format: AnswerFormat) -> Row {
+        self.row_as(edit, format, edit.mode())
+    }
+
+    /// Runs one row with the transfer forced into `mode` (e.g. a pasted object handed to
+    /// a look preset's transfer, which must still find and take the changed region).
+    pub fn row_as(&self, edit: Edit, format: AnswerFormat, mode: Mode) -> Row {
         let (w, h) = (self.base.width, self.base.height);
         // What the engine receives: the area-averaged preview, 8-bit sRGB.
         let preview_lin = preview::downscale(&self.base, self.preview_size);

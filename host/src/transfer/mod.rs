@@ -256,7 +256,7 @@ impl Transfer {
 
         let shape = GridShape::for_preview(pw, ph);
         let mut grid = Grid::fit(shape, &src, &dst, valid.as_deref(), pw, ph, EPS, KAPPA);
-        let mut fitted = grid.apply(&src, pw, ph);
+        let mut fitted = slice_preview(&grid, &src, pw, ph);
         let grid_ms = started.elapsed().as_secs_f64() * 1e3 - align_ms;
 
         // Change detection: the residual of a colour fit is small wherever the answer is
@@ -282,7 +282,7 @@ impl Transfer {
                 .map(|(&v, &ok)| ok * (1.0 - smoothstep(th.low * 0.5, th.low, v)))
                 .collect();
             grid = Grid::fit(shape, &src, &dst, Some(&weights), pw, ph, EPS, KAPPA);
-            fitted = grid.apply(&src, pw, ph);
+            fitted = slice_preview(&grid, &src, pw, ph);
             let mut e = err(&fitted);
             blur_planar(&mut e, pw, ph, 2, 2);
             let raw: Vec<f32> = e.iter().map(|&v| smoothstep(th.low, th.high, v)).collect();
@@ -364,6 +364,19 @@ impl Transfer {
         cancel: &Cancel,
     ) -> Result<(), JobError> {
         let (w, h) = (base.width, base.height);
+        self.apply_rows::<false>(&mut base.data, w, h, intensity, cancel)
+    }
+
+    /// The row loop. `RAW`: `data` is already in the `sqrt` domain and receives the
+    /// grid's output there, unblended (the fit's own passes over the preview).
+    fn apply_rows<const RAW: bool>(
+        &self,
+        data: &mut [f32],
+        w: usize,
+        h: usize,
+        intensity: f32,
+        cancel: &Cancel,
+    ) -> Result<(), JobError> {
         let stride = if self.content {
             EXTRA_CONTENT
         } else {
@@ -373,8 +386,7 @@ impl Transfer {
         let pcols = grid::columns(w, self.pw);
         let gz = self.grid.gz;
         let stop = AtomicBool::new(false);
-        base.data
-            .par_chunks_mut(w * 3 * 8)
+        data.par_chunks_mut(w * 3 * 8)
             .enumerate()
             .for_each(|(chunk, rows)| {
                 if stop.load(Ordering::Relaxed) || cancel.load(Ordering::Relaxed) {
@@ -413,9 +425,9 @@ impl Transfer {
                         intensity,
                     };
                     if self.content {
-                        rowk.run::<EXTRA_CONTENT>(row);
+                        rowk.run::<EXTRA_CONTENT, RAW>(row);
                     } else {
-                        rowk.run::<EXTRA_LOOK>(row);
+                        rowk.run::<EXTRA_LOOK, RAW>(row);
                     }
                 }
             });
@@ -435,6 +447,24 @@ impl Transfer {
     }
 }
 
+/// The grid applied to the (`sqrt`-domain) preview it was fitted on, with the fast row
+/// kernel.
+fn slice_preview(grid: &Grid, src: &[f32], pw: usize, ph: usize) -> Vec<f32> {
+    let t = Transfer {
+        nodes4: grid.nodes.iter().map(node4).collect(),
+        grid: grid.clone(),
+        pw,
+        ph,
+        extras: vec![0.0; pw * ph * EXTRA_LOOK],
+        content: false,
+        report: FitReport::default(),
+    };
+    let mut out = src.to_vec();
+    t.apply_rows::<true>(&mut out, pw, ph, 1.0, &Cancel::default())
+        .expect("not cancelled");
+    out
+}
+
 /// What one full-resolution row needs.
 struct RowKernel<'a> {
     slice: &'a [Node4],
@@ -449,18 +479,18 @@ struct RowKernel<'a> {
 impl RowKernel<'_> {
     /// Runs the row with the best kernel this CPU has: explicit 4-wide FMA where AVX2 and
     /// FMA exist (every x86-64 since 2013), else the portable one (SSE2 baseline, NEON).
-    fn run<const S: usize>(&self, row: &mut [f32]) {
+    fn run<const S: usize, const RAW: bool>(&self, row: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         {
             if std::arch::is_x86_feature_detected!("avx2")
                 && std::arch::is_x86_feature_detected!("fma")
             {
                 // SAFETY: the features were just detected on this CPU.
-                unsafe { self.run_avx2::<S>(row) };
+                unsafe { self.run_avx2::<S, RAW>(row) };
                 return;
             }
         }
-        apply_row::<S>(
+        apply_row::<S, RAW>(
             row,
             self.slice,
             self.gz,
@@ -474,8 +504,8 @@ impl RowKernel<'_> {
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn run_avx2<const S: usize>(&self, row: &mut [f32]) {
-        fma::apply_row::<S>(
+    unsafe fn run_avx2<const S: usize, const RAW: bool>(&self, row: &mut [f32]) {
+        fma::apply_row::<S, RAW>(
             row,
             self.slice,
             self.gz,
@@ -498,7 +528,7 @@ mod fma {
 
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn apply_row<const S: usize>(
+    pub unsafe fn apply_row<const S: usize, const RAW: bool>(
         row: &mut [f32],
         slice: &[Node4],
         gz: usize,
@@ -521,8 +551,12 @@ mod fma {
         let mut x0 = 0;
         for block in row.chunks_mut(ROW_BLOCK * 3) {
             let n = block.len();
-            for (d, &v) in sq[..n].iter_mut().zip(block.iter()) {
-                *d = v.max(0.0).sqrt();
+            if RAW {
+                sq[..n].copy_from_slice(block);
+            } else {
+                for (d, &v) in sq[..n].iter_mut().zip(block.iter()) {
+                    *d = v.max(0.0).sqrt();
+                }
             }
             for i in 0..n / 3 {
                 let (s0, s1, s2) = (sq[3 * i], sq[3 * i + 1], sq[3 * i + 2]);
@@ -569,9 +603,13 @@ mod fma {
                 // Four lanes stored, the fourth is overwritten by the next pixel.
                 _mm_storeu_ps(qs.as_mut_ptr().add(3 * i), q);
             }
-            for (p, &q) in block.iter_mut().zip(qs[..n].iter()) {
-                let v = q.max(0.0);
-                *p += intensity * (v * v - *p);
+            if RAW {
+                block.copy_from_slice(&qs[..n]);
+            } else {
+                for (p, &q) in block.iter_mut().zip(qs[..n].iter()) {
+                    let v = q.max(0.0);
+                    *p += intensity * (v * v - *p);
+                }
             }
             x0 += n / 3;
         }
@@ -581,7 +619,7 @@ mod fma {
 /// One full-resolution row: slice, residual, optional content composite, blend.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn apply_row<const S: usize>(
+fn apply_row<const S: usize, const RAW: bool>(
     row: &mut [f32],
     slice: &[Node4],
     gz: usize,
@@ -602,8 +640,12 @@ fn apply_row<const S: usize>(
     let mut x0 = 0;
     for block in row.chunks_mut(ROW_BLOCK * 3) {
         let n = block.len();
-        for (d, &v) in sq[..n].iter_mut().zip(block.iter()) {
-            *d = v.max(0.0).sqrt();
+        if RAW {
+            sq[..n].copy_from_slice(block);
+        } else {
+            for (d, &v) in sq[..n].iter_mut().zip(block.iter()) {
+                *d = v.max(0.0).sqrt();
+            }
         }
         for (i, (s, q_out)) in sq[..n]
             .chunks_exact(3)
@@ -654,9 +696,13 @@ fn apply_row<const S: usize>(
             }
             q_out.copy_from_slice(&q[..3]);
         }
-        for (p, &q) in block.iter_mut().zip(qs[..n].iter()) {
-            let v = q.max(0.0);
-            *p += intensity * (v * v - *p);
+        if RAW {
+            block.copy_from_slice(&qs[..n]);
+        } else {
+            for (p, &q) in block.iter_mut().zip(qs[..n].iter()) {
+                let v = q.max(0.0);
+                *p += intensity * (v * v - *p);
+            }
         }
         x0 += n / 3;
     }
