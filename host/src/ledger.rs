@@ -37,6 +37,9 @@ pub enum Outcome {
     Timeout,
     /// The provider rejected the key.
     Auth,
+    /// The call was under way when the daemon stopped (killed, crashed, power cut): the
+    /// provider may have charged for it, so it is counted at its price.
+    Interrupted,
 }
 
 impl Outcome {
@@ -49,6 +52,7 @@ impl Outcome {
             Outcome::Cancelled => "cancelled",
             Outcome::Timeout => "timeout",
             Outcome::Auth => "auth",
+            Outcome::Interrupted => "interrupted",
         }
     }
 }
@@ -273,6 +277,34 @@ impl Ledger {
                         .as_ref()
                         .map(|p| p.to_string_lossy().into_owned()),
                 ],
+            )
+            .map_err(self.db())?;
+        Ok(())
+    }
+
+    /// Records a call about to be sent, as `interrupted` at its full price, and returns its
+    /// row for [`Ledger::finish`]. If the daemon dies while the provider works, the row
+    /// stays and the photographer still sees a call that may have been billed.
+    pub fn begin(&self, entry: &LedgerEntry) -> Result<i64, LedgerError> {
+        let started = LedgerEntry {
+            outcome: Outcome::Interrupted,
+            ..entry.clone()
+        };
+        self.record(&started)?;
+        Ok(self.lock().last_insert_rowid())
+    }
+
+    /// Replaces a row from [`Ledger::begin`] with how the call ended.
+    pub fn finish(&self, id: i64, entry: &LedgerEntry) -> Result<(), LedgerError> {
+        let micro = if entry.cached || !entry.cost_usd.is_finite() {
+            0
+        } else {
+            (entry.cost_usd.max(0.0) * 1e6).round() as i64
+        };
+        self.lock()
+            .execute(
+                "UPDATE calls SET outcome = ?1, cost_micro_usd = ?2, request_id = ?3 WHERE id = ?4",
+                params![entry.outcome.as_str(), micro, entry.request_id, id],
             )
             .map_err(self.db())?;
         Ok(())
@@ -592,6 +624,23 @@ mod tests {
                 "calls": 4, "cached": 2, "failed": 1, "cost_usd": 0.039
             })
         );
+    }
+
+    #[test]
+    fn a_call_cut_off_by_a_kill_stays_counted_and_a_finished_one_is_updated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("usage.sqlite");
+        let ledger = Ledger::open(&path).unwrap();
+        let sent = LedgerEntry::engine_call("gemini", "m", "p", Outcome::Ok, 0.039, true);
+        let done = ledger.begin(&sent).unwrap();
+        let _lost = ledger.begin(&sent).unwrap();
+        let refused = LedgerEntry::engine_call("gemini", "m", "p", Outcome::Refused, 0.039, false);
+        ledger.finish(done, &refused).unwrap();
+        drop(ledger); // the daemon dies with the second call under way
+        let rows = Ledger::open(&path).unwrap().totals(None).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!((rows[0].calls, rows[0].failed), (2, 2));
+        assert!((rows[0].cost_usd - 0.039).abs() < 1e-9, "{:?}", rows[0]);
     }
 
     #[test]

@@ -286,12 +286,33 @@ impl Engines {
             negative_prompt: job.negative_prompt,
         };
         let price = provider.price_per_image();
+        // Written before the call, so a daemon killed mid-call still shows it.
+        let pending = self.ledger.as_ref().and_then(|l| {
+            l.begin(&LedgerEntry::engine_call(
+                &engine,
+                &model,
+                job.preset,
+                Outcome::Ok,
+                price,
+                true,
+            ))
+            .map_err(|e| tracing::warn!("cannot record engine usage: {e}"))
+            .ok()
+        });
+        let finish = |entry: LedgerEntry| match (pending, &self.ledger) {
+            (Some(id), Some(l)) => {
+                if let Err(e) = l.finish(id, &entry) {
+                    tracing::warn!("cannot record engine usage: {e}");
+                }
+            }
+            _ => self.record(entry),
+        };
         match provider.edit(&input, &ctl) {
             Ok(out) => {
                 let mut entry =
                     LedgerEntry::engine_call(&engine, &model, job.preset, Outcome::Ok, price, true);
                 entry.request_id = out.request_id.clone();
-                self.record(entry);
+                finish(entry);
                 let image = decode_answer(&out.bytes, &engine)?;
                 if let Some(cache) = &self.cache {
                     if let Err(e) = cache.put(
@@ -308,7 +329,7 @@ impl Engines {
                 })
             }
             Err(e) => {
-                self.record(LedgerEntry::engine_call(
+                finish(LedgerEntry::engine_call(
                     &engine,
                     &model,
                     job.preset,
