@@ -65,29 +65,12 @@ impl Photo {
     /// Mirror-tiles the photo to `w`×`h` at native resolution: I | flipLR(I), rows
     /// alternately flipped, so there are no seams and no invented detail.
     pub fn mirror_tile(&self, w: usize, h: usize) -> Photo {
-        let mut data = vec![0f32; w * h * 3];
-        data.par_chunks_mut(w * 3).enumerate().for_each(|(y, row)| {
-            let ty = y / self.height;
-            let sy = if ty % 2 == 0 {
-                y % self.height
-            } else {
-                self.height - 1 - y % self.height
-            };
-            for x in 0..w {
-                let tx = x / self.width;
-                let sx = if tx % 2 == 0 {
-                    x % self.width
-                } else {
-                    self.width - 1 - x % self.width
-                };
-                let s = (sy * self.width + sx) * 3;
-                row[x * 3..x * 3 + 3].copy_from_slice(&self.data[s..s + 3]);
-            }
-        });
+        let img = luminary::image::RgbF32::new(self.width, self.height, self.data.clone());
+        let tiled = luminary::transfer::fidelity::mirror_tile(&img, w, h);
         Photo {
             width: w,
             height: h,
-            data,
+            data: tiled.data,
         }
     }
 

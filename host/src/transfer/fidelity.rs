@@ -369,12 +369,7 @@ impl Scene {
             up.into_raw()
         };
         // Luminary.
-        let t = Transfer::fit_answer(
-            &seen,
-            &answer_lin,
-            edit.mode(),
-            format == AnswerFormat::Jpeg90,
-        );
+        let t = Transfer::fit_answer(&seen, &answer_lin, mode, format == AnswerFormat::Jpeg90);
         let mut out = self.base.clone();
         let started = Instant::now();
         let cpu0 = cpu_seconds();

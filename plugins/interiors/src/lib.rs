@@ -130,10 +130,13 @@ impl Plugin for Interiors {
             }
             other => return Err(format!("unknown preset '{other}'")),
         };
+        // Twilight replaces the sky and lights windows: content the offline recipe can only
+        // suggest. It prefers a generative engine when one is set up.
+        let engine_hint = (preset == "virtual-twilight").then(|| "gemini".to_string());
         Ok(EngineRequest {
             prompt,
             negative_prompt: NEGATIVE.into(),
-            engine_hint: None,
+            engine_hint,
             recipe: r,
         })
     }

@@ -1307,3 +1307,32 @@ fn a_45_mp_raw_through_gemini_peaks_under_2_gb() {
     );
     lum.assert_no_secret(&[TEST_KEY], &[]);
 }
+
+/// Issue #4 point 1: with no `--engine`, a preset's hint picks its engine when that engine
+/// is set up (here `virtual-twilight` prefers Gemini), and the configured default otherwise —
+/// a missing key never turns a preset's preference into a failed job.
+#[test]
+fn a_presets_engine_hint_is_followed_only_when_that_engine_is_set_up() {
+    let p = photos();
+    let mock = MockServer::start(MockKind::Gemini, vec![]);
+    let lum = Lum::new();
+    lum.env.write_config(&gemini_table(&mock));
+    let src = copy_to(&lum.env.work, &p.tiff16);
+    let args = [src.to_str().unwrap(), "--preset", "virtual-twilight"];
+
+    let offline = lum.ok(&args);
+    assert_eq!(offline["engine"], "local", "{offline}");
+    assert_eq!(mock.billed(), 0);
+
+    lum.stop_daemon();
+    lum.set_keys(&[("GEMINI_API_KEY", TEST_KEY)]);
+    let hinted = lum.ok(&args);
+    assert_eq!(hinted["engine"], "gemini", "{hinted}");
+    assert_eq!(mock.billed(), 1);
+    // The request still wins over the hint.
+    let mut forced = args.to_vec();
+    forced.extend(["--engine", "local"]);
+    assert_eq!(lum.ok(&forced)["engine"], "local");
+    assert_eq!(mock.billed(), 1);
+    lum.assert_no_secret(&[TEST_KEY], &[]);
+}
