@@ -73,6 +73,30 @@ fn regression_a_quicktake_header_claiming_8_gb_fails_only_its_job_as_too_large()
     assert!(err.message.contains("(1024 MB"), "{}", err.message);
 }
 
+/// Found by the ingest fuzzer: a JPEG whose damaged APP1 segment makes rawler's JFIF
+/// parser loop forever. Under a RAW's name it is refused before any decoder runs (if it
+/// were not, the decoder process would be stopped at its deadline).
+#[test]
+fn regression_a_jpeg_under_a_raw_name_is_refused_before_rawlers_jfif_parser_can_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = fuzz_input(
+        dir.path(),
+        "fuzz/regressions/ingest-jfif-app1-hang.bin",
+        "IMG_1.dng",
+    );
+    let limits = Limits {
+        decode_timeout_s: 10.0,
+        ..Limits::default()
+    };
+    let t = Instant::now();
+    let err = ingest_with(&path, &limits, &luminary(), &Cancel::default())
+        .err()
+        .unwrap();
+    assert_eq!(err.code, ErrorCode::UnsupportedFormat, "{err:?}");
+    assert!(err.message.contains("IMG_1.dng"), "{}", err.message);
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+}
+
 #[test]
 fn every_fuzz_regression_input_fails_cleanly_through_the_decoder_process() {
     let dir = tempfile::tempdir().unwrap();
@@ -94,7 +118,10 @@ fn every_fuzz_regression_input_fails_cleanly_through_the_decoder_process() {
             .err()
             .unwrap_or_else(|| panic!("{name} must be refused"));
         assert!(
-            matches!(err.code, ErrorCode::CorruptInput | ErrorCode::TooLarge),
+            matches!(
+                err.code,
+                ErrorCode::CorruptInput | ErrorCode::TooLarge | ErrorCode::UnsupportedFormat
+            ),
             "{name}: {err:?}"
         );
         assert!(
@@ -104,7 +131,7 @@ fn every_fuzz_regression_input_fails_cleanly_through_the_decoder_process() {
         );
         n += 1;
     }
-    assert!(n >= 4, "only {n} regression inputs found");
+    assert!(n >= 5, "only {n} regression inputs found");
 }
 
 #[test]

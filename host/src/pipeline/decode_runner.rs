@@ -159,12 +159,7 @@ pub fn run(args: RunnerArgs<'_>) -> i32 {
         Ok(Ok((decoded, opened))) => {
             let bytes = decoded.sample_bytes();
             let t = std::time::Instant::now();
-            let filled = crate::plugins::shm::fill_shared(&shared, bytes.len(), |dst| {
-                use rayon::prelude::*;
-                dst.par_chunks_mut(1 << 20)
-                    .zip(bytes.par_chunks(1 << 20))
-                    .for_each(|(d, s)| d.copy_from_slice(s));
-            });
+            let filled = crate::plugins::shm::write_shared(&shared, bytes);
             if let Err(e) = filled {
                 let why = format!("cannot write the decoded RAW to shared memory: {e}");
                 let _ = answer(&mut out, &failed(ErrorCode::Internal, why));
@@ -384,7 +379,7 @@ pub(crate) fn decode(
     let deadline = t0 + timeout;
 
     // Our own EXIF reader runs while the child decodes.
-    let exif = super::metadata::read_exif(path);
+    let exif = ingest::read_exif(path);
 
     let header = match next_line(&decoder, deadline, cancel) {
         Waited::Line(line) => match serde_json::from_str::<Answer>(&line) {

@@ -180,6 +180,15 @@ pub fn ingest_with(
         })?;
     }
     match sniff(path, &head[..n]) {
+        // A JPEG with EXIF under a RAW's name. rawler would take it for a JPEG-wrapped RAW
+        // (old Konica Minolta), and its JFIF parser loops forever on a damaged APP1 segment
+        // (found by fuzzing: `fuzz/regressions/ingest-jfif-app1-hang.bin`), so such files
+        // never reach it.
+        Some(Kind::Raw) if head.starts_with(&[0xFF, 0xD8, 0xFF, 0xE1]) => Err(JobError::file(
+            ErrorCode::UnsupportedFormat,
+            path,
+            "this is a JPEG, not a camera RAW (JPEG-wrapped RAWs are not supported); give it a .jpg name to enhance it",
+        )),
         Some(Kind::Raw) => ingest_raw(path, limits, how, cancel),
         Some(Kind::Raster) => ingest_raster(path, limits).or_else(|err| {
             // A DNG or other TIFF-based RAW saved with a .tif name: let rawler try.
@@ -696,6 +705,11 @@ pub(crate) fn develop_decoded(
     }
 }
 
+/// The file's EXIF as our own reader sees it; a reader panic means none.
+pub(crate) fn read_exif(path: &Path) -> SourceMeta {
+    catch_unwind(|| metadata::read_exif(path)).unwrap_or_default()
+}
+
 /// Metadata of a decoded RAW: its EXIF, else rawler's (`rawler_meta` is asked only then).
 pub(crate) fn raw_meta(
     exif: metadata::SourceMeta,
@@ -782,11 +796,14 @@ fn ingest_raw_in_process(
             })
         };
         let (decoded, opened) = decoded?;
-        let meta = raw_meta(
-            metadata::read_exif(path),
-            decoded.header.orientation,
-            || opened.metadata(),
-        );
+        let meta = raw_meta(read_exif(path), decoded.header.orientation, || {
+            // As in the decoder process: under its limit, and a failure means no metadata.
+            let _guard = BudgetGuard(budget);
+            if let Some(f) = budget {
+                f(Some(heap));
+            }
+            catch_unwind(AssertUnwindSafe(|| opened.metadata())).unwrap_or(None)
+        });
         let t1 = std::time::Instant::now();
         let Decoded { header, data } = decoded;
         let image = match data {
@@ -978,6 +995,39 @@ fn ingest_raster(path: &Path, limits: &Limits) -> Result<Ingested, JobError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Runs `f` on a thread and gives up after `secs` (a regression here would hang).
+    fn within<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(secs))
+            .expect("did not finish in time")
+    }
+
+    /// Fuzzing found a JPEG-with-EXIF under a RAW's name whose damaged APP1 segment makes
+    /// rawler's JFIF parser loop forever. It is refused before rawler sees it, in-process
+    /// and (see host/tests/raw_decoder.rs) through the decoder process alike.
+    #[test]
+    fn regression_a_jpeg_named_like_a_raw_never_reaches_rawlers_jfif_parser() {
+        let err = within(20, || {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("crafted.dng");
+            let bytes = include_bytes!("../../../fuzz/regressions/ingest-jfif-app1-hang.bin");
+            std::fs::write(&path, &bytes[1..]).unwrap();
+            let how = RawDecoding::InProcess { budget: None };
+            ingest_with(&path, &Limits::default(), &how, &Cancel::default())
+                .err()
+                .expect("must be refused")
+        });
+        assert_eq!(err.code, ErrorCode::UnsupportedFormat, "{err:?}");
+        assert!(
+            err.message.contains("crafted.dng") && err.message.contains("not a camera RAW"),
+            "{}",
+            err.message
+        );
+    }
 
     /// Fuzzing found 8 KB DNGs whose IFD entries claim gigabytes (a known type, an unknown
     /// one, and an image size given as an array); rawler would allocate what they claim.

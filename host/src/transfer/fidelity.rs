@@ -337,6 +337,18 @@ impl Scene {
     /// Runs one row with the transfer forced into `mode` (e.g. a pasted object handed to
     /// a look preset's transfer, which must still find and take the changed region).
     pub fn row_as(&self, edit: Edit, format: AnswerFormat, mode: Mode) -> Row {
+        self.row_moved(edit, format, mode, None)
+    }
+
+    /// Runs one row with the engine's answer moved (shifted, cropped and rescaled by
+    /// `moved`), as generative engines return it.
+    pub fn row_moved(
+        &self,
+        edit: Edit,
+        format: AnswerFormat,
+        mode: Mode,
+        moved: Option<super::align::Similarity>,
+    ) -> Row {
         let (w, h) = (self.base.width, self.base.height);
         // What the engine receives: the area-averaged preview, 8-bit sRGB.
         let preview_lin = preview::downscale(&self.base, self.preview_size);
@@ -346,6 +358,9 @@ impl Scene {
         // The engine's answer.
         let mut answer = from8(pw, ph, &sent8);
         apply_edit(edit, &mut answer);
+        if let Some(t) = moved {
+            answer.data = super::align::warp(&answer.data, pw, ph, t).0;
+        }
         let answer8 = through_format(pw, ph, quantize8(&answer), format);
         let answer_srgb = from8(pw, ph, &answer8);
         let answer_lin = srgb_to_working(&answer_srgb);

@@ -263,11 +263,28 @@ impl Transfer {
         // a recolouring of the preview. One reweighted refit keeps new content from
         // bending the grid, then the blurred residual marks what changed.
         let th = mode.thresholds();
+        // Both pictures are low-passed before they are compared: an answer that is softer
+        // or resampled differs along every edge, new content differs over an area.
+        let low = |img: &[f32]| -> Vec<Vec<f32>> {
+            (0..3)
+                .map(|c| {
+                    let mut p: Vec<f32> = img.iter().skip(c).step_by(3).copied().collect();
+                    blur_planar(&mut p, pw, ph, 2, 2);
+                    p
+                })
+                .collect()
+        };
+        let dst_low = low(&dst);
         let err = |fitted: &[f32]| -> Vec<f32> {
-            fitted
-                .chunks_exact(3)
-                .zip(dst.chunks_exact(3))
-                .map(|(f, d)| (0..3).map(|c| (f[c] - d[c]).abs()).fold(0.0, f32::max))
+            let f = low(fitted);
+            // Outside the registered answer there is nothing to compare.
+            (0..pw * ph)
+                .map(|i| {
+                    let ok = valid.as_ref().map_or(1.0, |v| v[i]);
+                    ok * (0..3)
+                        .map(|c| (f[c][i] - dst_low[c][i]).abs())
+                        .fold(0.0, f32::max)
+                })
                 .collect::<Vec<f32>>()
         };
         let mut e = err(&fitted);
@@ -312,7 +329,7 @@ impl Transfer {
                     x[3] = mask[i] * ok;
                 }
             });
-        if lossy {
+        if lossy || valid.is_some() {
             let mut plane = vec![0f32; pw * ph];
             for c in 0..3 {
                 for (i, v) in plane.iter_mut().enumerate() {
@@ -330,7 +347,7 @@ impl Transfer {
         );
         if std::env::var_os("LUMINARY_FIT_TRACE").is_some() {
             eprintln!(
-                "fit: align {align_ms:.1} ms, grid {grid_ms:.1} ms, mask {use_mask}, total {:.1} ms",
+                "fit: align {align_ms:.1} ms ({t:?}), grid {grid_ms:.1} ms, mask {use_mask}, total {:.1} ms",
                 started.elapsed().as_secs_f64() * 1e3
             );
         }
