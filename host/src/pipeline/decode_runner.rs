@@ -17,10 +17,13 @@
 //!   child's stdin): a memfd on Linux, so a killed daemon leaves nothing behind and no
 //!   journal entry is needed. The header (size, Bayer pattern, levels, white balance,
 //!   matrix, orientation) comes as one JSON line on the child's stdout, rawler's metadata
-//!   as a second one, asked for only when the file has no EXIF we can read ourselves.
+//!   as a second one, which the daemon waits for only when the file has no EXIF it can
+//!   read itself (it reads that while the child decodes).
 //!
 //! The daemon develops Bayer data itself, straight from the shared mapping (no copy): the
 //! same code on the same numbers as an in-process decode, so results are bit-identical.
+//! The price, on a 24 MP DNG, is about 50–65 ms: mostly rawler building its camera tables
+//! in each new process (~40 ms), then one `pwrite` of the samples into the memfd (~20 ms).
 //! A child that aborts, crashes, overruns or is cancelled fails only its job: `too_large`
 //! when it ran out of memory, `corrupt_input` otherwise, naming the file and the reason.
 
