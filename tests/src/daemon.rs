@@ -135,6 +135,10 @@ impl Env {
             .env("XDG_CACHE_HOME", r.join("cache"))
             .env("XDG_RUNTIME_DIR", r.join("runtime"))
             .env_remove("LUMINARY_SOCKET")
+            .env_remove("GEMINI_API_KEY")
+            .env_remove("OPENAI_API_KEY")
+            .env_remove("FAL_KEY")
+            .env_remove("REPLICATE_API_TOKEN")
             .env_remove("LUMINARY_CONFIG")
             .env("LUMINARY_PLUGIN_PATH", r.join("plugins"))
             .current_dir(&self.work);

@@ -199,8 +199,8 @@ SDK.runMenuItem()
 SDK.check(#SDK.added == 0, "nothing should be added")
 local m = SDK.messages[#SDK.messages]
 SDK.check(m.kind == "critical", "failures must be shown as an error")
-SDK.check(string.find(m.text, "scan8.tif: engine_unavailable", 1, true), m.text)
-SDK.check(string.find(m.text, "DSC_1234.dng: engine_unavailable", 1, true), m.text)
+SDK.check(string.find(m.text, "scan8.tif: engine_auth", 1, true), m.text)
+SDK.check(string.find(m.text, "DSC_1234.dng: engine_auth", 1, true), m.text)
 
 -- Cancel while the first photo is being enhanced: it stops, and so does the rest.
 SDK.messages, SDK.progress, SDK.captions = {{}}, {{}}, {{}}
