@@ -24,6 +24,41 @@ mod gimp;
 #[path = "e2e/lightroom.rs"]
 mod lightroom;
 
+/// Helpers the Linux-only modules share: a raw protocol frame, and process liveness from
+/// /proc.
+#[cfg(target_os = "linux")]
+mod linux_helpers {
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+    use std::time::{Duration, Instant};
+
+    use serde_json::Value;
+
+    pub fn frame(s: &mut UnixStream, v: &Value) {
+        let body = serde_json::to_vec(v).unwrap();
+        s.write_all(&(body.len() as u32).to_le_bytes()).unwrap();
+        s.write_all(&body).unwrap();
+    }
+
+    pub fn alive(pid: i32) -> bool {
+        // A zombie counts as gone: only its exit status is left.
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| !s.split(") ").nth(1).unwrap_or("").starts_with('Z'))
+            .unwrap_or(false)
+    }
+
+    pub fn wait_gone(pid: i32, within: Duration) -> bool {
+        let t = Instant::now();
+        while t.elapsed() < within {
+            if !alive(pid) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+}
+
 #[cfg(target_os = "linux")]
 #[path = "e2e/hardening.rs"]
 mod hardening;

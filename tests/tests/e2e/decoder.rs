@@ -2,11 +2,12 @@
 //! rawler allocate what its header claims fails only its own job, cancelling a job stops
 //! its decoder, and results are bit-identical to an in-process decode.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use super::linux_helpers::frame;
 use luminary::error::{Cancel, ErrorCode};
 use luminary::pipeline::ingest::{ingest_with, RawDecoding};
 use luminary_tests::daemon::{luminary_bin, Env};
@@ -41,12 +42,6 @@ fn decoders_of(pid: i32) -> Vec<i32> {
                 && String::from_utf8_lossy(&cmdline).contains("decode-runner")
         })
         .collect()
-}
-
-fn frame(s: &mut UnixStream, v: &Value) {
-    let body = serde_json::to_vec(v).unwrap();
-    s.write_all(&(body.len() as u32).to_le_bytes()).unwrap();
-    s.write_all(&body).unwrap();
 }
 
 fn event(s: &mut UnixStream) -> Option<Value> {

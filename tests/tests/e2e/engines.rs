@@ -8,13 +8,14 @@
 //! a real key can never reach a mock or a test log; the daemon inherits the environment of
 //! the CLI command that spawns it, so the key a test wants is set on that command.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use super::linux_helpers::{frame, wait_gone};
 use base64::Engine as _;
 use image::RgbImage;
 use luminary_engines::mock::{grade_pixel, mock_grade, Fault, MockKind, MockServer, TEST_KEY};
@@ -324,30 +325,6 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.iter().enumerate().any(|(i, &b)| {
         b == first && hay.len() - i >= needle.len() && &hay[i..i + needle.len()] == needle
     })
-}
-
-fn frame(s: &mut UnixStream, v: &Value) {
-    let body = serde_json::to_vec(v).unwrap();
-    s.write_all(&(body.len() as u32).to_le_bytes()).unwrap();
-    s.write_all(&body).unwrap();
-}
-
-fn alive(pid: i32) -> bool {
-    // A zombie counts as gone: only its exit status is left.
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| !s.split(") ").nth(1).unwrap_or("").starts_with('Z'))
-        .unwrap_or(false)
-}
-
-fn wait_gone(pid: i32, within: Duration) -> bool {
-    let t = Instant::now();
-    while t.elapsed() < within {
-        if !alive(pid) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
 }
 
 fn wait_for(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {

@@ -1,21 +1,16 @@
 //! Hardening: signals, kills at every stage, limits, and many clients at once.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use super::linux_helpers::{frame, wait_gone};
 use luminary_tests::daemon::{results, Env};
 use luminary_tests::fingerprint;
 use serde_json::{json, Value};
 
 use super::{copy_into, fixtures};
-
-fn frame(s: &mut UnixStream, v: &Value) {
-    let body = serde_json::to_vec(v).unwrap();
-    s.write_all(&(body.len() as u32).to_le_bytes()).unwrap();
-    s.write_all(&body).unwrap();
-}
 
 fn event(s: &mut UnixStream) -> Option<Value> {
     let mut len = [0u8; 4];
@@ -40,24 +35,6 @@ fn daemon_pid(env: &Env) -> i32 {
     let out = env.run(&["status", "--json"]);
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     v["pid"].as_i64().unwrap() as i32
-}
-
-fn alive(pid: i32) -> bool {
-    // A zombie counts as gone: only its exit status is left.
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| !s.split(") ").nth(1).unwrap_or("").starts_with('Z'))
-        .unwrap_or(false)
-}
-
-fn wait_gone(pid: i32, within: Duration) -> bool {
-    let t = Instant::now();
-    while t.elapsed() < within {
-        if !alive(pid) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
 }
 
 fn children(pid: i32) -> Vec<i32> {
