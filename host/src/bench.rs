@@ -244,6 +244,52 @@ fn peak_rss_kb() -> Option<u64> {
         .ok()
 }
 
+/// `luminary bench --transfer --speed-only`: the fit and the apply alone, `runs` times each
+/// on one look edit (PNG answer) and the paste edit (content path).
+fn transfer_speed(scene: &crate::transfer::fidelity::Scene, runs: usize) -> anyhow::Result<i32> {
+    use crate::transfer::fidelity::{AnswerFormat, Edit};
+    use crate::transfer::Mode;
+    let (w, h) = (scene.base.width, scene.base.height);
+    let mp = (w * h) as f64 / 1e6;
+    for (edit, mode) in [(Edit::Combined, Mode::Look), (Edit::PasteObject, Mode::Content)] {
+        let (seen, answer) = scene.answer(edit, AnswerFormat::Png);
+        let mut fit_ms = Vec::new();
+        let mut t = None;
+        for _ in 0..runs {
+            let s = std::time::Instant::now();
+            t = Some(crate::transfer::Transfer::fit(&seen, &answer, mode));
+            fit_ms.push(s.elapsed().as_secs_f64() * 1e3);
+        }
+        let t = t.expect("runs >= 3");
+        let mut out = scene.base.clone();
+        let mut mps = Vec::new();
+        let mut cpu = Vec::new();
+        for _ in 0..runs {
+            out.data.copy_from_slice(&scene.base.data);
+            let s = std::time::Instant::now();
+            let c0 = crate::transfer::fidelity::cpu_seconds();
+            t.apply_blend(&mut out, 0.8, &crate::error::Cancel::default())?;
+            mps.push(mp / s.elapsed().as_secs_f64());
+            if let (Some(a), Some(b)) = (c0, crate::transfer::fidelity::cpu_seconds()) {
+                cpu.push(mp / (b - a));
+            }
+        }
+        let stats = |mut v: Vec<f64>, best_is_max: bool| {
+            v.sort_by(|a, b| a.total_cmp(b));
+            let best = if best_is_max { v[v.len() - 1] } else { v[0] };
+            (best, v[v.len() / 2])
+        };
+        let (fb, fm) = stats(fit_ms, false);
+        let (ab, am) = stats(mps, true);
+        let (cb, _) = if cpu.is_empty() { (f64::NAN, 0.0) } else { stats(cpu, true) };
+        println!(
+            "{:<14} fit {fb:6.1} ms best, {fm:6.1} median; apply {ab:5.0} MP/s best, {am:5.0} median, {cb:4.0} MP per CPU-second",
+            edit.name()
+        );
+    }
+    Ok(0)
+}
+
 /// `luminary bench --transfer PHOTO`: the fidelity table and the transfer's speed, with a
 /// plain copy of the same image as the in-run reference for the apply pass.
 fn transfer(args: &BenchArgs) -> anyhow::Result<i32> {
@@ -273,6 +319,9 @@ fn transfer(args: &BenchArgs) -> anyhow::Result<i32> {
     let mut fits = Vec::new();
     let mut applies = Vec::new();
     let mut per_cpu = Vec::new();
+    if args.speed_only {
+        return transfer_speed(&scene, args.runs.max(3));
+    }
     for format in [AnswerFormat::Png, AnswerFormat::Jpeg90] {
         for edit in Edit::ALL {
             let r = scene.row(edit, format);

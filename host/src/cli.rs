@@ -234,6 +234,10 @@ pub struct BenchArgs {
     /// of the engine's answer, on FILE tiled to 24 MP) and its speed figures.
     #[arg(long)]
     pub transfer: bool,
+    /// With `--transfer`: skip the fidelity table, print only the speed figures (fit and
+    /// apply, best and median of `--runs`), for quick measurements while optimising.
+    #[arg(long, requires = "transfer")]
+    pub speed_only: bool,
     /// Python interpreter with rawpy for the LibRaw reference ("" to skip).
     #[arg(long, default_value = "python3")]
     pub python: String,

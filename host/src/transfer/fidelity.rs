@@ -336,6 +336,35 @@ impl Scene {
 
     /// Runs one row with the transfer forced into `mode` (e.g. a pasted object handed to
     /// a look preset's transfer, which must still find and take the changed region).
+    /// What the engine saw and what it answered (both in the working space), as the
+    /// transfer receives them.
+    pub fn answer(&self, edit: Edit, format: AnswerFormat) -> (RgbF32, RgbF32) {
+        let (seen, answer_srgb) = self.engine_answer(edit, format, None);
+        (seen, srgb_to_working(&answer_srgb))
+    }
+
+    /// The preview as the engine received it (working space) and its answer (sRGB).
+    fn engine_answer(
+        &self,
+        edit: Edit,
+        format: AnswerFormat,
+        moved: Option<super::align::Similarity>,
+    ) -> (RgbF32, RgbF32) {
+        // What the engine receives: the area-averaged preview, 8-bit sRGB.
+        let preview_lin = preview::downscale(&self.base, self.preview_size);
+        let (pw, ph) = (preview_lin.width, preview_lin.height);
+        let sent8 = quantize8(&working_to_srgb(&preview_lin));
+        let seen = srgb_to_working(&from8(pw, ph, &sent8));
+        // The engine's answer.
+        let mut answer = from8(pw, ph, &sent8);
+        apply_edit(edit, &mut answer);
+        if let Some(t) = moved {
+            answer.data = super::align::warp(&answer.data, pw, ph, t).0;
+        }
+        let answer8 = through_format(pw, ph, quantize8(&answer), format);
+        (seen, from8(pw, ph, &answer8))
+    }
+
     pub fn row_as(&self, edit: Edit, format: AnswerFormat, mode: Mode) -> Row {
         self.row_moved(edit, format, mode, None)
     }
@@ -350,19 +379,8 @@ impl Scene {
         moved: Option<super::align::Similarity>,
     ) -> Row {
         let (w, h) = (self.base.width, self.base.height);
-        // What the engine receives: the area-averaged preview, 8-bit sRGB.
-        let preview_lin = preview::downscale(&self.base, self.preview_size);
-        let (pw, ph) = (preview_lin.width, preview_lin.height);
-        let sent8 = quantize8(&working_to_srgb(&preview_lin));
-        let seen = srgb_to_working(&from8(pw, ph, &sent8));
-        // The engine's answer.
-        let mut answer = from8(pw, ph, &sent8);
-        apply_edit(edit, &mut answer);
-        if let Some(t) = moved {
-            answer.data = super::align::warp(&answer.data, pw, ph, t).0;
-        }
-        let answer8 = through_format(pw, ph, quantize8(&answer), format);
-        let answer_srgb = from8(pw, ph, &answer8);
+        let (seen, answer_srgb) = self.engine_answer(edit, format, moved);
+        let (pw, ph) = (seen.width, seen.height);
         let answer_lin = srgb_to_working(&answer_srgb);
         // Ground truth.
         let mut truth = self.full_srgb.clone();

@@ -563,8 +563,11 @@ mod fma {
         let zmax = (gz - 1) as f32;
         let sp = slice.as_ptr() as *const f32;
         let ep = extra_row.as_ptr();
-        let mut sq = [0f32; ROW_BLOCK * 3];
+        // One spare float: the last pixel's 4-wide load reads one past its three.
+        let mut sq = [0f32; ROW_BLOCK * 3 + 1];
         let mut qs = [0f32; ROW_BLOCK * 3 + 1];
+        let mut off = [0u32; ROW_BLOCK];
+        let mut wts = [[0f32; 4]; ROW_BLOCK];
         let mut x0 = 0;
         for block in row.chunks_mut(ROW_BLOCK * 3) {
             let n = block.len();
@@ -575,34 +578,50 @@ mod fma {
                     *d = v.max(0.0).sqrt();
                 }
             }
-            for i in 0..n / 3 {
-                let (s0, s1, s2) = (sq[3 * i], sq[3 * i + 1], sq[3 * i + 2]);
-                let (gc, pc) = (*gcols.get_unchecked(x0 + i), *pcols.get_unchecked(x0 + i));
-                let zc = grid::guide(&[s0, s1, s2]) * zmax;
+            let m = n / 3;
+            // Per pixel, first the scalar part: where its four nodes are and their
+            // weights. A loop of its own keeps the node loop below free of it.
+            for i in 0..m {
+                let s = sq.get_unchecked(3 * i..3 * i + 3);
+                let gc = *gcols.get_unchecked(x0 + i);
+                let zc = grid::guide(s) * zmax;
                 // `guide` clamps to 0..1 and `sqrt(max(v, 0))` is never NaN.
-                let k0 = (zc.to_int_unchecked::<u32>() as usize).min(gz - 2);
+                let k0 = (zc.to_int_unchecked::<u32>()).min(gz as u32 - 2);
                 let fz = zc - k0 as f32;
-                let i0 = (gc.0 as usize).min(gx - 2);
+                let i0 = gc.0.min(gx as u32 - 2);
                 let fx = gc.1;
-                let w00 = _mm_set1_ps((1.0 - fx) * (1.0 - fz));
-                let w01 = _mm_set1_ps((1.0 - fx) * fz);
-                let w10 = _mm_set1_ps(fx * (1.0 - fz));
-                let w11 = _mm_set1_ps(fx * fz);
-                let p00 = sp.add((i0 * gz + k0) * 16);
+                *off.get_unchecked_mut(i) = (i0 * gz as u32 + k0) * 16;
+                *wts.get_unchecked_mut(i) =
+                    [(1.0 - fx) * (1.0 - fz), (1.0 - fx) * fz, fx * (1.0 - fz), fx * fz];
+            }
+            for i in 0..m {
+                let pc = *pcols.get_unchecked(x0 + i);
+                let wp = wts.as_ptr().add(i) as *const f32;
+                let w00 = _mm256_broadcast_ss(&*wp);
+                let w01 = _mm256_broadcast_ss(&*wp.add(1));
+                let w10 = _mm256_broadcast_ss(&*wp.add(2));
+                let w11 = _mm256_broadcast_ss(&*wp.add(3));
+                let p00 = sp.add(*off.get_unchecked(i) as usize);
                 let p01 = p00.add(16);
                 let p10 = p00.add(gz * 16);
                 let p11 = p10.add(16);
-                let mut m = [_mm_setzero_ps(); 4];
-                for (col, mc) in m.iter_mut().enumerate() {
-                    let o = col * 4;
-                    let v = _mm_mul_ps(w00, _mm_loadu_ps(p00.add(o)));
-                    let v = _mm_fmadd_ps(w01, _mm_loadu_ps(p01.add(o)), v);
-                    let v = _mm_fmadd_ps(w10, _mm_loadu_ps(p10.add(o)), v);
-                    *mc = _mm_fmadd_ps(w11, _mm_loadu_ps(p11.add(o)), v);
-                }
-                let mut q = _mm_fmadd_ps(_mm_set1_ps(s0), m[0], m[3]);
-                q = _mm_fmadd_ps(_mm_set1_ps(s1), m[1], q);
-                q = _mm_fmadd_ps(_mm_set1_ps(s2), m[2], q);
+                // A node is two ymm: columns r|g and b|offset.
+                let mut lo = _mm256_mul_ps(w00, _mm256_loadu_ps(p00));
+                let mut hi = _mm256_mul_ps(w00, _mm256_loadu_ps(p00.add(8)));
+                lo = _mm256_fmadd_ps(w01, _mm256_loadu_ps(p01), lo);
+                hi = _mm256_fmadd_ps(w01, _mm256_loadu_ps(p01.add(8)), hi);
+                lo = _mm256_fmadd_ps(w10, _mm256_loadu_ps(p10), lo);
+                hi = _mm256_fmadd_ps(w10, _mm256_loadu_ps(p10.add(8)), hi);
+                lo = _mm256_fmadd_ps(w11, _mm256_loadu_ps(p11), lo);
+                hi = _mm256_fmadd_ps(w11, _mm256_loadu_ps(p11.add(8)), hi);
+                // r·col0 + g·col1 in the two halves of one vector, b·col2 + offset in
+                // the other, then the halves added.
+                let px = _mm256_castps128_ps256(_mm_loadu_ps(sq.as_ptr().add(3 * i)));
+                let s01 = _mm256_permutevar8x32_ps(px, _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
+                let s2 = _mm256_permutevar8x32_ps(px, _mm256_set1_epi32(2));
+                let s2one = _mm256_blend_ps::<0xF0>(s2, _mm256_set1_ps(1.0));
+                let t = _mm256_fmadd_ps(hi, s2one, _mm256_mul_ps(lo, s01));
+                let mut q = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps::<1>(t));
                 let j = (pc.0 as usize).min(pw - 2) * S;
                 let f = _mm_set1_ps(pc.1);
                 let ea = _mm_loadu_ps(ep.add(j));
