@@ -251,14 +251,22 @@ fn transfer_speed(scene: &crate::transfer::fidelity::Scene, runs: usize) -> anyh
     use crate::transfer::Mode;
     let (w, h) = (scene.base.width, scene.base.height);
     let mp = (w * h) as f64 / 1e6;
-    for (edit, mode) in [(Edit::Combined, Mode::Look), (Edit::PasteObject, Mode::Content)] {
+    for (edit, mode) in [
+        (Edit::Combined, Mode::Look),
+        (Edit::PasteObject, Mode::Content),
+    ] {
         let (seen, answer) = scene.answer(edit, AnswerFormat::Png);
         let mut fit_ms = Vec::new();
+        let mut fit_cpu_ms = Vec::new();
         let mut t = None;
         for _ in 0..runs {
             let s = std::time::Instant::now();
+            let c0 = crate::transfer::fidelity::cpu_seconds();
             t = Some(crate::transfer::Transfer::fit(&seen, &answer, mode));
             fit_ms.push(s.elapsed().as_secs_f64() * 1e3);
+            if let (Some(a), Some(b)) = (c0, crate::transfer::fidelity::cpu_seconds()) {
+                fit_cpu_ms.push((b - a) * 1e3);
+            }
         }
         let t = t.expect("runs >= 3");
         let mut out = scene.base.clone();
@@ -281,9 +289,18 @@ fn transfer_speed(scene: &crate::transfer::fidelity::Scene, runs: usize) -> anyh
         };
         let (fb, fm) = stats(fit_ms, false);
         let (ab, am) = stats(mps, true);
-        let (cb, _) = if cpu.is_empty() { (f64::NAN, 0.0) } else { stats(cpu, true) };
+        let (cb, _) = if cpu.is_empty() {
+            (f64::NAN, 0.0)
+        } else {
+            stats(cpu, true)
+        };
+        let (fcb, _) = if fit_cpu_ms.is_empty() {
+            (f64::NAN, 0.0)
+        } else {
+            stats(fit_cpu_ms, false)
+        };
         println!(
-            "{:<14} fit {fb:6.1} ms best, {fm:6.1} median; apply {ab:5.0} MP/s best, {am:5.0} median, {cb:4.0} MP per CPU-second",
+            "{:<14} fit {fb:6.1} ms best, {fm:6.1} median, {fcb:6.1} CPU-ms; apply {ab:5.0} MP/s best, {am:5.0} median, {cb:4.0} MP per CPU-second",
             edit.name()
         );
     }

@@ -52,34 +52,45 @@ fn sample(img: &[f32], w: usize, h: usize, x: f32, y: f32) -> f32 {
 fn half(img: &[f32], w: usize, h: usize) -> (Vec<f32>, usize, usize) {
     let (ow, oh) = ((w / 2).max(1), (h / 2).max(1));
     let mut out = vec![0f32; ow * oh];
-    for y in 0..oh {
-        for x in 0..ow {
-            let (x0, y0) = ((2 * x).min(w - 1), (2 * y).min(h - 1));
-            let (x1, y1) = ((x0 + 1).min(w - 1), (y0 + 1).min(h - 1));
-            out[y * ow + x] =
-                0.25 * (img[y0 * w + x0] + img[y0 * w + x1] + img[y1 * w + x0] + img[y1 * w + x1]);
+    out.par_chunks_mut(ow).enumerate().for_each(|(y, row)| {
+        let (y0, y1) = ((2 * y).min(h - 1), (2 * y + 1).min(h - 1));
+        for (x, o) in row.iter_mut().enumerate() {
+            let (x0, x1) = ((2 * x).min(w - 1), (2 * x + 1).min(w - 1));
+            *o = 0.25 * (img[y0 * w + x0] + img[y0 * w + x1] + img[y1 * w + x0] + img[y1 * w + x1]);
         }
-    }
+    });
     (out, ow, oh)
 }
 
 /// Gradient magnitude, normalised to zero mean and unit variance.
 fn edges(img: &[f32], w: usize, h: usize) -> Vec<f32> {
     let mut g = vec![0f32; w * h];
-    for y in 0..h {
-        for x in 0..w {
-            let xm = img[y * w + x.saturating_sub(1)];
-            let xp = img[y * w + (x + 1).min(w - 1)];
-            let ym = img[y.saturating_sub(1) * w + x];
-            let yp = img[(y + 1).min(h - 1) * w + x];
-            g[y * w + x] = ((xp - xm).powi(2) + (yp - ym).powi(2)).sqrt();
-        }
-    }
-    let n = g.len() as f32;
-    let mean = g.iter().sum::<f32>() / n;
-    let var = g.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / n;
-    let sd = var.sqrt().max(1e-6);
-    g.iter_mut().for_each(|v| *v = (*v - mean) / sd);
+    let (sum, sum2) = g
+        .par_chunks_mut(w)
+        .enumerate()
+        .map(|(y, row)| {
+            let (up, mid, down) = (
+                &img[y.saturating_sub(1) * w..][..w],
+                &img[y * w..][..w],
+                &img[(y + 1).min(h - 1) * w..][..w],
+            );
+            let (mut s, mut s2) = (0f64, 0f64);
+            for x in 0..w {
+                let dx = mid[(x + 1).min(w - 1)] - mid[x.saturating_sub(1)];
+                let dy = down[x] - up[x];
+                let v = (dx * dx + dy * dy).sqrt();
+                row[x] = v;
+                s += v as f64;
+                s2 += (v * v) as f64;
+            }
+            (s, s2)
+        })
+        .reduce(|| (0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
+    let n = g.len() as f64;
+    let mean = sum / n;
+    let sd = (sum2 / n - mean * mean).max(0.0).sqrt().max(1e-6);
+    let (mean, k) = (mean as f32, (1.0 / sd) as f32);
+    g.par_iter_mut().for_each(|v| *v = (*v - mean) * k);
     g
 }
 
@@ -124,6 +135,7 @@ fn best_of(
 /// Finds the similarity taking preview luma `a` to answer luma `b` (same size `w`×`h`),
 /// searching shifts up to 6 % of the size and scales 0.94–1.06 (coarse steps of 2 %, refined per level).
 pub fn estimate(a: &[f32], b: &[f32], w: usize, h: usize) -> Similarity {
+    let t0 = std::time::Instant::now();
     // Pyramid down to ~64 px on the long edge.
     let mut levels = vec![(a.to_vec(), b.to_vec(), w, h)];
     while levels.last().is_some_and(|l| l.2.max(l.3) > 64) {
@@ -148,7 +160,9 @@ pub fn estimate(a: &[f32], b: &[f32], w: usize, h: usize) -> Similarity {
             })
         })
         .collect();
+    super::trace("align pyramid", t0);
     let best = best_of(&candidates, &ea, &eb, cw, ch, 1);
+    super::trace("align coarse", t0);
     // Prefer the identity when it is as good: engines that do not move anything should
     // not be resampled because of noise in the score.
     let id = score(&ea, &eb, cw, ch, Similarity::IDENTITY, 1);
@@ -158,48 +172,102 @@ pub fn estimate(a: &[f32], b: &[f32], w: usize, h: usize) -> Similarity {
         best.1
     };
     // Refine level by level: shifts double, then a local search of the shift (±1 px in
-    // half pixels) and of the scale, on a sample of pixels. The finest level goes on to
-    // quarter and eighth pixels on a denser sample: a quarter-pixel error at preview size
-    // is a pixel and a half at 24 MP, enough to make edges ghost.
+    // half pixels) and of the scale, on a sample of pixels. The finest level then goes
+    // below a pixel with a parabola through the scores on each axis, on a denser
+    // sample: a quarter-pixel error at preview size is a pixel and a half at 24 MP,
+    // enough to make edges ghost. (A parabola costs 7 scores where a search down to
+    // eighth pixels cost about 90, most of the fit's time.)
     for (li, (la, lb, lw, lh)) in levels.iter().enumerate().rev().skip(1) {
         let (lw, lh) = (*lw, *lh);
         t.tx *= 2.0;
         t.ty *= 2.0;
         let (ea, eb) = (edges(la, lw, lh), edges(lb, lw, lh));
-        let finest = li == 0;
-        let samples = if finest { 160_000.0 } else { 40_000.0 };
-        let step = ((lw * lh) as f32 / samples).sqrt().ceil().max(1.0) as usize;
-        let passes: &[f32] = if finest { &[0.5, 0.25, 0.125] } else { &[0.5] };
-        for &d in passes {
-            let here = score(&ea, &eb, lw, lh, t, step);
-            let shifts: Vec<Similarity> = (-2..=2)
-                .flat_map(|dy| {
-                    (-2..=2).map(move |dx| Similarity {
-                        scale: t.scale,
-                        tx: t.tx + dx as f32 * d,
-                        ty: t.ty + dy as f32 * d,
-                    })
+        super::trace("align edges", t0);
+        let step_for = |samples: f32| ((lw * lh) as f32 / samples).sqrt().ceil().max(1.0) as usize;
+        let step = step_for(if li == 0 { 40_000.0 } else { 20_000.0 });
+        let d = 0.5;
+        let here = score(&ea, &eb, lw, lh, t, step);
+        let shifts: Vec<Similarity> = (-2..=2)
+            .flat_map(|dy| {
+                (-2..=2).map(move |dx| Similarity {
+                    scale: t.scale,
+                    tx: t.tx + dx as f32 * d,
+                    ty: t.ty + dy as f32 * d,
                 })
-                .collect();
-            let (s1, c1) = best_of(&shifts, &ea, &eb, lw, lh, step);
-            if s1 > here + 1e-5 {
-                t = c1;
-            }
-            let ds = 2.0 * d / lw.max(lh) as f32;
-            let scales: Vec<Similarity> = (-2..=2)
-                .map(|k| Similarity {
-                    scale: t.scale + k as f32 * ds,
-                    ..t
-                })
-                .collect();
-            let here = score(&ea, &eb, lw, lh, t, step);
-            let (s2, c2) = best_of(&scales, &ea, &eb, lw, lh, step);
-            if s2 > here + 1e-5 {
-                t = c2;
-            }
+            })
+            .collect();
+        let (s1, c1) = best_of(&shifts, &ea, &eb, lw, lh, step);
+        if s1 > here + 1e-5 {
+            t = c1;
         }
+        let ds = 2.0 * d / lw.max(lh) as f32;
+        let scales: Vec<Similarity> = (-2..=2)
+            .map(|k| Similarity {
+                scale: t.scale + k as f32 * ds,
+                ..t
+            })
+            .collect();
+        let here = score(&ea, &eb, lw, lh, t, step);
+        let (s2, c2) = best_of(&scales, &ea, &eb, lw, lh, step);
+        if s2 > here + 1e-5 {
+            t = c2;
+        }
+        if li == 0 {
+            super::trace("align search", t0);
+            t = subpixel(&ea, &eb, lw, lh, t, step_for(160_000.0));
+        }
+        super::trace("align level", t0);
     }
     t
+}
+
+/// Refines `t` below the search's half pixel: on each axis (x shift, y shift, scale) a
+/// parabola through the scores at −h, 0, +h puts the peak; the result is kept only if
+/// it scores at least as well as `t`.
+fn subpixel(a: &[f32], b: &[f32], w: usize, h: usize, t: Similarity, step: usize) -> Similarity {
+    let (hs, hz) = (0.25f32, 0.5 / w.max(h) as f32);
+    let probes = [
+        t,
+        Similarity { tx: t.tx - hs, ..t },
+        Similarity { tx: t.tx + hs, ..t },
+        Similarity { ty: t.ty - hs, ..t },
+        Similarity { ty: t.ty + hs, ..t },
+        Similarity {
+            scale: t.scale - hz,
+            ..t
+        },
+        Similarity {
+            scale: t.scale + hz,
+            ..t
+        },
+    ];
+    let s: Vec<f32> = probes
+        .par_iter()
+        .map(|&p| score(a, b, w, h, p, step))
+        .collect();
+    // Vertex of the parabola through (−1, m), (0, c), (1, p), in steps, within ±1.
+    let vertex = |m: f32, c: f32, p: f32| -> f32 {
+        let curv = m - 2.0 * c + p;
+        if curv < -1e-9 {
+            (0.5 * (m - p) / curv).clamp(-1.0, 1.0)
+        } else if p > m {
+            1.0
+        } else if m > p {
+            -1.0
+        } else {
+            0.0
+        }
+    };
+    let refined = Similarity {
+        tx: t.tx + hs * vertex(s[1], s[0], s[2]),
+        ty: t.ty + hs * vertex(s[3], s[0], s[4]),
+        scale: t.scale + hz * vertex(s[5], s[0], s[6]),
+    };
+    if score(a, b, w, h, refined, step) >= s[0] {
+        refined
+    } else {
+        t
+    }
 }
 
 /// Resamples an interleaved RGB answer onto the preview grid. Returns the warped picture

@@ -138,7 +138,9 @@ impl Grid {
         eps: f32,
         kappa: f32,
     ) -> Grid {
+        let t0 = std::time::Instant::now();
         let fine = Stats::accumulate(shape, src, dst, weight, w, h);
+        super::trace("grid accumulate", t0);
         let mut levels = vec![fine];
         while {
             let l = levels.last().expect("one level");
@@ -155,10 +157,12 @@ impl Grid {
             nodes: vec![IDENTITY],
         };
         // The root gets a tiny ridge only: with every pixel it is well determined.
+        super::trace("grid pool", t0);
         for (i, level) in levels.iter().rev().enumerate() {
             let (e, k) = if i == 0 { (1e-6, 0.0) } else { (eps, kappa) };
             prior = level.solve(&prior, e, k);
         }
+        super::trace("grid solve", t0);
         prior
     }
 
@@ -243,83 +247,67 @@ impl Stats {
     ) -> Stats {
         let (gx, gy, gz) = (shape.gx, shape.gy, shape.gz);
         let plane = gx * gz * STATS;
-        // Each band of preview rows touches a few node rows; bands accumulate separately
-        // and are summed, so threads never share a node.
         let xnear: Vec<usize> = (0..w).map(|x| nearest(x, w, gx)).collect();
-        let bands: Vec<(usize, usize)> = {
-            let n = rayon::current_num_threads().max(1) * 2;
-            let step = h.div_ceil(n);
-            (0..n)
-                .map(|i| (i * step, ((i + 1) * step).min(h)))
-                .filter(|(a, b)| a < b)
-                .collect()
-        };
-        let partial: Vec<(usize, Vec<f32>)> = bands
-            .par_iter()
-            .map(|&(y0, y1)| {
-                let j_first = nearest(y0, h, gy);
-                let j_last = nearest(y1 - 1, h, gy);
-                let rows = j_last - j_first + 1;
-                let mut acc = vec![0f32; rows * plane];
-                for y in y0..y1 {
-                    let j = nearest(y, h, gy);
-                    for x in 0..w {
-                        let p = y * w + x;
-                        let wt = weight.map_or(1.0, |v| v[p]);
-                        if wt <= 0.0 {
-                            continue;
-                        }
-                        let s = &src[p * 3..p * 3 + 3];
-                        let d = &dst[p * 3..p * 3 + 3];
-                        let st: [f32; STATS] = [
-                            1.0,
-                            s[0],
-                            s[1],
-                            s[2],
-                            s[0] * s[0],
-                            s[0] * s[1],
-                            s[0] * s[2],
-                            s[1] * s[1],
-                            s[1] * s[2],
-                            s[2] * s[2],
-                            d[0],
-                            d[1],
-                            d[2],
-                            s[0] * d[0],
-                            s[0] * d[1],
-                            s[0] * d[2],
-                            s[1] * d[0],
-                            s[1] * d[1],
-                            s[1] * d[2],
-                            s[2] * d[0],
-                            s[2] * d[1],
-                            s[2] * d[2],
-                        ];
-                        // Nearest node in space, linear in brightness; the spatial
-                        // tent comes from blurring the statistics afterwards (4× fewer
-                        // updates per pixel than splatting to four nodes).
-                        let i = xnear[x];
-                        let (k0, fz) = split(guide(s) * (gz - 1) as f32, gz);
-                        let base = (j - j_first) * plane + (i * gz + k0) * STATS;
-                        let (w0, w1) = (wt * (1.0 - fz), wt * fz);
-                        let cell = &mut acc[base..base + 2 * STATS];
-                        let (a, b) = cell.split_at_mut(STATS);
-                        for k in 0..STATS {
-                            a[k] += w0 * st[k];
-                            b[k] += w1 * st[k];
-                        }
+        // Preview rows by their nearest node row: each node row is one task writing its
+        // own part of `data`, so threads never share a node and nothing is summed after.
+        let mut first_row = vec![h; gy + 1];
+        for y in (0..h).rev() {
+            first_row[nearest(y, h, gy)] = y;
+        }
+        for j in (0..gy).rev() {
+            first_row[j] = first_row[j].min(first_row[j + 1]);
+        }
+        let mut data = vec![0f32; gy * plane];
+        data.par_chunks_mut(plane).enumerate().for_each(|(j, acc)| {
+            for y in first_row[j]..first_row[j + 1] {
+                for x in 0..w {
+                    let p = y * w + x;
+                    let wt = weight.map_or(1.0, |v| v[p]);
+                    if wt <= 0.0 {
+                        continue;
+                    }
+                    let s = &src[p * 3..p * 3 + 3];
+                    let d = &dst[p * 3..p * 3 + 3];
+                    let st: [f32; STATS] = [
+                        1.0,
+                        s[0],
+                        s[1],
+                        s[2],
+                        s[0] * s[0],
+                        s[0] * s[1],
+                        s[0] * s[2],
+                        s[1] * s[1],
+                        s[1] * s[2],
+                        s[2] * s[2],
+                        d[0],
+                        d[1],
+                        d[2],
+                        s[0] * d[0],
+                        s[0] * d[1],
+                        s[0] * d[2],
+                        s[1] * d[0],
+                        s[1] * d[1],
+                        s[1] * d[2],
+                        s[2] * d[0],
+                        s[2] * d[1],
+                        s[2] * d[2],
+                    ];
+                    // Nearest node in space, linear in brightness; the spatial tent comes
+                    // from blurring the statistics afterwards (4× fewer updates per pixel
+                    // than splatting to four nodes).
+                    let i = xnear[x];
+                    let (k0, fz) = split(guide(s) * (gz - 1) as f32, gz);
+                    let base = (i * gz + k0) * STATS;
+                    let (w0, w1) = (wt * (1.0 - fz), wt * fz);
+                    let cell = &mut acc[base..base + 2 * STATS];
+                    let (a, b) = cell.split_at_mut(STATS);
+                    for k in 0..STATS {
+                        a[k] += w0 * st[k];
+                        b[k] += w1 * st[k];
                     }
                 }
-                (j_first, acc)
-            })
-            .collect();
-        let mut data = vec![0f32; gy * plane];
-        for (j_first, acc) in partial {
-            let off = j_first * plane;
-            for (d, s) in data[off..off + acc.len()].iter_mut().zip(&acc) {
-                *d += s;
             }
-        }
+        });
         // The spatial tent, and a little spread along brightness: a node whose bin holds
         // few pixels borrows from its neighbours' before falling back to the coarser level.
         blur_xy(&mut data, gx, gy, gz);
@@ -409,13 +397,11 @@ fn nearest(i: usize, n: usize, g: usize) -> usize {
 /// [1 2 1]/4 across and down, per brightness bin.
 fn blur_xy(stats: &mut [f32], gx: usize, gy: usize, gz: usize) {
     let node = gz * STATS;
-    let orig = stats.to_vec();
-    // Across.
-    stats
+    let mut across = vec![0f32; stats.len()];
+    across
         .par_chunks_mut(gx * node)
-        .enumerate()
-        .for_each(|(j, row)| {
-            let src = &orig[j * gx * node..(j + 1) * gx * node];
+        .zip(stats.par_chunks(gx * node))
+        .for_each(|(row, src)| {
             for i in 0..gx {
                 let (l, r) = (i.saturating_sub(1), (i + 1).min(gx - 1));
                 for c in 0..node {
@@ -425,16 +411,14 @@ fn blur_xy(stats: &mut [f32], gx: usize, gy: usize, gz: usize) {
                 }
             }
         });
-    let orig = stats.to_vec();
     stats
         .par_chunks_mut(gx * node)
         .enumerate()
         .for_each(|(j, row)| {
             let (u, d) = (j.saturating_sub(1), (j + 1).min(gy - 1));
-            for c in 0..gx * node {
-                row[c] = 0.25 * orig[u * gx * node + c]
-                    + 0.5 * orig[j * gx * node + c]
-                    + 0.25 * orig[d * gx * node + c];
+            let rows = |k: usize| &across[k * gx * node..(k + 1) * gx * node];
+            for (c, ((o, a), b)) in row.iter_mut().zip(rows(u)).zip(rows(d)).enumerate() {
+                *o = 0.25 * a + 0.5 * rows(j)[c] + 0.25 * b;
             }
         });
 }

@@ -22,6 +22,7 @@
 //! first ([`align`]).
 
 pub mod align;
+mod blur;
 pub mod fidelity;
 pub mod grid;
 
@@ -33,6 +34,7 @@ use rayon::prelude::*;
 use crate::error::{Cancel, ErrorCode, JobError};
 use crate::image::RgbF32;
 use crate::pipeline::preview;
+use blur::box_blur;
 use grid::{Grid, GridShape, K};
 
 /// Which transfer to use; from the preset's kind.
@@ -153,14 +155,15 @@ fn to_sqrt(lin: &[f32]) -> Vec<f32> {
 }
 
 /// Brings an answer of any size to the preview's size.
-fn to_size(img: &RgbF32, w: usize, h: usize) -> RgbF32 {
+fn to_size(img: &RgbF32, w: usize, h: usize) -> std::borrow::Cow<'_, RgbF32> {
+    use std::borrow::Cow;
     if img.width == w && img.height == h {
-        return img.clone();
+        return Cow::Borrowed(img);
     }
     if img.width >= w && img.height >= h {
-        return preview::resize_area(img, w, h);
+        return Cow::Owned(preview::resize_area(img, w, h));
     }
-    resize_bilinear(img, w, h)
+    Cow::Owned(resize_bilinear(img, w, h))
 }
 
 /// Bilinear resize (for upscaling small answers).
@@ -188,30 +191,26 @@ pub fn resize_bilinear(img: &RgbF32, w: usize, h: usize) -> RgbF32 {
     RgbF32::new(w, h, out)
 }
 
-/// Separable box blur of a planar image, repeated `passes` times (≈ Gaussian).
-fn blur_planar(v: &mut [f32], w: usize, h: usize, r: usize, passes: usize) {
-    for _ in 0..passes {
-        let b = crate::engine::filters::box_mean(v, w, h, r);
-        v.copy_from_slice(&b);
-    }
-}
-
 /// Grey-level dilation by a square of radius `r`.
 pub(crate) fn dilate(v: &[f32], w: usize, h: usize, r: usize) -> Vec<f32> {
     let mut tmp = vec![0f32; w * h];
-    for y in 0..h {
-        for x in 0..w {
-            let (a, b) = (x.saturating_sub(r), (x + r + 1).min(w));
-            tmp[y * w + x] = v[y * w + a..y * w + b].iter().copied().fold(0.0, f32::max);
-        }
-    }
+    tmp.par_chunks_mut(w)
+        .zip(v.par_chunks(w))
+        .for_each(|(out, row)| {
+            for (x, o) in out.iter_mut().enumerate() {
+                let (a, b) = (x.saturating_sub(r), (x + r + 1).min(w));
+                *o = row[a..b].iter().copied().fold(0.0, f32::max);
+            }
+        });
     let mut out = vec![0f32; w * h];
-    for y in 0..h {
+    out.par_chunks_mut(w).enumerate().for_each(|(y, out)| {
         let (a, b) = (y.saturating_sub(r), (y + r + 1).min(h));
-        for x in 0..w {
-            out[y * w + x] = (a..b).map(|yy| tmp[yy * w + x]).fold(0.0, f32::max);
+        for yy in a..b {
+            for (o, &t) in out.iter_mut().zip(&tmp[yy * w..(yy + 1) * w]) {
+                *o = o.max(t);
+            }
         }
-    }
+    });
     out
 }
 
@@ -242,6 +241,7 @@ impl Transfer {
         let answer = to_size(answer, pw, ph);
         let src = to_sqrt(&seen.data);
         let mut dst = to_sqrt(&answer.data);
+        trace("to sqrt", started);
 
         // Register the answer to the preview.
         let luma = |v: &[f32]| -> Vec<f32> { v.chunks_exact(3).map(grid::guide).collect() };
@@ -255,42 +255,52 @@ impl Transfer {
         }
 
         let shape = GridShape::for_preview(pw, ph);
-        let mut grid = Grid::fit(shape, &src, &dst, valid.as_deref(), pw, ph, EPS, KAPPA);
-        let mut fitted = slice_preview(&grid, &src, pw, ph);
+        let grid = Grid::fit(shape, &src, &dst, valid.as_deref(), pw, ph, EPS, KAPPA);
+        trace("grid fit", started);
+        let mut look = Transfer::look_only(grid, pw, ph);
+        let fitted = look.slice_preview(&src);
+        trace("slice preview", started);
         let grid_ms = started.elapsed().as_secs_f64() * 1e3 - align_ms;
 
         // Change detection: the residual of a colour fit is small wherever the answer is
         // a recolouring of the preview. One reweighted refit keeps new content from
         // bending the grid, then the blurred residual marks what changed.
         let th = mode.thresholds();
-        // Both pictures are low-passed before they are compared: an answer that is softer
-        // or resampled differs along every edge, new content differs over an area.
-        let low = |img: &[f32]| -> Vec<Vec<f32>> {
-            (0..3)
-                .map(|c| {
-                    let mut p: Vec<f32> = img.iter().skip(c).step_by(3).copied().collect();
-                    blur_planar(&mut p, pw, ph, 2, 2);
-                    p
-                })
-                .collect()
+        // The residual: what the grid cannot express; nothing outside the registered
+        // answer, where there is nothing to compare or learn from.
+        let residual_of = |fitted: Vec<f32>| -> Vec<f32> {
+            let mut r = fitted;
+            r.par_iter_mut().zip(&dst).for_each(|(r, d)| *r = d - *r);
+            if let Some(v) = &valid {
+                r.par_chunks_exact_mut(3)
+                    .zip(v.par_iter())
+                    .for_each(|(r, &ok)| r.iter_mut().for_each(|x| *x *= ok));
+            }
+            r
         };
-        let dst_low = low(&dst);
-        let err = |fitted: &[f32]| -> Vec<f32> {
-            let f = low(fitted);
-            // Outside the registered answer there is nothing to compare.
-            (0..pw * ph)
-                .map(|i| {
-                    let ok = valid.as_ref().map_or(1.0, |v| v[i]);
-                    ok * (0..3)
-                        .map(|c| (f[c][i] - dst_low[c][i]).abs())
-                        .fold(0.0, f32::max)
-                })
+        // Both pictures are low-passed before they are compared — an answer that is
+        // softer or resampled differs along every edge, new content differs over an
+        // area — which by linearity is the low-passed residual. The same low-pass is the
+        // smoothing a JPEG or resampled answer's residual needs.
+        let low = |r: &[f32]| -> Vec<f32> {
+            let mut v = r.to_vec();
+            box_blur(&mut v, pw, ph, 3, 2, 2);
+            v
+        };
+        let err = |low_residual: &[f32]| -> Vec<f32> {
+            low_residual
+                .par_chunks_exact(3)
+                .map(|d| d[0].abs().max(d[1].abs()).max(d[2].abs()))
                 .collect::<Vec<f32>>()
         };
-        let mut e = err(&fitted);
-        blur_planar(&mut e, pw, ph, 2, 2);
+        let mut residual = residual_of(fitted);
+        let mut residual_low = low(&residual);
+        trace("low-pass residual", started);
+        let mut e = err(&residual_low);
+        box_blur(&mut e, pw, ph, 1, 2, 2);
         let flagged = e.iter().filter(|&&v| v > th.low).count() as f32 / (pw * ph) as f32;
         let use_mask = flagged > th.min_area;
+        trace("change error", started);
         let mut mask = vec![0f32; pw * ph];
         if use_mask {
             let weights: Vec<f32> = e
@@ -298,30 +308,36 @@ impl Transfer {
                 .zip(valid.as_deref().unwrap_or(&vec![1.0; pw * ph]))
                 .map(|(&v, &ok)| ok * (1.0 - smoothstep(th.low * 0.5, th.low, v)))
                 .collect();
-            grid = Grid::fit(shape, &src, &dst, Some(&weights), pw, ph, EPS, KAPPA);
-            fitted = slice_preview(&grid, &src, pw, ph);
-            let mut e = err(&fitted);
-            blur_planar(&mut e, pw, ph, 2, 2);
+            let grid = Grid::fit(shape, &src, &dst, Some(&weights), pw, ph, EPS, KAPPA);
+            look = Transfer::look_only(grid, pw, ph);
+            residual = residual_of(look.slice_preview(&src));
+            residual_low = low(&residual);
+            let mut e = err(&residual_low);
+            box_blur(&mut e, pw, ph, 1, 2, 2);
             let raw: Vec<f32> = e.iter().map(|&v| smoothstep(th.low, th.high, v)).collect();
             let r = (pw.max(ph) / 200).max(2);
             mask = dilate(&raw, pw, ph, r);
-            blur_planar(&mut mask, pw, ph, r, 3);
+            box_blur(&mut mask, pw, ph, 1, r, 3);
         }
         // Outside the registered answer there is nothing to learn from: keep the grid's
         // prediction there (no residual).
+        trace("mask", started);
         let content = use_mask && mask.iter().any(|&m| m > 1e-3);
         let stride = if content { EXTRA_CONTENT } else { EXTRA_LOOK };
         let mut extras = vec![0f32; pw * ph * stride];
+        let residual = if lossy || valid.is_some() {
+            residual_low
+        } else {
+            residual
+        };
         extras
             .par_chunks_mut(stride)
             .enumerate()
             .for_each(|(i, x)| {
-                let ok = valid.as_ref().map_or(1.0, |v| v[i]);
-                for c in 0..3 {
-                    x[c] = ok * (dst[i * 3 + c] - fitted[i * 3 + c]);
-                }
+                x[..3].copy_from_slice(&residual[i * 3..i * 3 + 3]);
                 if content {
                     // The residual is meaningless where the engine's pixels are taken.
+                    let ok = valid.as_ref().map_or(1.0, |v| v[i]);
                     for c in 0..3 {
                         x[c] *= 1.0 - mask[i];
                         x[4 + c] = dst[i * 3 + c];
@@ -329,18 +345,7 @@ impl Transfer {
                     x[3] = mask[i] * ok;
                 }
             });
-        if lossy || valid.is_some() {
-            let mut plane = vec![0f32; pw * ph];
-            for c in 0..3 {
-                for (i, v) in plane.iter_mut().enumerate() {
-                    *v = extras[i * stride + c];
-                }
-                blur_planar(&mut plane, pw, ph, 2, 2);
-                for (i, v) in plane.iter().enumerate() {
-                    extras[i * stride + c] = *v;
-                }
-            }
-        }
+        trace("extras", started);
         tracing::debug!(
             "transfer fit: align {align_ms:.1} ms, grid {grid_ms:.1} ms, total {:.1} ms",
             started.elapsed().as_secs_f64() * 1e3
@@ -357,10 +362,6 @@ impl Transfer {
             0.0
         };
         Transfer {
-            nodes4: grid.nodes.iter().map(node4).collect(),
-            grid,
-            pw,
-            ph,
             extras,
             content,
             report: FitReport {
@@ -369,7 +370,30 @@ impl Transfer {
                 changed,
                 fit_ms: started.elapsed().as_secs_f64() * 1e3,
             },
+            ..look
         }
+    }
+
+    /// The grid alone, no residual: what the fit's own passes over the preview use.
+    fn look_only(grid: Grid, pw: usize, ph: usize) -> Transfer {
+        Transfer {
+            nodes4: grid.nodes.iter().map(node4).collect(),
+            grid,
+            pw,
+            ph,
+            extras: Vec::new(),
+            content: false,
+            report: FitReport::default(),
+        }
+    }
+
+    /// The grid applied to the (`sqrt`-domain) preview it was fitted on, with the fast
+    /// row kernel.
+    fn slice_preview(&self, src: &[f32]) -> Vec<f32> {
+        let mut out = src.to_vec();
+        self.apply_rows::<true>(&mut out, self.pw, self.ph, 1.0, &Cancel::default())
+            .expect("not cancelled");
+        out
     }
 
     /// Applies the edit to `base` (linear working space, any size with the preview's
@@ -425,12 +449,15 @@ impl Transfer {
                     }
                     let (p0, fy) = grid::split(grid::node_coord(y, h, self.ph), self.ph.max(2));
                     let p1 = (p0 + 1).min(self.ph - 1);
-                    let (ra, rb) = (
-                        &self.extras[p0 * self.pw * stride..(p0 + 1) * self.pw * stride],
-                        &self.extras[p1 * self.pw * stride..(p1 + 1) * self.pw * stride],
-                    );
-                    for ((e, a), b) in extra_row.iter_mut().zip(ra).zip(rb) {
-                        *e = a + fy * (b - a);
+                    // No residual yet (the fit's own passes): the row stays zero.
+                    if !self.extras.is_empty() {
+                        let (ra, rb) = (
+                            &self.extras[p0 * self.pw * stride..(p0 + 1) * self.pw * stride],
+                            &self.extras[p1 * self.pw * stride..(p1 + 1) * self.pw * stride],
+                        );
+                        for ((e, a), b) in extra_row.iter_mut().zip(ra).zip(rb) {
+                            *e = a + fy * (b - a);
+                        }
                     }
                     let rowk = RowKernel {
                         slice: &slice,
@@ -462,24 +489,6 @@ impl Transfer {
             .expect("not cancelled");
         out
     }
-}
-
-/// The grid applied to the (`sqrt`-domain) preview it was fitted on, with the fast row
-/// kernel.
-fn slice_preview(grid: &Grid, src: &[f32], pw: usize, ph: usize) -> Vec<f32> {
-    let t = Transfer {
-        nodes4: grid.nodes.iter().map(node4).collect(),
-        grid: grid.clone(),
-        pw,
-        ph,
-        extras: vec![0.0; pw * ph * EXTRA_LOOK],
-        content: false,
-        report: FitReport::default(),
-    };
-    let mut out = src.to_vec();
-    t.apply_rows::<true>(&mut out, pw, ph, 1.0, &Cancel::default())
-        .expect("not cancelled");
-    out
 }
 
 /// What one full-resolution row needs.
@@ -591,8 +600,12 @@ mod fma {
                 let i0 = gc.0.min(gx as u32 - 2);
                 let fx = gc.1;
                 *off.get_unchecked_mut(i) = (i0 * gz as u32 + k0) * 16;
-                *wts.get_unchecked_mut(i) =
-                    [(1.0 - fx) * (1.0 - fz), (1.0 - fx) * fz, fx * (1.0 - fz), fx * fz];
+                *wts.get_unchecked_mut(i) = [
+                    (1.0 - fx) * (1.0 - fz),
+                    (1.0 - fx) * fz,
+                    fx * (1.0 - fz),
+                    fx * fz,
+                ];
             }
             for i in 0..m {
                 let pc = *pcols.get_unchecked(x0 + i);
@@ -741,6 +754,16 @@ fn apply_row<const S: usize, const RAW: bool>(
             }
         }
         x0 += n / 3;
+    }
+}
+
+/// With `LUMINARY_FIT_TRACE` set: prints the milliseconds since `t0` for a step of the
+/// fit (for profiling only).
+pub(crate) fn trace(what: &str, t0: Instant) {
+    static ON: std::sync::LazyLock<bool> =
+        std::sync::LazyLock::new(|| std::env::var_os("LUMINARY_FIT_TRACE").is_some());
+    if *ON {
+        eprintln!("  {what}: {:.1} ms", t0.elapsed().as_secs_f64() * 1e3);
     }
 }
 

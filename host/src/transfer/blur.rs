@@ -1,0 +1,116 @@
+//! Small box blurs for the fit's preview-sized passes (low-passing before comparing,
+//! smoothing the residual and the change mask).
+//!
+//! The radii here are 2–8 preview pixels, so a direct window sum per pixel — a plain
+//! vector loop over whole rows — beats the prefix-sum `box_mean` of the local engine
+//! (built for large radii at full resolution), and it works on interleaved channels in
+//! place of one plane at a time. Windows are clipped at the borders and normalised by
+//! the pixels actually inside, so edges do not darken.
+
+use rayon::prelude::*;
+
+/// Blurs `v` (`w`×`h` pixels of `c` interleaved floats) with a `(2r+1)²` box, `passes`
+/// times (three passes ≈ a Gaussian of σ ≈ r).
+pub fn box_blur(v: &mut [f32], w: usize, h: usize, c: usize, r: usize, passes: usize) {
+    assert_eq!(v.len(), w * h * c, "box_blur: size");
+    if r == 0 || w == 0 || h == 0 {
+        return;
+    }
+    let row = w * c;
+    let mut tmp = vec![0f32; v.len()];
+    for _ in 0..passes {
+        // Across: into `tmp`.
+        tmp.par_chunks_mut(row)
+            .zip(v.par_chunks(row))
+            .for_each(|(out, src)| across(src, out, w, c, r));
+        // Down: back into `v`.
+        v.par_chunks_mut(row).enumerate().for_each(|(y, out)| {
+            let (a, b) = (y.saturating_sub(r), (y + r + 1).min(h));
+            out.copy_from_slice(&tmp[a * row..(a + 1) * row]);
+            for yy in a + 1..b {
+                for (o, s) in out.iter_mut().zip(&tmp[yy * row..(yy + 1) * row]) {
+                    *o += s;
+                }
+            }
+            let k = 1.0 / (b - a) as f32;
+            out.iter_mut().for_each(|o| *o *= k);
+        });
+    }
+}
+
+/// One row across: a running sum per channel, restarted every row, so f32 drift stays
+/// far below what the callers' thresholds could notice.
+fn across(src: &[f32], out: &mut [f32], w: usize, c: usize, r: usize) {
+    for ch in 0..c {
+        let at = |x: usize| src[x * c + ch];
+        let mut acc: f32 = (0..(r + 1).min(w)).map(at).sum();
+        for x in 0..w {
+            let (a, b) = (x.saturating_sub(r), (x + r + 1).min(w));
+            out[x * c + ch] = acc / (b - a) as f32;
+            // Slide: add the pixel entering at x + r + 1, drop the one leaving at x − r.
+            if x + r + 1 < w {
+                acc += at(x + r + 1);
+            }
+            if x >= r {
+                acc -= at(x - r);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The plain definition: the mean over the clipped window.
+    fn reference(v: &[f32], w: usize, h: usize, c: usize, r: usize) -> Vec<f32> {
+        let mut out = vec![0f32; v.len()];
+        for y in 0..h {
+            for x in 0..w {
+                for ch in 0..c {
+                    let (mut s, mut n) = (0f64, 0f64);
+                    for yy in y.saturating_sub(r)..(y + r + 1).min(h) {
+                        for xx in x.saturating_sub(r)..(x + r + 1).min(w) {
+                            s += v[(yy * w + xx) * c + ch] as f64;
+                            n += 1.0;
+                        }
+                    }
+                    out[(y * w + x) * c + ch] = (s / n) as f32;
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn matches_the_clipped_window_mean_on_every_channel() {
+        let (w, h, c) = (97, 61, 3);
+        // A textured picture with hard edges, so a wrong window shows.
+        let v: Vec<f32> = (0..w * h * c)
+            .map(|i| {
+                let (p, ch) = (i / c, i % c);
+                let (x, y) = (p % w, p / w);
+                ((x * 7 + y * 13 + ch * 5) % 17) as f32 / 17.0 + if x > 40 { 0.5 } else { 0.0 }
+            })
+            .collect();
+        for r in [1, 2, 5] {
+            let mut got = v.clone();
+            box_blur(&mut got, w, h, c, r, 1);
+            let want = reference(&v, w, h, c, r);
+            let worst = got
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(worst < 1e-5, "radius {r}: worst {worst}");
+        }
+    }
+
+    #[test]
+    fn a_flat_picture_stays_flat_up_to_the_borders() {
+        let (w, h) = (40, 30);
+        let mut v = vec![0.37f32; w * h];
+        box_blur(&mut v, w, h, 1, 4, 3);
+        assert!(v.iter().all(|&x| (x - 0.37).abs() < 1e-6));
+    }
+}
