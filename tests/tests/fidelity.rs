@@ -153,3 +153,61 @@ fn a_shifted_and_rescaled_answer_is_registered_first() {
     assert!(r.luminary_db >= 31.0, "{:.2} dB", r.luminary_db);
     assert!(r.luminary_db >= r.bicubic_db + 8.0);
 }
+
+/// Every row kernel computes the same picture: the explicit-SIMD one the CPU picks and
+/// the portable one (ARM Macs, old x86), and the per-pixel interpolation down the grid
+/// (previews, the live slider) against the per-row one (full resolution). A kernel that
+/// drifts would make the same edit look different on another machine or at another size.
+#[test]
+fn every_row_kernel_computes_the_same_picture() {
+    use luminary::transfer::{Kernel, Mode, Transfer};
+    let photo = load_photo("flower.png").expect("test photo");
+    let img = RgbF32::new(photo.width, photo.height, photo.data);
+    let scene = Scene::new(mirror_tile(&img, 3000, 2000), 1024);
+    for (edit, mode) in [
+        (Edit::Combined, Mode::Look),
+        (Edit::PasteObject, Mode::Content),
+    ] {
+        let (seen, answer) = scene.answer(edit, AnswerFormat::Png);
+        let t = Transfer::fit(&seen, &answer, mode);
+        for (what, base) in [("full resolution", &scene.base), ("preview", &seen)] {
+            let run = |kernel: Kernel| {
+                let mut out = base.clone();
+                t.apply_blend_with(&mut out, 0.8, kernel);
+                out
+            };
+            let reference = run(Kernel {
+                portable: true,
+                tri: Some(false),
+            });
+            // The edit must have done something, or agreeing would prove nothing.
+            let moved = reference
+                .data
+                .iter()
+                .zip(&base.data)
+                .filter(|(a, b)| (*a - *b).abs() > 1e-3)
+                .count();
+            assert!(
+                moved > base.data.len() / 4,
+                "{what}: the edit changed little"
+            );
+            for (portable, tri) in [(false, false), (false, true), (true, true)] {
+                let out = run(Kernel {
+                    portable,
+                    tri: Some(tri),
+                });
+                let worst = out
+                    .data
+                    .iter()
+                    .zip(&reference.data)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0f32, f32::max);
+                assert!(
+                    worst < 2e-5,
+                    "{} {what}: kernel portable={portable} tri={tri} differs by {worst}",
+                    edit.name()
+                );
+            }
+        }
+    }
+}

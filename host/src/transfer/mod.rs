@@ -391,8 +391,15 @@ impl Transfer {
     /// row kernel.
     fn slice_preview(&self, src: &[f32]) -> Vec<f32> {
         let mut out = src.to_vec();
-        self.apply_rows::<true>(&mut out, self.pw, self.ph, 1.0, &Cancel::default())
-            .expect("not cancelled");
+        self.apply_rows::<true>(
+            &mut out,
+            self.pw,
+            self.ph,
+            1.0,
+            &Cancel::default(),
+            Kernel::BEST,
+        )
+        .expect("not cancelled");
         out
     }
 
@@ -405,7 +412,16 @@ impl Transfer {
         cancel: &Cancel,
     ) -> Result<(), JobError> {
         let (w, h) = (base.width, base.height);
-        self.apply_rows::<false>(&mut base.data, w, h, intensity, cancel)
+        self.apply_rows::<false>(&mut base.data, w, h, intensity, cancel, Kernel::BEST)
+    }
+
+    /// As [`Transfer::apply_blend`] with a chosen kernel, so tests can check that every
+    /// kernel computes the same picture.
+    #[doc(hidden)]
+    pub fn apply_blend_with(&self, base: &mut RgbF32, intensity: f32, kernel: Kernel) {
+        let (w, h) = (base.width, base.height);
+        self.apply_rows::<false>(&mut base.data, w, h, intensity, &Cancel::default(), kernel)
+            .expect("not cancelled");
     }
 
     /// The row loop. `RAW`: `data` is already in the `sqrt` domain and receives the
@@ -417,6 +433,7 @@ impl Transfer {
         h: usize,
         intensity: f32,
         cancel: &Cancel,
+        kernel: Kernel,
     ) -> Result<(), JobError> {
         let stride = if self.content {
             EXTRA_CONTENT
@@ -435,18 +452,29 @@ impl Transfer {
                     return;
                 }
                 let nodes_per_row = self.grid.gx * gz;
-                let mut slice: Vec<Node4> = vec![[[0.0; 4]; 4]; nodes_per_row];
+                // Few rows per node row (a preview): interpolating the whole row of
+                // nodes for every row would cost more than the pixels, so the kernel
+                // interpolates just the nodes each pixel uses.
+                let tri = kernel.tri.unwrap_or(h < self.grid.gy * 16);
+                let mut slice: Vec<Node4> = if tri {
+                    Vec::new()
+                } else {
+                    vec![[[0.0; 4]; 4]; nodes_per_row]
+                };
                 let mut extra_row = vec![0f32; self.pw * stride];
                 for (r, row) in rows.chunks_exact_mut(w * 3).enumerate() {
                     let y = chunk * 8 + r;
                     let (j0, fy) = grid::split(grid::node_coord(y, h, self.grid.gy), self.grid.gy);
-                    let a = &self.nodes4[j0 * nodes_per_row..(j0 + 1) * nodes_per_row];
-                    let b = &self.nodes4[(j0 + 1) * nodes_per_row..(j0 + 2) * nodes_per_row];
-                    for ((o, na), nb) in slice.iter_mut().zip(a).zip(b) {
-                        for col in 0..4 {
-                            o[col] = v_lerp(na[col], nb[col], fy);
+                    let two_rows = &self.nodes4[j0 * nodes_per_row..(j0 + 2) * nodes_per_row];
+                    if !tri {
+                        let (a, b) = two_rows.split_at(nodes_per_row);
+                        for ((o, na), nb) in slice.iter_mut().zip(a).zip(b) {
+                            for col in 0..4 {
+                                o[col] = v_lerp(na[col], nb[col], fy);
+                            }
                         }
                     }
+                    let fy_nodes = fy;
                     let (p0, fy) = grid::split(grid::node_coord(y, h, self.ph), self.ph.max(2));
                     let p1 = (p0 + 1).min(self.ph - 1);
                     // No residual yet (the fit's own passes): the row stays zero.
@@ -460,7 +488,8 @@ impl Transfer {
                         }
                     }
                     let rowk = RowKernel {
-                        slice: &slice,
+                        slice: if tri { two_rows } else { &slice },
+                        fy: fy_nodes,
                         gz,
                         gcols: &gcols,
                         pcols: &pcols,
@@ -468,10 +497,12 @@ impl Transfer {
                         pw: self.pw,
                         intensity,
                     };
-                    if self.content {
-                        rowk.run::<EXTRA_CONTENT, RAW>(row);
-                    } else {
-                        rowk.run::<EXTRA_LOOK, RAW>(row);
+                    let p = kernel.portable;
+                    match (self.content, tri) {
+                        (true, false) => rowk.run::<EXTRA_CONTENT, RAW, false>(row, p),
+                        (false, false) => rowk.run::<EXTRA_LOOK, RAW, false>(row, p),
+                        (true, true) => rowk.run::<EXTRA_CONTENT, RAW, true>(row, p),
+                        (false, true) => rowk.run::<EXTRA_LOOK, RAW, true>(row, p),
                     }
                 }
             });
@@ -491,9 +522,31 @@ impl Transfer {
     }
 }
 
+/// Which row kernel to run: the defaults pick the fastest for the CPU and the size.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Kernel {
+    /// The portable kernel even where explicit SIMD exists.
+    pub portable: bool,
+    /// Interpolate down the grid per pixel (`Some(true)`) or once per row
+    /// (`Some(false)`); `None` picks by the number of rows per node row.
+    pub tri: Option<bool>,
+}
+
+impl Kernel {
+    const BEST: Kernel = Kernel {
+        portable: false,
+        tri: None,
+    };
+}
+
 /// What one full-resolution row needs.
 struct RowKernel<'a> {
+    /// `TRI == false`: the row's slice of the grid (`gx × gz` nodes, already interpolated
+    /// down the grid). `TRI == true`: the two node rows around the row, interpolated per
+    /// pixel with `fy`.
     slice: &'a [Node4],
+    fy: f32,
     gz: usize,
     gcols: &'a [(u32, f32)],
     pcols: &'a [(u32, f32)],
@@ -503,75 +556,80 @@ struct RowKernel<'a> {
 }
 
 impl RowKernel<'_> {
-    /// Runs the row with the best kernel this CPU has: explicit 4-wide FMA where AVX2 and
-    /// FMA exist (every x86-64 since 2013), else the portable one (SSE2 baseline, NEON).
-    fn run<const S: usize, const RAW: bool>(&self, row: &mut [f32]) {
+    /// Runs the row with the best kernel this CPU has: explicit FMA where AVX2 and FMA
+    /// exist (every x86-64 since 2013), else the portable one (SSE2 baseline, NEON).
+    fn run<const S: usize, const RAW: bool, const TRI: bool>(
+        &self,
+        row: &mut [f32],
+        portable: bool,
+    ) {
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx2")
+            if !portable
+                && std::arch::is_x86_feature_detected!("avx2")
                 && std::arch::is_x86_feature_detected!("fma")
             {
                 // SAFETY: the features were just detected on this CPU.
-                unsafe { self.run_avx2::<S, RAW>(row) };
+                unsafe { fma::apply_row::<S, RAW, TRI>(self, row) };
                 return;
             }
         }
-        apply_row::<S, RAW>(
-            row,
-            self.slice,
-            self.gz,
-            self.gcols,
-            self.pcols,
-            self.extra_row,
-            self.pw,
-            self.intensity,
-        );
+        apply_row::<S, RAW, TRI>(self, row);
     }
 
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn run_avx2<const S: usize, const RAW: bool>(&self, row: &mut [f32]) {
-        fma::apply_row::<S, RAW>(
-            row,
-            self.slice,
-            self.gz,
-            self.gcols,
-            self.pcols,
-            self.extra_row,
-            self.pw,
-            self.intensity,
-        );
+    /// Nodes across one row of the grid.
+    fn gx<const TRI: bool>(&self) -> usize {
+        self.slice.len() / self.gz / if TRI { 2 } else { 1 }
     }
 }
 
-/// The row kernel with explicit 4-wide FMA: a node's four columns are four loads and four
-/// multiply-adds per corner, where the portable version's compiler output splits them
-/// into pairs and scalars (measured: about 200 instructions per pixel against about 80).
+/// The row kernel with explicit FMA: a node (four columns of four lanes) is two 8-wide
+/// loads and two multiply-adds per corner, and the per-pixel node offsets and weights are
+/// computed in a loop of their own, where the portable version's compiler output splits
+/// the work into pairs and scalars.
 #[cfg(target_arch = "x86_64")]
 mod fma {
-    use super::{grid, Node4, EXTRA_CONTENT, ROW_BLOCK};
+    use super::{grid, RowKernel, EXTRA_CONTENT, ROW_BLOCK};
     use std::arch::x86_64::*;
 
-    #[allow(clippy::too_many_arguments)]
+    /// Weighted sum of a node's four corners, as (columns r|g, columns b|offset).
+    #[inline(always)]
+    unsafe fn corners(p00: *const f32, gz: usize, w: *const f32) -> (__m256, __m256) {
+        let (p01, p10) = (p00.add(16), p00.add(gz * 16));
+        let p11 = p10.add(16);
+        let (w00, w01) = (_mm256_broadcast_ss(&*w), _mm256_broadcast_ss(&*w.add(1)));
+        let (w10, w11) = (
+            _mm256_broadcast_ss(&*w.add(2)),
+            _mm256_broadcast_ss(&*w.add(3)),
+        );
+        let mut lo = _mm256_mul_ps(w00, _mm256_loadu_ps(p00));
+        let mut hi = _mm256_mul_ps(w00, _mm256_loadu_ps(p00.add(8)));
+        lo = _mm256_fmadd_ps(w01, _mm256_loadu_ps(p01), lo);
+        hi = _mm256_fmadd_ps(w01, _mm256_loadu_ps(p01.add(8)), hi);
+        lo = _mm256_fmadd_ps(w10, _mm256_loadu_ps(p10), lo);
+        hi = _mm256_fmadd_ps(w10, _mm256_loadu_ps(p10.add(8)), hi);
+        lo = _mm256_fmadd_ps(w11, _mm256_loadu_ps(p11), lo);
+        hi = _mm256_fmadd_ps(w11, _mm256_loadu_ps(p11.add(8)), hi);
+        (lo, hi)
+    }
+
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn apply_row<const S: usize, const RAW: bool>(
+    pub unsafe fn apply_row<const S: usize, const RAW: bool, const TRI: bool>(
+        k: &RowKernel,
         row: &mut [f32],
-        slice: &[Node4],
-        gz: usize,
-        gcols: &[(u32, f32)],
-        pcols: &[(u32, f32)],
-        extra_row: &[f32],
-        pw: usize,
-        intensity: f32,
     ) {
+        let (gz, pw, gcols, pcols) = (k.gz, k.pw, k.gcols, k.pcols);
         let npx = row.len() / 3;
+        let gx = k.gx::<TRI>();
         // Everything indexed below is checked here once.
-        assert!(gz >= 2 && pw >= 2 && gcols.len() >= npx && pcols.len() >= npx);
-        assert!(extra_row.len() >= pw * S);
-        let gx = slice.len() / gz;
+        assert!(gz >= 2 && pw >= 2 && gx >= 2 && gcols.len() >= npx && pcols.len() >= npx);
+        assert!(k.extra_row.len() >= pw * S);
         let zmax = (gz - 1) as f32;
-        let sp = slice.as_ptr() as *const f32;
-        let ep = extra_row.as_ptr();
+        let sp = k.slice.as_ptr() as *const f32;
+        // The second node row (TRI), in floats.
+        let down = gx * gz * 16;
+        let fy = _mm256_set1_ps(k.fy);
+        let ep = k.extra_row.as_ptr();
         // One spare float: the last pixel's 4-wide load reads one past its three.
         let mut sq = [0f32; ROW_BLOCK * 3 + 1];
         let mut qs = [0f32; ROW_BLOCK * 3 + 1];
@@ -610,23 +668,13 @@ mod fma {
             for i in 0..m {
                 let pc = *pcols.get_unchecked(x0 + i);
                 let wp = wts.as_ptr().add(i) as *const f32;
-                let w00 = _mm256_broadcast_ss(&*wp);
-                let w01 = _mm256_broadcast_ss(&*wp.add(1));
-                let w10 = _mm256_broadcast_ss(&*wp.add(2));
-                let w11 = _mm256_broadcast_ss(&*wp.add(3));
                 let p00 = sp.add(*off.get_unchecked(i) as usize);
-                let p01 = p00.add(16);
-                let p10 = p00.add(gz * 16);
-                let p11 = p10.add(16);
-                // A node is two ymm: columns r|g and b|offset.
-                let mut lo = _mm256_mul_ps(w00, _mm256_loadu_ps(p00));
-                let mut hi = _mm256_mul_ps(w00, _mm256_loadu_ps(p00.add(8)));
-                lo = _mm256_fmadd_ps(w01, _mm256_loadu_ps(p01), lo);
-                hi = _mm256_fmadd_ps(w01, _mm256_loadu_ps(p01.add(8)), hi);
-                lo = _mm256_fmadd_ps(w10, _mm256_loadu_ps(p10), lo);
-                hi = _mm256_fmadd_ps(w10, _mm256_loadu_ps(p10.add(8)), hi);
-                lo = _mm256_fmadd_ps(w11, _mm256_loadu_ps(p11), lo);
-                hi = _mm256_fmadd_ps(w11, _mm256_loadu_ps(p11.add(8)), hi);
+                let (mut lo, mut hi) = corners(p00, gz, wp);
+                if TRI {
+                    let (lo1, hi1) = corners(p00.add(down), gz, wp);
+                    lo = _mm256_fmadd_ps(fy, _mm256_sub_ps(lo1, lo), lo);
+                    hi = _mm256_fmadd_ps(fy, _mm256_sub_ps(hi1, hi), hi);
+                }
                 // r·col0 + g·col1 in the two halves of one vector, b·col2 + offset in
                 // the other, then the halves added.
                 let px = _mm256_castps128_ps256(_mm_loadu_ps(sq.as_ptr().add(3 * i)));
@@ -657,7 +705,7 @@ mod fma {
             } else {
                 for (p, &q) in block.iter_mut().zip(qs[..n].iter()) {
                     let v = q.max(0.0);
-                    *p += intensity * (v * v - *p);
+                    *p += k.intensity * (v * v - *p);
                 }
             }
             x0 += n / 3;
@@ -666,19 +714,12 @@ mod fma {
 }
 
 /// One full-resolution row: slice, residual, optional content composite, blend.
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn apply_row<const S: usize, const RAW: bool>(
-    row: &mut [f32],
-    slice: &[Node4],
-    gz: usize,
-    gcols: &[(u32, f32)],
-    pcols: &[(u32, f32)],
-    extra_row: &[f32],
-    pw: usize,
-    intensity: f32,
-) {
+fn apply_row<const S: usize, const RAW: bool, const TRI: bool>(k: &RowKernel, row: &mut [f32]) {
+    let (gz, pw, gcols, pcols, extra_row) = (k.gz, k.pw, k.gcols, k.pcols, k.extra_row);
     let zmax = (gz - 1) as f32;
+    let gx = k.gx::<TRI>();
+    let (slice, below) = k.slice.split_at(if TRI { gx * gz } else { k.slice.len() });
     let last = slice.len() - gz - 2;
     let pw1 = pw.max(2);
     // Three passes over the row, so the two streaming ones (into and out of the `sqrt`
@@ -710,18 +751,28 @@ fn apply_row<const S: usize, const RAW: bool>(
             let base = (gc.0 as usize * gz + k0).min(last);
             let (w00, w01) = ((1.0 - fx) * (1.0 - fz), (1.0 - fx) * fz);
             let (w10, w11) = (fx * (1.0 - fz), fx * fz);
-            let (n00, n01, n10, n11) = (
-                &slice[base],
-                &slice[base + 1],
-                &slice[base + gz],
-                &slice[base + gz + 1],
-            );
-            let mut m: Node4 = [[0.0; 4]; 4];
-            for col in 0..4 {
-                let v = v_scale(w00, n00[col]);
-                let v = v_madd(v, w01, n01[col]);
-                let v = v_madd(v, w10, n10[col]);
-                m[col] = v_madd(v, w11, n11[col]);
+            let corners = |nodes: &[Node4]| -> Node4 {
+                let (n00, n01, n10, n11) = (
+                    &nodes[base],
+                    &nodes[base + 1],
+                    &nodes[base + gz],
+                    &nodes[base + gz + 1],
+                );
+                let mut m: Node4 = [[0.0; 4]; 4];
+                for col in 0..4 {
+                    let v = v_scale(w00, n00[col]);
+                    let v = v_madd(v, w01, n01[col]);
+                    let v = v_madd(v, w10, n10[col]);
+                    m[col] = v_madd(v, w11, n11[col]);
+                }
+                m
+            };
+            let mut m = corners(slice);
+            if TRI {
+                let m1 = corners(below);
+                for col in 0..4 {
+                    m[col] = v_lerp(m[col], m1[col], k.fy);
+                }
             }
             let mut q = v_madd(v_madd(v_madd(m[3], s[0], m[0]), s[1], m[1]), s[2], m[2]);
             // The low-resolution residual (and for content, the answer and the mask).
@@ -750,7 +801,7 @@ fn apply_row<const S: usize, const RAW: bool>(
         } else {
             for (p, &q) in block.iter_mut().zip(qs[..n].iter()) {
                 let v = q.max(0.0);
-                *p += intensity * (v * v - *p);
+                *p += k.intensity * (v * v - *p);
             }
         }
         x0 += n / 3;
