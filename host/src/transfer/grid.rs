@@ -259,54 +259,26 @@ impl Stats {
         }
         let mut data = vec![0f32; gy * plane];
         data.par_chunks_mut(plane).enumerate().for_each(|(j, acc)| {
-            for y in first_row[j]..first_row[j + 1] {
-                for x in 0..w {
-                    let p = y * w + x;
-                    let wt = weight.map_or(1.0, |v| v[p]);
-                    if wt <= 0.0 {
-                        continue;
-                    }
-                    let s = &src[p * 3..p * 3 + 3];
-                    let d = &dst[p * 3..p * 3 + 3];
-                    let st: [f32; STATS] = [
-                        1.0,
-                        s[0],
-                        s[1],
-                        s[2],
-                        s[0] * s[0],
-                        s[0] * s[1],
-                        s[0] * s[2],
-                        s[1] * s[1],
-                        s[1] * s[2],
-                        s[2] * s[2],
-                        d[0],
-                        d[1],
-                        d[2],
-                        s[0] * d[0],
-                        s[0] * d[1],
-                        s[0] * d[2],
-                        s[1] * d[0],
-                        s[1] * d[1],
-                        s[1] * d[2],
-                        s[2] * d[0],
-                        s[2] * d[1],
-                        s[2] * d[2],
-                    ];
-                    // Nearest node in space, linear in brightness; the spatial tent comes
-                    // from blurring the statistics afterwards (4× fewer updates per pixel
-                    // than splatting to four nodes).
-                    let i = xnear[x];
-                    let (k0, fz) = split(guide(s) * (gz - 1) as f32, gz);
-                    let base = (i * gz + k0) * STATS;
-                    let (w0, w1) = (wt * (1.0 - fz), wt * fz);
-                    let cell = &mut acc[base..base + 2 * STATS];
-                    let (a, b) = cell.split_at_mut(STATS);
-                    for k in 0..STATS {
-                        a[k] += w0 * st[k];
-                        b[k] += w1 * st[k];
-                    }
+            let rows = first_row[j]..first_row[j + 1];
+            let job = NodeRow {
+                src,
+                dst,
+                weight,
+                w,
+                gz,
+                xnear: &xnear,
+            };
+            #[cfg(target_arch = "x86_64")]
+            {
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: the features were just detected on this CPU.
+                    unsafe { job.accumulate_avx2(rows, acc) };
+                    return;
                 }
             }
+            job.accumulate(rows, acc);
         });
         // The spatial tent, and a little spread along brightness: a node whose bin holds
         // few pixels borrows from its neighbours' before falling back to the coarser level.
@@ -360,6 +332,80 @@ impl Stats {
                 }
             });
         Grid { gx, gy, gz, nodes }
+    }
+}
+
+/// One node row's share of the statistics: the preview rows nearest to it.
+struct NodeRow<'a> {
+    src: &'a [f32],
+    dst: &'a [f32],
+    weight: Option<&'a [f32]>,
+    w: usize,
+    gz: usize,
+    xnear: &'a [usize],
+}
+
+impl NodeRow<'_> {
+    /// The same loop compiled for AVX2 + FMA: the 22 statistics then update in three
+    /// 8-wide steps per bin instead of six 4-wide ones.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn accumulate_avx2(&self, rows: std::ops::Range<usize>, acc: &mut [f32]) {
+        self.accumulate(rows, acc)
+    }
+
+    #[inline(always)]
+    fn accumulate(&self, rows: std::ops::Range<usize>, acc: &mut [f32]) {
+        let (src, dst, weight, w, gz, xnear) =
+            (self.src, self.dst, self.weight, self.w, self.gz, self.xnear);
+        for y in rows {
+            for x in 0..w {
+                let p = y * w + x;
+                let wt = weight.map_or(1.0, |v| v[p]);
+                if wt <= 0.0 {
+                    continue;
+                }
+                let s = &src[p * 3..p * 3 + 3];
+                let d = &dst[p * 3..p * 3 + 3];
+                let st: [f32; STATS] = [
+                    1.0,
+                    s[0],
+                    s[1],
+                    s[2],
+                    s[0] * s[0],
+                    s[0] * s[1],
+                    s[0] * s[2],
+                    s[1] * s[1],
+                    s[1] * s[2],
+                    s[2] * s[2],
+                    d[0],
+                    d[1],
+                    d[2],
+                    s[0] * d[0],
+                    s[0] * d[1],
+                    s[0] * d[2],
+                    s[1] * d[0],
+                    s[1] * d[1],
+                    s[1] * d[2],
+                    s[2] * d[0],
+                    s[2] * d[1],
+                    s[2] * d[2],
+                ];
+                // Nearest node in space, linear in brightness; the spatial tent comes
+                // from blurring the statistics afterwards (4× fewer updates per pixel
+                // than splatting to four nodes).
+                let i = xnear[x];
+                let (k0, fz) = split(guide(s) * (gz - 1) as f32, gz);
+                let base = (i * gz + k0) * STATS;
+                let (w0, w1) = (wt * (1.0 - fz), wt * fz);
+                let cell = &mut acc[base..base + 2 * STATS];
+                let (a, b) = cell.split_at_mut(STATS);
+                for k in 0..STATS {
+                    a[k] += w0 * st[k];
+                    b[k] += w1 * st[k];
+                }
+            }
+        }
     }
 }
 
