@@ -269,6 +269,9 @@ impl Config {
         if !self.engines.values().any(|e| e.api_key.is_some()) {
             return None;
         }
+        // Windows: the file inherits the profile folder's access list, private already.
+        #[cfg(not(unix))]
+        let _ = path;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

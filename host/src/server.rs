@@ -125,7 +125,9 @@ impl Drop for DaemonLock {
 
 /// Takes the lock next to the socket, or says which process already serves.
 pub fn lock(socket: &str) -> anyhow::Result<DaemonLock> {
+    #[cfg(not(windows))]
     let path = std::path::PathBuf::from(format!("{socket}.lock"));
+    // A pipe name is no file path: the lock goes to the temporary folder.
     #[cfg(windows)]
     let path =
         std::env::temp_dir().join(format!("{}.lock", socket.trim_start_matches(r"\\.\pipe\")));

@@ -58,7 +58,65 @@ pub fn listen(socket: &str) -> io::Result<Listener> {
         use interprocess::os::unix::local_socket::ListenerOptionsExt;
         opts.mode(0o600)
     };
+    #[cfg(windows)]
+    let opts = {
+        use interprocess::os::windows::local_socket::ListenerOptionsExt;
+        opts.security_descriptor(windows_private::descriptor()?)
+    };
     opts.create_sync()
+}
+
+/// The named pipe's access list on Windows. Without one, a pipe gets the default DACL of
+/// the creator's token, which also admits SYSTEM, administrators and — for some service
+/// accounts — everyone; ours admits the current user and no one else.
+#[cfg(windows)]
+mod windows_private {
+    use std::io;
+
+    use interprocess::os::windows::security_descriptor::SecurityDescriptor;
+    use windows_sys::Win32::Foundation::{CloseHandle, LocalFree, HANDLE};
+    use windows_sys::Win32::Security::Authorization::ConvertSidToStringSidW;
+    use windows_sys::Win32::Security::{GetTokenInformation, TokenUser, TOKEN_QUERY, TOKEN_USER};
+    use windows_sys::Win32::System::Threading::{GetCurrentProcess, OpenProcessToken};
+
+    /// `D:P(A;;GA;;;<user SID>)`: a protected DACL (nothing inherited) with one entry,
+    /// generic-all for the current user.
+    pub fn descriptor() -> io::Result<SecurityDescriptor> {
+        let sddl = format!("D:P(A;;GA;;;{})", user_sid()?);
+        let wide = widestring::U16CString::from_str(&sddl)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        SecurityDescriptor::deserialize(&wide)
+    }
+
+    /// The current process's user SID as a string (`S-1-5-21-…`).
+    fn user_sid() -> io::Result<String> {
+        // SAFETY: plain Win32 calls on handles and buffers owned here; every handle and
+        // LocalAlloc'ed string is released before returning.
+        unsafe {
+            let mut token: HANDLE = std::ptr::null_mut();
+            if OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &mut token) == 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let mut len = 0u32;
+            GetTokenInformation(token, TokenUser, std::ptr::null_mut(), 0, &mut len);
+            // u64 words keep the TOKEN_USER inside suitably aligned.
+            let mut buf = vec![0u64; (len as usize).div_ceil(8).max(1)];
+            let ok = GetTokenInformation(token, TokenUser, buf.as_mut_ptr().cast(), len, &mut len);
+            let err = io::Error::last_os_error();
+            CloseHandle(token);
+            if ok == 0 {
+                return Err(err);
+            }
+            let user = &*(buf.as_ptr() as *const TOKEN_USER);
+            let mut wide: *mut u16 = std::ptr::null_mut();
+            if ConvertSidToStringSidW(user.User.Sid, &mut wide) == 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let sid = widestring::U16CStr::from_ptr_str(wide).to_string_lossy();
+            LocalFree(wide.cast());
+            Ok(sid)
+        }
+    }
 }
 
 /// Connects to a daemon.
@@ -66,8 +124,8 @@ pub fn connect(socket: &str) -> io::Result<Stream> {
     Stream::connect(name(socket)?)
 }
 
-/// Whether the peer runs as the same user. `true` where the OS cannot tell us (the pipe's
-/// default access list and the socket's mode already keep other users out).
+/// Whether the peer runs as the same user. `true` where the OS cannot tell us (on Windows
+/// the pipe's access list, which names only the current user, already keeps others out).
 pub fn peer_is_same_user(stream: &Stream) -> bool {
     #[cfg(unix)]
     {

@@ -319,6 +319,7 @@ pub fn write_output(
         .sync_all()
         .map_err(|e| fail(write_failure(&e)))?;
     tracing::debug!("fsync {:?}", t.elapsed());
+    hold_for_tests("rename");
     let ext = opts.format.extension();
     let mut tmp = tmp;
     for n in 1..10_000 {
@@ -338,6 +339,26 @@ pub fn write_output(
     Err(fail(format!(
         "too many existing outputs named {stem}-N.{ext}"
     )))
+}
+
+/// Kill tests need the daemon stopped at an exact moment — here, the output complete and
+/// synced under its temporary name, not yet published. With `LUMINARY_TEST_HOLD` naming
+/// `point`, a debug build writes the file `LUMINARY_TEST_HOLD_FILE` and waits (up to a
+/// minute) while it exists. Release builds compile this to nothing.
+fn hold_for_tests(point: &str) {
+    if !cfg!(debug_assertions) || std::env::var("LUMINARY_TEST_HOLD").as_deref() != Ok(point) {
+        return;
+    }
+    let Some(marker) = std::env::var_os("LUMINARY_TEST_HOLD_FILE").map(PathBuf::from) else {
+        return;
+    };
+    if std::fs::write(&marker, point).is_err() {
+        return;
+    }
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while marker.exists() && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }
 
 #[cfg(test)]

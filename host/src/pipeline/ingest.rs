@@ -500,6 +500,7 @@ enum DecodedData {
     Rgb(Vec<f32>),
 }
 
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))] // the decode runner's hand-over
 fn as_bytes<T: Copy>(v: &[T]) -> &[u8] {
     // SAFETY: plain numbers (u16 / f32) without padding, read as bytes.
     unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, std::mem::size_of_val(v)) }
@@ -507,6 +508,7 @@ fn as_bytes<T: Copy>(v: &[T]) -> &[u8] {
 
 impl Decoded {
     /// The samples as bytes, in the machine's byte order: what goes into shared memory.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub fn sample_bytes(&self) -> &[u8] {
         match &self.data {
             DecodedData::Raw(raw) => match &raw.data {
