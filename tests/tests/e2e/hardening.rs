@@ -170,33 +170,7 @@ fn sigkill_at_every_stage_loses_nothing_and_the_next_daemon_cleans_up_and_comple
         assert_eq!(fingerprint(&src), before, "{stage}: the original changed");
         // The next daemon starts cleanly (the stale socket is replaced) and removes what
         // the killed one left.
-        let r = env.run(&[
-            "enhance",
-            "--json",
-            src.to_str().unwrap(),
-            "--preset",
-            "auto",
-            "--out-dir",
-            out.to_str().unwrap(),
-        ]);
-        let res = results(&r.stdout);
-        assert_eq!(
-            res[0]["ok"],
-            true,
-            "{stage}: re-run failed: {:?}\n{}",
-            res,
-            env.daemon_log()
-        );
-        let left: Vec<_> = std::fs::read_dir(&out)
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name())
-            .collect();
-        assert_eq!(
-            left.len(),
-            1,
-            "{stage}: expected just the result, found {left:?}"
-        );
+        rerun_leaves_only_the_result(&env, &src, &out, stage);
     }
 }
 
@@ -249,6 +223,12 @@ fn sigkill_at_the_rename_leaves_no_output_and_the_next_daemon_removes_the_tempor
     assert_eq!(fingerprint(&src), before, "the original changed");
     // The next daemon (no hook) removes the orphan and the job completes.
     std::fs::remove_file(&marker).unwrap();
+    rerun_leaves_only_the_result(&env, &src, &out, "rename");
+}
+
+/// After a kill: the job re-run by a fresh daemon succeeds, and the folder then holds just
+/// its result — whatever the killed daemon left (a temporary file) is gone.
+fn rerun_leaves_only_the_result(env: &Env, src: &Path, out: &Path, what: &str) {
     let r = env.run(&[
         "enhance",
         "--json",
@@ -262,16 +242,20 @@ fn sigkill_at_the_rename_leaves_no_output_and_the_next_daemon_removes_the_tempor
     assert_eq!(
         res[0]["ok"],
         true,
-        "re-run failed: {res:?}\n{}",
+        "{what}: re-run failed: {res:?}\n{}",
         env.daemon_log()
     );
-    let left: Vec<String> = std::fs::read_dir(&out)
+    let left: Vec<String> = std::fs::read_dir(out)
         .unwrap()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(left.len(), 1, "expected just the result, found {left:?}");
-    assert!(!left[0].starts_with('.'), "{left:?}");
+    assert_eq!(
+        left.len(),
+        1,
+        "{what}: expected just the result, found {left:?}"
+    );
+    assert!(!left[0].starts_with('.'), "{what}: {left:?}");
 }
 
 #[test]
