@@ -350,7 +350,7 @@ impl Transfer {
             "transfer fit: align {align_ms:.1} ms, grid {grid_ms:.1} ms, total {:.1} ms",
             started.elapsed().as_secs_f64() * 1e3
         );
-        if std::env::var_os("LUMINARY_FIT_TRACE").is_some() {
+        if fit_trace_on() {
             eprintln!(
                 "fit: align {align_ms:.1} ms ({t:?}), grid {grid_ms:.1} ms, mask {use_mask}, total {:.1} ms",
                 started.elapsed().as_secs_f64() * 1e3
@@ -397,7 +397,7 @@ impl Transfer {
             self.ph,
             1.0,
             &Cancel::default(),
-            Kernel::BEST,
+            Kernel::default(),
         )
         .expect("not cancelled");
         out
@@ -412,7 +412,7 @@ impl Transfer {
         cancel: &Cancel,
     ) -> Result<(), JobError> {
         let (w, h) = (base.width, base.height);
-        self.apply_rows::<false>(&mut base.data, w, h, intensity, cancel, Kernel::BEST)
+        self.apply_rows::<false>(&mut base.data, w, h, intensity, cancel, Kernel::default())
     }
 
     /// As [`Transfer::apply_blend`] with a chosen kernel, so tests can check that every
@@ -443,6 +443,11 @@ impl Transfer {
         let gcols = grid::columns(w, self.grid.gx);
         let pcols = grid::columns(w, self.pw);
         let gz = self.grid.gz;
+        let nodes_per_row = self.grid.gx * gz;
+        // Few rows per node row (a preview): interpolating the whole row of nodes for
+        // every row would cost more than the pixels, so the kernel interpolates just the
+        // nodes each pixel uses.
+        let tri = kernel.tri.unwrap_or(h < self.grid.gy * 16);
         let stop = AtomicBool::new(false);
         data.par_chunks_mut(w * 3 * 8)
             .enumerate()
@@ -451,11 +456,6 @@ impl Transfer {
                     stop.store(true, Ordering::Relaxed);
                     return;
                 }
-                let nodes_per_row = self.grid.gx * gz;
-                // Few rows per node row (a preview): interpolating the whole row of
-                // nodes for every row would cost more than the pixels, so the kernel
-                // interpolates just the nodes each pixel uses.
-                let tri = kernel.tri.unwrap_or(h < self.grid.gy * 16);
                 let mut slice: Vec<Node4> = if tri {
                     Vec::new()
                 } else {
@@ -464,17 +464,17 @@ impl Transfer {
                 let mut extra_row = vec![0f32; self.pw * stride];
                 for (r, row) in rows.chunks_exact_mut(w * 3).enumerate() {
                     let y = chunk * 8 + r;
-                    let (j0, fy) = grid::split(grid::node_coord(y, h, self.grid.gy), self.grid.gy);
+                    let (j0, fy_nodes) =
+                        grid::split(grid::node_coord(y, h, self.grid.gy), self.grid.gy);
                     let two_rows = &self.nodes4[j0 * nodes_per_row..(j0 + 2) * nodes_per_row];
                     if !tri {
                         let (a, b) = two_rows.split_at(nodes_per_row);
                         for ((o, na), nb) in slice.iter_mut().zip(a).zip(b) {
                             for col in 0..4 {
-                                o[col] = v_lerp(na[col], nb[col], fy);
+                                o[col] = v_lerp(na[col], nb[col], fy_nodes);
                             }
                         }
                     }
-                    let fy_nodes = fy;
                     let (p0, fy) = grid::split(grid::node_coord(y, h, self.ph), self.ph.max(2));
                     let p1 = (p0 + 1).min(self.ph - 1);
                     // No residual yet (the fit's own passes): the row stays zero.
@@ -522,7 +522,7 @@ impl Transfer {
     }
 }
 
-/// Which row kernel to run: the defaults pick the fastest for the CPU and the size.
+/// Which row kernel to run: the default picks the fastest for the CPU and the size.
 #[doc(hidden)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Kernel {
@@ -531,13 +531,6 @@ pub struct Kernel {
     /// Interpolate down the grid per pixel (`Some(true)`) or once per row
     /// (`Some(false)`); `None` picks by the number of rows per node row.
     pub tri: Option<bool>,
-}
-
-impl Kernel {
-    const BEST: Kernel = Kernel {
-        portable: false,
-        tri: None,
-    };
 }
 
 /// What one full-resolution row needs.
@@ -811,11 +804,15 @@ fn apply_row<const S: usize, const RAW: bool, const TRI: bool>(k: &RowKernel, ro
 /// With `LUMINARY_FIT_TRACE` set: prints the milliseconds since `t0` for a step of the
 /// fit (for profiling only).
 pub(crate) fn trace(what: &str, t0: Instant) {
-    static ON: std::sync::LazyLock<bool> =
-        std::sync::LazyLock::new(|| std::env::var_os("LUMINARY_FIT_TRACE").is_some());
-    if *ON {
+    if fit_trace_on() {
         eprintln!("  {what}: {:.1} ms", t0.elapsed().as_secs_f64() * 1e3);
     }
+}
+
+fn fit_trace_on() -> bool {
+    static ON: std::sync::LazyLock<bool> =
+        std::sync::LazyLock::new(|| std::env::var_os("LUMINARY_FIT_TRACE").is_some());
+    *ON
 }
 
 /// Pixels per pass of the row kernel (its scratch stays in L1).
