@@ -23,8 +23,9 @@ pub const K: usize = 12;
 /// The identity map.
 pub const IDENTITY: [f32; K] = [1., 0., 0., 0., 1., 0., 0., 0., 1., 0., 0., 0.];
 
-/// Accumulated statistics per node: Σw, Σw·s (3), Σw·s sᵀ (6), Σw·d (3), Σw·s dᵀ (9).
-const STATS: usize = 22;
+/// Accumulated statistics per node: Σw, Σw·s (3), Σw·s sᵀ (6), Σw·d (3), Σw·s dᵀ (9),
+/// and two zeros, so a node's statistics are three whole 8-wide vectors.
+const STATS: usize = 24;
 
 /// Where the guide of a pixel lands.
 #[inline(always)]
@@ -275,15 +276,18 @@ impl Stats {
                 {
                     // SAFETY: the features were just detected on this CPU.
                     unsafe { job.accumulate_avx2(rows, acc) };
-                    return;
+                } else {
+                    job.accumulate(rows, acc);
                 }
             }
+            #[cfg(not(target_arch = "x86_64"))]
             job.accumulate(rows, acc);
+            // The spatial tent across, while the node row is in cache.
+            blur_121(acc, gx, gz * STATS);
         });
-        // The spatial tent, and a little spread along brightness: a node whose bin holds
-        // few pixels borrows from its neighbours' before falling back to the coarser level.
-        blur_xy(&mut data, gx, gy, gz);
-        blur_z(&mut data, gx * gy, gz);
+        // The tent down, and a little spread along brightness: a node whose bin holds few
+        // pixels borrows from its neighbours' before falling back to the coarser level.
+        let data = blur_down_and_z(&data, gx, gy, gz);
         Stats { gx, gy, gz, data }
     }
 
@@ -346,12 +350,63 @@ struct NodeRow<'a> {
 }
 
 impl NodeRow<'_> {
-    /// The same loop compiled for AVX2 + FMA: the 22 statistics then update in three
-    /// 8-wide steps per bin instead of six 4-wide ones.
+    /// The same loop with explicit AVX2 + FMA: a pixel's 24 statistics are built as three
+    /// 8-wide products of permuted `[s, d, 1]` vectors and added to its two bins with six
+    /// fused multiply-adds (built as scalars, they went through the stack and the wide
+    /// loads stalled on the narrow stores).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn accumulate_avx2(&self, rows: std::ops::Range<usize>, acc: &mut [f32]) {
-        self.accumulate(rows, acc)
+        use std::arch::x86_64::*;
+        let (src, dst, weight, w, gz, xnear) =
+            (self.src, self.dst, self.weight, self.w, self.gz, self.xnear);
+        let last = xnear.iter().copied().max().unwrap_or(0);
+        assert!(rows.end * w * 3 <= src.len().min(dst.len()) && xnear.len() >= w);
+        assert!(acc.len() >= ((last + 1) * gz) * STATS && gz >= 2);
+        if let Some(v) = weight {
+            assert!(v.len() >= rows.end * w);
+        }
+        let idx = |a: [i32; 8]| _mm256_setr_epi32(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]);
+        // Lanes of `v = [s0 s1 s2 d0 d1 d2 1 0]`.
+        let (a0, b0) = (idx([6, 0, 1, 2, 0, 0, 0, 1]), idx([6, 6, 6, 6, 0, 1, 2, 1]));
+        let (a1, b1) = (idx([1, 2, 3, 4, 5, 0, 0, 0]), idx([2, 2, 6, 6, 6, 3, 4, 5]));
+        let (a2, b2) = (idx([1, 1, 1, 2, 2, 2, 7, 7]), idx([3, 4, 5, 3, 4, 5, 7, 7]));
+        let zmax = (gz - 1) as f32;
+        let (sp, dp, ap) = (src.as_ptr(), dst.as_ptr(), acc.as_mut_ptr());
+        for y in rows {
+            for x in 0..w {
+                let p = y * w + x;
+                let wt = weight.map_or(1.0, |v| *v.get_unchecked(p));
+                if wt <= 0.0 {
+                    continue;
+                }
+                let (s, d) = (sp.add(p * 3), dp.add(p * 3));
+                let v = _mm256_setr_ps(*s, *s.add(1), *s.add(2), *d, *d.add(1), *d.add(2), 1.0, 0.0);
+                let st0 = _mm256_mul_ps(
+                    _mm256_permutevar8x32_ps(v, a0),
+                    _mm256_permutevar8x32_ps(v, b0),
+                );
+                let st1 = _mm256_mul_ps(
+                    _mm256_permutevar8x32_ps(v, a1),
+                    _mm256_permutevar8x32_ps(v, b1),
+                );
+                let st2 = _mm256_mul_ps(
+                    _mm256_permutevar8x32_ps(v, a2),
+                    _mm256_permutevar8x32_ps(v, b2),
+                );
+                let g = guide(std::slice::from_raw_parts(s, 3)) * zmax;
+                let k0 = (g as usize).min(gz - 2);
+                let fz = g - k0 as f32;
+                let cell = ap.add((*xnear.get_unchecked(x) * gz + k0) * STATS);
+                let (w0, w1) = (_mm256_set1_ps(wt * (1.0 - fz)), _mm256_set1_ps(wt * fz));
+                for (k, st) in [st0, st1, st2].into_iter().enumerate() {
+                    let a = cell.add(8 * k);
+                    let b = cell.add(STATS + 8 * k);
+                    _mm256_storeu_ps(a, _mm256_fmadd_ps(w0, st, _mm256_loadu_ps(a)));
+                    _mm256_storeu_ps(b, _mm256_fmadd_ps(w1, st, _mm256_loadu_ps(b)));
+                }
+            }
+        }
     }
 
     #[inline(always)]
@@ -390,6 +445,8 @@ impl NodeRow<'_> {
                     s[2] * d[0],
                     s[2] * d[1],
                     s[2] * d[2],
+                    0.0,
+                    0.0,
                 ];
                 // Nearest node in space, linear in brightness; the spatial tent comes
                 // from blurring the statistics afterwards (4× fewer updates per pixel
@@ -440,52 +497,41 @@ fn nearest(i: usize, n: usize, g: usize) -> usize {
     (node_coord(i, n, g) + 0.5) as usize
 }
 
-/// [1 2 1]/4 across and down, per brightness bin.
-fn blur_xy(stats: &mut [f32], gx: usize, gy: usize, gz: usize) {
-    let node = gz * STATS;
-    let mut across = vec![0f32; stats.len()];
-    across
-        .par_chunks_mut(gx * node)
-        .zip(stats.par_chunks(gx * node))
-        .for_each(|(row, src)| {
-            for i in 0..gx {
-                let (l, r) = (i.saturating_sub(1), (i + 1).min(gx - 1));
-                for c in 0..node {
-                    row[i * node + c] = 0.25 * src[l * node + c]
-                        + 0.5 * src[i * node + c]
-                        + 0.25 * src[r * node + c];
-                }
-            }
-        });
-    stats
-        .par_chunks_mut(gx * node)
-        .enumerate()
-        .for_each(|(j, row)| {
-            let (u, d) = (j.saturating_sub(1), (j + 1).min(gy - 1));
-            let rows = |k: usize| &across[k * gx * node..(k + 1) * gx * node];
-            for (c, ((o, a), b)) in row.iter_mut().zip(rows(u)).zip(rows(d)).enumerate() {
-                *o = 0.25 * a + 0.5 * rows(j)[c] + 0.25 * b;
-            }
-        });
+/// `[1 2 1]/4` along a run of `n` items of `len` floats each, in place (ends clamped).
+fn blur_121(v: &mut [f32], n: usize, len: usize) {
+    if n < 2 {
+        return;
+    }
+    // The previous item's value before it was blurred, and the current one's.
+    let mut prev = v[..len].to_vec();
+    let mut cur = vec![0f32; len];
+    for i in 0..n {
+        cur.copy_from_slice(&v[i * len..(i + 1) * len]);
+        let (here, rest) = v[i * len..].split_at_mut(len);
+        let next = if i + 1 < n { &rest[..len] } else { &cur[..] };
+        for (((o, &p), &c), &nx) in here.iter_mut().zip(&prev).zip(&cur).zip(next) {
+            *o = 0.25 * p + 0.5 * c + 0.25 * nx;
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
 }
 
-/// [1 2 1]/4 along brightness, per (x, y) node column.
-fn blur_z(stats: &mut [f32], columns: usize, gz: usize) {
-    stats
-        .par_chunks_mut(gz * STATS)
-        .take(columns)
-        .for_each(|col| {
-            let orig = col.to_vec();
-            for k in 0..gz {
-                let lo = k.saturating_sub(1);
-                let hi = (k + 1).min(gz - 1);
-                for c in 0..STATS {
-                    col[k * STATS + c] = 0.25 * orig[lo * STATS + c]
-                        + 0.5 * orig[k * STATS + c]
-                        + 0.25 * orig[hi * STATS + c];
-                }
-            }
-        });
+/// `[1 2 1]/4` down the node rows into a new array, then along brightness within each
+/// node of the new row while it is in cache.
+fn blur_down_and_z(stats: &[f32], gx: usize, gy: usize, gz: usize) -> Vec<f32> {
+    let plane = gx * gz * STATS;
+    let mut out = vec![0f32; stats.len()];
+    out.par_chunks_mut(plane).enumerate().for_each(|(j, row)| {
+        let (u, d) = (j.saturating_sub(1), (j + 1).min(gy - 1));
+        let rows = |k: usize| &stats[k * plane..(k + 1) * plane];
+        for (((o, &a), &m), &b) in row.iter_mut().zip(rows(u)).zip(rows(j)).zip(rows(d)) {
+            *o = 0.25 * a + 0.5 * m + 0.25 * b;
+        }
+        for node in row.chunks_exact_mut(gz * STATS) {
+            blur_121(node, gz, STATS);
+        }
+    });
+    out
 }
 
 /// Solves one node: slopes from the covariance (ridge toward the prior's), offset from
