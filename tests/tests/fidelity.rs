@@ -160,7 +160,7 @@ fn a_shifted_and_rescaled_answer_is_registered_first() {
 /// drifts would make the same edit look different on another machine or at another size.
 #[test]
 fn every_row_kernel_computes_the_same_picture() {
-    use luminary::transfer::{Kernel, Mode, Transfer};
+    use luminary::transfer::{Kernel, Mode, Simd, Transfer};
     let photo = load_photo("flower.png").expect("test photo");
     let img = RgbF32::new(photo.width, photo.height, photo.data);
     let scene = Scene::new(mirror_tile(&img, 3000, 2000), 1024);
@@ -177,7 +177,7 @@ fn every_row_kernel_computes_the_same_picture() {
                 out
             };
             let reference = run(Kernel {
-                portable: true,
+                simd: Simd::Portable,
                 tri: Some(false),
             });
             // The edit must have done something, or agreeing would prove nothing.
@@ -191,9 +191,16 @@ fn every_row_kernel_computes_the_same_picture() {
                 moved > base.data.len() / 4,
                 "{what}: the edit changed little"
             );
-            for (portable, tri) in [(false, false), (false, true), (true, true)] {
+            // A kernel this CPU lacks runs the next one down, which is then checked twice.
+            for (simd, tri) in [
+                (Simd::Avx512, false),
+                (Simd::Avx512, true),
+                (Simd::Avx2, false),
+                (Simd::Avx2, true),
+                (Simd::Portable, true),
+            ] {
                 let out = run(Kernel {
-                    portable,
+                    simd,
                     tri: Some(tri),
                 });
                 let worst = out
@@ -204,7 +211,7 @@ fn every_row_kernel_computes_the_same_picture() {
                     .fold(0f32, f32::max);
                 assert!(
                     worst < 2e-5,
-                    "{} {what}: kernel portable={portable} tri={tri} differs by {worst}",
+                    "{} {what}: kernel {simd:?} tri={tri} differs by {worst}",
                     edit.name()
                 );
             }

@@ -91,7 +91,7 @@ pub struct FitReport {
 pub struct Transfer {
     grid: Grid,
     /// The grid's nodes laid out for the apply kernel.
-    nodes4: Vec<Node4>,
+    nodes4: Vec<Line>,
     /// Preview size.
     pw: usize,
     ph: usize,
@@ -141,13 +141,65 @@ fn v_lerp(a: V4, b: V4, f: f32) -> V4 {
 /// channels.
 type Node4 = [V4; 4];
 
-fn node4(k: &[f32; K]) -> Node4 {
-    [
+fn node4(k: &[f32; K]) -> Line {
+    Line([
         [k[0], k[1], k[2], 0.0],
         [k[3], k[4], k[5], 0.0],
         [k[6], k[7], k[8], 0.0],
         [k[9], k[10], k[11], 0.0],
-    ]
+    ])
+}
+
+/// A node on a cache line of its own: a node read by the kernels never straddles two
+/// lines (one 16-wide load with AVX-512).
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Line(Node4);
+
+fn nodes(v: &[Line]) -> &[Node4] {
+    // SAFETY: `Line` is `Node4` (64 bytes) with a stricter alignment and no padding.
+    unsafe { std::slice::from_raw_parts(v.as_ptr() as *const Node4, v.len()) }
+}
+
+/// Nodes as plain floats, 16 per node.
+fn floats(v: &[Node4]) -> &[f32] {
+    // SAFETY: `Node4` is 16 `f32`s with no padding.
+    unsafe { std::slice::from_raw_parts(v.as_ptr() as *const f32, v.len() * 16) }
+}
+
+fn floats_mut(v: &mut [Line]) -> &mut [f32] {
+    // SAFETY: as `floats`; `Line` has no padding either.
+    unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut f32, v.len() * 16) }
+}
+
+/// `out = a + f·(b − a)` over whole rows of nodes, with the widest vectors the CPU has.
+fn lerp_nodes(out: &mut [f32], a: &[f32], b: &[f32], f: f32) {
+    #[inline(always)]
+    fn plain(out: &mut [f32], a: &[f32], b: &[f32], f: f32) {
+        for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
+            *o = a + f * (b - a);
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,avx2,fma")]
+        unsafe fn wide(out: &mut [f32], a: &[f32], b: &[f32], f: f32) {
+            plain(out, a, b, f)
+        }
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2(out: &mut [f32], a: &[f32], b: &[f32], f: f32) {
+            plain(out, a, b, f)
+        }
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the feature was just detected on this CPU.
+            return unsafe { wide(out, a, b, f) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: as above.
+            return unsafe { avx2(out, a, b, f) };
+        }
+    }
+    plain(out, a, b, f)
 }
 
 fn to_sqrt(lin: &[f32]) -> Vec<f32> {
@@ -444,10 +496,18 @@ impl Transfer {
         let pcols = grid::columns(w, self.pw);
         let gz = self.grid.gz;
         let nodes_per_row = self.grid.gx * gz;
+        // The same columns as offsets (in floats) and weights, for the AVX-512 kernel's
+        // 16-wide loads.
+        let g_off: Vec<u32> = gcols.iter().map(|c| c.0 * gz as u32 * 16).collect();
+        let g_frac: Vec<f32> = gcols.iter().map(|c| c.1).collect();
+        let p_off: Vec<u32> = pcols.iter().map(|c| c.0 * stride as u32).collect();
+        let p_frac: Vec<f32> = pcols.iter().map(|c| c.1).collect();
         // Few rows per node row (a preview): interpolating the whole row of nodes for
         // every row would cost more than the pixels, so the kernel interpolates just the
         // nodes each pixel uses.
         let tri = kernel.tri.unwrap_or(h < self.grid.gy * 16);
+        let simd = kernel.simd.available();
+        let all = nodes(&self.nodes4);
         let stop = AtomicBool::new(false);
         data.par_chunks_mut(w * 3 * 8)
             .enumerate()
@@ -456,24 +516,20 @@ impl Transfer {
                     stop.store(true, Ordering::Relaxed);
                     return;
                 }
-                let mut slice: Vec<Node4> = if tri {
+                let mut slice: Vec<Line> = if tri {
                     Vec::new()
                 } else {
-                    vec![[[0.0; 4]; 4]; nodes_per_row]
+                    vec![Line([[0.0; 4]; 4]); nodes_per_row]
                 };
                 let mut extra_row = vec![0f32; self.pw * stride];
                 for (r, row) in rows.chunks_exact_mut(w * 3).enumerate() {
                     let y = chunk * 8 + r;
                     let (j0, fy_nodes) =
                         grid::split(grid::node_coord(y, h, self.grid.gy), self.grid.gy);
-                    let two_rows = &self.nodes4[j0 * nodes_per_row..(j0 + 2) * nodes_per_row];
+                    let two_rows = &all[j0 * nodes_per_row..(j0 + 2) * nodes_per_row];
                     if !tri {
                         let (a, b) = two_rows.split_at(nodes_per_row);
-                        for ((o, na), nb) in slice.iter_mut().zip(a).zip(b) {
-                            for col in 0..4 {
-                                o[col] = v_lerp(na[col], nb[col], fy_nodes);
-                            }
-                        }
+                        lerp_nodes(floats_mut(&mut slice), floats(a), floats(b), fy_nodes);
                     }
                     let (p0, fy) = grid::split(grid::node_coord(y, h, self.ph), self.ph.max(2));
                     let p1 = (p0 + 1).min(self.ph - 1);
@@ -483,26 +539,27 @@ impl Transfer {
                             &self.extras[p0 * self.pw * stride..(p0 + 1) * self.pw * stride],
                             &self.extras[p1 * self.pw * stride..(p1 + 1) * self.pw * stride],
                         );
-                        for ((e, a), b) in extra_row.iter_mut().zip(ra).zip(rb) {
-                            *e = a + fy * (b - a);
-                        }
+                        lerp_nodes(&mut extra_row, ra, rb, fy);
                     }
                     let rowk = RowKernel {
-                        slice: if tri { two_rows } else { &slice },
+                        slice: if tri { two_rows } else { nodes(&slice) },
                         fy: fy_nodes,
                         gz,
                         gcols: &gcols,
                         pcols: &pcols,
+                        g_off: &g_off,
+                        g_frac: &g_frac,
+                        p_off: &p_off,
+                        p_frac: &p_frac,
                         extra_row: &extra_row,
                         pw: self.pw,
                         intensity,
                     };
-                    let p = kernel.portable;
                     match (self.content, tri) {
-                        (true, false) => rowk.run::<EXTRA_CONTENT, RAW, false>(row, p),
-                        (false, false) => rowk.run::<EXTRA_LOOK, RAW, false>(row, p),
-                        (true, true) => rowk.run::<EXTRA_CONTENT, RAW, true>(row, p),
-                        (false, true) => rowk.run::<EXTRA_LOOK, RAW, true>(row, p),
+                        (true, false) => rowk.run::<EXTRA_CONTENT, RAW, false>(row, simd),
+                        (false, false) => rowk.run::<EXTRA_LOOK, RAW, false>(row, simd),
+                        (true, true) => rowk.run::<EXTRA_CONTENT, RAW, true>(row, simd),
+                        (false, true) => rowk.run::<EXTRA_LOOK, RAW, true>(row, simd),
                     }
                 }
             });
@@ -526,11 +583,44 @@ impl Transfer {
 #[doc(hidden)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Kernel {
-    /// The portable kernel even where explicit SIMD exists.
-    pub portable: bool,
+    /// The instruction set; one the CPU lacks falls back to the next below it.
+    pub simd: Simd,
     /// Interpolate down the grid per pixel (`Some(true)`) or once per row
     /// (`Some(false)`); `None` picks by the number of rows per node row.
     pub tri: Option<bool>,
+}
+
+/// The row kernels, fastest first.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Simd {
+    /// The best this CPU has.
+    #[default]
+    Best,
+    /// 16-wide: a node per register (x86-64 with AVX-512F).
+    Avx512,
+    /// 8-wide with fused multiply-add (x86-64 since 2013).
+    Avx2,
+    /// Plain Rust the compiler vectorises (SSE2 baseline, NEON).
+    Portable,
+}
+
+impl Simd {
+    /// The requested kernel if this CPU runs it, else the next one down.
+    fn available(self) -> Simd {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            let avx2 = has!("avx2") && has!("fma");
+            if matches!(self, Simd::Best | Simd::Avx512) && avx2 && has!("avx512f") {
+                return Simd::Avx512;
+            }
+            if matches!(self, Simd::Best | Simd::Avx512 | Simd::Avx2) && avx2 {
+                return Simd::Avx2;
+            }
+        }
+        Simd::Portable
+    }
 }
 
 /// What one full-resolution row needs.
@@ -543,36 +633,215 @@ struct RowKernel<'a> {
     gz: usize,
     gcols: &'a [(u32, f32)],
     pcols: &'a [(u32, f32)],
+    /// `gcols` as the offset of the column's first node in floats, and the weight.
+    g_off: &'a [u32],
+    g_frac: &'a [f32],
+    /// `pcols` as the offset into `extra_row` in floats, and the weight.
+    p_off: &'a [u32],
+    p_frac: &'a [f32],
     extra_row: &'a [f32],
     pw: usize,
     intensity: f32,
 }
 
 impl RowKernel<'_> {
-    /// Runs the row with the best kernel this CPU has: explicit FMA where AVX2 and FMA
-    /// exist (every x86-64 since 2013), else the portable one (SSE2 baseline, NEON).
-    fn run<const S: usize, const RAW: bool, const TRI: bool>(
-        &self,
-        row: &mut [f32],
-        portable: bool,
-    ) {
+    /// Runs the row with `simd`, which [`Simd::available`] has checked.
+    fn run<const S: usize, const RAW: bool, const TRI: bool>(&self, row: &mut [f32], simd: Simd) {
         #[cfg(target_arch = "x86_64")]
-        {
-            if !portable
-                && std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                // SAFETY: the features were just detected on this CPU.
-                unsafe { fma::apply_row::<S, RAW, TRI>(self, row) };
-                return;
-            }
+        match simd {
+            // SAFETY: `Simd::available` detected the features on this CPU.
+            Simd::Avx512 => return unsafe { avx512::apply_row::<S, RAW, TRI>(self, row) },
+            Simd::Avx2 => return unsafe { fma::apply_row::<S, RAW, TRI>(self, row) },
+            _ => {}
         }
+        let _ = simd;
         apply_row::<S, RAW, TRI>(self, row);
     }
 
     /// Nodes across one row of the grid.
     fn gx<const TRI: bool>(&self) -> usize {
         self.slice.len() / self.gz / if TRI { 2 } else { 1 }
+    }
+}
+
+/// The row kernel with AVX-512: a node is one 16-wide register, so a pixel's four
+/// corners are four loads and four multiply-adds, and the per-pixel node offsets and
+/// weights are computed 16 pixels at a time (channels split with two permutes each).
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{grid, RowKernel, EXTRA_CONTENT, ROW_BLOCK};
+    use std::arch::x86_64::*;
+
+    /// Weighted sum of a node's four corners.
+    #[inline(always)]
+    unsafe fn corners(p00: *const f32, gz: usize, w: [*const f32; 4]) -> __m512 {
+        let p10 = p00.add(gz * 16);
+        let mut m = _mm512_mul_ps(_mm512_set1_ps(*w[0]), _mm512_loadu_ps(p00));
+        m = _mm512_fmadd_ps(_mm512_set1_ps(*w[1]), _mm512_loadu_ps(p00.add(16)), m);
+        m = _mm512_fmadd_ps(_mm512_set1_ps(*w[2]), _mm512_loadu_ps(p10), m);
+        _mm512_fmadd_ps(_mm512_set1_ps(*w[3]), _mm512_loadu_ps(p10.add(16)), m)
+    }
+
+    /// Lane `j` of channel `c` of 16 interleaved RGB pixels in `v0 v1 v2`.
+    #[inline(always)]
+    unsafe fn channel(v0: __m512, v1: __m512, v2: __m512, c: i32) -> __m512 {
+        let lo = _mm512_setr_epi32(
+            c,
+            3 + c,
+            6 + c,
+            9 + c,
+            12 + c,
+            15 + c,
+            18 + c,
+            21 + c,
+            24 + c,
+            27 + c,
+            30 + c,
+            (33 + c) & 31,
+            (36 + c) & 31,
+            (39 + c) & 31,
+            (42 + c) & 31,
+            (45 + c) & 31,
+        );
+        let hi = _mm512_sub_epi32(lo, _mm512_set1_epi32(32));
+        // Lanes whose element lies in `v2` (index 32 or more).
+        let from_v2: __mmask16 = (0..16).fold(0, |m, j| m | (((3 * j + c >= 32) as u16) << j));
+        let a = _mm512_permutex2var_ps(v0, lo, v1);
+        _mm512_mask_permutexvar_ps(a, from_v2, hi, v2)
+    }
+
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub unsafe fn apply_row<const S: usize, const RAW: bool, const TRI: bool>(
+        k: &RowKernel,
+        row: &mut [f32],
+    ) {
+        let (gz, pw) = (k.gz, k.pw);
+        let npx = row.len() / 3;
+        let gx = k.gx::<TRI>();
+        // Everything indexed below is checked here once.
+        assert!(gz >= 2 && pw >= 2 && gx >= 2);
+        assert!(k.g_off.len() >= npx && k.g_frac.len() >= npx);
+        assert!(k.p_off.len() >= npx && k.p_frac.len() >= npx);
+        assert!(k.extra_row.len() >= pw * S);
+        // Offsets are clamped to the last whole 2×2 block of nodes and the last pair of
+        // residual pixels, so no read leaves the slices whatever the columns say.
+        assert!(k.slice.len() >= gx * gz * if TRI { 2 } else { 1 });
+        let omax = ((gx - 2) * gz + gz - 2) as u32 * 16;
+        let jmax = (pw - 2) * S;
+        let zmax = (gz - 1) as f32;
+        let kmax = _mm512_set1_epi32(gz as i32 - 2);
+        let sp = k.slice.as_ptr() as *const f32;
+        // The second node row (TRI), in floats.
+        let down = gx * gz * 16;
+        let fy = _mm512_set1_ps(k.fy);
+        let ep = k.extra_row.as_ptr();
+        let [g0, g1, g2] = grid::GUIDE.map(|g| _mm512_set1_ps(g));
+        let (zero, one) = (_mm512_setzero_ps(), _mm512_set1_ps(1.0));
+        let spread = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+        // One spare float: the last pixel's 4-wide load reads one past its three.
+        let mut sq = [0f32; ROW_BLOCK * 3 + 1];
+        let mut qs = [0f32; ROW_BLOCK * 3 + 1];
+        let mut off = [0u32; ROW_BLOCK];
+        let mut wts = [[0f32; ROW_BLOCK]; 4];
+        let mut x0 = 0;
+        for block in row.chunks_mut(ROW_BLOCK * 3) {
+            let n = block.len();
+            if RAW {
+                sq[..n].copy_from_slice(block);
+            } else {
+                for (d, &v) in sq[..n].iter_mut().zip(block.iter()) {
+                    *d = v.max(0.0).sqrt();
+                }
+            }
+            let m = n / 3;
+            // Where each pixel's four nodes are and their weights: 16 pixels at a time,
+            // the rest one by one.
+            let whole = m / 16 * 16;
+            for i in (0..whole).step_by(16) {
+                let b = sq.as_ptr().add(3 * i);
+                let (v0, v1, v2) = (
+                    _mm512_loadu_ps(b),
+                    _mm512_loadu_ps(b.add(16)),
+                    _mm512_loadu_ps(b.add(32)),
+                );
+                let l = _mm512_fmadd_ps(
+                    g2,
+                    channel(v0, v1, v2, 2),
+                    _mm512_fmadd_ps(g1, channel(v0, v1, v2, 1), _mm512_mul_ps(g0, channel(v0, v1, v2, 0))),
+                );
+                let zc = _mm512_mul_ps(_mm512_min_ps(_mm512_max_ps(l, zero), one), _mm512_set1_ps(zmax));
+                let k0 = _mm512_min_epi32(_mm512_cvttps_epi32(zc), kmax);
+                let fz = _mm512_sub_ps(zc, _mm512_cvtepi32_ps(k0));
+                let go = _mm512_loadu_si512(k.g_off.as_ptr().add(x0 + i) as *const _);
+                let fx = _mm512_loadu_ps(k.g_frac.as_ptr().add(x0 + i));
+                let o = _mm512_min_epu32(
+                    _mm512_add_epi32(go, _mm512_slli_epi32::<4>(k0)),
+                    _mm512_set1_epi32(omax as i32),
+                );
+                _mm512_storeu_si512(off.as_mut_ptr().add(i) as *mut _, o);
+                let (ax, az) = (_mm512_sub_ps(one, fx), _mm512_sub_ps(one, fz));
+                _mm512_storeu_ps(wts[0].as_mut_ptr().add(i), _mm512_mul_ps(ax, az));
+                _mm512_storeu_ps(wts[1].as_mut_ptr().add(i), _mm512_mul_ps(ax, fz));
+                _mm512_storeu_ps(wts[2].as_mut_ptr().add(i), _mm512_mul_ps(fx, az));
+                _mm512_storeu_ps(wts[3].as_mut_ptr().add(i), _mm512_mul_ps(fx, fz));
+            }
+            for i in whole..m {
+                let s = sq.get_unchecked(3 * i..3 * i + 3);
+                let zc = grid::guide(s) * zmax;
+                // `guide` clamps to 0..1 and `sqrt(max(v, 0))` is never NaN.
+                let k0 = (zc.to_int_unchecked::<u32>()).min(gz as u32 - 2);
+                let fz = zc - k0 as f32;
+                let fx = *k.g_frac.get_unchecked(x0 + i);
+                *off.get_unchecked_mut(i) = (*k.g_off.get_unchecked(x0 + i) + k0 * 16).min(omax);
+                wts[0][i] = (1.0 - fx) * (1.0 - fz);
+                wts[1][i] = (1.0 - fx) * fz;
+                wts[2][i] = fx * (1.0 - fz);
+                wts[3][i] = fx * fz;
+            }
+            for i in 0..m {
+                let w = [0, 1, 2, 3].map(|c| wts.get_unchecked(c).as_ptr().add(i));
+                let p00 = sp.add(*off.get_unchecked(i) as usize);
+                let mut mm = corners(p00, gz, w);
+                if TRI {
+                    let m1 = corners(p00.add(down), gz, w);
+                    mm = _mm512_fmadd_ps(fy, _mm512_sub_ps(m1, mm), mm);
+                }
+                // [r r r r g g g g b b b b 1 1 1 1] times the four columns, then the four
+                // 4-lane quarters added.
+                let px = _mm_blend_ps::<0b1000>(_mm_loadu_ps(sq.as_ptr().add(3 * i)), _mm_set1_ps(1.0));
+                let t = _mm512_mul_ps(mm, _mm512_permutexvar_ps(spread, _mm512_castps128_ps512(px)));
+                let t = _mm256_add_ps(
+                    _mm512_castps512_ps256(t),
+                    _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(t))),
+                );
+                let mut q = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps::<1>(t));
+                let j = (*k.p_off.get_unchecked(x0 + i) as usize).min(jmax);
+                let f = _mm_set1_ps(*k.p_frac.get_unchecked(x0 + i));
+                let ea = _mm_loadu_ps(ep.add(j));
+                let eb = _mm_loadu_ps(ep.add(j + S));
+                let r = _mm_fmadd_ps(f, _mm_sub_ps(eb, ea), ea);
+                q = _mm_add_ps(q, r);
+                if S == EXTRA_CONTENT {
+                    let ea = _mm_loadu_ps(ep.add(j + 4));
+                    let eb = _mm_loadu_ps(ep.add(j + S + 4));
+                    let e = _mm_fmadd_ps(f, _mm_sub_ps(eb, ea), ea);
+                    // The mask sits in the residual's fourth lane.
+                    let mask = _mm_shuffle_ps::<0xFF>(r, r);
+                    q = _mm_fmadd_ps(mask, _mm_sub_ps(e, q), q);
+                }
+                // Four lanes stored, the fourth is overwritten by the next pixel.
+                _mm_storeu_ps(qs.as_mut_ptr().add(3 * i), q);
+            }
+            if RAW {
+                block.copy_from_slice(&qs[..n]);
+            } else {
+                for (p, &q) in block.iter_mut().zip(qs[..n].iter()) {
+                    let v = q.max(0.0);
+                    *p += k.intensity * (v * v - *p);
+                }
+            }
+            x0 += m;
+        }
     }
 }
 
