@@ -194,6 +194,47 @@ impl Grid {
         out
     }
 
+    /// The maps along brightness at normalised position (`u`, `v`), bilinearly
+    /// interpolated in space: [`Grid::eval_node`] split in two, so a finer level's solve
+    /// interpolates its prior in space once per node column, not once per node.
+    fn column(&self, u: f32, v: f32, out: &mut Vec<[f32; K]>) {
+        let axis = |t: f32, g: usize| -> (usize, usize, f32) {
+            if g == 1 {
+                return (0, 0, 0.0);
+            }
+            let (i0, f) = split(t.clamp(0.0, 1.0) * (g - 1) as f32, g);
+            (i0, i0 + 1, f)
+        };
+        let (i0, i1, fx) = axis(u, self.gx);
+        let (j0, j1, fy) = axis(v, self.gy);
+        out.clear();
+        for k in 0..self.gz {
+            let mut m = [0f32; K];
+            for (j, wy) in [(j0, 1.0 - fy), (j1, fy)] {
+                for (i, wx) in [(i0, 1.0 - fx), (i1, fx)] {
+                    let n = &self.nodes[self.idx(i, j, k)];
+                    for c in 0..K {
+                        m[c] += wx * wy * n[c];
+                    }
+                }
+            }
+            out.push(m);
+        }
+    }
+
+    /// A [`Grid::column`] linearly interpolated at normalised brightness `z`.
+    fn along(column: &[[f32; K]], z: f32) -> [f32; K] {
+        if column.len() == 1 {
+            return column[0];
+        }
+        let (k0, f) = split(z.clamp(0.0, 1.0) * (column.len() - 1) as f32, column.len());
+        let mut m = [0f32; K];
+        for c in 0..K {
+            m[c] = column[k0][c] + f * (column[k0 + 1][c] - column[k0][c]);
+        }
+        m
+    }
+
     /// One row of the grid interpolated at node-row coordinate `v` (`gx × gz` maps), the
     /// first half of slicing: rows share it, so the per-pixel work is bilinear, not
     /// trilinear.
@@ -327,10 +368,13 @@ impl Stats {
             .par_chunks_mut(gx * gz)
             .enumerate()
             .for_each(|(j, row)| {
+                let mut column = Vec::with_capacity(prior.gz);
                 for i in 0..gx {
+                    // The prior's maps at this (x, y), once for all brightness bins.
+                    prior.column(norm(i, gx), norm(j, gy), &mut column);
                     for k in 0..gz {
                         let st = &self.data[((j * gx + i) * gz + k) * STATS..][..STATS];
-                        let p = prior.eval_node(norm(i, gx), norm(j, gy), norm(k, gz));
+                        let p = Grid::along(&column, norm(k, gz));
                         row[i * gz + k] = solve_node(st, &p, eps, kappa);
                     }
                 }

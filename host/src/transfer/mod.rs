@@ -249,9 +249,25 @@ pub(crate) fn dilate(v: &[f32], w: usize, h: usize, r: usize) -> Vec<f32> {
     tmp.par_chunks_mut(w)
         .zip(v.par_chunks(w))
         .for_each(|(out, row)| {
-            for (x, o) in out.iter_mut().enumerate() {
+            let window = |x: usize| {
                 let (a, b) = (x.saturating_sub(r), (x + r + 1).min(w));
-                *o = row[a..b].iter().copied().fold(0.0, f32::max);
+                row[a..b].iter().copied().fold(0.0, f32::max)
+            };
+            if w <= 2 * r {
+                (0..w).for_each(|x| out[x] = window(x));
+                return;
+            }
+            // The interior as `2r + 1` shifted copies, vector loops; the ends clipped.
+            let n = w - 2 * r;
+            let inner = &mut out[r..r + n];
+            inner.fill(0.0);
+            for d in 0..=2 * r {
+                for (o, &s) in inner.iter_mut().zip(&row[d..d + n]) {
+                    *o = o.max(s);
+                }
+            }
+            for x in (0..r).chain(w - r..w) {
+                out[x] = window(x);
             }
         });
     let mut out = vec![0f32; w * h];
@@ -296,7 +312,7 @@ impl Transfer {
         trace("to sqrt", started);
 
         // Register the answer to the preview.
-        let luma = |v: &[f32]| -> Vec<f32> { v.chunks_exact(3).map(grid::guide).collect() };
+        let luma = |v: &[f32]| -> Vec<f32> { v.par_chunks_exact(3).map(grid::guide).collect() };
         let t = align::estimate(&luma(&src), &luma(&dst), pw, ph);
         let align_ms = started.elapsed().as_secs_f64() * 1e3;
         let mut valid: Option<Vec<f32>> = None;
@@ -350,15 +366,18 @@ impl Transfer {
         trace("low-pass residual", started);
         let mut e = err(&residual_low);
         box_blur(&mut e, pw, ph, 1, 2, 2);
-        let flagged = e.iter().filter(|&&v| v > th.low).count() as f32 / (pw * ph) as f32;
+        let flagged = e.par_iter().filter(|&&v| v > th.low).count() as f32 / (pw * ph) as f32;
         let use_mask = flagged > th.min_area;
         trace("change error", started);
         let mut mask = vec![0f32; pw * ph];
         if use_mask {
             let weights: Vec<f32> = e
-                .iter()
-                .zip(valid.as_deref().unwrap_or(&vec![1.0; pw * ph]))
-                .map(|(&v, &ok)| ok * (1.0 - smoothstep(th.low * 0.5, th.low, v)))
+                .par_iter()
+                .enumerate()
+                .map(|(i, &v)| {
+                    let ok = valid.as_ref().map_or(1.0, |m| m[i]);
+                    ok * (1.0 - smoothstep(th.low * 0.5, th.low, v))
+                })
                 .collect();
             let grid = Grid::fit(shape, &src, &dst, Some(&weights), pw, ph, EPS, KAPPA);
             look = Transfer::look_only(grid, pw, ph);
@@ -366,7 +385,10 @@ impl Transfer {
             residual_low = low(&residual);
             let mut e = err(&residual_low);
             box_blur(&mut e, pw, ph, 1, 2, 2);
-            let raw: Vec<f32> = e.iter().map(|&v| smoothstep(th.low, th.high, v)).collect();
+            let raw: Vec<f32> = e
+                .par_iter()
+                .map(|&v| smoothstep(th.low, th.high, v))
+                .collect();
             let r = (pw.max(ph) / 200).max(2);
             mask = dilate(&raw, pw, ph, r);
             box_blur(&mut mask, pw, ph, 1, r, 3);
@@ -374,7 +396,7 @@ impl Transfer {
         // Outside the registered answer there is nothing to learn from: keep the grid's
         // prediction there (no residual).
         trace("mask", started);
-        let content = use_mask && mask.iter().any(|&m| m > 1e-3);
+        let content = use_mask && mask.par_iter().any(|&m| m > 1e-3);
         let stride = if content { EXTRA_CONTENT } else { EXTRA_LOOK };
         let mut extras = vec![0f32; pw * ph * stride];
         let residual = if lossy || valid.is_some() {
