@@ -82,8 +82,11 @@ fn edges(img: &[f32], w: usize, h: usize) -> Vec<f32> {
             // The interior as one vector loop; the two end pixels clamp.
             if w > 2 {
                 let (l, m, r) = (&mid[..w - 2], &mid[2..], &mut row[1..w - 1]);
-                for (((o, (&lv, &rv)), &u), &d) in
-                    r.iter_mut().zip(l.iter().zip(m)).zip(&up[1..]).zip(&down[1..])
+                for (((o, (&lv, &rv)), &u), &d) in r
+                    .iter_mut()
+                    .zip(l.iter().zip(m))
+                    .zip(&up[1..])
+                    .zip(&down[1..])
                 {
                     let (dx, dy) = (rv - lv, d - u);
                     *o = (dx * dx + dy * dy).sqrt();
@@ -272,7 +275,9 @@ fn coarse_search(a: &[f32], b: &[f32], w: usize, h: usize, reach: i32) -> (f32, 
         .collect();
     let n = ((h - 2 * my) * (w - 2 * mx)).max(1) as f32;
     let cands: Vec<(usize, i32, i32)> = (0..scales.len())
-        .flat_map(|si| (-reach..=reach).flat_map(move |v| (-reach..=reach).map(move |u| (si, u, v))))
+        .flat_map(|si| {
+            (-reach..=reach).flat_map(move |v| (-reach..=reach).map(move |u| (si, u, v)))
+        })
         .collect();
     cands
         .par_iter()

@@ -425,7 +425,8 @@ impl NodeRow<'_> {
                     continue;
                 }
                 let (s, d) = (sp.add(p * 3), dp.add(p * 3));
-                let v = _mm256_setr_ps(*s, *s.add(1), *s.add(2), *d, *d.add(1), *d.add(2), 1.0, 0.0);
+                let v =
+                    _mm256_setr_ps(*s, *s.add(1), *s.add(2), *d, *d.add(1), *d.add(2), 1.0, 0.0);
                 let st0 = _mm256_mul_ps(
                     _mm256_permutevar8x32_ps(v, a0),
                     _mm256_permutevar8x32_ps(v, b0),

@@ -194,7 +194,8 @@ fn lerp_nodes(out: &mut [f32], a: &[f32], b: &[f32], f: f32) {
             // SAFETY: the feature was just detected on this CPU.
             return unsafe { wide(out, a, b, f) };
         }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
             // SAFETY: as above.
             return unsafe { avx2(out, a, b, f) };
         }
@@ -789,9 +790,16 @@ mod avx512 {
                 let l = _mm512_fmadd_ps(
                     g2,
                     channel(v0, v1, v2, 2),
-                    _mm512_fmadd_ps(g1, channel(v0, v1, v2, 1), _mm512_mul_ps(g0, channel(v0, v1, v2, 0))),
+                    _mm512_fmadd_ps(
+                        g1,
+                        channel(v0, v1, v2, 1),
+                        _mm512_mul_ps(g0, channel(v0, v1, v2, 0)),
+                    ),
                 );
-                let zc = _mm512_mul_ps(_mm512_min_ps(_mm512_max_ps(l, zero), one), _mm512_set1_ps(zmax));
+                let zc = _mm512_mul_ps(
+                    _mm512_min_ps(_mm512_max_ps(l, zero), one),
+                    _mm512_set1_ps(zmax),
+                );
                 let k0 = _mm512_min_epi32(_mm512_cvttps_epi32(zc), kmax);
                 let fz = _mm512_sub_ps(zc, _mm512_cvtepi32_ps(k0));
                 let go = _mm512_loadu_si512(k.g_off.as_ptr().add(x0 + i) as *const _);
@@ -830,8 +838,12 @@ mod avx512 {
                 }
                 // [r r r r g g g g b b b b 1 1 1 1] times the four columns, then the four
                 // 4-lane quarters added.
-                let px = _mm_blend_ps::<0b1000>(_mm_loadu_ps(sq.as_ptr().add(3 * i)), _mm_set1_ps(1.0));
-                let t = _mm512_mul_ps(mm, _mm512_permutexvar_ps(spread, _mm512_castps128_ps512(px)));
+                let px =
+                    _mm_blend_ps::<0b1000>(_mm_loadu_ps(sq.as_ptr().add(3 * i)), _mm_set1_ps(1.0));
+                let t = _mm512_mul_ps(
+                    mm,
+                    _mm512_permutexvar_ps(spread, _mm512_castps128_ps512(px)),
+                );
                 let t = _mm256_add_ps(
                     _mm512_castps512_ps256(t),
                     _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(t))),
