@@ -286,8 +286,9 @@ fn coarse_search(a: &[f32], b: &[f32], w: usize, h: usize, reach: i32) -> (f32, 
             let mut acc = [0f32; 8];
             for y in my..h - my {
                 let ar = &a[y * w + mx..y * w + w - mx];
-                let by = (y as i32 + v) as usize + m;
-                let bx = (mx as i32 + u) as usize + m;
+                // Never negative: the padding is `reach` and |u|, |v| ≤ reach.
+                let by = (y as i32 + v + m as i32) as usize;
+                let bx = (mx as i32 + u + m as i32) as usize;
                 let br = &bs[by * pw + bx..][..ar.len()];
                 let (ca, cb) = (ar.chunks_exact(8), br.chunks_exact(8));
                 for (p, q) in ca.remainder().iter().zip(cb.remainder()) {
