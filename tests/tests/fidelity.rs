@@ -1,6 +1,6 @@
 //! Issue #5's fidelity targets, on a real photograph at 24 MP: every single look
 //! operator ≥ 42 dB, the combined look ≥ 38 dB, each ≥ 8 dB above bicubic upscaling of
-//! the engine's answer (PNG answers); JPEG answers (4:2:0, q90) beat bicubic by ≥ 5 dB; the pasted object
+//! the engine's answer (PNG answers); JPEG answers (4:2:0, q90) beat bicubic by ≥ 7 dB; the pasted object
 //! keeps ≥ 38 dB outside it and follows the engine inside it.
 
 use luminary::image::RgbF32;
@@ -85,9 +85,9 @@ fn transferred_edits_match_full_resolution_edits() {
                 }
                 (AnswerFormat::Jpeg90, _) => {
                     need(
-                        r.luminary_db >= r.bicubic_db + 5.0,
+                        r.luminary_db >= r.bicubic_db + 7.0,
                         format!(
-                            "{:.2} dB, not 5 dB above bicubic {:.2}",
+                            "{:.2} dB, not 7 dB above bicubic {:.2}",
                             r.luminary_db, r.bicubic_db
                         ),
                     );

@@ -219,6 +219,32 @@ fn to_size(img: &RgbF32, w: usize, h: usize) -> std::borrow::Cow<'_, RgbF32> {
     Cow::Owned(resize_bilinear(img, w, h))
 }
 
+/// `v` (`sqrt`-domain RGB) with its chroma — each channel minus the guide's luma —
+/// averaged over 3×3 pixels and its luma untouched: what a 4:2:0 JPEG keeps of a picture,
+/// roughly. Fitting the grid between a preview with full-resolution chroma and an answer
+/// with half-resolution chroma dilutes every colour slope toward zero (the answer's chroma
+/// varies less within a node than the preview's does); low-passing both alike removes that
+/// bias while luma, which JPEG keeps at full resolution, stays sharp for local edits such
+/// as clarity. Measured on the fidelity table (24 MP, JPEG q90 answers): +1.5 to +2.9 dB
+/// on single operators, +0.5 dB combined, against fitting the pictures as they are
+/// (blurring all of RGB instead gained less and lost 0.5 dB on clarity).
+fn chroma_low(v: &[f32], w: usize, h: usize) -> Vec<f32> {
+    let luma = |p: &[f32]| grid::GUIDE[0] * p[0] + grid::GUIDE[1] * p[1] + grid::GUIDE[2] * p[2];
+    let mut c = v.to_vec();
+    c.par_chunks_exact_mut(3).for_each(|p| {
+        let l = luma(p);
+        p.iter_mut().for_each(|x| *x -= l);
+    });
+    box_blur(&mut c, w, h, 3, 1, 1);
+    c.par_chunks_exact_mut(3)
+        .zip(v.par_chunks_exact(3))
+        .for_each(|(p, o)| {
+            let l = luma(o);
+            p.iter_mut().for_each(|x| *x += l);
+        });
+    c
+}
+
 /// Bilinear resize (for upscaling small answers).
 pub fn resize_bilinear(img: &RgbF32, w: usize, h: usize) -> RgbF32 {
     let mut out = vec![0f32; w * h * 3];
@@ -303,7 +329,9 @@ impl Transfer {
 
     /// As [`Transfer::fit`]; `lossy` says the answer came as a JPEG. Its 8×8 blocks and
     /// half-resolution chroma are noise the residual must not carry to full resolution, so
-    /// the residual is smoothed (to about two preview pixels) before it is kept.
+    /// the residual is smoothed (to about two preview pixels) before it is kept; and the
+    /// grid is fitted on both pictures with their chroma low-passed alike
+    /// ([`chroma_low`]), or the answer's softer chroma would flatten every node's slopes.
     pub fn fit_answer(seen: &RgbF32, answer: &RgbF32, mode: Mode, lossy: bool) -> Transfer {
         let started = Instant::now();
         let (pw, ph) = (seen.width, seen.height);
@@ -324,7 +352,20 @@ impl Transfer {
         }
 
         let shape = GridShape::for_preview(pw, ph);
-        let grid = Grid::fit(shape, &src, &dst, valid.as_deref(), pw, ph, EPS, KAPPA);
+        let lossy_fit = lossy.then(|| (chroma_low(&src, pw, ph), chroma_low(&dst, pw, ph)));
+        let (fit_src, fit_dst) = lossy_fit
+            .as_ref()
+            .map_or((&src[..], &dst[..]), |(a, b)| (&a[..], &b[..]));
+        let grid = Grid::fit(
+            shape,
+            fit_src,
+            fit_dst,
+            valid.as_deref(),
+            pw,
+            ph,
+            EPS,
+            KAPPA,
+        );
         trace("grid fit", started);
         let mut look = Transfer::look_only(grid, pw, ph);
         let fitted = look.slice_preview(&src);
@@ -380,7 +421,7 @@ impl Transfer {
                     ok * (1.0 - smoothstep(th.low * 0.5, th.low, v))
                 })
                 .collect();
-            let grid = Grid::fit(shape, &src, &dst, Some(&weights), pw, ph, EPS, KAPPA);
+            let grid = Grid::fit(shape, fit_src, fit_dst, Some(&weights), pw, ph, EPS, KAPPA);
             look = Transfer::look_only(grid, pw, ph);
             residual = residual_of(look.slice_preview(&src));
             residual_low = low(&residual);
