@@ -167,36 +167,10 @@ impl Grid {
         prior
     }
 
-    /// The map at normalised position (`u`, `v`, `z` all 0..1), trilinearly interpolated.
-    pub fn eval_node(&self, u: f32, v: f32, z: f32) -> [f32; K] {
-        let axis = |t: f32, g: usize| -> (usize, usize, f32) {
-            if g == 1 {
-                return (0, 0, 0.0);
-            }
-            let (i0, f) = split(t.clamp(0.0, 1.0) * (g - 1) as f32, g);
-            (i0, i0 + 1, f)
-        };
-        let (i0, i1, fx) = axis(u, self.gx);
-        let (j0, j1, fy) = axis(v, self.gy);
-        let (k0, k1, fz) = axis(z, self.gz);
-        let mut out = [0f32; K];
-        for (j, wy) in [(j0, 1.0 - fy), (j1, fy)] {
-            for (i, wx) in [(i0, 1.0 - fx), (i1, fx)] {
-                for (k, wz) in [(k0, 1.0 - fz), (k1, fz)] {
-                    let n = &self.nodes[self.idx(i, j, k)];
-                    let wgt = wx * wy * wz;
-                    for c in 0..K {
-                        out[c] += wgt * n[c];
-                    }
-                }
-            }
-        }
-        out
-    }
-
-    /// The maps along brightness at normalised position (`u`, `v`), bilinearly
-    /// interpolated in space: [`Grid::eval_node`] split in two, so a finer level's solve
-    /// interpolates its prior in space once per node column, not once per node.
+    /// The maps along brightness at normalised position (`u`, `v`, 0..1), bilinearly
+    /// interpolated in space. With [`Grid::along`] this is trilinear interpolation split
+    /// in two, so a finer level's solve interpolates its prior in space once per node
+    /// column, not once per node.
     fn column(&self, u: f32, v: f32, out: &mut Vec<[f32; K]>) {
         let axis = |t: f32, g: usize| -> (usize, usize, f32) {
             if g == 1 {
@@ -324,7 +298,7 @@ impl Stats {
             #[cfg(not(target_arch = "x86_64"))]
             job.accumulate(rows, acc);
             // The spatial tent across, while the node row is in cache.
-            blur_121(acc, gx, gz * STATS);
+            blur_121(acc, gx, gz * STATS, &mut Vec::new());
         });
         // The tent down, and a little spread along brightness: a node whose bin holds few
         // pixels borrows from its neighbours' before falling back to the coarser level.
@@ -543,18 +517,20 @@ fn nearest(i: usize, n: usize, g: usize) -> usize {
 }
 
 /// `[1 2 1]/4` along a run of `n` items of `len` floats each, in place (ends clamped).
-fn blur_121(v: &mut [f32], n: usize, len: usize) {
+/// `scratch` holds two items; callers blurring many runs reuse it.
+fn blur_121(v: &mut [f32], n: usize, len: usize, scratch: &mut Vec<f32>) {
     if n < 2 {
         return;
     }
+    scratch.resize(2 * len, 0.0);
     // The previous item's value before it was blurred, and the current one's.
-    let mut prev = v[..len].to_vec();
-    let mut cur = vec![0f32; len];
+    let (mut prev, mut cur) = scratch.split_at_mut(len);
+    prev.copy_from_slice(&v[..len]);
     for i in 0..n {
         cur.copy_from_slice(&v[i * len..(i + 1) * len]);
         let (here, rest) = v[i * len..].split_at_mut(len);
-        let next = if i + 1 < n { &rest[..len] } else { &cur[..] };
-        for (((o, &p), &c), &nx) in here.iter_mut().zip(&prev).zip(&cur).zip(next) {
+        let next = if i + 1 < n { &rest[..len] } else { &*cur };
+        for (((o, &p), &c), &nx) in here.iter_mut().zip(&*prev).zip(&*cur).zip(next) {
             *o = 0.25 * p + 0.5 * c + 0.25 * nx;
         }
         std::mem::swap(&mut prev, &mut cur);
@@ -572,8 +548,9 @@ fn blur_down_and_z(stats: &[f32], gx: usize, gy: usize, gz: usize) -> Vec<f32> {
         for (((o, &a), &m), &b) in row.iter_mut().zip(rows(u)).zip(rows(j)).zip(rows(d)) {
             *o = 0.25 * a + 0.5 * m + 0.25 * b;
         }
+        let mut scratch = Vec::new();
         for node in row.chunks_exact_mut(gz * STATS) {
-            blur_121(node, gz, STATS);
+            blur_121(node, gz, STATS, &mut scratch);
         }
     });
     out
