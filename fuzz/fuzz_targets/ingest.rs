@@ -20,7 +20,7 @@ use std::sync::Once;
 
 use libfuzzer_sys::fuzz_target;
 use luminary::config::Limits;
-use luminary::pipeline::ingest::{self, RawDecoding};
+use luminary::ingest::{self, RawDecoding};
 
 /// Bytes the Rust heap holds now.
 static LIVE: AtomicUsize = AtomicUsize::new(0);

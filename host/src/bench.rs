@@ -158,10 +158,10 @@ fn isolation_cost(
     let d = &preset.descriptor;
     let params = crate::plugins::resolve_params(d, &Default::default())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut base = crate::pipeline::ingest::ingest(&req.source, &config.limits)
-        .map_err(|e| anyhow::anyhow!("{e}"))?
-        .image;
-    crate::pipeline::render::render_base(&mut base);
+    let ingested = crate::ingest::ingest(&req.source, &config.limits)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut base = ingested.image;
+    crate::pipeline::render::render_base(&mut base, ingested.rendering);
     let preview = crate::pipeline::preview::downscale(&base, config.engine.preview_size as usize);
     let facts = crate::pipeline::preview::facts(&preview, base.width, base.height, false);
     let in_process = LoadedPlugin::open(&handle.file).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -194,7 +194,7 @@ fn isolation_cost(
         pix_in = t.elapsed().as_secs_f64() * 1000.0;
         drop(data);
         let t = Instant::now();
-        let mut shm = crate::plugins::shm::SharedPixels::create(base.data.len())?;
+        let mut shm = crate::shm::SharedPixels::create(base.data.len())?;
         shm.as_mut_slice().copy_from_slice(&base.data);
         handle
             .process_pixels(

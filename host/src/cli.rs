@@ -253,8 +253,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             parent,
             file,
         } => {
-            return Ok(crate::pipeline::decode_runner::run(
-                crate::pipeline::decode_runner::RunnerArgs {
+            return Ok(crate::ingest::runner::run(
+                crate::ingest::runner::RunnerArgs {
                     file,
                     max_pixels: *max_pixels,
                     memory: *memory,
@@ -267,8 +267,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         // Every command that may decode a RAW (the daemon, bench, sheets) does it in a
         // decoder process of this executable.
         _ => match crate::paths::self_exe() {
-            Ok(exe) => crate::pipeline::ingest::set_raw_decoding(
-                crate::pipeline::ingest::RawDecoding::Process(exe),
+            Ok(exe) => crate::ingest::set_raw_decoding(
+                crate::ingest::RawDecoding::Process(exe),
             ),
             Err(e) => {
                 tracing::warn!("RAWs are decoded in this process, without a memory limit: {e}")

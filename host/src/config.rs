@@ -140,33 +140,7 @@ impl Default for DaemonConfig {
     }
 }
 
-/// `[limits]`: refuse inputs that would exhaust memory before decoding them.
-#[derive(Serialize, Deserialize, Clone, Debug)]
-#[serde(default, deny_unknown_fields)]
-pub struct Limits {
-    /// Largest image, in pixels (default 200 MP: a 150 MP medium-format file fits).
-    pub max_pixels: u64,
-    /// Largest input file, in bytes (default 1 GiB).
-    pub max_file_bytes: u64,
-    /// Address space, in MB, of the process that decodes a camera RAW while it parses and
-    /// decodes (0, the default: 384 MB + 8 MB per core + the file's size + 16 bytes per
-    /// pixel of `max_pixels`, about 3.8 GB). A decoder asking for more is stopped and the
-    /// job fails `too_large`.
-    pub decode_memory_mb: u64,
-    /// Seconds the RAW decoder process may take before it is stopped (`corrupt_input`).
-    pub decode_timeout_s: f64,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_pixels: 200_000_000,
-            max_file_bytes: 1 << 30,
-            decode_memory_mb: 0,
-            decode_timeout_s: 120.0,
-        }
-    }
-}
+pub use crate::ingest::Limits;
 
 /// Output file formats.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]

@@ -475,7 +475,7 @@ fn run_enhance(state: &State, tx: &Writer, id: &str, job: &EnhanceRequest, cance
             fraction: 0.0,
         },
     );
-    let mb = crate::pipeline::ingest::estimate_memory_mb(&job.source);
+    let mb = crate::ingest::estimate_memory_mb(&job.source);
     let got_slot = state.slots.acquire(mb, cancel);
     state.waiting.fetch_sub(1, Ordering::SeqCst);
     let outcome = if got_slot {

@@ -16,7 +16,9 @@ use crate::engine::local::Plan;
 use crate::error::Cancel;
 use crate::image::RgbF32;
 use crate::paths::Paths;
-use crate::pipeline::{encode, ingest, metadata, preview, render};
+use crate::ingest;
+use crate::metadata;
+use crate::pipeline::{encode, preview, render};
 use crate::plugins::{resolve_params, search_path, Registry};
 
 /// Long edge of each thumbnail, pixels.
@@ -69,7 +71,7 @@ pub fn run(paths: &Paths, out: &Path, photo: &Path) -> anyhow::Result<std::path:
     let photo = std::path::absolute(photo)?;
     let ingested = ingest::ingest(&photo, &config.limits).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut base = ingested.image;
-    render::render_base(&mut base);
+    render::render_base(&mut base, ingested.rendering);
     let thumb = preview::downscale(&base, THUMB);
     drop(base);
     let facts = preview::facts(&thumb, thumb.width, thumb.height, ingested.is_raw);
@@ -89,7 +91,7 @@ pub fn run(paths: &Paths, out: &Path, photo: &Path) -> anyhow::Result<std::path:
             let intensity = d.default_intensity as f32;
             if d.pixel_function {
                 let mut shm =
-                    crate::plugins::shm::SharedPixels::create(img.data.len()).map_err(|e| {
+                    crate::shm::SharedPixels::create(img.data.len()).map_err(|e| {
                         crate::error::JobError::new(
                             crate::error::ErrorCode::Internal,
                             e.to_string(),

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use luminary::config::Limits;
 use luminary::error::{Cancel, ErrorCode};
-use luminary::pipeline::ingest::{ingest_with, RawDecoding};
+use luminary::ingest::{ingest_with, RawDecoding};
 
 fn luminary() -> RawDecoding {
     RawDecoding::Process(PathBuf::from(env!("CARGO_BIN_EXE_luminary")))

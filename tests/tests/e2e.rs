@@ -351,10 +351,9 @@ fn intensity_zero_is_the_base_one_is_the_edit_and_half_is_halfway() {
 
     // Intensity 0 is the base render, computed here independently through the library.
     let limits = luminary::config::Limits::default();
-    let mut base = luminary::pipeline::ingest::ingest(&src, &limits)
-        .unwrap()
-        .image;
-    luminary::pipeline::render::render_base(&mut base);
+    let ingested = luminary::ingest::ingest(&src, &limits).unwrap();
+    let mut base = ingested.image;
+    luminary::pipeline::render::render_base(&mut base, ingested.rendering);
     let want = luminary::pipeline::encode::to_u16(&base, luminary::color::OutputSpace::Srgb);
     let (w, h, got, _) = read_tiff16(&o0);
     assert_eq!(

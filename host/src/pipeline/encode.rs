@@ -188,7 +188,7 @@ fn write_png<W: Write>(
     opts: &EncodeOptions,
     meta: &OutputMeta,
 ) -> Result<(), BoxError> {
-    let exif = crate::pipeline::metadata::exif_blob(&meta.exif);
+    let exif = crate::metadata::exif_blob(&meta.exif);
     let mut info = png::Info::with_size(img.width as u32, img.height as u32);
     info.color_type = png::ColorType::Rgb;
     info.bit_depth = png::BitDepth::Sixteen;
@@ -221,7 +221,7 @@ fn write_jpeg<W: Write>(
     );
     enc.set_icc_profile(opts.space.icc().to_vec())
         .map_err(BoxError::from)?;
-    let exif = crate::pipeline::metadata::exif_blob(&meta.exif);
+    let exif = crate::metadata::exif_blob(&meta.exif);
     if !exif.is_empty() {
         enc.set_exif_metadata(exif).map_err(BoxError::from)?;
     }

@@ -5,11 +5,7 @@
 //! folder) is checked before the first pixel is decoded, so a typo costs nothing.
 
 pub mod blend;
-pub mod decode_runner;
-pub mod demosaic;
 pub mod encode;
-pub mod ingest;
-pub mod metadata;
 pub mod preview;
 pub mod render;
 
@@ -25,6 +21,8 @@ use crate::config::{Config, Format};
 use crate::engine::remote::{EditJob, Engines};
 use crate::engine::{engine_named, Edited, JobInfo};
 use crate::error::{check, Cancel, ErrorCode, JobError};
+use crate::ingest;
+use crate::metadata;
 use crate::plugins::{resolve_params, Registry};
 use crate::transfer::{Mode, Transfer};
 
@@ -223,7 +221,7 @@ fn pixel_function(
     cancel: &Cancel,
 ) -> Result<Option<()>, JobError> {
     use rayon::prelude::*;
-    let mut shm = crate::plugins::shm::SharedPixels::create(base.data.len()).map_err(|e| {
+    let mut shm = crate::shm::SharedPixels::create(base.data.len()).map_err(|e| {
         JobError::new(
             ErrorCode::Internal,
             format!("cannot allocate shared memory for the plugin: {e}"),
@@ -299,7 +297,7 @@ pub fn run_job(
 
     t.start("render");
     let mut base = ingested.image;
-    render::render_base(&mut base);
+    render::render_base(&mut base, ingested.rendering);
     t.finish("render");
     check(cancel)?;
 

@@ -1,15 +1,33 @@
-//! Stage 3 — Render: scene-linear pixels → the display-referred base ("the original").
+//! Stage 3 — Render: linear pixels → the display-referred base ("the original").
 //!
-//! The base is deliberately neutral — no added curve or saturation — so that a RAW made
-//! from a photograph develops back to that photograph, and intensity 0 gives the photo as
-//! the camera recorded it. It brings every pixel into 0..1 of the working space: values a
-//! camera matrix pushes past white are compressed towards white along their hue (rather
-//! than clipped per channel, which turns bright skies cyan and skin yellow), and negative
-//! values (colours outside Rec.2020) are clipped.
+//! A camera RAW arrives scene-referred (the camera's neutral at clip on 1.0). It is
+//! rendered the way a raw converter shows it by default, so that intensity 0 looks like
+//! what the camera showed:
+//!
+//! 1. **Baseline exposure** (DNG BaselineExposure + BaselineExposureOffset): a positive one
+//!    is a gain whose top is rolled off smoothly into white instead of clipped (the DNG SDK
+//!    clips it; that would throw away highlights the RAW holds); a negative one darkens
+//!    with the DNG SDK's exposure curve, which keeps white at white.
+//! 2. **The default tone curve**: our own rational curve `x(ax+b) / (x(x+c)+d)`,
+//!    normalised to 1 at 1, fitted to the shape of Adobe's default raw tone curve (the
+//!    ACR3 curve, which Lightroom and the DNG SDK use when a profile has none): a slight
+//!    toe, mid-grey 0.18 → 0.39 (about +1.1 EV), a long shoulder. Within one 8-bit code of
+//!    it everywhere (measured in sRGB); no table is copied.
+//! 3. Applied **hue-preserving**, as the DNG SDK applies tone curves (`RefBaselineRGBTone`):
+//!    the curve maps the largest and smallest channel, and the middle one keeps its place
+//!    between them, so hues do not drift while contrast rises.
+//!
+//! A TIFF, JPEG or PNG was rendered by whoever made it, so it only has its values brought
+//! into 0..1. In both cases values a camera matrix pushes past white are compressed towards
+//! white along their hue (rather than clipped per channel, which turns bright skies cyan and
+//! skin yellow), and negative values (colours outside Rec.2020) are clipped.
+
+use std::sync::Arc;
 
 use rayon::prelude::*;
 
 use crate::image::RgbF32;
+use crate::ingest::Rendering;
 
 /// Brings one pixel into the 0..1 cube, keeping its hue where it has to give up saturation.
 #[inline]
@@ -31,11 +49,129 @@ pub fn compress_to_display(p: &mut [f32]) {
     p[2] = 0.5 * (b * inv + e);
 }
 
+/// The default tone curve's parameters (see the module documentation).
+const CURVE: [f64; 4] = [3.2837, 0.086166, 0.198399, 0.048432];
+
+/// The default tone curve on 0..1, linear in and out, `curve(1) == 1`.
+pub fn default_curve(x: f64) -> f64 {
+    let [a, b, c, d] = CURVE;
+    let g = |t: f64| t * (a * t + b) / (t * (t + c) + d);
+    (g(x.clamp(0.0, 1.0)) / g(1.0)).clamp(0.0, 1.0)
+}
+
+/// Where the highlight roll-off of a positive exposure starts (linear, after the gain).
+const KNEE: f64 = 0.5;
+
+/// Exposure of `ev` on a scene value `x` (1.0 = the neutral at clip), into 0..1.
+pub fn exposure(x: f64, ev: f64) -> f64 {
+    let x = x.max(0.0);
+    if ev >= 0.0 {
+        let white = ev.exp2();
+        let t = (x * white).min(white);
+        if t <= KNEE || white <= 1.0 {
+            return t.min(1.0);
+        }
+        // Rolls [KNEE, white] onto [KNEE, 1] with slope 1 at the knee.
+        let u = (t - KNEE) / (white - KNEE);
+        let a = (white - 1.0) / (1.0 - KNEE);
+        KNEE + (1.0 - KNEE) * u * (1.0 + a) / (1.0 + a * u)
+    } else {
+        // The DNG SDK's negative exposure (`dng_function_exposure_tone`): linear below
+        // 0.25, a quadratic above that still reaches 1 at 1.
+        let x = x.min(1.0);
+        let s = ev.exp2();
+        let a = 16.0 / 9.0 * (1.0 - s);
+        let b = s - a / 2.0;
+        let c = 1.0 - a - b;
+        if x <= 0.25 {
+            s * x
+        } else {
+            (a * x + b) * x + c
+        }
+    }
+}
+
+/// Entries of the tone table, indexed by √x over 0..1.
+const TABLE: usize = 4096;
+
+/// Exposure and tone curve of one rendering, tabulated.
+pub struct Tone {
+    /// `curve(exposure(x))` at x = (i / TABLE)².
+    table: Box<[f32; TABLE + 1]>,
+}
+
+impl Tone {
+    /// The tone of a RAW with baseline exposure `ev`.
+    pub fn new(ev: f32) -> Tone {
+        let mut table = Box::new([0f32; TABLE + 1]);
+        for (i, v) in table.iter_mut().enumerate() {
+            let s = i as f64 / TABLE as f64;
+            *v = default_curve(exposure(s * s, ev as f64)) as f32;
+        }
+        Tone { table }
+    }
+
+    /// The tone of one channel value (0..1; values beyond are clamped).
+    #[inline(always)]
+    pub fn map(&self, x: f32) -> f32 {
+        let s = x.clamp(0.0, 1.0).sqrt() * TABLE as f32;
+        let i = (s as usize).min(TABLE - 1);
+        let f = s - i as f32;
+        self.table[i] + f * (self.table[i + 1] - self.table[i])
+    }
+
+    /// Tone of one pixel, hue-preserving: largest and smallest channel through the
+    /// curve, the middle one kept at its place between them.
+    #[inline(always)]
+    pub fn apply(&self, p: &mut [f32]) {
+        let v = [p[0], p[1], p[2]].map(|c| c.clamp(0.0, 1.0));
+        let (hi, lo) = (v[0].max(v[1]).max(v[2]), v[0].min(v[1]).min(v[2]));
+        let (th, tl) = (self.map(hi), self.map(lo));
+        if hi - lo <= 1e-7 {
+            p[0] = th;
+            p[1] = th;
+            p[2] = th;
+            return;
+        }
+        let k = (th - tl) / (hi - lo);
+        for c in 0..3 {
+            p[c] = tl + (v[c] - lo) * k;
+        }
+    }
+}
+
+/// The tone of a rendering, shared between renders of the same exposure.
+pub fn tone_for(ev: f32) -> Arc<Tone> {
+    use std::sync::Mutex;
+    static LAST: Mutex<Option<(u32, Arc<Tone>)>> = Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    match &*last {
+        Some((bits, t)) if *bits == ev.to_bits() => t.clone(),
+        _ => {
+            let t = Arc::new(Tone::new(ev));
+            *last = Some((ev.to_bits(), t.clone()));
+            t
+        }
+    }
+}
+
 /// Renders the base in place.
-pub fn render_base(img: &mut RgbF32) {
-    img.data
-        .par_chunks_mut(3 * 4096)
-        .for_each(|chunk| chunk.chunks_exact_mut(3).for_each(compress_to_display));
+pub fn render_base(img: &mut RgbF32, rendering: Rendering) {
+    match rendering {
+        Rendering::AsIs => img
+            .data
+            .par_chunks_mut(3 * 4096)
+            .for_each(|chunk| chunk.chunks_exact_mut(3).for_each(compress_to_display)),
+        Rendering::Camera { exposure_ev } => {
+            let tone = tone_for(exposure_ev);
+            img.data.par_chunks_mut(3 * 4096).for_each(|chunk| {
+                for p in chunk.chunks_exact_mut(3) {
+                    compress_to_display(p);
+                    tone.apply(p);
+                }
+            })
+        }
+    }
 }
 
 #[cfg(test)]
@@ -57,5 +193,57 @@ mod tests {
             sky[2] > sky[1] && sky[1] > sky[0],
             "hue order kept: {sky:?}"
         );
+    }
+
+    #[test]
+    fn the_default_curve_lifts_mid_grey_like_a_raw_converter_and_keeps_black_and_white() {
+        assert_eq!(default_curve(0.0), 0.0);
+        assert!((default_curve(1.0) - 1.0).abs() < 1e-12);
+        // Mid-grey about +1.1 EV; a slight toe; a shoulder far below the diagonal's slope.
+        let mid = default_curve(0.18);
+        assert!((0.37..0.40).contains(&mid), "{mid}");
+        assert!(default_curve(0.005) < 0.005);
+        let slope_top = (default_curve(1.0) - default_curve(0.99)) / 0.01;
+        assert!(slope_top < 0.3, "{slope_top}");
+        let mut last = 0.0;
+        for i in 1..=1000 {
+            let y = default_curve(i as f64 / 1000.0);
+            assert!(y > last, "monotone at {i}");
+            last = y;
+        }
+    }
+
+    #[test]
+    fn positive_exposure_rolls_highlights_off_instead_of_clipping_them() {
+        let ev = 1.0;
+        // Below the knee: a plain gain.
+        assert!((exposure(0.2, ev) - 0.4).abs() < 1e-12);
+        // The neutral at clip reaches white exactly, and everything below stays distinct.
+        assert!((exposure(1.0, ev) - 1.0).abs() < 1e-12);
+        let (a, b) = (exposure(0.8, ev), exposure(0.9, ev));
+        assert!(a < b && b < 1.0, "{a} {b}");
+        // Negative exposure darkens and keeps white.
+        assert!((exposure(0.2, -1.0) - 0.1).abs() < 1e-12);
+        assert!((exposure(1.0, -1.0) - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_tone_keeps_hue_order_and_neutrals_neutral() {
+        let tone = Tone::new(0.0);
+        let mut grey = [0.18, 0.18, 0.18];
+        tone.apply(&mut grey);
+        assert!(grey.iter().all(|v| (v - grey[0]).abs() < 1e-7 && (0.37..0.40).contains(v)), "{grey:?}");
+        let mut skin = [0.40f32, 0.25, 0.15];
+        let ratio = (skin[1] - skin[2]) / (skin[0] - skin[2]);
+        tone.apply(&mut skin);
+        let after = (skin[1] - skin[2]) / (skin[0] - skin[2]);
+        assert!((ratio - after).abs() < 1e-5, "hue moved: {ratio} → {after}");
+        assert!(skin[0] > skin[1] && skin[1] > skin[2]);
+        // The table follows the analytic curve within a fraction of a 16-bit code.
+        for i in 0..=200 {
+            let x = (i as f32 / 200.0).powi(2);
+            let exact = default_curve(x as f64) as f32;
+            assert!((tone.map(x) - exact).abs() < 2e-5, "{x}: {} vs {exact}", tone.map(x));
+        }
     }
 }

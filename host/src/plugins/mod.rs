@@ -10,7 +10,7 @@
 pub mod check;
 pub mod params;
 pub mod runner;
-pub mod shm;
+
 
 pub use params::resolve_params;
 

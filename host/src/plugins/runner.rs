@@ -11,7 +11,7 @@
 
 use std::io::{self, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::Mutex;
@@ -144,7 +144,7 @@ pub fn run_runner(file: &Path) -> i32 {
                 width,
                 height,
             }) => {
-                match super::shm::SharedPixels::open(&shm, width as usize * height as usize * 3) {
+                match crate::shm::SharedPixels::open(&shm, width as usize * height as usize * 3) {
                     Err(e) => Reply::Err {
                         message: format!("cannot map the shared pixels: {e}"),
                     },
@@ -252,29 +252,6 @@ fn spawn(file: &Path) -> Result<Runner, String> {
     })
 }
 
-/// Human words for how a runner ended.
-pub(crate) fn describe_exit(status: ExitStatus) -> String {
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::ExitStatusExt;
-        if let Some(sig) = status.signal() {
-            let name = match sig {
-                4 => "SIGILL, illegal instruction",
-                6 => "SIGABRT, aborted",
-                7 => "SIGBUS, bus error",
-                8 => "SIGFPE, arithmetic error",
-                9 => "SIGKILL",
-                11 => "SIGSEGV, segmentation fault",
-                _ => "signal",
-            };
-            return format!("crashed ({name}, signal {sig})");
-        }
-    }
-    match status.code() {
-        Some(code) => format!("exited with status {code}"),
-        None => "ended".to_string(),
-    }
-}
 
 /// A plugin library and the runner process serving it.
 pub struct PluginHandle {
@@ -301,7 +278,7 @@ impl PluginHandle {
             Ok(Some(f)) => f,
             Ok(None) => {
                 let mut runner = runner;
-                let status = runner.child.wait().map(describe_exit).unwrap_or_default();
+                let status = runner.child.wait().map(crate::process::describe_exit).unwrap_or_default();
                 return Err(StartError::Load {
                     summary: format!("the plugin {status} while loading"),
                     detail: String::new(),
@@ -477,7 +454,7 @@ impl PluginHandle {
                 let status = runner
                     .child
                     .wait()
-                    .map(describe_exit)
+                    .map(crate::process::describe_exit)
                     .unwrap_or_else(|_| "died".into());
                 self.record_crash(status.clone());
                 Err(self.fail(what, status))
@@ -509,7 +486,7 @@ impl PluginHandle {
         preset: &str,
         params: &Map<String, Value>,
         facts: &ImageFacts,
-        shm: &super::shm::SharedPixels,
+        shm: &crate::shm::SharedPixels,
         width: usize,
         height: usize,
         cancel: &Cancel,

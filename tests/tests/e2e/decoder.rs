@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::linux_helpers::frame;
 use luminary::error::{Cancel, ErrorCode};
-use luminary::pipeline::ingest::{ingest_with, RawDecoding};
+use luminary::ingest::{ingest_with, RawDecoding};
 use luminary_tests::daemon::{luminary_bin, Env};
 use serde_json::{json, Value};
 

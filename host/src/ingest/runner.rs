@@ -2,13 +2,13 @@
 //! daemon.
 //!
 //! rawler allocates what a file's header claims before reading pixels. TIFF-structured
-//! files are walked first (`ingest::check_tiff_structure`), but CRW, CR3, RAF, MRW,
+//! files are walked first (`checks::check_tiff_structure`), but CRW, CR3, RAF, MRW,
 //! QuickTake… cannot be bounded that way, and a failed allocation aborts the process —
 //! `catch_unwind` cannot stop it. So each RAW ingest re-executes the daemon's own binary
 //! (like the plugin runners) with:
 //!
 //! * an address-space limit (`RLIMIT_AS`): `limits.decode_memory_mb`, by default enough for
-//!   a decode at `limits.max_pixels` (`ingest::decode_memory_limit`). Once the decoded size
+//!   a decode at `limits.max_pixels` (`checks::decode_memory_limit`). Once the decoded size
 //!   is known and within `max_pixels`, the limit is raised for rawler's develop of non-Bayer
 //!   sensors, by that size only;
 //! * a deadline (`limits.decode_timeout_s`), a CPU-time limit as a backstop, and on Linux
@@ -20,8 +20,9 @@
 //!   as a second one, which the daemon waits for only when the file has no EXIF it can
 //!   read itself (it reads that while the child decodes).
 //!
-//! The daemon develops Bayer data itself, straight from the shared mapping (no copy): the
-//! same code on the same numbers as an in-process decode, so results are bit-identical.
+//! This module only runs the child and hands its answers over ([`Child`]); the caller
+//! (`ingest`) develops the samples straight from the shared mapping (no copy): the same
+//! code on the same numbers as an in-process decode, so results are bit-identical.
 //! The price, on a 24 MP DNG, is about 50–65 ms: mostly rawler building its camera tables
 //! in each new process (~40 ms), then one `pwrite` of the samples into the memfd (~20 ms).
 //! A child that aborts, crashes, overruns or is cancelled fails only its job: `too_large`
@@ -37,8 +38,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::ingest::{self, RawHeader};
-use crate::config::Limits;
+use super::checks::{self, Limits};
+use super::decode::{self, RawHeader};
 use crate::error::{ErrorCode, JobError};
 
 /// Decoder → daemon, one JSON object per line.
@@ -133,7 +134,7 @@ pub fn run(args: RunnerArgs<'_>) -> i32 {
     // develop at `max_pixels`, granted below by the size actually decoded.
     let develop_max = args
         .max_pixels
-        .saturating_mul(ingest::DEVELOP_BYTES_PER_PIXEL);
+        .saturating_mul(decode::DEVELOP_BYTES_PER_PIXEL);
     let hard = args.memory.saturating_add(develop_max);
     if args.memory > 0 && !set_limit(libc::RLIMIT_AS, args.memory, hard) {
         eprintln!(
@@ -144,7 +145,7 @@ pub fn run(args: RunnerArgs<'_>) -> i32 {
     }
     let mut develop_room = |pixels: u64| {
         if args.memory > 0 {
-            let room = pixels.saturating_mul(ingest::DEVELOP_BYTES_PER_PIXEL);
+            let room = pixels.saturating_mul(decode::DEVELOP_BYTES_PER_PIXEL);
             set_limit(
                 libc::RLIMIT_AS,
                 args.memory.saturating_add(room).min(hard),
@@ -158,7 +159,7 @@ pub fn run(args: RunnerArgs<'_>) -> i32 {
     };
     let t0 = std::time::Instant::now();
     let decoded = catch_unwind(AssertUnwindSafe(|| {
-        ingest::decode_raw(args.file, &limits, &mut develop_room)
+        decode::decode_raw(args.file, &limits, &mut develop_room)
     }));
     tracing::debug!("decoded in {:?}", t0.elapsed());
     let failed = |code: ErrorCode, message: String| Answer::Failed { code, message };
@@ -166,7 +167,7 @@ pub fn run(args: RunnerArgs<'_>) -> i32 {
         Ok(Ok((decoded, opened))) => {
             let bytes = decoded.sample_bytes();
             let t = std::time::Instant::now();
-            let filled = crate::plugins::shm::write_shared(&shared, bytes);
+            let filled = crate::shm::write_shared(&shared, bytes);
             if let Err(e) = filled {
                 let why = format!("cannot write the decoded RAW to shared memory: {e}");
                 let _ = answer(&mut out, &failed(ErrorCode::Internal, why));
@@ -291,40 +292,37 @@ fn next_line(d: &Decoder, deadline: std::time::Instant, cancel: &crate::error::C
     }
 }
 
-/// Decodes the RAW at `path` in a decoder process started from `exe`, then develops it
-/// here. See the module documentation.
+/// A decoder process at work on one RAW (see the module documentation).
 #[cfg(unix)]
-pub(crate) fn decode(
-    exe: &Path,
-    path: &Path,
-    limits: &Limits,
-    cancel: &crate::error::Cancel,
-) -> Result<ingest::Ingested, JobError> {
+pub(crate) struct Child {
+    decoder: Decoder,
+    shared: crate::shm::AnonymousShared,
+    path: std::path::PathBuf,
+    deadline: std::time::Instant,
+    timeout: std::time::Duration,
+    memory: u64,
+}
+
+/// Starts the decoder process for the RAW at `path` from the executable `exe`.
+#[cfg(unix)]
+pub(crate) fn start(exe: &Path, path: &Path, limits: &Limits) -> Result<Child, JobError> {
     use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
 
-    let corrupt = |why: String| JobError::file(ErrorCode::CorruptInput, path, why);
     let file_len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    let memory = ingest::decode_memory_limit(limits, file_len);
+    let memory = checks::decode_memory_limit(limits, file_len);
     let timeout = Duration::from_secs_f64(if limits.decode_timeout_s.is_finite() {
         limits.decode_timeout_s.clamp(0.05, 86_400.0)
     } else {
         120.0
     });
-    let internal = |what: &str, e: std::io::Error| {
-        JobError::file(
-            ErrorCode::Internal,
-            path,
-            format!("cannot {what} for the RAW decoder: {e}"),
-        )
-    };
     let t0 = Instant::now();
-    let shared = crate::plugins::shm::AnonymousShared::new()
-        .map_err(|e| internal("create shared memory", e))?;
+    let shared = crate::shm::AnonymousShared::new()
+        .map_err(|e| internal(path, "create shared memory", e))?;
     let stdin = shared
         .file()
         .try_clone()
-        .map_err(|e| internal("share memory", e))?;
+        .map_err(|e| internal(path, "share memory", e))?;
     let mut child = Command::new(exe)
         .arg("decode-runner")
         .arg("--max-pixels")
@@ -344,7 +342,7 @@ pub(crate) fn decode(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| internal("start a process", e))?;
+        .map_err(|e| internal(path, "start a process", e))?;
     let stdout = child.stdout.take().expect("piped");
     let stderr = child.stderr.take().expect("piped");
     let (tx, rx) = std::sync::mpsc::channel();
@@ -378,87 +376,85 @@ pub(crate) fn decode(
         }
         String::from_utf8_lossy(&tail).into_owned()
     });
-    let mut decoder = Decoder {
-        child,
-        lines: rx,
-        stderr: Some(stderr),
-    };
-    let deadline = t0 + timeout;
-
-    // Our own EXIF reader runs while the child decodes.
-    let exif = ingest::read_exif(path);
-
-    let header = match next_line(&decoder, deadline, cancel) {
-        Waited::Line(line) => match serde_json::from_str::<Answer>(&line) {
-            Ok(Answer::Decoded(h)) => h,
-            Ok(Answer::Failed { code, message }) => return Err(JobError::new(code, message)),
-            _ => {
-                return Err(corrupt(
-                    "the RAW decoder sent an unreadable answer".to_string(),
-                ))
-            }
+    Ok(Child {
+        decoder: Decoder {
+            child,
+            lines: rx,
+            stderr: Some(stderr),
         },
-        Waited::Cancelled => {
-            decoder.end();
-            return Err(JobError::cancelled());
+        shared,
+        path: path.to_path_buf(),
+        deadline: t0 + timeout,
+        timeout,
+        memory,
+    })
+}
+
+#[cfg(unix)]
+fn internal(path: &Path, what: &str, e: std::io::Error) -> JobError {
+    JobError::file(
+        ErrorCode::Internal,
+        path,
+        format!("cannot {what} for the RAW decoder: {e}"),
+    )
+}
+
+#[cfg(unix)]
+impl Child {
+    /// Waits for the decoded header: the samples are then in shared memory.
+    pub fn header(&mut self, cancel: &crate::error::Cancel) -> Result<RawHeader, JobError> {
+        let path = self.path.clone();
+        let corrupt = |why: String| JobError::file(ErrorCode::CorruptInput, &path, why);
+        match next_line(&self.decoder, self.deadline, cancel) {
+            Waited::Line(line) => match serde_json::from_str::<Answer>(&line) {
+                Ok(Answer::Decoded(h)) => Ok(h),
+                Ok(Answer::Failed { code, message }) => Err(JobError::new(code, message)),
+                _ => Err(corrupt(
+                    "the RAW decoder sent an unreadable answer".to_string(),
+                )),
+            },
+            Waited::Cancelled => {
+                self.decoder.end();
+                Err(JobError::cancelled())
+            }
+            Waited::TimedOut => {
+                self.decoder.end();
+                Err(corrupt(format!(
+                    "the RAW decoder did not finish within {:.0} s and was stopped (limits.decode_timeout_s in config.toml)",
+                    self.timeout.as_secs_f64()
+                )))
+            }
+            Waited::Ended => {
+                let (status, err) = self.decoder.end();
+                Err(died(&path, status, &err, self.memory))
+            }
         }
-        Waited::TimedOut => {
-            decoder.end();
-            return Err(corrupt(format!(
-                "the RAW decoder did not finish within {:.0} s and was stopped (limits.decode_timeout_s in config.toml)",
-                timeout.as_secs_f64()
-            )));
-        }
-        Waited::Ended => {
-            let (status, err) = decoder.end();
-            return Err(died(path, status, &err, memory));
-        }
-    };
-    let t1 = Instant::now();
-    let meta = ingest::raw_meta(exif, header.orientation, || {
-        match next_line(&decoder, deadline, cancel) {
+    }
+
+    /// rawler's metadata, sent after the header (None if the child has none or stops).
+    pub fn metadata(&mut self, cancel: &crate::error::Cancel) -> Option<rawler::decoders::RawMetadata> {
+        match next_line(&self.decoder, self.deadline, cancel) {
             Waited::Line(line) => match serde_json::from_str::<Answer>(&line) {
                 Ok(Answer::Metadata(md)) => md,
                 _ => None,
             },
             _ => None,
         }
-    });
-    crate::error::check(cancel)?;
-    drop(decoder);
-    let t2 = Instant::now();
-    let mapped = shared
-        .map()
-        .map_err(|e| internal("map the shared memory", e))?;
-    let developed = catch_unwind(AssertUnwindSafe(|| {
-        let samples = match &header.layout {
-            ingest::RawLayout::Bayer { float: false, .. } => {
-                ingest::SampleView::Bayer(super::demosaic::Samples::U16(mapped.as_u16()))
-            }
-            ingest::RawLayout::Bayer { float: true, .. } => {
-                ingest::SampleView::Bayer(super::demosaic::Samples::F32(mapped.as_f32()))
-            }
-            ingest::RawLayout::Rgb => {
-                ingest::SampleView::Rgb(std::borrow::Cow::Borrowed(mapped.as_f32()))
-            }
-        };
-        ingest::develop_decoded(path, &header, samples, limits)
-    }))
-    .unwrap_or_else(|_| Err(corrupt("developing the RAW failed".into())))?;
-    drop(mapped);
-    drop(shared);
-    tracing::debug!(
-        "raw decode in a child {:?} (answer after {:?}, reaped {:?}), develop {:?}",
-        t2 - t0,
-        t1 - t0,
-        t2 - t1,
-        t2.elapsed()
-    );
-    Ok(ingest::Ingested {
-        image: developed.oriented(meta.orientation),
-        meta,
-        is_raw: true,
-    })
+    }
+
+    /// Ends the process and maps the samples it left in shared memory.
+    pub fn into_samples(self) -> Result<crate::shm::SharedBytes, JobError> {
+        let Child {
+            decoder,
+            shared,
+            path,
+            ..
+        } = self;
+        drop(decoder);
+        shared
+            .map()
+            .map_err(|e| internal(&path, "map the shared memory", e))
+    }
 }
 
 /// The job's error for a decoder that ended without answering.
@@ -470,14 +466,14 @@ fn died(
     memory: u64,
 ) -> JobError {
     use std::os::unix::process::ExitStatusExt;
-    if let Some(asked) = ingest::failed_allocation(stderr) {
-        return ingest::over_memory_limit(path, memory, asked);
+    if let Some(asked) = checks::failed_allocation(stderr) {
+        return checks::over_memory_limit(path, memory, asked);
     }
     let how = match status {
         Some(s) if s.signal() == Some(libc::SIGXCPU) => {
             "used more CPU time than its deadline allows".to_string()
         }
-        Some(s) => crate::plugins::runner::describe_exit(s),
+        Some(s) => crate::process::describe_exit(s),
         None => "ended".to_string(),
     };
     let detail = if stderr.contains("has overflowed its stack") {

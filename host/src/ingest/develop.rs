@@ -1,0 +1,353 @@
+//! Develop, in the daemon: decoded sensor data + its [`RawHeader`] → scene-linear pixels in
+//! the working space, in the order the DNG specification gives.
+//!
+//! 1. Levels: BlackLevel (with its repeat pattern and BlackLevelDeltaH/V) subtracted,
+//!    WhiteLevel scaled to 1.
+//! 2. OpcodeList2 (gain maps: lens shading), on that linear sensor data.
+//! 3. White balance: each channel times the gain that makes the camera's neutral equal
+//!    (`colour::solve`), clipped at 1 — where the least amplified channel clips. This is
+//!    the DNG SDK's highlight clip (each channel at the neutral): blown highlights come out
+//!    neutral, never magenta or cyan.
+//! 4. Demosaic (Malvar–He–Cutler) for mosaics; linear DNGs are already RGB.
+//! 5. OpcodeList3 (gain maps, vignetting, distortion) on camera RGB in the ActiveArea frame.
+//! 6. DefaultCrop, then the camera → working matrix.
+//!
+//! The result has the camera's neutral at clip on (1, 1, 1). BaselineExposure and the tone
+//! curve are render's job (`pipeline::render`). The header may come from a crashed or
+//! confused process, so it is checked against the samples before use.
+
+use std::path::Path;
+
+use rayon::prelude::*;
+
+use super::checks::{check_pixels, Limits};
+use super::colour::{self, Solved};
+use super::decode::{RawHeader, RawLayout};
+use super::demosaic;
+use super::opcodes::{self, Opcode};
+use crate::error::{ErrorCode, JobError};
+use crate::image::RgbF32;
+
+/// Sensor samples, wherever they are (rawler's buffer, or shared memory).
+pub(crate) enum Samples<'a> {
+    /// Integer samples.
+    U16(&'a [u16]),
+    /// Floating-point samples (float DNGs, or RGB rawler developed).
+    F32(&'a [f32]),
+}
+
+impl Samples<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Samples::U16(v) => v.len(),
+            Samples::F32(v) => v.len(),
+        }
+    }
+
+    #[inline(always)]
+    fn at(&self, i: usize) -> f32 {
+        match self {
+            Samples::U16(v) => v[i] as f32,
+            Samples::F32(v) => v[i],
+        }
+    }
+}
+
+/// A developed RAW.
+pub(crate) struct Developed {
+    /// Scene-linear working space, as stored (not yet upright).
+    pub image: RgbF32,
+    /// The colour solution (white point, gains, matrix, fallbacks).
+    pub colour: Solved,
+    /// Everything develop and the decoder worked around, for the log.
+    pub notes: Vec<String>,
+}
+
+/// linear sRGB (D65) → working: the fallback for a RAW without a usable colour matrix.
+fn srgb_to_working() -> [[f32; 3]; 3] {
+    let (_, pcs_to_working) = colour::working_pcs();
+    let srgb = moxcms::ColorProfile::new_srgb().rgb_to_xyz_matrix().v;
+    let mut m = [[0f32; 3]; 3];
+    for i in 0..3 {
+        for j in 0..3 {
+            m[i][j] = (0..3).map(|k| pcs_to_working[i][k] * srgb[k][j]).sum::<f64>() as f32;
+        }
+    }
+    m
+}
+
+/// Develops what [`super::decode::decode_raw`] produced.
+pub(crate) fn develop(
+    path: &Path,
+    header: &RawHeader,
+    samples: Samples<'_>,
+    limits: &Limits,
+) -> Result<Developed, JobError> {
+    let bad = |why: &str| {
+        JobError::file(
+            ErrorCode::CorruptInput,
+            path,
+            format!("the RAW decoder returned inconsistent data ({why})"),
+        )
+    };
+    let (w, h) = (header.width, header.height);
+    check_pixels(path, w, h, limits)?;
+    let planes = match header.layout {
+        RawLayout::Bayer { colors } => {
+            if colors.iter().flatten().any(|&c| c > 2) {
+                return Err(bad("colour index"));
+            }
+            1
+        }
+        RawLayout::Rgb => 3,
+    };
+    if samples.len() < w * h * planes {
+        return Err(bad("fewer samples than pixels"));
+    }
+    if matches!(samples, Samples::F32(_)) != header.float {
+        return Err(bad("sample type"));
+    }
+    let inside = |r: [usize; 4], (bw, bh): (usize, usize)| {
+        let [x, y, rw, rh] = r;
+        rw > 0 && rh > 0 && x.checked_add(rw).is_some_and(|e| e <= bw) && y.checked_add(rh).is_some_and(|e| e <= bh)
+    };
+    let active = header.active;
+    if !inside(active, (w, h)) {
+        return Err(bad("active area"));
+    }
+    let mut notes = header.notes.clone();
+    // DefaultCrop, relative to the ActiveArea (where OpcodeList3 works).
+    let crop = {
+        let [cx, cy, cw, ch] = header.crop;
+        let rel = [cx.wrapping_sub(active[0]), cy.wrapping_sub(active[1]), cw, ch];
+        if cx >= active[0] && cy >= active[1] && inside(rel, (active[2], active[3])) {
+            rel
+        } else {
+            notes.push("the default crop lies outside the active area; the active area is used".into());
+            [0, 0, active[2], active[3]]
+        }
+    };
+    let lv = &header.levels;
+    let cells = lv.repeat[0] * lv.repeat[1];
+    if cells == 0 || cells > 64 || lv.black.len() != cells * planes || lv.white.is_empty() {
+        return Err(bad("levels"));
+    }
+    if lv.black.iter().chain(&lv.white).chain(&lv.delta_h).chain(&lv.delta_v).any(|v| !v.is_finite()) {
+        return Err(bad("levels"));
+    }
+    let colour = match colour::solve_working(&header.colour) {
+        Ok(s) => s,
+        Err(e) => {
+            notes.push(format!("{e}: camera RGB is taken as linear sRGB, so colours will be off"));
+            Solved {
+                gains: [1.0; 3],
+                to_working: srgb_to_working(),
+                white_xy: colour::D65_XY,
+                cct: 6504.0,
+                weight: 1.0,
+                notes: Vec::new(),
+            }
+        }
+    };
+    notes.extend(colour.notes.iter().cloned());
+    notes.extend(header.opcodes.not_applied());
+    let m = colour.to_working;
+    let finish = move |p: [f32; 3]| -> [f32; 3] {
+        [
+            m[0][0] * p[0] + m[0][1] * p[1] + m[0][2] * p[2],
+            m[1][0] * p[0] + m[1][1] * p[1] + m[1][2] * p[2],
+            m[2][0] * p[0] + m[2][1] * p[1] + m[2][2] * p[2],
+        ]
+    };
+    let list2 = &header.opcodes.list2;
+    let list3 = &header.opcodes.list3;
+    let norm = Normaliser::new(header, planes, &colour.gains);
+    let image = match header.layout {
+        RawLayout::Bayer { colors } => {
+            // Pass 1: the whole sensor, normalised, white-balanced, clipped.
+            let mut plane = vec![0f32; w * h];
+            plane.par_chunks_mut(w).enumerate().for_each(|(y, row)| {
+                let mut gains = RowGains::new(list2, active, 1);
+                let g = gains.row(y);
+                let wb = [0, 1].map(|c| colour.gains[colors[y % 2][c]]);
+                norm.row(&samples, y, 1, |x, _, v| {
+                    let gain = g.as_ref().map_or(1.0, |g| g.at(x));
+                    row[x] = (v * gain * wb[x & 1]).min(1.0);
+                });
+            });
+            let rect = |r: [usize; 4]| (active[0] + r[0], active[1] + r[1], r[2], r[3]);
+            if list3.is_empty() {
+                demosaic::demosaic(&plane, w, h, colors, rect(crop), finish)
+            } else {
+                let mut cam = demosaic::demosaic(&plane, w, h, colors, rect([0, 0, active[2], active[3]]), |p| p);
+                drop(plane);
+                opcodes::apply_rgb(list3, &mut cam.data, cam.width, cam.height, [1.0; 3]);
+                crop_and_convert(&cam, crop, finish)
+            }
+        }
+        RawLayout::Rgb => {
+            // The active area, normalised, white-balanced, clipped: camera RGB.
+            let (aw, ah) = (active[2], active[3]);
+            let mut cam = vec![0f32; aw * ah * 3];
+            cam.par_chunks_mut(aw * 3).enumerate().for_each(|(ay, row)| {
+                let y = active[1] + ay;
+                let mut gains = RowGains::new(list2, active, 3);
+                let rows: Vec<Option<Vec<f32>>> =
+                    (0..3).map(|p| gains.row_plane(y, p)).collect();
+                norm.row(&samples, y, 3, |x, p, v| {
+                    if x < active[0] || x >= active[0] + aw {
+                        return;
+                    }
+                    let ax = x - active[0];
+                    let gain = rows[p].as_ref().map_or(1.0, |g| g[ax]);
+                    row[ax * 3 + p] = (v * gain * colour.gains[p]).min(1.0);
+                });
+            });
+            let mut cam = RgbF32::new(aw, ah, cam);
+            opcodes::apply_rgb(list3, &mut cam.data, aw, ah, [1.0; 3]);
+            crop_and_convert(&cam, crop, finish)
+        }
+    };
+    Ok(Developed {
+        image,
+        colour,
+        notes,
+    })
+}
+
+/// `crop` of `cam` through `finish`.
+fn crop_and_convert(cam: &RgbF32, crop: [usize; 4], finish: impl Fn([f32; 3]) -> [f32; 3] + Sync) -> RgbF32 {
+    let [cx, cy, cw, ch] = crop;
+    let mut out = vec![0f32; cw * ch * 3];
+    out.par_chunks_mut(cw * 3).enumerate().for_each(|(oy, orow)| {
+        let src = &cam.data[((cy + oy) * cam.width + cx) * 3..][..cw * 3];
+        for (o, s) in orow.chunks_exact_mut(3).zip(src.chunks_exact(3)) {
+            let p = [s[0], s[1], s[2]].map(|v| v.clamp(0.0, 1.0));
+            o.copy_from_slice(&finish(p));
+        }
+    });
+    RgbF32::new(cw, ch, out)
+}
+
+/// Black and white levels, resolved per pattern cell and plane.
+struct Normaliser<'a> {
+    header: &'a RawHeader,
+    /// Per pattern cell and plane: (black, 1 / (white − black)).
+    cells: Vec<(f32, f32)>,
+}
+
+impl<'a> Normaliser<'a> {
+    fn new(header: &'a RawHeader, planes: usize, _gains: &[f32; 3]) -> Normaliser<'a> {
+        let lv = &header.levels;
+        let white = |cell: usize, p: usize| -> f32 {
+            match lv.white.len() {
+                4 if planes == 1 => lv.white[cell % 4],
+                n if n >= planes => lv.white[p],
+                _ => lv.white[0],
+            }
+        };
+        let cells = (0..lv.repeat[0] * lv.repeat[1])
+            .flat_map(|cell| {
+                (0..planes).map(move |p| {
+                    let b = lv.black[cell * planes + p];
+                    (b, 1.0 / (white(cell, p) - b).max(1e-6))
+                })
+            })
+            .collect();
+        Normaliser { header, cells }
+    }
+
+    /// Calls `f(x, plane, value)` for every sample of row `y`, value normalised to 0..1
+    /// of the white level (negative values raised to 0).
+    #[inline(always)]
+    fn row(&self, s: &Samples<'_>, y: usize, planes: usize, mut f: impl FnMut(usize, usize, f32)) {
+        let h = self.header;
+        let lv = &h.levels;
+        let [ox, oy] = lv.origin;
+        let ry = (y as isize - oy as isize).rem_euclid(lv.repeat[0] as isize) as usize;
+        let dv = y.checked_sub(oy).and_then(|i| lv.delta_v.get(i)).copied().unwrap_or(0.0);
+        let cols = lv.repeat[1];
+        let base = y * h.width * planes;
+        // The usual case, one black per 2×2 position and no deltas, stays branch-light.
+        let mut rx = (cols - ox % cols) % cols;
+        for x in 0..h.width {
+            let dh = if lv.delta_h.is_empty() {
+                0.0
+            } else {
+                x.checked_sub(ox).and_then(|i| lv.delta_h.get(i)).copied().unwrap_or(0.0)
+            };
+            let cell = (ry * cols + rx) * planes;
+            for p in 0..planes {
+                let (black, scale) = self.cells[cell + p];
+                let v = (s.at(base + x * planes + p) - black - dh - dv).max(0.0) * scale;
+                f(x, p, v);
+            }
+            rx += 1;
+            if rx == cols {
+                rx = 0;
+            }
+        }
+    }
+}
+
+/// OpcodeList2 gain maps evaluated for one row at a time (the ActiveArea frame).
+struct RowGains<'a> {
+    maps: Vec<&'a opcodes::GainMap>,
+    active: [usize; 4],
+    scratch: Vec<(usize, f32)>,
+}
+
+/// One row's gains over the full sample width.
+struct Row {
+    gains: Vec<f32>,
+    x0: usize,
+}
+
+impl Row {
+    #[inline(always)]
+    fn at(&self, x: usize) -> f32 {
+        x.checked_sub(self.x0).and_then(|i| self.gains.get(i)).copied().unwrap_or(1.0)
+    }
+}
+
+impl<'a> RowGains<'a> {
+    fn new(list: &'a [Opcode], active: [usize; 4], _planes: usize) -> RowGains<'a> {
+        let maps = list
+            .iter()
+            .filter_map(|op| match op {
+                Opcode::GainMap(g) => Some(g),
+                _ => None,
+            })
+            .collect();
+        RowGains {
+            maps,
+            active,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Gains of sample row `y` on plane `p`, over the active width (None: all 1).
+    fn row_plane(&mut self, y: usize, p: usize) -> Option<Vec<f32>> {
+        let [ax, ay, aw, ah] = self.active;
+        let _ = ax;
+        if self.maps.is_empty() || y < ay || y >= ay + ah {
+            return None;
+        }
+        let mut g = vec![1f32; aw];
+        for map in &self.maps {
+            map.row_gains(y - ay, p, aw, ah, &mut self.scratch);
+            for &(x, v) in &self.scratch {
+                g[x] *= v;
+            }
+        }
+        Some(g)
+    }
+
+    /// Gains of mosaic row `y` (one plane).
+    fn row(&mut self, y: usize) -> Option<Row> {
+        self.row_plane(y, 0).map(|gains| Row {
+            gains,
+            x0: self.active[0],
+        })
+    }
+}
