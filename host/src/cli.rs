@@ -99,7 +99,7 @@ pub enum Command {
         action: CacheAction,
     },
     /// Time each stage of a job on FILE, in this process, and compare with LibRaw.
-    Bench(BenchArgs),
+    Bench(crate::bench::BenchArgs),
     /// Put an editor bridge where the editor finds it.
     Install {
         #[command(subcommand)]
@@ -219,29 +219,6 @@ pub struct EnhanceArgs {
     pub cancel_file: Option<PathBuf>,
 }
 
-/// `luminary bench`
-#[derive(Args, Debug)]
-pub struct BenchArgs {
-    /// A photo, ideally a 24 MP RAW.
-    pub file: PathBuf,
-    /// Preset to run.
-    #[arg(long, default_value = "auto")]
-    pub preset: String,
-    /// Timed runs (after one warm-up).
-    #[arg(long, default_value_t = 3)]
-    pub runs: usize,
-    /// Instead of a job: the transfer stage's fidelity table (Luminary vs bicubic upscaling
-    /// of the engine's answer, on FILE tiled to 24 MP) and its speed figures.
-    #[arg(long)]
-    pub transfer: bool,
-    /// With `--transfer`: skip the fidelity table, print only the speed figures (fit and
-    /// apply, best and median of `--runs`), for quick measurements while optimising.
-    #[arg(long, requires = "transfer")]
-    pub speed_only: bool,
-    /// Python interpreter with rawpy for the LibRaw reference ("" to skip).
-    #[arg(long, default_value = "python3")]
-    pub python: String,
-}
 
 /// Entry point; returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {

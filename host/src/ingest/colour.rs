@@ -412,15 +412,42 @@ fn plausible_neutral(n: V3) -> bool {
     n.iter().all(|v| v.is_finite()) && lo > 0.0 && hi / lo <= 10.0
 }
 
+/// Whether the file gives a white point `solve` can use; when not, the caller measures the
+/// picture's mean camera RGB for [`solve`]'s `estimate`.
+pub fn has_white(facts: &ColourFacts) -> bool {
+    facts.as_shot_neutral.is_some_and(plausible_neutral) || valid_xy(facts.as_shot_white_xy)
+}
+
+fn valid_xy(xy: Option<[f64; 2]>) -> bool {
+    xy.is_some_and(|xy| xy.iter().all(|v| v.is_finite() && *v > 0.0 && *v < 1.0))
+}
+
+/// The white point of an auto white balance from the picture's mean camera RGB (grey
+/// world), the way cameras tune theirs: under warm light (below 5000 K) part of the light's
+/// warmth is kept — up to 35 % of the way to D50 at 2850 K and below — rather than neutralising
+/// a candle-lit room into daylight.
+fn auto_white(profile: &Profile, mean: V3) -> [f64; 2] {
+    let xy = profile.neutral_to_xy(mean);
+    let mired = 1.0e6 / xy_to_cct(xy);
+    let k = 0.35 * ((mired - 200.0) / (350.0 - 200.0)).clamp(0.0, 1.0);
+    [xy[0] + k * (D50_XY[0] - xy[0]), xy[1] + k * (D50_XY[1] - xy[1])]
+}
+
 /// Solves the colour of one photo. `pcs_to_working` takes XYZ D50 to the working space
-/// (`pcs` is its white, the XYZ that maps to working (1, 1, 1)).
-pub fn solve(facts: &ColourFacts, pcs: V3, pcs_to_working: &M3) -> Result<Solved, ColourError> {
+/// (`pcs` is its white, the XYZ that maps to working (1, 1, 1)). `estimate`: the picture's
+/// mean camera RGB, used when the file gives no usable white point.
+pub fn solve(
+    facts: &ColourFacts,
+    estimate: Option<V3>,
+    pcs: V3,
+    pcs_to_working: &M3,
+) -> Result<Solved, ColourError> {
     let mut notes = Vec::new();
     let profile = Profile::new(facts, pcs, &mut notes)?;
     let pcs_xy = xyz_to_xy(pcs);
     let white = match (facts.as_shot_neutral, facts.as_shot_white_xy) {
         (Some(n), _) if plausible_neutral(n) => profile.neutral_to_xy(n),
-        (n, Some(xy)) if xy.iter().all(|v| v.is_finite() && *v > 0.0 && *v < 1.0) => {
+        (n, Some(xy)) if valid_xy(Some(xy)) => {
             if let Some(n) = n {
                 notes.push(format!(
                     "the as-shot neutral {n:?} is implausible; AsShotWhiteXY is used"
@@ -429,13 +456,24 @@ pub fn solve(facts: &ColourFacts, pcs: V3, pcs_to_working: &M3) -> Result<Solved
             xy
         }
         (n, _) => {
-            notes.push(match n {
-                Some(n) => format!(
-                    "the as-shot white balance {n:?} is implausible; daylight (D55) is used instead"
-                ),
-                None => "the file has no as-shot white balance; daylight (D55) is used".into(),
-            });
-            D55_XY
+            let what = match n {
+                Some(n) => format!("the as-shot white balance {n:?} is implausible"),
+                None => "the file has no as-shot white balance".to_string(),
+            };
+            match estimate.filter(|e| plausible_neutral(*e)) {
+                Some(mean) => {
+                    let xy = auto_white(&profile, mean);
+                    notes.push(format!(
+                        "{what}; an auto white balance from the picture is used ({:.0} K)",
+                        xy_to_cct(xy)
+                    ));
+                    xy
+                }
+                None => {
+                    notes.push(format!("{what}; daylight (D55) is used"));
+                    D55_XY
+                }
+            }
         }
     };
     let (xyz_to_cam, fm, cc, weight) = profile.at(white);
@@ -480,9 +518,9 @@ pub fn solve(facts: &ColourFacts, pcs: V3, pcs_to_working: &M3) -> Result<Solved
 }
 
 /// [`solve`] into this program's working space.
-pub fn solve_working(facts: &ColourFacts) -> Result<Solved, ColourError> {
+pub fn solve_working(facts: &ColourFacts, estimate: Option<V3>) -> Result<Solved, ColourError> {
     let (pcs, to_working) = working_pcs();
-    solve(facts, pcs, &to_working)
+    solve(facts, estimate, pcs, &to_working)
 }
 
 /// The working space's white in XYZ D50 and the matrix XYZ D50 → working.
@@ -556,7 +594,7 @@ mod tests {
         let n = apply(&A7M3_D65, xy_to_xyz(D65_XY));
         let peak = max_entry(n);
         let n = n.map(|v| v / peak);
-        let s = solve_working(&facts(Some(n))).unwrap();
+        let s = solve_working(&facts(Some(n)), None).unwrap();
         assert!(s.notes.is_empty(), "{:?}", s.notes);
         assert!(close(s.white_xy[0], D65_XY[0], 1e-5) && close(s.white_xy[1], D65_XY[1], 1e-5), "{:?}", s.white_xy);
         assert!(close(s.cct, 6504.0, 15.0));
@@ -573,13 +611,13 @@ mod tests {
     #[test]
     fn a_tungsten_neutral_interpolates_towards_the_a_matrix() {
         let n = apply(&A7M3_A, xy_to_xyz([0.44757, 0.40745]));
-        let s = solve_working(&facts(Some(n))).unwrap();
+        let s = solve_working(&facts(Some(n)), None).unwrap();
         assert!(close(s.cct, 2856.0, 40.0), "{}", s.cct);
         assert!(s.weight > 0.97, "{}", s.weight);
         // Between the two: a 4000 K neutral weighs both.
         let mid = [0.3805, 0.3768]; // ~4000 K on the daylight locus side
         let n = apply(&lerp(&A7M3_A, &A7M3_D65, 0.5), xy_to_xyz(mid));
-        let s = solve_working(&facts(Some(n))).unwrap();
+        let s = solve_working(&facts(Some(n)), None).unwrap();
         assert!(s.weight > 0.2 && s.weight < 0.8, "{}", s.weight);
     }
 
@@ -596,7 +634,7 @@ mod tests {
         for c in &mut f.calibrations {
             c.forward_matrix = Some(fm);
         }
-        let s = solve_working(&f).unwrap();
+        let s = solve_working(&f, None).unwrap();
         let (pcs, to_working) = working_pcs();
         let _ = pcs;
         // Pure camera red (white-balanced) → sRGB red → in the working space.
@@ -617,21 +655,30 @@ mod tests {
 
     #[test]
     fn implausible_white_balance_falls_back_to_daylight_and_says_so() {
-        let s = solve_working(&facts(Some([0.05, 1.0, 0.9]))).unwrap();
+        let s = solve_working(&facts(Some([0.05, 1.0, 0.9])), None).unwrap();
         assert!(close(s.white_xy[0], D55_XY[0], 1e-9));
         assert!(s.notes.iter().any(|n| n.contains("implausible")), "{:?}", s.notes);
-        let s = solve_working(&facts(None)).unwrap();
+        let s = solve_working(&facts(None), None).unwrap();
         assert!(s.notes.iter().any(|n| n.contains("no as-shot")), "{:?}", s.notes);
+        // With the picture's mean: an auto white balance, near the light for daylight…
+        let day = apply(&A7M3_D65, xy_to_xyz(D65_XY));
+        let s = solve_working(&facts(None), Some(day)).unwrap();
+        assert!(close(s.cct, 6504.0, 30.0), "{}", s.cct);
+        assert!(s.notes.iter().any(|n| n.contains("auto white balance")), "{:?}", s.notes);
+        // …and keeping some warmth of tungsten, as cameras do.
+        let a = apply(&A7M3_A, xy_to_xyz([0.44757, 0.40745]));
+        let s = solve_working(&facts(None), Some(a)).unwrap();
+        assert!(s.cct > 3000.0 && s.cct < 3800.0, "{}", s.cct);
     }
 
     #[test]
     fn a_singular_matrix_is_skipped_and_reported() {
         let mut f = facts(Some([0.5, 1.0, 0.7]));
         f.calibrations[0].color_matrix = Some([[1.0, 2.0, 3.0], [2.0, 4.0, 6.0], [0.0, 0.0, 1.0]]);
-        let s = solve_working(&f).unwrap();
+        let s = solve_working(&f, None).unwrap();
         assert!(s.notes.iter().any(|n| n.contains("singular")), "{:?}", s.notes);
         f.calibrations[1].color_matrix = None;
-        assert_eq!(solve_working(&f), Err(ColourError::NoMatrix));
+        assert_eq!(solve_working(&f, None), Err(ColourError::NoMatrix));
     }
 
     #[test]
@@ -639,10 +686,10 @@ mod tests {
         // Doubling the red channel in the analog stage doubles red in the neutral and in
         // AnalogBalance: the solved colour of real light is unchanged.
         let n = apply(&A7M3_D65, xy_to_xyz(D65_XY));
-        let plain = solve_working(&facts(Some(n))).unwrap();
+        let plain = solve_working(&facts(Some(n)), None).unwrap();
         let mut f = facts(Some([n[0] * 2.0, n[1], n[2]]));
         f.analog_balance = Some([2.0, 1.0, 1.0]);
-        let ab = solve_working(&f).unwrap();
+        let ab = solve_working(&f, None).unwrap();
         assert!(close(ab.white_xy[0], plain.white_xy[0], 1e-6), "{:?} {:?}", ab.white_xy, plain.white_xy);
     }
 }

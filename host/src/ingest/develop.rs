@@ -135,7 +135,12 @@ pub(crate) fn develop(
     if lv.black.iter().chain(&lv.white).chain(&lv.delta_h).chain(&lv.delta_v).any(|v| !v.is_finite()) {
         return Err(bad("levels"));
     }
-    let colour = match colour::solve_working(&header.colour) {
+    let norm = Normaliser::new(header, planes);
+    let estimate = (!colour::has_white(&header.colour))
+        .then(|| grey_world(&norm, &samples, header, planes))
+        .flatten();
+    tracing::debug!("{}: picture mean camera RGB {estimate:?}", path.display());
+    let colour = match colour::solve_working(&header.colour, estimate) {
         Ok(s) => s,
         Err(e) => {
             notes.push(format!("{e}: camera RGB is taken as linear sRGB, so colours will be off"));
@@ -161,20 +166,31 @@ pub(crate) fn develop(
     };
     let list2 = &header.opcodes.list2;
     let list3 = &header.opcodes.list3;
-    let norm = Normaliser::new(header, planes, &colour.gains);
     let image = match header.layout {
         RawLayout::Bayer { colors } => {
-            // Pass 1: the whole sensor, normalised, white-balanced, clipped.
+            // Pass 1: the whole sensor, normalised, white-balanced, clipped; gain maps
+            // fused in, other OpcodeList2 corrections (rare) in passes of their own.
             let mut plane = vec![0f32; w * h];
+            let fused = opcodes::only_gain_maps(list2);
             plane.par_chunks_mut(w).enumerate().for_each(|(y, row)| {
-                let mut gains = RowGains::new(list2, active, 1);
+                let mut gains = RowGains::new(if fused { list2 } else { &[] }, active);
                 let g = gains.row(y);
-                let wb = [0, 1].map(|c| colour.gains[colors[y % 2][c]]);
+                let wb = [0, 1].map(|c| if fused { colour.gains[colors[y % 2][c]] } else { 1.0 });
                 norm.row(&samples, y, 1, |x, _, v| {
                     let gain = g.as_ref().map_or(1.0, |g| g.at(x));
                     row[x] = (v * gain * wb[x & 1]).min(1.0);
                 });
             });
+            if !fused {
+                let frame = opcodes::Frame { stride: w, planes: 1, x: active[0], y: active[1], w: active[2], h: active[3] };
+                opcodes::apply_values(list2, &mut plane, frame, !header.float);
+                plane.par_chunks_mut(w).enumerate().for_each(|(y, row)| {
+                    let wb = [0, 1].map(|c| colour.gains[colors[y % 2][c]]);
+                    for (x, v) in row.iter_mut().enumerate() {
+                        *v = (*v * wb[x & 1]).min(1.0);
+                    }
+                });
+            }
             let rect = |r: [usize; 4]| (active[0] + r[0], active[1] + r[1], r[2], r[3]);
             if list3.is_empty() {
                 demosaic::demosaic(&plane, w, h, colors, rect(crop), finish)
@@ -186,22 +202,26 @@ pub(crate) fn develop(
             }
         }
         RawLayout::Rgb => {
-            // The active area, normalised, white-balanced, clipped: camera RGB.
+            // The active area, normalised: camera RGB; then OpcodeList2, white balance
+            // and the clip.
             let (aw, ah) = (active[2], active[3]);
             let mut cam = vec![0f32; aw * ah * 3];
             cam.par_chunks_mut(aw * 3).enumerate().for_each(|(ay, row)| {
-                let y = active[1] + ay;
-                let mut gains = RowGains::new(list2, active, 3);
-                let rows: Vec<Option<Vec<f32>>> =
-                    (0..3).map(|p| gains.row_plane(y, p)).collect();
-                norm.row(&samples, y, 3, |x, p, v| {
-                    if x < active[0] || x >= active[0] + aw {
-                        return;
+                norm.row(&samples, active[1] + ay, 3, |x, p, v| {
+                    if x >= active[0] && x < active[0] + aw {
+                        row[(x - active[0]) * 3 + p] = v.min(1.0);
                     }
-                    let ax = x - active[0];
-                    let gain = rows[p].as_ref().map_or(1.0, |g| g[ax]);
-                    row[ax * 3 + p] = (v * gain * colour.gains[p]).min(1.0);
                 });
+            });
+            let frame = opcodes::Frame { stride: aw, planes: 3, x: 0, y: 0, w: aw, h: ah };
+            opcodes::apply_values(list2, &mut cam, frame, !header.float);
+            let g = colour.gains;
+            cam.par_chunks_mut(3 * 4096).for_each(|c| {
+                for p in c.chunks_exact_mut(3) {
+                    for k in 0..3 {
+                        p[k] = (p[k] * g[k]).min(1.0);
+                    }
+                }
             });
             let mut cam = RgbF32::new(aw, ah, cam);
             opcodes::apply_rgb(list3, &mut cam.data, aw, ah, [1.0; 3]);
@@ -213,6 +233,38 @@ pub(crate) fn develop(
         colour,
         notes,
     })
+}
+
+/// The picture's mean camera RGB over the crop (every 3rd row: both mosaic row kinds), leaving out samples near
+/// clipping and in deep shadow, for an auto white balance when the file has none.
+fn grey_world(norm: &Normaliser<'_>, samples: &Samples<'_>, header: &RawHeader, planes: usize) -> Option<[f64; 3]> {
+    let [cx, cy, cw, ch] = header.crop;
+    let sums = (cy..cy + ch)
+        .into_par_iter()
+        .step_by(3)
+        .map(|y| {
+            let mut acc = [(0.0f64, 0usize); 3];
+            norm.row(samples, y, planes, |x, p, v| {
+                if x < cx || x >= cx + cw || !(0.01..0.9).contains(&v) {
+                    return;
+                }
+                let c = match header.layout {
+                    RawLayout::Bayer { colors } => colors[y % 2][x % 2],
+                    RawLayout::Rgb => p,
+                };
+                acc[c].0 += v as f64;
+                acc[c].1 += 1;
+            });
+            acc
+        })
+        .reduce(
+            || [(0.0, 0); 3],
+            |a, b| [0, 1, 2].map(|c| (a[c].0 + b[c].0, a[c].1 + b[c].1)),
+        );
+    if sums.iter().any(|s| s.1 < 100) {
+        return None;
+    }
+    Some(sums.map(|s| s.0 / s.1 as f64))
 }
 
 /// `crop` of `cam` through `finish`.
@@ -237,7 +289,7 @@ struct Normaliser<'a> {
 }
 
 impl<'a> Normaliser<'a> {
-    fn new(header: &'a RawHeader, planes: usize, _gains: &[f32; 3]) -> Normaliser<'a> {
+    fn new(header: &'a RawHeader, planes: usize) -> Normaliser<'a> {
         let lv = &header.levels;
         let white = |cell: usize, p: usize| -> f32 {
             match lv.white.len() {
@@ -311,7 +363,7 @@ impl Row {
 }
 
 impl<'a> RowGains<'a> {
-    fn new(list: &'a [Opcode], active: [usize; 4], _planes: usize) -> RowGains<'a> {
+    fn new(list: &'a [Opcode], active: [usize; 4]) -> RowGains<'a> {
         let maps = list
             .iter()
             .filter_map(|op| match op {

@@ -6,8 +6,8 @@
 //! parsed here (big-endian, whatever the TIFF's byte order) and applied by develop where the
 //! specification puts them: OpcodeList2 on the linearised sensor data (0..1 of the white
 //! level, in the ActiveArea frame), OpcodeList3 on the demosaiced camera RGB before the
-//! default crop. Applied: GainMap (lists 2 and 3), FixVignetteRadial and WarpRectilinear
-//! (list 3). Every other opcode is named in the log as not applied; OpcodeList1 (stored
+//! default crop. Applied: GainMap, MapPolynomial, MapTable, DeltaPerRow/Column and
+//! ScalePerRow/Column (lists 2 and 3), FixVignetteRadial and WarpRectilinear (list 3). Every other opcode is named in the log as not applied; OpcodeList1 (stored
 //! values, before linearisation) is named too — sensor defect maps there are rare outside
 //! development files. Geometry follows Adobe's DNG SDK (`dng_lens_correction.cpp`,
 //! `dng_gain_map.cpp`): centres and radii from the exclusive bounds of the image, the radius
@@ -36,6 +36,31 @@ pub enum Opcode {
         /// Optical centre, fractions of the width and height.
         centre: [f64; 2],
     },
+    /// A polynomial of each value: Σ cᵢ vⁱ (sensor linearisation, e.g. 8-bit linear DNGs).
+    MapPolynomial {
+        /// Where it applies.
+        area: Area,
+        /// c0, c1, … (at most degree 8).
+        coefficients: Vec<f64>,
+    },
+    /// A lookup table of each value (indexed by the value × 65535, as the SDK does).
+    MapTable {
+        /// Where it applies.
+        area: Area,
+        /// The table (16-bit entries; past its end, its last entry).
+        table: Vec<u16>,
+    },
+    /// Adds a value per row or per column (`per_column`), or multiplies (`scale`).
+    PerLine {
+        /// Where it applies.
+        area: Area,
+        /// Per column instead of per row.
+        per_column: bool,
+        /// Multiply instead of add.
+        scale: bool,
+        /// One value per affected row (or column).
+        values: Vec<f32>,
+    },
     /// Anything else: not applied, named in the log.
     Other {
         /// The opcode id.
@@ -43,6 +68,90 @@ pub enum Opcode {
         /// Whether the writer marked it optional.
         optional: bool,
     },
+}
+
+/// The area an opcode works on (DNG 1.7 §7 "area spec").
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Area {
+    /// Top, left, bottom, right (exclusive), in the image's frame; all 0 = everything.
+    pub rect: [u32; 4],
+    /// First plane.
+    pub plane: u32,
+    /// Planes affected.
+    pub planes: u32,
+    /// Row and column pitch.
+    pub pitch: [u32; 2],
+}
+
+impl Area {
+    fn read(p: &mut Be<'_>) -> Result<Area, String> {
+        let rect = [p.u32()?, p.u32()?, p.u32()?, p.u32()?];
+        let (plane, planes) = (p.u32()?, p.u32()?);
+        let pitch = [p.u32()?, p.u32()?];
+        if planes == 0 || pitch.contains(&0) {
+            return Err("an opcode area has no planes or a zero pitch".into());
+        }
+        Ok(Area {
+            rect,
+            plane,
+            planes,
+            pitch,
+        })
+    }
+
+    /// (top, left, bottom, right) in a `w`×`h` image, clamped.
+    fn bounds(&self, w: usize, h: usize) -> (usize, usize, usize, usize) {
+        let [t, l, b, r] = self.rect.map(|v| v as usize);
+        if t == 0 && l == 0 && b == 0 && r == 0 {
+            (0, 0, h, w)
+        } else {
+            (t.min(h), l.min(w), b.min(h), r.min(w))
+        }
+    }
+
+    /// Calls `f(row, column, value)` for every sample the area covers (row and column
+    /// relative to the area's corner), rows in parallel.
+    fn for_each(
+        &self,
+        data: &mut [f32],
+        frame: Frame,
+        f: impl Fn(usize, usize, &mut f32) + Sync,
+    ) {
+        let (t, l, b, r) = self.bounds(frame.w, frame.h);
+        let (p0, p1) = (self.plane as usize, ((self.plane + self.planes) as usize).min(frame.planes));
+        let (rp, cp) = (self.pitch[0] as usize, self.pitch[1] as usize);
+        let stride = frame.stride * frame.planes;
+        data.par_chunks_mut(stride).enumerate().for_each(|(sy, row)| {
+            let Some(y) = sy.checked_sub(frame.y) else { return };
+            if y < t || y >= b || (y - t) % rp != 0 {
+                return;
+            }
+            let mut x = l;
+            while x < r {
+                for p in p0..p1 {
+                    f(y - t, x - l, &mut row[(frame.x + x) * frame.planes + p]);
+                }
+                x += cp;
+            }
+        });
+    }
+}
+
+/// Where an opcode list's image lies in a buffer: the ActiveArea inside the sample grid.
+#[derive(Clone, Copy, Debug)]
+pub struct Frame {
+    /// Samples per row of the buffer (pixels).
+    pub stride: usize,
+    /// Interleaved planes per pixel.
+    pub planes: usize,
+    /// The frame's corner in the buffer.
+    pub x: usize,
+    /// The frame's corner in the buffer.
+    pub y: usize,
+    /// The frame's size.
+    pub w: usize,
+    /// The frame's size.
+    pub h: usize,
 }
 
 /// A GainMap's parameters.
@@ -96,6 +205,9 @@ impl OpcodeLists {
                     Opcode::FixVignetteRadial { .. } if n != 3 => Some((3, false)),
                     Opcode::WarpRectilinear { .. } if n != 3 => Some((1, false)),
                     Opcode::GainMap(_) if n == 1 => Some((9, false)),
+                    Opcode::MapPolynomial { .. } if n == 1 => Some((8, false)),
+                    Opcode::MapTable { .. } if n == 1 => Some((7, false)),
+                    Opcode::PerLine { .. } if n == 1 => Some((10, false)),
                     _ => None,
                 };
                 if let Some((id, optional)) = skipped {
@@ -242,6 +354,40 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Opcode>, String> {
                     gains,
                 })
             }
+            7 => {
+                let area = Area::read(&mut p)?;
+                let n = p.u32()? as usize;
+                if n == 0 || n > 65536 || len != 36 + 2 * n {
+                    return Err(format!("MapTable of {n} entries has {len} bytes"));
+                }
+                let table = (0..n)
+                    .map(|_| p.take(2).map(|b| u16::from_be_bytes([b[0], b[1]])))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Opcode::MapTable { area, table }
+            }
+            8 => {
+                let area = Area::read(&mut p)?;
+                let degree = p.u32()? as usize;
+                if degree > 8 || len != 36 + 8 * (degree + 1) {
+                    return Err(format!("MapPolynomial of degree {degree} has {len} bytes"));
+                }
+                let coefficients = (0..=degree).map(|_| p.f64()).collect::<Result<Vec<_>, _>>()?;
+                Opcode::MapPolynomial { area, coefficients }
+            }
+            10..=13 => {
+                let area = Area::read(&mut p)?;
+                let n = p.u32()? as usize;
+                if len != 36 + 4 * n {
+                    return Err(format!("{} of {n} values has {len} bytes", name(id)));
+                }
+                let values = (0..n).map(|_| p.f32()).collect::<Result<Vec<_>, _>>()?;
+                Opcode::PerLine {
+                    area,
+                    per_column: id == 11 || id == 13,
+                    scale: id >= 12,
+                    values,
+                }
+            }
             _ => Opcode::Other {
                 id,
                 optional: flags & 1 != 0,
@@ -314,6 +460,66 @@ impl GainMap {
     }
 }
 
+/// Whether develop's fused first pass can take `list2` (gain maps only).
+pub fn only_gain_maps(list: &[Opcode]) -> bool {
+    list.iter().all(|op| matches!(op, Opcode::GainMap(_) | Opcode::Other { .. }))
+}
+
+/// Applies the value opcodes of a list (GainMap, MapPolynomial, MapTable, Delta/Scale per
+/// row/column) in order to `data` (0..1 values; `frame` says where the list's image is),
+/// clipping to 0..1 after each, as the specification asks. `integer` says the samples
+/// were integers, whose per-line deltas the DNG SDK reads in 1/65535 of full scale.
+pub fn apply_values(ops: &[Opcode], data: &mut [f32], frame: Frame, integer: bool) {
+    for op in ops {
+        match op {
+            Opcode::GainMap(map) => {
+                let (w, h) = (frame.w, frame.h);
+                let stride = frame.stride * frame.planes;
+                data.par_chunks_mut(stride).enumerate().for_each(|(sy, row)| {
+                    let Some(y) = sy.checked_sub(frame.y).filter(|&y| y < h) else { return };
+                    let mut gains = Vec::new();
+                    for p in 0..frame.planes {
+                        map.row_gains(y, p, w, h, &mut gains);
+                        for &(x, g) in &gains {
+                            let v = &mut row[(frame.x + x) * frame.planes + p];
+                            *v = (*v * g).clamp(0.0, 1.0);
+                        }
+                    }
+                });
+            }
+            Opcode::MapPolynomial { area, coefficients } => {
+                area.for_each(data, frame, |_, _, v| {
+                    let x = *v as f64;
+                    let y = coefficients.iter().rev().fold(0.0, |acc, c| acc * x + c);
+                    *v = y.clamp(0.0, 1.0) as f32;
+                });
+            }
+            Opcode::MapTable { area, table } => {
+                let last = table.len() - 1;
+                area.for_each(data, frame, |_, _, v| {
+                    let i = ((*v * 65535.0).round().clamp(0.0, 65535.0) as usize).min(last);
+                    *v = table[i] as f32 / 65535.0;
+                });
+            }
+            Opcode::PerLine {
+                area,
+                per_column,
+                scale,
+                values,
+            } => {
+                let unit = if integer && !scale { 1.0 / 65535.0 } else { 1.0 };
+                let (rp, cp) = (area.pitch[0] as usize, area.pitch[1] as usize);
+                area.for_each(data, frame, |y, x, v| {
+                    let i = if *per_column { x / cp } else { y / rp };
+                    let Some(&k) = values.get(i) else { return };
+                    *v = if *scale { *v * k } else { *v + k * unit }.clamp(0.0, 1.0);
+                });
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Multiplies a mosaic or single-plane image (`w`×`h`, one value per pixel; `plane_of`
 /// gives a pixel's plane) by the gain maps in `ops`, clipping at 1 as the specification
 /// asks after each opcode.
@@ -362,6 +568,10 @@ pub fn apply_rgb(ops: &[Opcode], data: &mut Vec<f32>, w: usize, h: usize, clip: 
             }
             Opcode::WarpRectilinear { planes, centre } => {
                 *data = warp(data, w, h, planes, *centre, clip);
+            }
+            Opcode::MapPolynomial { .. } | Opcode::MapTable { .. } | Opcode::PerLine { .. } => {
+                let frame = Frame { stride: w, planes: 3, x: 0, y: 0, w, h };
+                apply_values(std::slice::from_ref(op), data, frame, false);
             }
             Opcode::Other { .. } => {}
         }
