@@ -48,6 +48,47 @@ pub fn photos_dir() -> anyhow::Result<PathBuf> {
     Ok(PathBuf::from(String::from_utf8(out.stdout)?.trim()))
 }
 
+/// The real camera RAWs every colour and brightness test also runs on (see
+/// `../shared/raw-samples/README.md` and `scripts/fetch-raw-samples`).
+pub const RAW_SAMPLES: &[&str] = &[
+    "canon_d30__boostgil_RAW_CANON_D30_SRGB.CRW",
+    "canon_eos30d__dcraw_IMG_0848.CR2",
+    "kodak_dc50__rawpy.KDC",
+    "nikon_d5000__hdrmerge_sample1.dng",
+    "nikon_d5000__hdrmerge_sample2.dng",
+    "nikon_d5000__hdrmerge_sample3.dng",
+    "skia_dng_with_preview.dng",
+];
+
+/// The folder of real camera RAWs, fetched on first use (Debian source packages through
+/// apt, and `../shared/raw-samples/`). Fails naming every sample that cannot be had.
+pub fn raw_samples_dir() -> anyhow::Result<PathBuf> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/fetch-raw-samples");
+    let out = Command::new("bash")
+        .arg(&script)
+        .output()
+        .context("running scripts/fetch-raw-samples")?;
+    let dir = PathBuf::from(String::from_utf8(out.stdout)?.trim());
+    let missing: Vec<&str> = RAW_SAMPLES
+        .iter()
+        .copied()
+        .filter(|f| !dir.join(f).is_file())
+        .collect();
+    if !out.status.success() || !missing.is_empty() {
+        bail!(
+            "real camera samples missing: {missing:?}; scripts/fetch-raw-samples said: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(dir)
+}
+
+/// The Python interpreter with rawpy and Pillow the LibRaw comparisons use
+/// (`LUMINARY_PYTHON`, else `python3`).
+pub fn python() -> String {
+    std::env::var("LUMINARY_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
 /// Loads one of the real photos by file name (`flower.png`, `blossom.png`, `portrait.png`).
 pub fn load_photo(name: &str) -> anyhow::Result<Photo> {
     let path = photos_dir()?.join(name);

@@ -164,12 +164,23 @@ pub(crate) fn decode_raw(
         JobError::file(
             ErrorCode::UnsupportedFormat,
             path,
-            format!("not a camera RAW Luminary can read ({e})"),
+            format!(
+                "not a camera RAW format Luminary can read: no decoder recognises its header ({e}); \
+                 headerless RAWs (some old Kodak and phone files, known only by their size) cannot be read"
+            ),
         )
     })?;
     tracing::debug!("raw decoder ready {:?}", t.elapsed());
     let params = RawDecodeParams::default();
     let raw = decoder.raw_image(&src, &params, false).map_err(|e| {
+        if vc5_compressed(decoder.as_ref()) {
+            return JobError::file(
+                ErrorCode::UnsupportedFormat,
+                path,
+                "a GoPro GPR (DNG with VC-5 compression), which Luminary cannot decode yet; \
+                 convert it to a plain DNG first (GoPro's `gpr` tool, or Adobe DNG Converter)",
+            );
+        }
         corrupt(format!(
             "the RAW data cannot be decoded ({e}); the file may be truncated"
         ))
@@ -275,6 +286,24 @@ pub(crate) fn decode_raw(
         },
         opened,
     ))
+}
+
+/// Whether a DNG's image data is VC-5 compressed (Compression 9: GoPro's GPR).
+fn vc5_compressed(decoder: &dyn rawler::decoders::Decoder) -> bool {
+    if decoder.format_hint() != rawler::decoders::FormatHint::DNG {
+        return false;
+    }
+    let Ok(Some(root)) = decoder.ifd(WellKnownIFD::Root) else {
+        return false;
+    };
+    let vc5 = |ifd: &IFD| {
+        ifd.get_entry(rawler::tags::TiffCommonTag::Compression)
+            .is_some_and(|e| e.value.get_u32(0).ok().flatten() == Some(9))
+    };
+    vc5(&root)
+        || root
+            .get_sub_ifd_all(rawler::tags::TiffCommonTag::SubIFDs)
+            .is_some_and(|subs| subs.iter().any(vc5))
 }
 
 /// The black and white levels of a RAW, with the DNG's per-row and per-column deltas.

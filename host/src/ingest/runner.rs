@@ -153,6 +153,9 @@ pub fn run(args: RunnerArgs<'_>) -> i32 {
             );
         }
     };
+    // One line per panic, no backtrace: decoders' panics are expected on damaged files,
+    // and a parallel decoder can panic once per row.
+    std::panic::set_hook(Box::new(|info| eprintln!("decode-runner: {info}")));
     let limits = Limits {
         max_pixels: args.max_pixels,
         ..Limits::default()
@@ -338,6 +341,10 @@ pub(crate) fn start(exe: &Path, path: &Path, limits: &Limits) -> Result<Child, J
         // glibc reserves 64 MB of address space per thread's arena; two are plenty here
         // and keep the limit independent of the core count.
         .env("MALLOC_ARENA_MAX", "2")
+        // A damaged file can make a decoder panic on thousands of rows at once; with
+        // backtraces on, capturing each one took a header-only IIQ 11 s instead of 0.1 s.
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("RUST_LIB_BACKTRACE")
         .stdin(Stdio::from(stdin))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
