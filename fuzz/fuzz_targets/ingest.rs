@@ -90,6 +90,12 @@ fn budget(heap: Option<u64>) {
 
 static SETUP: Once = Once::new();
 
+/// Names for first bytes 128 and up (scripts/fuzz uses the same list).
+const RAW_EXTS: [&str; 16] = [
+    "nef", "raf", "rw2", "cr3", "iiq", "x3f", "mrw", "crw", "cr2", "orf", "arw", "pef", "dng",
+    "kdc", "srw", "gpr",
+];
+
 fuzz_target!(|data: &[u8]| {
     SETUP.call_once(|| {
         // libfuzzer-sys aborts on any panic; ingest catches decoder panics like the daemon
@@ -110,7 +116,14 @@ fuzz_target!(|data: &[u8]| {
         });
     });
     let Some((&kind, body)) = data.split_first() else { return };
-    let ext = ["dng", "tif", "jpg", "png"][kind as usize % 4];
+    // The first byte names the file: below 128, one of the four container formats (the
+    // seed corpus); from 128, a camera RAW format, so real header-only files of those
+    // formats (ExifTool's, added by scripts/fuzz) are read as what they are.
+    let ext = if kind < 128 {
+        ["dng", "tif", "jpg", "png"][kind as usize % 4]
+    } else {
+        RAW_EXTS[(kind as usize - 128) % RAW_EXTS.len()]
+    };
     let dir = std::env::temp_dir().join(format!("luminary-fuzz-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&dir);
     let path = dir.join(format!("input.{ext}"));

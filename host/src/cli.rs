@@ -219,7 +219,6 @@ pub struct EnhanceArgs {
     pub cancel_file: Option<PathBuf>,
 }
 
-
 /// Entry point; returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match &cli.command {
@@ -244,9 +243,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         // Every command that may decode a RAW (the daemon, bench, sheets) does it in a
         // decoder process of this executable.
         _ => match crate::paths::self_exe() {
-            Ok(exe) => crate::ingest::set_raw_decoding(
-                crate::ingest::RawDecoding::Process(exe),
-            ),
+            Ok(exe) => crate::ingest::set_raw_decoding(crate::ingest::RawDecoding::Process(exe)),
             Err(e) => {
                 tracing::warn!("RAWs are decoded in this process, without a memory limit: {e}")
             }

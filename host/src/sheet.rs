@@ -15,9 +15,9 @@ use crate::config::{Config, Format};
 use crate::engine::local::Plan;
 use crate::error::Cancel;
 use crate::image::RgbF32;
-use crate::paths::Paths;
 use crate::ingest;
 use crate::metadata;
+use crate::paths::Paths;
 use crate::pipeline::{encode, preview, render};
 use crate::plugins::{resolve_params, search_path, Registry};
 
@@ -90,13 +90,9 @@ pub fn run(paths: &Paths, out: &Path, photo: &Path) -> anyhow::Result<std::path:
             let mut img = thumb.clone();
             let intensity = d.default_intensity as f32;
             if d.pixel_function {
-                let mut shm =
-                    crate::shm::SharedPixels::create(img.data.len()).map_err(|e| {
-                        crate::error::JobError::new(
-                            crate::error::ErrorCode::Internal,
-                            e.to_string(),
-                        )
-                    })?;
+                let mut shm = crate::shm::SharedPixels::create(img.data.len()).map_err(|e| {
+                    crate::error::JobError::new(crate::error::ErrorCode::Internal, e.to_string())
+                })?;
                 shm.as_mut_slice().copy_from_slice(&img.data);
                 Plan::resolve(&req.recipe, &thumb).apply_to(
                     img.width,

@@ -187,7 +187,14 @@ fn a_decoder_that_hangs_crashes_aborts_or_answers_nonsense_fails_only_its_job() 
     let nonsense = script("nonsense", "echo 'hello'");
     let lying = script(
         "lying",
-        r#"echo '{"decoded":{"width":100,"height":100,"orientation":1,"layout":{"kind":"rgb"}}}'"#,
+        concat!(
+            r#"echo '{"decoded":{"width":100,"height":100,"orientation":1,"layout":{"kind":"rgb"},"#,
+            r#""float":false,"levels":{"black":[0,0,0],"repeat":[1,1],"origin":[0,0],"delta_h":[],"#,
+            r#""delta_v":[],"white":[65535]},"active":[0,0,100,100],"crop":[0,0,100,100],"#,
+            r#""colour":{"origin":"a lie","calibrations":[],"analog_balance":null,"#,
+            r#""as_shot_neutral":null,"as_shot_white_xy":null},"baseline_exposure":0.0,"#,
+            r#""opcodes":{"list1":[],"list2":[],"list3":[]},"notes":[]}}'"#
+        ),
     );
     let silent = script("silent", "exit 3");
     let gone = |pid_file: &Path| {

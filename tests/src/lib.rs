@@ -271,8 +271,65 @@ pub fn fixture_exif() -> Vec<Field> {
     ]
 }
 
+/// What a DNG may carry beyond a plain camera file.
+#[derive(Clone, Debug, Default)]
+pub struct DngExtras {
+    /// Lens shading: the sensor sees `1 − k·r²` of the light at relative radius r (1 at the
+    /// corners), and OpcodeList2 carries the GainMap (9×9 points) that undoes it, as phones
+    /// write their DNGs.
+    pub lens_shading: Option<f32>,
+    /// BaselineExposure, EV.
+    pub baseline_exposure: Option<f64>,
+}
+
+/// The relative radius² of a pixel centre (0 at the centre, 1 at the corners).
+fn radius2(x: usize, y: usize, w: usize, h: usize) -> f32 {
+    let u = (x as f32 + 0.5) / w as f32 - 0.5;
+    let v = (y as f32 + 0.5) / h as f32 - 0.5;
+    (u * u + v * v) / 0.5
+}
+
+/// OpcodeList2 with one GainMap of 9×9 points that multiplies by `1 / (1 − k·r²)`.
+fn shading_gain_map(k: f32) -> Vec<u8> {
+    let n = 9u32;
+    let mut params = Vec::new();
+    for v in [0u32, 0, 0, 0, 0, 1, 1, 1, n, n] {
+        params.extend_from_slice(&v.to_be_bytes());
+    }
+    for v in [1.0 / (n - 1) as f64, 1.0 / (n - 1) as f64, 0.0, 0.0] {
+        params.extend_from_slice(&v.to_be_bytes());
+    }
+    params.extend_from_slice(&1u32.to_be_bytes());
+    for i in 0..n {
+        for j in 0..n {
+            let (v, u) = (
+                i as f32 / (n - 1) as f32 - 0.5,
+                j as f32 / (n - 1) as f32 - 0.5,
+            );
+            let r2 = (u * u + v * v) / 0.5;
+            params.extend_from_slice(&(1.0 / (1.0 - k * r2)).to_be_bytes());
+        }
+    }
+    let mut out = Vec::new();
+    for v in [1u32, 9, 0x0103_0000, 1, params.len() as u32] {
+        out.extend_from_slice(&v.to_be_bytes());
+    }
+    out.extend_from_slice(&params);
+    out
+}
+
 /// Writes a camera-like DNG of `photo` (sRGB) to `path`.
 pub fn write_dng(path: &Path, photo: &Photo, spec: &RawSpec) -> anyhow::Result<()> {
+    write_dng_with(path, photo, spec, &DngExtras::default())
+}
+
+/// [`write_dng`] with extras.
+pub fn write_dng_with(
+    path: &Path,
+    photo: &Photo,
+    spec: &RawSpec,
+    extras: &DngExtras,
+) -> anyhow::Result<()> {
     let (w, h) = (photo.width, photo.height);
     let m = [
         [SONY_A7M3[0], SONY_A7M3[1], SONY_A7M3[2]],
@@ -300,7 +357,10 @@ pub fn write_dng(path: &Path, photo: &Photo, spec: &RawSpec) -> anyhow::Result<(
                 ];
                 let cam = mul3(&m, mul3(&SRGB_TO_XYZ, lin));
                 let c = pattern[(y % 2) * 2 + (x % 2)] as usize;
-                let v = (cam[c] * scale).max(0.0);
+                let shade = extras
+                    .lens_shading
+                    .map_or(1.0, |k| 1.0 - k * radius2(x, y, w, h));
+                let v = (cam[c] * scale * shade).max(0.0);
                 // Deterministic pseudo-random Gaussian-ish noise from the position.
                 let mut hsh =
                     (x as u32).wrapping_mul(0x9E37_79B1) ^ (y as u32).wrapping_mul(0x85EB_CA77);
@@ -355,6 +415,12 @@ pub fn write_dng(path: &Path, photo: &Photo, spec: &RawSpec) -> anyhow::Result<(
         t(50728, Value::Rational(neutral)),
         t(50778, Value::Short(vec![21])),
     ];
+    if let Some(k) = extras.lens_shading {
+        fields.push(t(51009, Value::Undefined(shading_gain_map(k), 0)));
+    }
+    if let Some(ev) = extras.baseline_exposure {
+        fields.push(t(50730, Value::SRational(vec![srational(ev as f32)])));
+    }
     fields.extend(fixture_exif());
     let mut writer = exif::experimental::Writer::new();
     for f in &fields {

@@ -75,6 +75,9 @@ mod engines;
 #[path = "e2e/cameras.rs"]
 mod cameras;
 
+#[path = "e2e/dng.rs"]
+mod dng;
+
 /// Fixtures shared by every test in this binary (generating a 24 MP DNG takes a while).
 struct Fixtures {
     _dir: tempfile::TempDir,
@@ -380,8 +383,7 @@ fn intensity_zero_is_the_base_one_is_the_edit_and_half_is_halfway() {
     // check: levels, white balance, matrix and demosaic recover the scene).
     let zero = decode(&o0);
     let (pw, ph) = (f.mid_photo.width, f.mid_photo.height);
-    let mut scene =
-        luminary::color::to_working(pw, ph, f.mid_photo.data.clone(), None).unwrap();
+    let mut scene = luminary::color::to_working(pw, ph, f.mid_photo.data.clone(), None).unwrap();
     luminary::pipeline::render::render_base(
         &mut scene,
         luminary::ingest::Rendering::Camera { exposure_ev: 0.0 },

@@ -125,9 +125,9 @@ pub fn raws_in(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.is_file())
         .filter(|p| {
-            p.extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| crate::ingest::checks::RAW_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+            p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+                crate::ingest::checks::RAW_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str())
+            })
         })
         .collect();
     files.sort();
@@ -169,17 +169,27 @@ pub fn run(
         None => "-".into(),
     };
     for r in &rows {
-        let name = r.file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = r
+            .file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         println!(
             "{:<44} {:>11} {:>21} {:>21}{}",
             name,
             format!("{}×{}", r.width, r.height),
             fmt(&r.luminary),
             fmt(&r.libraw),
-            r.error.as_ref().map(|e| format!("  ({e})")).unwrap_or_default()
+            r.error
+                .as_ref()
+                .map(|e| format!("  ({e})"))
+                .unwrap_or_default()
         );
         if let Some((xy, cct)) = r.white {
-            println!("{:<44}   white xy {:.4},{:.4} ({cct:.0} K)", "", xy[0], xy[1]);
+            println!(
+                "{:<44}   white xy {:.4},{:.4} ({cct:.0} K)",
+                "", xy[0], xy[1]
+            );
         }
         for n in &r.notes {
             println!("{:<44}   note: {n}", "");
@@ -216,10 +226,19 @@ fn load_srgb(path: &Path) -> anyhow::Result<RgbF32> {
     let img = image::open(path)
         .with_context(|| format!("{}: cannot open", path.display()))?
         .into_rgb32f();
-    Ok(RgbF32::new(img.width() as usize, img.height() as usize, img.into_raw()))
+    Ok(RgbF32::new(
+        img.width() as usize,
+        img.height() as usize,
+        img.into_raw(),
+    ))
 }
 
-fn measure(file: &Path, reference: Option<&Reference>, config: &Config, save: Option<&Path>) -> Row {
+fn measure(
+    file: &Path,
+    reference: Option<&Reference>,
+    config: &Config,
+    save: Option<&Path>,
+) -> Row {
     let mut row = Row {
         file: file.to_path_buf(),
         width: 0,
@@ -251,10 +270,21 @@ fn measure(file: &Path, reference: Option<&Reference>, config: &Config, save: Op
     row.height = ours.height;
     if let Some(dir) = save {
         let bytes: Vec<u8> = ours.data.iter().map(|v| (v * 255.0 + 0.5) as u8).collect();
-        let name = file.file_stem().unwrap_or_default().to_string_lossy().into_owned();
+        let name = file
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
         let out = dir.join(format!("{name}-base.jpg"));
-        if let Err(e) = image::save_buffer(&out, &bytes, ours.width as u32, ours.height as u32, image::ExtendedColorType::Rgb8) {
-            row.notes.push(format!("cannot save {}: {e}", out.display()));
+        if let Err(e) = image::save_buffer(
+            &out,
+            &bytes,
+            ours.width as u32,
+            ours.height as u32,
+            image::ExtendedColorType::Rgb8,
+        ) {
+            row.notes
+                .push(format!("cannot save {}: {e}", out.display()));
         }
     }
     let Some(reference) = reference else {
@@ -280,7 +310,11 @@ fn measure(file: &Path, reference: Option<&Reference>, config: &Config, save: Op
 /// The base as sRGB-encoded values 0..1.
 fn to_srgb(base: &RgbF32) -> RgbF32 {
     let v = encode::to_u16(base, OutputSpace::Srgb);
-    RgbF32::new(base.width, base.height, v.iter().map(|&c| c as f32 / 65535.0).collect())
+    RgbF32::new(
+        base.width,
+        base.height,
+        v.iter().map(|&c| c as f32 / 65535.0).collect(),
+    )
 }
 
 /// `img` turned clockwise by `turns` quarter turns.
@@ -303,7 +337,11 @@ fn luma(img: &RgbF32) -> Vec<f32> {
 
 /// Both pictures at one size: `reference`'s, at most 768 px, `candidate`'s aspect.
 fn common_size(candidate: &RgbF32, reference: &RgbF32) -> (usize, usize) {
-    let long = reference.width.max(reference.height).min(768).min(candidate.width.max(candidate.height));
+    let long = reference
+        .width
+        .max(reference.height)
+        .min(768)
+        .min(candidate.width.max(candidate.height));
     let s = long as f64 / candidate.width.max(candidate.height) as f64;
     (
         ((candidate.width as f64 * s).round() as usize).max(8),
@@ -426,7 +464,10 @@ pub fn agreement(candidate: &RgbF32, reference: &RgbF32) -> Option<Agreement> {
             (xyz, lab(xyz))
         })
         .collect();
-    let refr: Vec<[f64; 3]> = idx.iter().map(|&i| lab(to_xyz(&p.refr[i * 3..i * 3 + 3]))).collect();
+    let refr: Vec<[f64; 3]> = idx
+        .iter()
+        .map(|&i| lab(to_xyz(&p.refr[i * 3..i * 3 + 3])))
+        .collect();
     let mut lc: Vec<f64> = cand.iter().map(|c| c.1[0]).collect();
     let mut lr: Vec<f64> = refr.iter().map(|r| r[0]).collect();
     lc.sort_by(f64::total_cmp);
@@ -459,7 +500,11 @@ pub fn agreement(candidate: &RgbF32, reference: &RgbF32) -> Option<Agreement> {
         .map(|((xyz, l), r)| {
             let y = xyz[1];
             let target = y_of_l(map_l(l[0]));
-            let m = if y > 1e-6 { lab(xyz.map(|v| v * target / y)) } else { [0.0; 3] };
+            let m = if y > 1e-6 {
+                lab(xyz.map(|v| v * target / y))
+            } else {
+                [0.0; 3]
+            };
             ((m[1] - r[1]).powi(2) + (m[2] - r[2]).powi(2)).sqrt()
         })
         .collect();
@@ -518,6 +563,9 @@ mod tests {
         dark.data.iter_mut().for_each(|v| *v *= 0.8);
         let d = agreement(&dark, &img).unwrap();
         assert!(d.dl < -5.0, "{d:?}");
-        assert!(d.dab_median < 1.5, "tone matching removes brightness from Δab: {d:?}");
+        assert!(
+            d.dab_median < 1.5,
+            "tone matching removes brightness from Δab: {d:?}"
+        );
     }
 }

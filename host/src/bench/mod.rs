@@ -205,8 +205,8 @@ fn isolation_cost(
     let d = &preset.descriptor;
     let params = crate::plugins::resolve_params(d, &Default::default())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let ingested = crate::ingest::ingest(&req.source, &config.limits)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let ingested =
+        crate::ingest::ingest(&req.source, &config.limits).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut base = ingested.image;
     crate::pipeline::render::render_base(&mut base, ingested.rendering);
     let preview = crate::pipeline::preview::downscale(&base, config.engine.preview_size as usize);

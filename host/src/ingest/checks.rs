@@ -304,8 +304,12 @@ fn check_tiff_structure(path: &Path, max_pixels: u64) -> Result<(), String> {
     Ok(())
 }
 
-
-pub(crate) fn check_pixels(path: &Path, w: usize, h: usize, limits: &Limits) -> Result<(), JobError> {
+pub(crate) fn check_pixels(
+    path: &Path,
+    w: usize,
+    h: usize,
+    limits: &Limits,
+) -> Result<(), JobError> {
     let px = w as u64 * h as u64;
     if px > limits.max_pixels {
         return Err(JobError::file(

@@ -98,17 +98,17 @@ const BRADFORD: M3 = [
 /// Colour temperature of an EXIF LightSource code, as the DNG SDK maps them (0: unknown).
 pub fn illuminant_temperature(code: u16) -> f64 {
     match code {
-        17 | 3 => 2850.0,                 // standard light A, tungsten
-        24 => 3200.0,                     // ISO studio tungsten
-        23 => 5000.0,                     // D50
-        20 | 1 | 9 | 4 | 18 => 5500.0,    // D55, daylight, fine weather, flash, B
-        21 | 19 | 10 => 6500.0,           // D65, C, cloudy
-        22 | 11 => 7500.0,                // D75, shade
-        12 => (5700.0 + 7100.0) * 0.5,    // daylight fluorescent
-        13 => (4600.0 + 5500.0) * 0.5,    // day white fluorescent
+        17 | 3 => 2850.0,                  // standard light A, tungsten
+        24 => 3200.0,                      // ISO studio tungsten
+        23 => 5000.0,                      // D50
+        20 | 1 | 9 | 4 | 18 => 5500.0,     // D55, daylight, fine weather, flash, B
+        21 | 19 | 10 => 6500.0,            // D65, C, cloudy
+        22 | 11 => 7500.0,                 // D75, shade
+        12 => (5700.0 + 7100.0) * 0.5,     // daylight fluorescent
+        13 => (4600.0 + 5500.0) * 0.5,     // day white fluorescent
         14 | 2 => (3800.0 + 4500.0) * 0.5, // cool white fluorescent, fluorescent
-        15 => (3250.0 + 3800.0) * 0.5,    // white fluorescent
-        16 => (2600.0 + 3250.0) * 0.5,    // warm white fluorescent
+        15 => (3250.0 + 3800.0) * 0.5,     // white fluorescent
+        16 => (2600.0 + 3250.0) * 0.5,     // warm white fluorescent
         _ => 0.0,
     }
 }
@@ -165,7 +165,11 @@ pub fn xy_to_cct(xy: [f64; 2]) -> f64 {
             let dt = (-dt).max(0.0);
             let f = if i == 1 { 0.0 } else { dt / (last_dt + dt) };
             let mired = ROBERTSON[i - 1][0] * f + ROBERTSON[i][0] * (1.0 - f);
-            return if mired > 20.0 { 1.0e6 / mired } else { 50_000.0 };
+            return if mired > 20.0 {
+                1.0e6 / mired
+            } else {
+                50_000.0
+            };
         }
         last_dt = dt;
     }
@@ -255,7 +259,13 @@ pub fn xyz_to_xy(v: V3) -> [f64; 2] {
 pub fn bradford(from: [f64; 2], to: [f64; 2]) -> M3 {
     let w1 = apply(&BRADFORD, xy_to_xyz(from)).map(|v| v.max(0.0));
     let w2 = apply(&BRADFORD, xy_to_xyz(to)).map(|v| v.max(0.0));
-    let gain = |a: f64, b: f64| if a > 0.0 { (b / a).clamp(0.1, 10.0) } else { 10.0 };
+    let gain = |a: f64, b: f64| {
+        if a > 0.0 {
+            (b / a).clamp(0.1, 10.0)
+        } else {
+            10.0
+        }
+    };
     let a = diag([gain(w1[0], w2[0]), gain(w1[1], w2[1]), gain(w1[2], w2[2])]);
     let inv = invert(&BRADFORD).expect("Bradford is invertible");
     mul(&inv, &mul(&a, &BRADFORD))
@@ -430,7 +440,10 @@ fn auto_white(profile: &Profile, mean: V3) -> [f64; 2] {
     let xy = profile.neutral_to_xy(mean);
     let mired = 1.0e6 / xy_to_cct(xy);
     let k = 0.35 * ((mired - 200.0) / (350.0 - 200.0)).clamp(0.0, 1.0);
-    [xy[0] + k * (D50_XY[0] - xy[0]), xy[1] + k * (D50_XY[1] - xy[1])]
+    [
+        xy[0] + k * (D50_XY[0] - xy[0]),
+        xy[1] + k * (D50_XY[1] - xy[1]),
+    ]
 }
 
 /// Solves the colour of one photo. `pcs_to_working` takes XYZ D50 to the working space
@@ -488,12 +501,14 @@ pub fn solve(
     // Camera → PCS (XYZ D50), scaled so the neutral at clip reaches the PCS white.
     let cam_to_pcs = match fm {
         Some(fm) => {
-            let individual_to_ref =
-                invert(&mul(&profile.analog, &cc)).unwrap_or(IDENTITY);
+            let individual_to_ref = invert(&mul(&profile.analog, &cc)).unwrap_or(IDENTITY);
             let ref_white = apply(&individual_to_ref, cam_white);
             mul(
                 &fm,
-                &mul(&diag(ref_white.map(|v| 1.0 / v.max(1e-6))), &individual_to_ref),
+                &mul(
+                    &diag(ref_white.map(|v| 1.0 / v.max(1e-6))),
+                    &individual_to_ref,
+                ),
             )
         }
         None => {
@@ -575,7 +590,11 @@ mod tests {
     #[test]
     fn robertson_gives_the_known_temperatures_of_standard_illuminants() {
         // D65 ≈ 6504 K, A ≈ 2856 K, D50 ≈ 5003 K (CIE 15).
-        assert!(close(xy_to_cct(D65_XY), 6504.0, 15.0), "{}", xy_to_cct(D65_XY));
+        assert!(
+            close(xy_to_cct(D65_XY), 6504.0, 15.0),
+            "{}",
+            xy_to_cct(D65_XY)
+        );
         assert!(close(xy_to_cct([0.44757, 0.40745]), 2856.0, 10.0));
         assert!(close(xy_to_cct([0.3457, 0.3585]), 5003.0, 15.0));
     }
@@ -583,7 +602,10 @@ mod tests {
     #[test]
     fn the_working_space_white_is_d50_in_the_connection_space() {
         let (pcs, to_working) = working_pcs();
-        assert!(close(pcs[0], 0.9642, 2e-3) && close(pcs[1], 1.0, 1e-6) && close(pcs[2], 0.8249, 2e-3), "{pcs:?}");
+        assert!(
+            close(pcs[0], 0.9642, 2e-3) && close(pcs[1], 1.0, 1e-6) && close(pcs[2], 0.8249, 2e-3),
+            "{pcs:?}"
+        );
         let w = apply(&to_working, pcs);
         assert!(w.iter().all(|v| close(*v, 1.0, 1e-9)), "{w:?}");
     }
@@ -596,7 +618,11 @@ mod tests {
         let n = n.map(|v| v / peak);
         let s = solve_working(&facts(Some(n)), None).unwrap();
         assert!(s.notes.is_empty(), "{:?}", s.notes);
-        assert!(close(s.white_xy[0], D65_XY[0], 1e-5) && close(s.white_xy[1], D65_XY[1], 1e-5), "{:?}", s.white_xy);
+        assert!(
+            close(s.white_xy[0], D65_XY[0], 1e-5) && close(s.white_xy[1], D65_XY[1], 1e-5),
+            "{:?}",
+            s.white_xy
+        );
         assert!(close(s.cct, 6504.0, 15.0));
         assert!(s.weight < 1e-3, "D65 uses the D65 matrix: {}", s.weight);
         // The neutral, white-balanced, becomes working white.
@@ -657,14 +683,26 @@ mod tests {
     fn implausible_white_balance_falls_back_to_daylight_and_says_so() {
         let s = solve_working(&facts(Some([0.05, 1.0, 0.9])), None).unwrap();
         assert!(close(s.white_xy[0], D55_XY[0], 1e-9));
-        assert!(s.notes.iter().any(|n| n.contains("implausible")), "{:?}", s.notes);
+        assert!(
+            s.notes.iter().any(|n| n.contains("implausible")),
+            "{:?}",
+            s.notes
+        );
         let s = solve_working(&facts(None), None).unwrap();
-        assert!(s.notes.iter().any(|n| n.contains("no as-shot")), "{:?}", s.notes);
+        assert!(
+            s.notes.iter().any(|n| n.contains("no as-shot")),
+            "{:?}",
+            s.notes
+        );
         // With the picture's mean: an auto white balance, near the light for daylight…
         let day = apply(&A7M3_D65, xy_to_xyz(D65_XY));
         let s = solve_working(&facts(None), Some(day)).unwrap();
         assert!(close(s.cct, 6504.0, 30.0), "{}", s.cct);
-        assert!(s.notes.iter().any(|n| n.contains("auto white balance")), "{:?}", s.notes);
+        assert!(
+            s.notes.iter().any(|n| n.contains("auto white balance")),
+            "{:?}",
+            s.notes
+        );
         // …and keeping some warmth of tungsten, as cameras do.
         let a = apply(&A7M3_A, xy_to_xyz([0.44757, 0.40745]));
         let s = solve_working(&facts(None), Some(a)).unwrap();
@@ -676,7 +714,11 @@ mod tests {
         let mut f = facts(Some([0.5, 1.0, 0.7]));
         f.calibrations[0].color_matrix = Some([[1.0, 2.0, 3.0], [2.0, 4.0, 6.0], [0.0, 0.0, 1.0]]);
         let s = solve_working(&f, None).unwrap();
-        assert!(s.notes.iter().any(|n| n.contains("singular")), "{:?}", s.notes);
+        assert!(
+            s.notes.iter().any(|n| n.contains("singular")),
+            "{:?}",
+            s.notes
+        );
         f.calibrations[1].color_matrix = None;
         assert_eq!(solve_working(&f, None), Err(ColourError::NoMatrix));
     }
@@ -690,6 +732,11 @@ mod tests {
         let mut f = facts(Some([n[0] * 2.0, n[1], n[2]]));
         f.analog_balance = Some([2.0, 1.0, 1.0]);
         let ab = solve_working(&f, None).unwrap();
-        assert!(close(ab.white_xy[0], plain.white_xy[0], 1e-6), "{:?} {:?}", ab.white_xy, plain.white_xy);
+        assert!(
+            close(ab.white_xy[0], plain.white_xy[0], 1e-6),
+            "{:?} {:?}",
+            ab.white_xy,
+            plain.white_xy
+        );
     }
 }

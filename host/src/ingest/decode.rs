@@ -202,7 +202,9 @@ pub(crate) fn decode_raw(
         None => camera_colour(&raw),
     };
     let baseline_exposure = tags.as_ref().map_or(0.0, DngTags::baseline_exposure);
-    let opcodes = tags.as_ref().map_or_else(OpcodeLists::default, |t| t.opcodes(&mut notes));
+    let opcodes = tags
+        .as_ref()
+        .map_or_else(OpcodeLists::default, |t| t.opcodes(&mut notes));
     let (len, float) = match &raw.data {
         rawler::RawImageData::Integer(v) => (v.len(), false),
         rawler::RawImageData::Float(v) => (v.len(), true),
@@ -348,7 +350,11 @@ fn levels(
         },
         delta_h,
         delta_v,
-        white: if white.is_empty() { vec![65535.0] } else { white },
+        white: if white.is_empty() {
+            vec![65535.0]
+        } else {
+            white
+        },
     }
 }
 
@@ -404,7 +410,10 @@ fn camera_colour(raw: &rawler::RawImage) -> ColourFacts {
     let neutral = (wb[..3].iter().all(|v| v.is_finite() && *v > 0.0))
         .then(|| [1.0 / wb[0] as f64, 1.0 / wb[1] as f64, 1.0 / wb[2] as f64]);
     ColourFacts {
-        origin: format!("rawler's camera data for {} {}", raw.clean_make, raw.clean_model),
+        origin: format!(
+            "rawler's camera data for {} {}",
+            raw.clean_make, raw.clean_model
+        ),
         calibrations,
         as_shot_neutral: neutral,
         ..Default::default()
@@ -460,13 +469,15 @@ impl DngTags {
     }
 
     fn m3(&self, tag: u16) -> Option<M3> {
-        self.numbers(tag).filter(|v| v.len() == 9).map(|v| {
-            [[v[0], v[1], v[2]], [v[3], v[4], v[5]], [v[6], v[7], v[8]]]
-        })
+        self.numbers(tag)
+            .filter(|v| v.len() == 9)
+            .map(|v| [[v[0], v[1], v[2]], [v[3], v[4], v[5]], [v[6], v[7], v[8]]])
     }
 
     fn v3(&self, tag: u16) -> Option<V3> {
-        self.numbers(tag).filter(|v| v.len() == 3).map(|v| [v[0], v[1], v[2]])
+        self.numbers(tag)
+            .filter(|v| v.len() == 3)
+            .map(|v| [v[0], v[1], v[2]])
     }
 
     fn text(&self, tag: u16) -> String {
@@ -495,7 +506,9 @@ impl DngTags {
         };
         let cc = |tag: u16| if use_cc { self.m3(tag) } else { None };
         if !use_cc && (self.m3(50723).is_some() || self.m3(50724).is_some()) {
-            notes.push("CameraCalibration is for another camera (signatures differ); not used".into());
+            notes.push(
+                "CameraCalibration is for another camera (signatures differ); not used".into(),
+            );
         }
         let mut calibrations = vec![Calibration {
             illuminant: i1,
@@ -545,7 +558,9 @@ impl DngTags {
                 _ => &[],
             };
             opcodes::parse(bytes).unwrap_or_else(|why| {
-                notes.push(format!("OpcodeList{n} cannot be read ({why}); it is not applied"));
+                notes.push(format!(
+                    "OpcodeList{n} cannot be read ({why}); it is not applied"
+                ));
                 Vec::new()
             })
         };

@@ -70,7 +70,9 @@ fn srgb_to_working() -> [[f32; 3]; 3] {
     let mut m = [[0f32; 3]; 3];
     for i in 0..3 {
         for j in 0..3 {
-            m[i][j] = (0..3).map(|k| pcs_to_working[i][k] * srgb[k][j]).sum::<f64>() as f32;
+            m[i][j] = (0..3)
+                .map(|k| pcs_to_working[i][k] * srgb[k][j])
+                .sum::<f64>() as f32;
         }
     }
     m
@@ -109,7 +111,10 @@ pub(crate) fn develop(
     }
     let inside = |r: [usize; 4], (bw, bh): (usize, usize)| {
         let [x, y, rw, rh] = r;
-        rw > 0 && rh > 0 && x.checked_add(rw).is_some_and(|e| e <= bw) && y.checked_add(rh).is_some_and(|e| e <= bh)
+        rw > 0
+            && rh > 0
+            && x.checked_add(rw).is_some_and(|e| e <= bw)
+            && y.checked_add(rh).is_some_and(|e| e <= bh)
     };
     let active = header.active;
     if !inside(active, (w, h)) {
@@ -119,11 +124,18 @@ pub(crate) fn develop(
     // DefaultCrop, relative to the ActiveArea (where OpcodeList3 works).
     let crop = {
         let [cx, cy, cw, ch] = header.crop;
-        let rel = [cx.wrapping_sub(active[0]), cy.wrapping_sub(active[1]), cw, ch];
+        let rel = [
+            cx.wrapping_sub(active[0]),
+            cy.wrapping_sub(active[1]),
+            cw,
+            ch,
+        ];
         if cx >= active[0] && cy >= active[1] && inside(rel, (active[2], active[3])) {
             rel
         } else {
-            notes.push("the default crop lies outside the active area; the active area is used".into());
+            notes.push(
+                "the default crop lies outside the active area; the active area is used".into(),
+            );
             [0, 0, active[2], active[3]]
         }
     };
@@ -132,7 +144,14 @@ pub(crate) fn develop(
     if cells == 0 || cells > 64 || lv.black.len() != cells * planes || lv.white.is_empty() {
         return Err(bad("levels"));
     }
-    if lv.black.iter().chain(&lv.white).chain(&lv.delta_h).chain(&lv.delta_v).any(|v| !v.is_finite()) {
+    if lv
+        .black
+        .iter()
+        .chain(&lv.white)
+        .chain(&lv.delta_h)
+        .chain(&lv.delta_v)
+        .any(|v| !v.is_finite())
+    {
         return Err(bad("levels"));
     }
     let norm = Normaliser::new(header, planes);
@@ -143,7 +162,9 @@ pub(crate) fn develop(
     let colour = match colour::solve_working(&header.colour, estimate) {
         Ok(s) => s,
         Err(e) => {
-            notes.push(format!("{e}: camera RGB is taken as linear sRGB, so colours will be off"));
+            notes.push(format!(
+                "{e}: camera RGB is taken as linear sRGB, so colours will be off"
+            ));
             Solved {
                 gains: [1.0; 3],
                 to_working: srgb_to_working(),
@@ -175,14 +196,27 @@ pub(crate) fn develop(
             plane.par_chunks_mut(w).enumerate().for_each(|(y, row)| {
                 let mut gains = RowGains::new(if fused { list2 } else { &[] }, active);
                 let g = gains.row(y);
-                let wb = [0, 1].map(|c| if fused { colour.gains[colors[y % 2][c]] } else { 1.0 });
+                let wb = [0, 1].map(|c| {
+                    if fused {
+                        colour.gains[colors[y % 2][c]]
+                    } else {
+                        1.0
+                    }
+                });
                 norm.row(&samples, y, 1, |x, _, v| {
                     let gain = g.as_ref().map_or(1.0, |g| g.at(x));
                     row[x] = (v * gain * wb[x & 1]).min(1.0);
                 });
             });
             if !fused {
-                let frame = opcodes::Frame { stride: w, planes: 1, x: active[0], y: active[1], w: active[2], h: active[3] };
+                let frame = opcodes::Frame {
+                    stride: w,
+                    planes: 1,
+                    x: active[0],
+                    y: active[1],
+                    w: active[2],
+                    h: active[3],
+                };
                 opcodes::apply_values(list2, &mut plane, frame, !header.float);
                 plane.par_chunks_mut(w).enumerate().for_each(|(y, row)| {
                     let wb = [0, 1].map(|c| colour.gains[colors[y % 2][c]]);
@@ -195,7 +229,14 @@ pub(crate) fn develop(
             if list3.is_empty() {
                 demosaic::demosaic(&plane, w, h, colors, rect(crop), finish)
             } else {
-                let mut cam = demosaic::demosaic(&plane, w, h, colors, rect([0, 0, active[2], active[3]]), |p| p);
+                let mut cam = demosaic::demosaic(
+                    &plane,
+                    w,
+                    h,
+                    colors,
+                    rect([0, 0, active[2], active[3]]),
+                    |p| p,
+                );
                 drop(plane);
                 opcodes::apply_rgb(list3, &mut cam.data, cam.width, cam.height, [1.0; 3]);
                 crop_and_convert(&cam, crop, finish)
@@ -206,14 +247,23 @@ pub(crate) fn develop(
             // and the clip.
             let (aw, ah) = (active[2], active[3]);
             let mut cam = vec![0f32; aw * ah * 3];
-            cam.par_chunks_mut(aw * 3).enumerate().for_each(|(ay, row)| {
-                norm.row(&samples, active[1] + ay, 3, |x, p, v| {
-                    if x >= active[0] && x < active[0] + aw {
-                        row[(x - active[0]) * 3 + p] = v.min(1.0);
-                    }
+            cam.par_chunks_mut(aw * 3)
+                .enumerate()
+                .for_each(|(ay, row)| {
+                    norm.row(&samples, active[1] + ay, 3, |x, p, v| {
+                        if x >= active[0] && x < active[0] + aw {
+                            row[(x - active[0]) * 3 + p] = v.min(1.0);
+                        }
+                    });
                 });
-            });
-            let frame = opcodes::Frame { stride: aw, planes: 3, x: 0, y: 0, w: aw, h: ah };
+            let frame = opcodes::Frame {
+                stride: aw,
+                planes: 3,
+                x: 0,
+                y: 0,
+                w: aw,
+                h: ah,
+            };
             opcodes::apply_values(list2, &mut cam, frame, !header.float);
             let g = colour.gains;
             cam.par_chunks_mut(3 * 4096).for_each(|c| {
@@ -237,7 +287,12 @@ pub(crate) fn develop(
 
 /// The picture's mean camera RGB over the crop (every 3rd row: both mosaic row kinds), leaving out samples near
 /// clipping and in deep shadow, for an auto white balance when the file has none.
-fn grey_world(norm: &Normaliser<'_>, samples: &Samples<'_>, header: &RawHeader, planes: usize) -> Option<[f64; 3]> {
+fn grey_world(
+    norm: &Normaliser<'_>,
+    samples: &Samples<'_>,
+    header: &RawHeader,
+    planes: usize,
+) -> Option<[f64; 3]> {
     let [cx, cy, cw, ch] = header.crop;
     let sums = (cy..cy + ch)
         .into_par_iter()
@@ -268,16 +323,22 @@ fn grey_world(norm: &Normaliser<'_>, samples: &Samples<'_>, header: &RawHeader, 
 }
 
 /// `crop` of `cam` through `finish`.
-fn crop_and_convert(cam: &RgbF32, crop: [usize; 4], finish: impl Fn([f32; 3]) -> [f32; 3] + Sync) -> RgbF32 {
+fn crop_and_convert(
+    cam: &RgbF32,
+    crop: [usize; 4],
+    finish: impl Fn([f32; 3]) -> [f32; 3] + Sync,
+) -> RgbF32 {
     let [cx, cy, cw, ch] = crop;
     let mut out = vec![0f32; cw * ch * 3];
-    out.par_chunks_mut(cw * 3).enumerate().for_each(|(oy, orow)| {
-        let src = &cam.data[((cy + oy) * cam.width + cx) * 3..][..cw * 3];
-        for (o, s) in orow.chunks_exact_mut(3).zip(src.chunks_exact(3)) {
-            let p = [s[0], s[1], s[2]].map(|v| v.clamp(0.0, 1.0));
-            o.copy_from_slice(&finish(p));
-        }
-    });
+    out.par_chunks_mut(cw * 3)
+        .enumerate()
+        .for_each(|(oy, orow)| {
+            let src = &cam.data[((cy + oy) * cam.width + cx) * 3..][..cw * 3];
+            for (o, s) in orow.chunks_exact_mut(3).zip(src.chunks_exact(3)) {
+                let p = [s[0], s[1], s[2]].map(|v| v.clamp(0.0, 1.0));
+                o.copy_from_slice(&finish(p));
+            }
+        });
     RgbF32::new(cw, ch, out)
 }
 
@@ -317,7 +378,11 @@ impl<'a> Normaliser<'a> {
         let lv = &h.levels;
         let [ox, oy] = lv.origin;
         let ry = (y as isize - oy as isize).rem_euclid(lv.repeat[0] as isize) as usize;
-        let dv = y.checked_sub(oy).and_then(|i| lv.delta_v.get(i)).copied().unwrap_or(0.0);
+        let dv = y
+            .checked_sub(oy)
+            .and_then(|i| lv.delta_v.get(i))
+            .copied()
+            .unwrap_or(0.0);
         let cols = lv.repeat[1];
         let base = y * h.width * planes;
         // The usual case, one black per 2×2 position and no deltas, stays branch-light.
@@ -326,7 +391,10 @@ impl<'a> Normaliser<'a> {
             let dh = if lv.delta_h.is_empty() {
                 0.0
             } else {
-                x.checked_sub(ox).and_then(|i| lv.delta_h.get(i)).copied().unwrap_or(0.0)
+                x.checked_sub(ox)
+                    .and_then(|i| lv.delta_h.get(i))
+                    .copied()
+                    .unwrap_or(0.0)
             };
             let cell = (ry * cols + rx) * planes;
             for p in 0..planes {
@@ -358,7 +426,10 @@ struct Row {
 impl Row {
     #[inline(always)]
     fn at(&self, x: usize) -> f32 {
-        x.checked_sub(self.x0).and_then(|i| self.gains.get(i)).copied().unwrap_or(1.0)
+        x.checked_sub(self.x0)
+            .and_then(|i| self.gains.get(i))
+            .copied()
+            .unwrap_or(1.0)
     }
 }
 
@@ -401,5 +472,200 @@ impl<'a> RowGains<'a> {
             gains,
             x0: self.active[0],
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::colour::{Calibration, ColourFacts};
+    use crate::ingest::decode::Levels;
+    use crate::ingest::opcodes::{Area, OpcodeLists};
+
+    /// Sony ILCE-7M3's D65 matrix (XYZ → camera), as rawler's camera data has it.
+    const A7M3: [[f64; 3]; 3] = [
+        [0.7374, -0.2389, -0.0551],
+        [-0.5435, 1.3162, 0.2519],
+        [-0.1006, 0.1795, 0.6552],
+    ];
+
+    fn header(w: usize, h: usize, layout: RawLayout, neutral: [f64; 3]) -> RawHeader {
+        let planes = if matches!(layout, RawLayout::Rgb) {
+            3
+        } else {
+            1
+        };
+        RawHeader {
+            width: w,
+            height: h,
+            orientation: 1,
+            layout,
+            float: false,
+            levels: Levels {
+                black: vec![256.0; planes],
+                repeat: [1, 1],
+                origin: [0, 0],
+                delta_h: Vec::new(),
+                delta_v: Vec::new(),
+                white: vec![4095.0],
+            },
+            active: [0, 0, w, h],
+            crop: [0, 0, w, h],
+            colour: ColourFacts {
+                origin: "test".into(),
+                calibrations: vec![Calibration {
+                    illuminant: 21,
+                    color_matrix: Some(A7M3),
+                    ..Default::default()
+                }],
+                as_shot_neutral: Some(neutral),
+                ..Default::default()
+            },
+            baseline_exposure: 0.0,
+            opcodes: OpcodeLists::default(),
+            notes: Vec::new(),
+        }
+    }
+
+    const RGGB: [[usize; 2]; 2] = [[0, 1], [1, 2]];
+    /// That camera's neutral under D65 (its matrix times D65's XYZ, largest entry 1).
+    const NEUTRAL: [f64; 3] = [0.3743, 1.0, 0.7425];
+
+    fn develop_u16(h: &RawHeader, s: &[u16]) -> Developed {
+        develop(
+            Path::new("test.dng"),
+            h,
+            Samples::U16(s),
+            &Limits::default(),
+        )
+        .unwrap()
+    }
+
+    fn neutral_spread(p: &[f32]) -> f32 {
+        p[0].max(p[1]).max(p[2]) - p[0].min(p[1]).min(p[2])
+    }
+
+    /// Blown highlights: where every photosite is at the white level, and where only the
+    /// least amplified channel (green) has clipped while red and blue still hold detail that
+    /// white balance would push past green's clip, the result is neutral white — never the
+    /// magenta a per-channel clip after white balance gives.
+    #[test]
+    fn blown_and_green_clipped_highlights_come_out_neutral_white() {
+        let (w, hh) = (32, 32);
+        let mut s = vec![0u16; w * hh];
+        for y in 0..hh {
+            for x in 0..w {
+                let c = RGGB[y % 2][x % 2];
+                let raw = if x < 16 {
+                    4095.0 // everything clipped
+                } else {
+                    // green clipped; red and blue at 95 % of their range
+                    if c == 1 {
+                        4095.0
+                    } else {
+                        256.0 + 0.95 * (4095.0 - 256.0)
+                    }
+                };
+                s[y * w + x] = raw as u16;
+            }
+        }
+        let d = develop_u16(
+            &header(w, hh, RawLayout::Bayer { colors: RGGB }, NEUTRAL),
+            &s,
+        );
+        for y in 4..28 {
+            for x in [6, 10, 22, 26] {
+                let p = &d.image.data[(y * w + x) * 3..][..3];
+                assert!(neutral_spread(p) < 1e-4, "at {x},{y}: {p:?}");
+                assert!((p[1] - 1.0).abs() < 1e-4, "at {x},{y}: {p:?}");
+            }
+        }
+    }
+
+    /// Below the clip, the camera's neutral becomes working-space grey at every level, and
+    /// the black level (with a per-column delta) is taken off first.
+    #[test]
+    fn a_grey_ramp_stays_grey_and_linear_with_black_pattern_and_deltas() {
+        let (w, hh) = (64, 8);
+        let mut h = header(w, hh, RawLayout::Bayer { colors: RGGB }, NEUTRAL);
+        h.levels.delta_h = (0..w).map(|x| (x % 3) as f32).collect();
+        let s: Vec<u16> = (0..w * hh)
+            .map(|i| {
+                let (x, y) = (i % w, i / w);
+                let level = 0.1 + 0.8 * x as f64 / w as f64;
+                let v = level * NEUTRAL[RGGB[y % 2][x % 2]];
+                (256.0 + (x % 3) as f64 + v * (4095.0 - 256.0)).round() as u16
+            })
+            .collect();
+        let d = develop_u16(&h, &s);
+        let mut last = 0.0;
+        for x in (4..60).step_by(2) {
+            let p = &d.image.data[(4 * w + x) * 3..][..3];
+            assert!(neutral_spread(p) < 2e-3, "at {x}: {p:?}");
+            let level = 0.1 + 0.8 * x as f32 / w as f32;
+            assert!((p[1] - level).abs() < 3e-3, "at {x}: {p:?} vs {level}");
+            assert!(p[1] > last);
+            last = p[1];
+        }
+    }
+
+    /// A linear DNG (three samples per pixel) as phones and Adobe's converter write them:
+    /// an 8-bit encoding that OpcodeList2's MapPolynomial turns back into linear values,
+    /// per plane, before white balance; DefaultCrop applied.
+    #[test]
+    fn a_linear_dng_is_linearised_by_its_map_polynomial_and_cropped() {
+        let (w, hh) = (40, 30);
+        let mut h = header(w, hh, RawLayout::Rgb, NEUTRAL);
+        h.levels.black = vec![0.0; 3];
+        h.levels.white = vec![255.0; 3];
+        h.crop = [4, 2, 32, 24];
+        // Stored: sqrt of linear; the polynomial squares it back.
+        h.opcodes.list2 = (0..3)
+            .map(|p| Opcode::MapPolynomial {
+                area: Area {
+                    rect: [0, 0, 0, 0],
+                    plane: p,
+                    planes: 1,
+                    pitch: [1, 1],
+                },
+                coefficients: vec![0.0, 0.0, 1.0],
+            })
+            .collect();
+        let grey = 0.3;
+        let s: Vec<u16> = (0..w * hh * 3)
+            .map(|i| ((grey * NEUTRAL[i % 3]).sqrt() * 255.0).round() as u16)
+            .collect();
+        let d = develop_u16(&h, &s);
+        assert_eq!((d.image.width, d.image.height), (32, 24));
+        for p in d.image.data.chunks_exact(3) {
+            assert!(
+                neutral_spread(p) < 0.01 && (p[1] - grey as f32).abs() < 0.01,
+                "{p:?}"
+            );
+        }
+    }
+
+    /// Without any white balance in the file, develop measures the picture (grey world)
+    /// and says so.
+    #[test]
+    fn a_raw_without_white_balance_gets_an_auto_white_balance_and_a_note() {
+        let (w, hh) = (64, 64);
+        let mut h = header(w, hh, RawLayout::Bayer { colors: RGGB }, NEUTRAL);
+        h.colour.as_shot_neutral = None;
+        let s: Vec<u16> = (0..w * hh)
+            .map(|i| {
+                let c = RGGB[(i / w) % 2][(i % w) % 2];
+                (256.0 + 0.4 * NEUTRAL[c] * (4095.0 - 256.0)) as u16
+            })
+            .collect();
+        let d = develop_u16(&h, &s);
+        assert!(
+            d.notes.iter().any(|n| n.contains("auto white balance")),
+            "{:?}",
+            d.notes
+        );
+        // A grey scene under daylight is found grey.
+        let p = &d.image.data[(32 * w + 32) * 3..][..3];
+        assert!(neutral_spread(p) < 0.01, "{p:?}");
     }
 }

@@ -24,8 +24,8 @@
 pub mod checks;
 pub mod colour;
 pub(crate) mod decode;
-pub(crate) mod develop;
 pub mod demosaic;
+pub(crate) mod develop;
 pub mod opcodes;
 pub(crate) mod raster;
 pub mod runner;
@@ -36,12 +36,12 @@ use std::sync::OnceLock;
 
 pub use checks::{decode_memory_limit, decoder_base_bytes, estimate_memory_mb, Limits};
 
-use checks::{failed_allocation, over_memory_limit, panic_text, Kind};
-use decode::{Decoded, DecodedData, RawHeader, DEVELOP_BYTES_PER_PIXEL};
-use develop::Samples;
 use crate::error::{Cancel, ErrorCode, JobError};
 use crate::image::RgbF32;
 use crate::metadata::{self, SourceMeta};
+use checks::{failed_allocation, over_memory_limit, panic_text, Kind};
+use decode::{Decoded, DecodedData, RawHeader, DEVELOP_BYTES_PER_PIXEL};
+use develop::Samples;
 
 /// A decoded photo.
 pub struct Ingested {
@@ -318,7 +318,10 @@ fn ingest_raw_in_child(
     let meta = raw_meta(exif, header.orientation, || child.metadata(cancel));
     crate::error::check(cancel)?;
     let mapped = child.into_samples()?;
-    tracing::debug!("raw decode in a child {:?} (answer after {t1:?})", t0.elapsed());
+    tracing::debug!(
+        "raw decode in a child {:?} (answer after {t1:?})",
+        t0.elapsed()
+    );
     let samples = if header.float {
         Samples::F32(mapped.as_f32())
     } else {

@@ -111,29 +111,31 @@ impl Area {
 
     /// Calls `f(row, column, value)` for every sample the area covers (row and column
     /// relative to the area's corner), rows in parallel.
-    fn for_each(
-        &self,
-        data: &mut [f32],
-        frame: Frame,
-        f: impl Fn(usize, usize, &mut f32) + Sync,
-    ) {
+    fn for_each(&self, data: &mut [f32], frame: Frame, f: impl Fn(usize, usize, &mut f32) + Sync) {
         let (t, l, b, r) = self.bounds(frame.w, frame.h);
-        let (p0, p1) = (self.plane as usize, ((self.plane + self.planes) as usize).min(frame.planes));
+        let (p0, p1) = (
+            self.plane as usize,
+            ((self.plane + self.planes) as usize).min(frame.planes),
+        );
         let (rp, cp) = (self.pitch[0] as usize, self.pitch[1] as usize);
         let stride = frame.stride * frame.planes;
-        data.par_chunks_mut(stride).enumerate().for_each(|(sy, row)| {
-            let Some(y) = sy.checked_sub(frame.y) else { return };
-            if y < t || y >= b || (y - t) % rp != 0 {
-                return;
-            }
-            let mut x = l;
-            while x < r {
-                for p in p0..p1 {
-                    f(y - t, x - l, &mut row[(frame.x + x) * frame.planes + p]);
+        data.par_chunks_mut(stride)
+            .enumerate()
+            .for_each(|(sy, row)| {
+                let Some(y) = sy.checked_sub(frame.y) else {
+                    return;
+                };
+                if y < t || y >= b || (y - t) % rp != 0 {
+                    return;
                 }
-                x += cp;
-            }
-        });
+                let mut x = l;
+                while x < r {
+                    for p in p0..p1 {
+                        f(y - t, x - l, &mut row[(frame.x + x) * frame.planes + p]);
+                    }
+                    x += cp;
+                }
+            });
     }
 }
 
@@ -284,7 +286,10 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Opcode>, String> {
     let mut r = Be { b: bytes, at: 0 };
     let count = r.u32()?;
     if count as usize > bytes.len() / 16 {
-        return Err(format!("the opcode list claims {count} opcodes in {} bytes", bytes.len()));
+        return Err(format!(
+            "the opcode list claims {count} opcodes in {} bytes",
+            bytes.len()
+        ));
     }
     let mut out = Vec::with_capacity(count as usize);
     for _ in 0..count {
@@ -371,7 +376,9 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Opcode>, String> {
                 if degree > 8 || len != 36 + 8 * (degree + 1) {
                     return Err(format!("MapPolynomial of degree {degree} has {len} bytes"));
                 }
-                let coefficients = (0..=degree).map(|_| p.f64()).collect::<Result<Vec<_>, _>>()?;
+                let coefficients = (0..=degree)
+                    .map(|_| p.f64())
+                    .collect::<Result<Vec<_>, _>>()?;
                 Opcode::MapPolynomial { area, coefficients }
             }
             10..=13 => {
@@ -408,7 +415,11 @@ impl GainMap {
             } else {
                 (self.spacing[k], self.origin[k])
             };
-            let f = if spacing > 0.0 { (rel - origin) / spacing } else { 0.0 };
+            let f = if spacing > 0.0 {
+                (rel - origin) / spacing
+            } else {
+                0.0
+            };
             if f <= 0.0 {
                 (0, 0, 0.0)
             } else if f >= (n - 1) as f64 {
@@ -444,7 +455,14 @@ impl GainMap {
 
     /// The gain one row of an image gets, for the pixels it affects: `(column, gain)`.
     /// `row` and columns are in the frame of a `w`×`h` image; `plane` its plane.
-    pub fn row_gains(&self, row: usize, plane: usize, w: usize, h: usize, out: &mut Vec<(usize, f32)>) {
+    pub fn row_gains(
+        &self,
+        row: usize,
+        plane: usize,
+        w: usize,
+        h: usize,
+        out: &mut Vec<(usize, f32)>,
+    ) {
         out.clear();
         let (t, l, b, r) = self.bounds(w, h);
         if row < t || row >= b || (row - t) % self.pitch[0] as usize != 0 || !self.covers(plane) {
@@ -462,7 +480,8 @@ impl GainMap {
 
 /// Whether develop's fused first pass can take `list2` (gain maps only).
 pub fn only_gain_maps(list: &[Opcode]) -> bool {
-    list.iter().all(|op| matches!(op, Opcode::GainMap(_) | Opcode::Other { .. }))
+    list.iter()
+        .all(|op| matches!(op, Opcode::GainMap(_) | Opcode::Other { .. }))
 }
 
 /// Applies the value opcodes of a list (GainMap, MapPolynomial, MapTable, Delta/Scale per
@@ -475,17 +494,21 @@ pub fn apply_values(ops: &[Opcode], data: &mut [f32], frame: Frame, integer: boo
             Opcode::GainMap(map) => {
                 let (w, h) = (frame.w, frame.h);
                 let stride = frame.stride * frame.planes;
-                data.par_chunks_mut(stride).enumerate().for_each(|(sy, row)| {
-                    let Some(y) = sy.checked_sub(frame.y).filter(|&y| y < h) else { return };
-                    let mut gains = Vec::new();
-                    for p in 0..frame.planes {
-                        map.row_gains(y, p, w, h, &mut gains);
-                        for &(x, g) in &gains {
-                            let v = &mut row[(frame.x + x) * frame.planes + p];
-                            *v = (*v * g).clamp(0.0, 1.0);
+                data.par_chunks_mut(stride)
+                    .enumerate()
+                    .for_each(|(sy, row)| {
+                        let Some(y) = sy.checked_sub(frame.y).filter(|&y| y < h) else {
+                            return;
+                        };
+                        let mut gains = Vec::new();
+                        for p in 0..frame.planes {
+                            map.row_gains(y, p, w, h, &mut gains);
+                            for &(x, g) in &gains {
+                                let v = &mut row[(frame.x + x) * frame.planes + p];
+                                *v = (*v * g).clamp(0.0, 1.0);
+                            }
                         }
-                    }
-                });
+                    });
             }
             Opcode::MapPolynomial { area, coefficients } => {
                 area.for_each(data, frame, |_, _, v| {
@@ -507,7 +530,11 @@ pub fn apply_values(ops: &[Opcode], data: &mut [f32], frame: Frame, integer: boo
                 scale,
                 values,
             } => {
-                let unit = if integer && !scale { 1.0 / 65535.0 } else { 1.0 };
+                let unit = if integer && !scale {
+                    1.0 / 65535.0
+                } else {
+                    1.0
+                };
                 let (rp, cp) = (area.pitch[0] as usize, area.pitch[1] as usize);
                 area.for_each(data, frame, |y, x, v| {
                     let i = if *per_column { x / cp } else { y / rp };
@@ -559,7 +586,8 @@ pub fn apply_rgb(ops: &[Opcode], data: &mut Vec<f32>, w: usize, h: usize, clip: 
                 data.par_chunks_mut(w * 3).enumerate().for_each(|(y, row)| {
                     for (x, px) in row.chunks_exact_mut(3).enumerate() {
                         let r2 = g.r2(x as f64 + 0.5, y as f64 + 0.5);
-                        let gain = 1.0 + r2 * (k[0] + r2 * (k[1] + r2 * (k[2] + r2 * (k[3] + r2 * k[4]))));
+                        let gain =
+                            1.0 + r2 * (k[0] + r2 * (k[1] + r2 * (k[2] + r2 * (k[3] + r2 * k[4]))));
                         for p in 0..3 {
                             px[p] = (px[p] * gain as f32).min(clip[p]);
                         }
@@ -570,7 +598,14 @@ pub fn apply_rgb(ops: &[Opcode], data: &mut Vec<f32>, w: usize, h: usize, clip: 
                 *data = warp(data, w, h, planes, *centre, clip);
             }
             Opcode::MapPolynomial { .. } | Opcode::MapTable { .. } | Opcode::PerLine { .. } => {
-                let frame = Frame { stride: w, planes: 3, x: 0, y: 0, w, h };
+                let frame = Frame {
+                    stride: w,
+                    planes: 3,
+                    x: 0,
+                    y: 0,
+                    w,
+                    h,
+                };
                 apply_values(std::slice::from_ref(op), data, frame, false);
             }
             Opcode::Other { .. } => {}
@@ -592,7 +627,11 @@ impl Radial {
         let mx = cx.max(w as f64 - cx);
         let my = cy.max(h as f64 - cy);
         let m = mx.hypot(my).max(1.0);
-        Radial { cx, cy, inv_m: 1.0 / m }
+        Radial {
+            cx,
+            cy,
+            inv_m: 1.0 / m,
+        }
     }
 
     fn r2(&self, x: f64, y: f64) -> f64 {
@@ -614,7 +653,14 @@ fn catmull_rom(t: f32) -> [f32; 4] {
 }
 
 /// WarpRectilinear: every output pixel samples the source where the lens put it.
-fn warp(src: &[f32], w: usize, h: usize, planes: &[[f64; 6]], centre: [f64; 2], clip: [f32; 3]) -> Vec<f32> {
+fn warp(
+    src: &[f32],
+    w: usize,
+    h: usize,
+    planes: &[[f64; 6]],
+    centre: [f64; 2],
+    clip: [f32; 3],
+) -> Vec<f32> {
     let g = Radial::new(centre, w, h);
     let m = 1.0 / g.inv_m;
     let mut out = vec![0f32; src.len()];
@@ -711,14 +757,31 @@ mod tests {
     fn an_opcode_list_is_parsed_as_the_specification_lays_it_out() {
         let ops = parse(&list()).unwrap();
         assert_eq!(ops.len(), 3);
-        let Opcode::GainMap(g) = &ops[0] else { panic!("{ops:?}") };
+        let Opcode::GainMap(g) = &ops[0] else {
+            panic!("{ops:?}")
+        };
         assert_eq!((g.points, g.map_planes, g.gains.len()), ([2, 2], 1, 4));
         assert!(matches!(ops[1], Opcode::FixVignetteRadial { k, .. } if k[0] == 0.5));
-        assert_eq!(ops[2], Opcode::Other { id: 4, optional: true });
-        let lists = OpcodeLists { list2: ops, ..Default::default() };
+        assert_eq!(
+            ops[2],
+            Opcode::Other {
+                id: 4,
+                optional: true
+            }
+        );
+        let lists = OpcodeLists {
+            list2: ops,
+            ..Default::default()
+        };
         let skipped = lists.not_applied();
-        assert!(skipped.iter().any(|s| s.contains("FixBadPixelsConstant")), "{skipped:?}");
-        assert!(skipped.iter().any(|s| s.contains("FixVignetteRadial")), "{skipped:?}");
+        assert!(
+            skipped.iter().any(|s| s.contains("FixBadPixelsConstant")),
+            "{skipped:?}"
+        );
+        assert!(
+            skipped.iter().any(|s| s.contains("FixVignetteRadial")),
+            "{skipped:?}"
+        );
         // Truncated lists are refused, not read past their end.
         let bytes = list();
         for cut in [3, 20, 60, bytes.len() - 1] {
@@ -735,7 +798,11 @@ mod tests {
         // The centre of pixel x is at (x + 0.5) / w: gain 1 + that.
         for x in [0, 50, 100] {
             let expect = 0.25 * (1.0 + (x as f32 + 0.5) / w as f32);
-            assert!((data[x] - expect).abs() < 1e-6, "{x}: {} vs {expect}", data[x]);
+            assert!(
+                (data[x] - expect).abs() < 1e-6,
+                "{x}: {} vs {expect}",
+                data[x]
+            );
         }
     }
 
@@ -762,16 +829,24 @@ mod tests {
                 img[(y * w + 60) * 3 + p] = 1.0;
             }
         }
-        let ident = Opcode::WarpRectilinear { planes: vec![[1.0, 0.0, 0.0, 0.0, 0.0, 0.0]], centre: [0.5, 0.5] };
+        let ident = Opcode::WarpRectilinear {
+            planes: vec![[1.0, 0.0, 0.0, 0.0, 0.0, 0.0]],
+            centre: [0.5, 0.5],
+        };
         let mut same = img.clone();
         apply_rgb(&[ident], &mut same, w, h, [1.0; 3]);
         assert!(same.iter().zip(&img).all(|(a, b)| (a - b).abs() < 1e-5));
         // kr0 < 1: each output pixel samples nearer the centre, so the line moves outward.
-        let warp = Opcode::WarpRectilinear { planes: vec![[0.9, 0.0, 0.0, 0.0, 0.0, 0.0]], centre: [0.5, 0.5] };
+        let warp = Opcode::WarpRectilinear {
+            planes: vec![[0.9, 0.0, 0.0, 0.0, 0.0, 0.0]],
+            centre: [0.5, 0.5],
+        };
         let mut out = img.clone();
         apply_rgb(&[warp], &mut out, w, h, [1.0; 3]);
         let row = 30;
-        let peak = (0..w).max_by(|&a, &b| out[(row * w + a) * 3].total_cmp(&out[(row * w + b) * 3])).unwrap();
+        let peak = (0..w)
+            .max_by(|&a, &b| out[(row * w + a) * 3].total_cmp(&out[(row * w + b) * 3]))
+            .unwrap();
         // Source x = 40 + 0.9 (x - 40) = 60 → x ≈ 62.2.
         assert!((62..=63).contains(&peak), "{peak}");
     }

@@ -439,7 +439,10 @@ impl Child {
     }
 
     /// rawler's metadata, sent after the header (None if the child has none or stops).
-    pub fn metadata(&mut self, cancel: &crate::error::Cancel) -> Option<rawler::decoders::RawMetadata> {
+    pub fn metadata(
+        &mut self,
+        cancel: &crate::error::Cancel,
+    ) -> Option<rawler::decoders::RawMetadata> {
         match next_line(&self.decoder, self.deadline, cancel) {
             Waited::Line(line) => match serde_json::from_str::<Answer>(&line) {
                 Ok(Answer::Metadata(md)) => md,

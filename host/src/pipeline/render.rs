@@ -232,7 +232,11 @@ mod tests {
         let tone = Tone::new(0.0);
         let mut grey = [0.18, 0.18, 0.18];
         tone.apply(&mut grey);
-        assert!(grey.iter().all(|v| (v - grey[0]).abs() < 1e-7 && (0.37..0.40).contains(v)), "{grey:?}");
+        assert!(
+            grey.iter()
+                .all(|v| (v - grey[0]).abs() < 1e-7 && (0.37..0.40).contains(v)),
+            "{grey:?}"
+        );
         let mut skin = [0.40f32, 0.25, 0.15];
         let ratio = (skin[1] - skin[2]) / (skin[0] - skin[2]);
         tone.apply(&mut skin);
@@ -243,7 +247,11 @@ mod tests {
         for i in 0..=200 {
             let x = (i as f32 / 200.0).powi(2);
             let exact = default_curve(x as f64) as f32;
-            assert!((tone.map(x) - exact).abs() < 2e-5, "{x}: {} vs {exact}", tone.map(x));
+            assert!(
+                (tone.map(x) - exact).abs() < 2e-5,
+                "{x}: {} vs {exact}",
+                tone.map(x)
+            );
         }
     }
 }

@@ -11,7 +11,6 @@ pub mod check;
 pub mod params;
 pub mod runner;
 
-
 pub use params::resolve_params;
 
 use std::collections::BTreeMap;

@@ -252,7 +252,6 @@ fn spawn(file: &Path) -> Result<Runner, String> {
     })
 }
 
-
 /// A plugin library and the runner process serving it.
 pub struct PluginHandle {
     /// The library file.
@@ -278,7 +277,11 @@ impl PluginHandle {
             Ok(Some(f)) => f,
             Ok(None) => {
                 let mut runner = runner;
-                let status = runner.child.wait().map(crate::process::describe_exit).unwrap_or_default();
+                let status = runner
+                    .child
+                    .wait()
+                    .map(crate::process::describe_exit)
+                    .unwrap_or_default();
                 return Err(StartError::Load {
                     summary: format!("the plugin {status} while loading"),
                     detail: String::new(),

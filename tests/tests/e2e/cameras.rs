@@ -106,7 +106,9 @@ fn every_real_camera_raw_renders_with_its_cameras_colour_and_brightness() {
             row["white"]
         );
         if m > libraw + 1.0 {
-            failures.push(format!("{sample}: Δab {m:.1} is more than 1 worse than LibRaw's {libraw:.1}"));
+            failures.push(format!(
+                "{sample}: Δab {m:.1} is more than 1 worse than LibRaw's {libraw:.1}"
+            ));
         }
         let bounds = match SHORTFALLS.iter().find(|s| s.0 == *sample) {
             Some((_, b, why)) => {
@@ -121,7 +123,10 @@ fn every_real_camera_raw_renders_with_its_cameras_colour_and_brightness() {
             ));
         }
     }
-    assert!(measured >= 5, "only {measured} samples have a usable preview");
+    assert!(
+        measured >= 5,
+        "only {measured} samples have a usable preview"
+    );
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
@@ -132,7 +137,10 @@ fn every_real_camera_raw_decodes_upright_at_the_size_libraw_gives() {
     for sample in RAW_SAMPLES {
         let row = rows.iter().find(|r| name(r) == *sample).expect("measured");
         assert!(row["error"].is_null(), "{sample}: {}", row["error"]);
-        let (w, h) = (row["width"].as_u64().unwrap(), row["height"].as_u64().unwrap());
+        let (w, h) = (
+            row["width"].as_u64().unwrap(),
+            row["height"].as_u64().unwrap(),
+        );
         let lw = row["libraw_size"][0].as_u64().expect("LibRaw read it");
         let lh = row["libraw_size"][1].as_u64().unwrap();
         // LibRaw keeps a few border pixels our develop crops (DefaultCrop, masked areas).
@@ -164,7 +172,12 @@ fn header_only_files_of_many_formats_fail_clearly_and_quickly() {
     let how = RawDecoding::Process(luminary_bin());
     for f in &files {
         let t = Instant::now();
-        let r = ingest_with(f, &luminary::config::Limits::default(), &how, &Cancel::default());
+        let r = ingest_with(
+            f,
+            &luminary::config::Limits::default(),
+            &how,
+            &Cancel::default(),
+        );
         let took = t.elapsed();
         let name = f.file_name().unwrap().to_string_lossy().into_owned();
         match r {
@@ -172,10 +185,17 @@ fn header_only_files_of_many_formats_fail_clearly_and_quickly() {
             Err(e) => {
                 println!("{name}: {:?} in {took:?}: {}", e.code, e.message);
                 assert!(
-                    matches!(e.code, ErrorCode::UnsupportedFormat | ErrorCode::CorruptInput),
+                    matches!(
+                        e.code,
+                        ErrorCode::UnsupportedFormat | ErrorCode::CorruptInput
+                    ),
                     "{name}: {e:?}"
                 );
-                assert!(e.message.contains(&name), "{name}: the error does not name the file: {}", e.message);
+                assert!(
+                    e.message.contains(&name),
+                    "{name}: the error does not name the file: {}",
+                    e.message
+                );
             }
         }
         assert!(took < Duration::from_secs(5), "{name}: took {took:?}");
