@@ -32,13 +32,20 @@ pub struct Photo {
     pub data: Vec<f32>,
 }
 
+/// Runs one of the fetch scripts in `scripts/`, which print their cache folder.
+fn fetch(script: &str) -> anyhow::Result<std::process::Output> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../scripts")
+        .join(script);
+    Command::new("bash")
+        .arg(&path)
+        .output()
+        .with_context(|| format!("running scripts/{script}"))
+}
+
 /// The folder holding the real photos, fetched on first use.
 pub fn photos_dir() -> anyhow::Result<PathBuf> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/fetch-photos");
-    let out = Command::new("bash")
-        .arg(&script)
-        .output()
-        .context("running scripts/fetch-photos")?;
+    let out = fetch("fetch-photos")?;
     if !out.status.success() {
         bail!(
             "scripts/fetch-photos failed: {}",
@@ -63,11 +70,7 @@ pub const RAW_SAMPLES: &[&str] = &[
 /// The folder of real camera RAWs, fetched on first use (Debian source packages through
 /// apt, and `../shared/raw-samples/`). Fails naming every sample that cannot be had.
 pub fn raw_samples_dir() -> anyhow::Result<PathBuf> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/fetch-raw-samples");
-    let out = Command::new("bash")
-        .arg(&script)
-        .output()
-        .context("running scripts/fetch-raw-samples")?;
+    let out = fetch("fetch-raw-samples")?;
     let dir = PathBuf::from(String::from_utf8(out.stdout)?.trim());
     let missing: Vec<&str> = RAW_SAMPLES
         .iter()
