@@ -101,6 +101,9 @@ pub struct Row {
     pub luminary: Option<Agreement>,
     /// LibRaw's develop against the preview.
     pub libraw: Option<Agreement>,
+    /// The base's near-white highlights (L* ≥ 97): their share of the picture and the 99th
+    /// percentile of their chroma — blown highlights must be neutral, not magenta or cyan.
+    pub highlights: Option<(f64, f64)>,
     /// White point the base used (CIE xy) and its temperature.
     pub white: Option<([f64; 2], f64)>,
     /// Fallbacks develop logged.
@@ -248,6 +251,7 @@ fn measure(
         preview_size: None,
         luminary: None,
         libraw: None,
+        highlights: None,
         white: None,
         notes: Vec::new(),
         error: None,
@@ -268,6 +272,7 @@ fn measure(
     let ours = to_srgb(&base);
     row.width = ours.width;
     row.height = ours.height;
+    row.highlights = Some(highlights(&ours));
     if let Some(dir) = save {
         let bytes: Vec<u8> = ours.data.iter().map(|v| (v * 255.0 + 0.5) as u8).collect();
         let name = file
@@ -400,6 +405,26 @@ fn best_turn(reference: &RgbF32, candidate: &RgbF32) -> Option<(u8, Pair)> {
     (0..4u8)
         .filter_map(|t| pair(candidate, &turned(reference, t)).map(|p| (t, p)))
         .max_by(|a, b| a.1.score.total_cmp(&b.1.score))
+}
+
+/// Share of pixels at L* ≥ 97 and the 99th percentile of their chroma.
+fn highlights(img: &RgbF32) -> (f64, f64) {
+    let mut chroma: Vec<f64> = img
+        .data
+        .par_chunks_exact(3)
+        .filter_map(|p| {
+            let l = lab(to_xyz(p));
+            (l[0] >= 97.0).then(|| l[1].hypot(l[2]))
+        })
+        .collect();
+    if chroma.is_empty() {
+        return (0.0, 0.0);
+    }
+    chroma.sort_by(f64::total_cmp);
+    (
+        chroma.len() as f64 / img.pixels() as f64,
+        quantile(&chroma, 0.5),
+    )
 }
 
 fn srgb_to_linear(v: f32) -> f64 {

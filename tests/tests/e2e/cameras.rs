@@ -149,6 +149,39 @@ fn every_real_camera_raw_renders_with_its_cameras_colour_and_brightness() {
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
+/// Real blown highlights: in the samples where a tenth of the picture or more is near white
+/// (the brightest frames of hdrmerge's bracket), the base there is neutral. (That the clip
+/// itself is at the neutral is `develop`'s unit test on a synthetic sensor.)
+#[test]
+fn blown_highlights_of_real_raws_are_neutral() {
+    let dir = raw_samples_dir().unwrap();
+    let rows = bench_rows(&dir);
+    let mut checked = 0;
+    for row in rows.iter().filter(|r| r["error"].is_null()) {
+        let (share, chroma) = (
+            row["highlights"][0].as_f64().unwrap(),
+            row["highlights"][1].as_f64().unwrap(),
+        );
+        println!(
+            "{}: {:.1} % near white, chroma p99 {chroma:.1}",
+            name(row),
+            share * 100.0
+        );
+        if share >= 0.1 {
+            checked += 1;
+            assert!(
+                chroma <= 3.0,
+                "{}: blown highlights have chroma {chroma:.1}",
+                name(row)
+            );
+        }
+    }
+    assert!(
+        checked >= 2,
+        "only {checked} samples with large blown areas"
+    );
+}
+
 #[test]
 fn every_real_camera_raw_decodes_upright_at_the_size_libraw_gives() {
     let dir = raw_samples_dir().unwrap();
