@@ -423,7 +423,7 @@ fn highlights(img: &RgbF32) -> (f64, f64) {
     chroma.sort_by(f64::total_cmp);
     (
         chroma.len() as f64 / img.pixels() as f64,
-        quantile(&chroma, 0.5),
+        quantile(&chroma, 0.99),
     )
 }
 
