@@ -506,9 +506,11 @@ impl DngTags {
         };
         let cc = |tag: u16| if use_cc { self.m3(tag) } else { None };
         if !use_cc && (self.m3(50723).is_some() || self.m3(50724).is_some()) {
-            notes.push(
-                "CameraCalibration is for another camera (signatures differ); not used".into(),
-            );
+            notes.push(if cam_sig.is_empty() && prof_sig.is_empty() {
+                "CameraCalibration is not used: no signature ties it to this profile (as in the DNG SDK)".into()
+            } else {
+                "CameraCalibration is for another profile (signatures differ); not used".into()
+            });
         }
         let mut calibrations = vec![Calibration {
             illuminant: i1,
