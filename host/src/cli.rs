@@ -42,7 +42,12 @@ pub enum CacheAction {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the daemon in the foreground (clients start it automatically when needed).
-    Serve,
+    Serve {
+        /// Append the daemon's log to this file instead of standard error (clients start
+        /// the daemon with no standard handles at all).
+        #[arg(long, value_name = "FILE")]
+        log_file: Option<PathBuf>,
+    },
     /// Enhance photos with a preset; results are written beside the originals.
     Enhance(EnhanceArgs),
     /// List the presets the loaded plugins offer, or render them all on a photo.
@@ -251,10 +256,22 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     }
     let paths = Paths::resolve(cli.config.clone(), cli.socket.clone())?;
     match cli.command {
-        Command::Serve => {
+        Command::Serve { log_file } => {
+            if let Some(log) = &log_file {
+                crate::spawn::log_to(log)
+                    .with_context(|| format!("cannot open the log {}", log.display()))?;
+            }
             let config = Config::load(&paths.config_file)?;
-            crate::server::serve(paths, config)?;
-            Ok(0)
+            match crate::server::serve(paths, config) {
+                Err(e)
+                    if e.downcast_ref::<crate::lifetime::LockError>()
+                        .is_some_and(|l| matches!(l, crate::lifetime::LockError::Held { .. })) =>
+                {
+                    eprintln!("error: {e:#}");
+                    Ok(crate::lifetime::EXIT_ALREADY_SERVING)
+                }
+                r => r.map(|()| 0),
+            }
         }
         Command::Enhance(args) => enhance(&paths, args),
         Command::Presets {

@@ -5,14 +5,15 @@
 //! start a daemon are fine: the daemon lock lets one win and the other client simply
 //! connects to it.
 
+use std::ffi::OsString;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 
 use crate::paths::Paths;
 use crate::protocol::{self, read_frame, write_frame, Event, Request, PROTOCOL_VERSION};
+use crate::spawn::{self, Spawned};
 use crate::transport::{self, Connection};
 
 /// A handshaken connection to the daemon.
@@ -25,39 +26,26 @@ pub struct Client {
 /// How long to wait for a freshly started daemon.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
-fn spawn_daemon(paths: &Paths) -> anyhow::Result<std::process::Child> {
+fn spawn_daemon(paths: &Paths) -> anyhow::Result<Spawned> {
     let exe = crate::paths::self_exe().context("cannot find the luminary executable")?;
     std::fs::create_dir_all(&paths.cache_dir).ok();
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(paths.log_file());
-    let mut cmd = Command::new(exe);
-    cmd.arg("serve")
-        .arg("--socket")
-        .arg(&paths.socket)
-        .arg("--config")
-        .arg(&paths.config_file);
-    cmd.stdin(Stdio::null()).stdout(Stdio::null());
-    match log {
-        Ok(f) => cmd.stderr(f),
-        Err(_) => cmd.stderr(Stdio::null()),
+    let args: Vec<OsString> = vec![
+        "serve".into(),
+        "--log-file".into(),
+        paths.log_file().into(),
+        "--socket".into(),
+        paths.socket.clone().into(),
+        "--config".into(),
+        paths.config_file.clone().into(),
+    ];
+    // Its own folder, not the caller's: a daemon must not keep a photo folder (or a
+    // memory card) in use.
+    let cwd = if paths.cache_dir.is_dir() {
+        paths.cache_dir.clone()
+    } else {
+        std::env::temp_dir()
     };
-    #[cfg(unix)]
-    {
-        // Its own process group: Ctrl-C in the terminal that started it must not kill it.
-        use std::os::unix::process::CommandExt;
-        cmd.process_group(0);
-    }
-    #[cfg(windows)]
-    {
-        use std::os::windows::process::CommandExt;
-        const DETACHED_PROCESS: u32 = 0x0000_0008;
-        const CREATE_NEW_PROCESS_GROUP: u32 = 0x0000_0200;
-        const CREATE_NO_WINDOW: u32 = 0x0800_0000;
-        cmd.creation_flags(DETACHED_PROCESS | CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW);
-    }
-    cmd.spawn().context("cannot start the Luminary daemon")
+    spawn::detached(&exe, &args, &cwd).context("cannot start the Luminary daemon")
 }
 
 fn log_tail(path: &Path) -> String {
@@ -92,17 +80,26 @@ impl Client {
         let start = Instant::now();
         loop {
             if let Ok(s) = transport::connect(&paths.socket) {
-                // Reap the child in the background when it eventually exits.
-                std::thread::spawn(move || child.wait());
+                child.release();
                 return Client::handshake(s);
             }
-            if let Ok(Some(status)) = child.try_wait() {
+            if let Ok(Some(exit)) = child.try_wait() {
                 // Another client may have started a daemon at the same moment: try it.
                 if let Ok(s) = transport::connect(&paths.socket) {
                     return Client::handshake(s);
                 }
+                // A daemon holds the lock but does not answer: it is stopping (its socket
+                // was removed, say). Start ours again once it has gone.
+                if exit.code == Some(crate::lifetime::EXIT_ALREADY_SERVING)
+                    && start.elapsed() < START_TIMEOUT
+                {
+                    std::thread::sleep(Duration::from_millis(100));
+                    child = spawn_daemon(paths)?;
+                    continue;
+                }
                 bail!(
-                    "the Luminary daemon exited at start-up ({status}). From its log {}:\n{}",
+                    "the Luminary daemon exited at start-up ({}). From its log {}:\n{}",
+                    exit.text,
                     paths.log_file().display(),
                     log_tail(&paths.log_file())
                 );

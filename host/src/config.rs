@@ -101,6 +101,10 @@ pub struct DaemonConfig {
     /// A job is estimated before it starts (a 45 MP RAW needs about 1.1 GB) and waits
     /// until it fits; a job larger than the whole budget runs alone.
     pub memory_budget_mb: u64,
+    /// Seconds with no connection and no job after which the daemon exits (0: never). A
+    /// client starts a new one when it needs it, so this only returns memory and plugin
+    /// processes to the system; half an hour keeps a working session's daemon warm.
+    pub idle_exit_s: f64,
 }
 
 impl DaemonConfig {
@@ -136,6 +140,7 @@ impl Default for DaemonConfig {
             max_jobs_total: 512,
             shutdown_grace_s: 10.0,
             memory_budget_mb: 0,
+            idle_exit_s: 1800.0,
         }
     }
 }

@@ -7,17 +7,16 @@
 //! queues instead of exhausting memory.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::Instant;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use serde_json::{json, Map, Value};
 
 use crate::config::Config;
 use crate::error::{Cancel, ErrorCode};
+use crate::lifetime::{self, DaemonLock, OwnedSocket, Reason};
 use crate::paths::Paths;
 use crate::pipeline::{run_job, EnhanceRequest};
 use crate::plugins::{search_path, Registry};
@@ -83,6 +82,10 @@ struct State {
     all_jobs: Mutex<HashMap<u64, Cancel>>,
     /// Jobs accepted and not yet answered (waiting or running), across all clients.
     in_flight: AtomicUsize,
+    /// Open connections, and when the last one closed: together with `in_flight`, what
+    /// makes the daemon idle.
+    connections: AtomicUsize,
+    last_active: Mutex<Instant>,
     next_job: AtomicU64,
 }
 
@@ -111,56 +114,14 @@ fn done(id: &str, result: Value) -> Event {
     }
 }
 
-/// Holds the per-user daemon lock: a second daemon for the same socket refuses to start.
-pub struct DaemonLock {
-    _file: File,
-    path: std::path::PathBuf,
-}
-
-impl Drop for DaemonLock {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-/// Takes the lock next to the socket, or says which process already serves.
-pub fn lock(socket: &str) -> anyhow::Result<DaemonLock> {
-    #[cfg(not(windows))]
-    let path = std::path::PathBuf::from(format!("{socket}.lock"));
-    // A pipe name is no file path: the lock goes to the temporary folder.
-    #[cfg(windows)]
-    let path =
-        std::env::temp_dir().join(format!("{}.lock", socket.trim_start_matches(r"\\.\pipe\")));
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .with_context(|| format!("cannot open the daemon lock {}", path.display()))?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            let pid = std::fs::read_to_string(&path).unwrap_or_default();
-            bail!(
-                "another Luminary daemon (pid {}) already serves {socket}",
-                pid.trim()
-            );
-        }
-        Err(std::fs::TryLockError::Error(e)) => {
-            return Err(e).context("cannot lock the daemon lock file")
-        }
-    }
-    file.set_len(0)?;
-    (&file).write_all(std::process::id().to_string().as_bytes())?;
-    Ok(DaemonLock { _file: file, path })
-}
+/// How often the daemon checks its socket, its lock and idleness.
+const WATCH_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Runs the daemon until `stop`. Blocks.
 pub fn serve(paths: Paths, config: Config) -> anyhow::Result<()> {
     transport::prepare_dir(&paths.socket)
         .with_context(|| format!("cannot prepare the socket folder for {}", paths.socket))?;
-    let _lock = lock(&paths.socket)?;
+    let lock = DaemonLock::take(&paths.socket)?;
     // We hold the lock, so a socket file still there belongs to a daemon that died.
     #[cfg(unix)]
     if std::path::Path::new(&paths.socket).exists() {
@@ -177,6 +138,7 @@ pub fn serve(paths: Paths, config: Config) -> anyhow::Result<()> {
     }
     let listener = transport::listen(&paths.socket)
         .with_context(|| format!("cannot listen on {}", paths.socket))?;
+    let socket = OwnedSocket::created(&paths.socket);
 
     let registry = Registry::discover(
         &search_path(&paths.data_dir, &config.daemon.plugin_dirs),
@@ -206,6 +168,8 @@ pub fn serve(paths: Paths, config: Config) -> anyhow::Result<()> {
         failed: AtomicU64::new(0),
         all_jobs: Mutex::new(HashMap::new()),
         in_flight: AtomicUsize::new(0),
+        connections: AtomicUsize::new(0),
+        last_active: Mutex::new(Instant::now()),
         next_job: AtomicU64::new(0),
     });
     #[cfg(unix)]
@@ -228,17 +192,42 @@ pub fn serve(paths: Paths, config: Config) -> anyhow::Result<()> {
         paths.socket
     );
 
-    use interprocess::local_socket::traits::ListenerExt as _;
-    for conn in listener.incoming() {
-        if state.shutdown.load(Ordering::SeqCst) {
-            break;
-        }
-        match conn {
-            Ok(stream) => {
-                let state = state.clone();
-                std::thread::spawn(move || handle_connection(stream, state));
+    // Accepting blocks, so it has its own thread; this one watches what ends the daemon.
+    // `stop` no longer depends on waking the accept loop through the socket, which fails
+    // when the socket file is gone; the process ends with this function, accept or not.
+    {
+        use interprocess::local_socket::traits::ListenerExt as _;
+        let state = state.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if state.shutdown.load(Ordering::SeqCst) {
+                    break;
+                }
+                match conn {
+                    Ok(stream) => {
+                        let state = state.clone();
+                        std::thread::spawn(move || handle_connection(stream, state));
+                    }
+                    Err(e) => tracing::warn!("failed connection: {e}"),
+                }
             }
-            Err(e) => tracing::warn!("failed connection: {e}"),
+        });
+    }
+    while !state.shutdown.load(Ordering::SeqCst) {
+        std::thread::sleep(WATCH_EVERY);
+        let idle_for = (state.connections.load(Ordering::SeqCst) == 0
+            && state.in_flight.load(Ordering::SeqCst) == 0)
+            .then(|| state.last_active.lock().unwrap().elapsed());
+        if let Some(why) =
+            lifetime::should_stop(&lock, &socket, idle_for, state.config.daemon.idle_exit_s)
+        {
+            tracing::info!("stopping: {why}");
+            if why == Reason::Idle {
+                // Nobody is connected: take the name away first, so a client arriving now
+                // starts a fresh daemon instead of meeting one that is going.
+                socket.remove();
+            }
+            stop(&state);
         }
     }
     // Running jobs finish within the grace period or are cancelled at its end (see
@@ -249,6 +238,8 @@ pub fn serve(paths: Paths, config: Config) -> anyhow::Result<()> {
     while state.in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    socket.remove();
+    drop(lock);
     tracing::info!("stopped");
     Ok(())
 }
@@ -274,7 +265,25 @@ fn status(state: &State) -> Value {
     })
 }
 
+/// Counts a connection as open for as long as it lives.
+struct Open(Arc<State>);
+
+impl Open {
+    fn new(state: &Arc<State>) -> Open {
+        state.connections.fetch_add(1, Ordering::SeqCst);
+        Open(state.clone())
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        *self.0.last_active.lock().unwrap() = Instant::now();
+        self.0.connections.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 fn handle_connection(stream: Connection, state: Arc<State>) {
+    let _open = Open::new(&state);
     if !transport::peer_is_same_user(&stream) {
         tracing::warn!("refused a connection from another user");
         return;
@@ -559,6 +568,4 @@ fn stop(state: &Arc<State>) {
             cancel.store(true, Ordering::SeqCst);
         }
     });
-    // Wake the accept loop so it sees the flag.
-    let _ = transport::connect(&state.paths.socket);
 }

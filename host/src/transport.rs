@@ -50,9 +50,13 @@ pub fn prepare_dir(socket: &str) -> io::Result<()> {
 }
 
 /// Creates the listener. The caller must hold the daemon lock and have removed any stale
-/// socket file first.
+/// socket file first. The listener does not remove its socket file when dropped: by then
+/// the path may name a successor's socket, so the daemon removes it only if it is still
+/// its own (`lifetime::OwnedSocket`).
 pub fn listen(socket: &str) -> io::Result<Listener> {
-    let opts = ListenerOptions::new().name(name(socket)?);
+    let opts = ListenerOptions::new()
+        .name(name(socket)?)
+        .reclaim_name(false);
     #[cfg(unix)]
     let opts = {
         use interprocess::os::unix::local_socket::ListenerOptionsExt;

@@ -64,6 +64,10 @@ mod linux_helpers {
 mod hardening;
 
 #[cfg(target_os = "linux")]
+#[path = "e2e/lifetime.rs"]
+mod lifetime;
+
+#[cfg(target_os = "linux")]
 #[path = "e2e/decoder.rs"]
 mod decoder;
 
