@@ -50,7 +50,12 @@ pub fn detached(exe: &Path, args: &[OsString], cwd: &Path) -> io::Result<Spawned
             // Its own process group: Ctrl-C in the terminal that started it must not kill it.
             .process_group(0);
         // SAFETY: the closure only makes async-signal-safe system calls.
-        unsafe { cmd.pre_exec(|| Ok(cloexec_from(3))) };
+        unsafe {
+            cmd.pre_exec(|| {
+                cloexec_from(3);
+                Ok(())
+            })
+        };
         Ok(Spawned {
             child: cmd.spawn()?,
         })
@@ -117,7 +122,7 @@ fn cloexec_from(first: i32) {
     };
     // SAFETY: getrlimit and fcntl on descriptor numbers; a closed one just gives EBADF.
     let max = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
-        (lim.rlim_cur as u64).min(1 << 16) as i32
+        lim.rlim_cur.min(1 << 16) as i32
     } else {
         1024
     };
