@@ -189,7 +189,7 @@ pub fn run(paths: &Paths, out: &Path, photo: &Path) -> anyhow::Result<std::path:
         &opts,
         &meta,
         &dir,
-        &encode::sanitize_component(stem),
+        &crate::pipeline::names::keep_stem(stem),
     )
     .map_err(|e| anyhow::anyhow!("{e}"))
 }

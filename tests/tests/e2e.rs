@@ -992,3 +992,48 @@ fn the_python_protocol_example_enhances_a_photo() {
     assert_eq!(done["intensity"], 0.6);
     assert!(Path::new(done["output"].as_str().unwrap()).exists());
 }
+
+/// In Lightroom's stack and darktable's group, the output's name is what the photographer
+/// sees: the original's stem stays exactly as written, and `--out` is honoured as given
+/// (only a no-clobber `-2` is ever added).
+#[test]
+fn output_names_keep_the_stem_and_the_out_path_as_written() {
+    let f = fixtures();
+    let env = Env::new();
+    let wedding = env.work.join("Braut & Bräutigam 2024.05.01 (1).dng");
+    std::fs::copy(&f.dng_grbg_12, &wedding).unwrap();
+    let r = ok_result(&env, &[wedding.to_str().unwrap(), "--preset", "warm-film"]);
+    assert_eq!(
+        PathBuf::from(r["output"].as_str().unwrap()),
+        env.work
+            .join("Braut & Bräutigam 2024.05.01 (1)-luminary-warm-film.tif")
+    );
+
+    let edit = env.work.join("IMG_0042.edit.v2.tif");
+    std::fs::copy(&f.tiff8, &edit).unwrap();
+    let r = ok_result(&env, &[edit.to_str().unwrap(), "--preset", "warm-film"]);
+    assert_eq!(
+        PathBuf::from(r["output"].as_str().unwrap()),
+        env.work.join("IMG_0042.edit.v2-luminary-warm-film.tif")
+    );
+
+    let out = env.work.join("final 0.5 (v2).tif");
+    for expected in ["final 0.5 (v2).tif", "final 0.5 (v2)-2.tif"] {
+        let r = ok_result(
+            &env,
+            &[
+                edit.to_str().unwrap(),
+                "--preset",
+                "warm-film",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(
+            PathBuf::from(r["output"].as_str().unwrap()),
+            env.work.join(expected)
+        );
+        assert!(env.work.join(expected).is_file());
+    }
+    no_hidden_files(&env, &env.work);
+}

@@ -247,27 +247,6 @@ fn write_jpeg<W: Write>(
     w.write_all(&buf[2..]).map_err(BoxError::from)
 }
 
-/// Characters allowed in generated file names; everything else becomes `_`, so preset ids
-/// or parameters can never introduce a separator or a `..`.
-pub fn sanitize_component(s: &str) -> String {
-    let cleaned: String = s
-        .chars()
-        .map(|c| {
-            if c.is_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(64)
-        .collect();
-    if cleaned.is_empty() {
-        "_".into()
-    } else {
-        cleaned
-    }
-}
-
 /// Candidate file names: `name.ext`, `name-2.ext`, `name-3.ext`, …
 fn candidate(dir: &Path, stem: &str, ext: &str, n: u32) -> PathBuf {
     if n == 1 {
@@ -364,13 +343,6 @@ fn hold_for_tests(point: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_are_sanitised() {
-        assert_eq!(sanitize_component("../../etc/passwd"), "______etc_passwd");
-        assert_eq!(sanitize_component("warm-film"), "warm-film");
-        assert_eq!(sanitize_component(""), "_");
-    }
 
     #[test]
     fn existing_outputs_are_never_replaced_and_no_temp_file_remains() {

@@ -6,6 +6,7 @@
 
 pub mod blend;
 pub mod encode;
+pub mod names;
 pub mod preview;
 pub mod render;
 
@@ -175,10 +176,10 @@ fn output_location(
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
+        // Honoured as given; only what the file system cannot hold is replaced.
         let stem = path
             .file_stem()
-            .and_then(|s| s.to_str())
-            .map(encode::sanitize_component)
+            .map(|s| names::keep_stem(&s.to_string_lossy()))
             .ok_or_else(|| bad(format!("{}: not a file name", path.display())))?;
         return Ok((dir, stem, format));
     }
@@ -194,12 +195,12 @@ fn output_location(
     let stem = req
         .source
         .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("photo");
+        .map(|s| s.to_string_lossy())
+        .unwrap_or("photo".into());
     let stem = format!(
         "{}-luminary-{}",
-        encode::sanitize_component(stem),
-        encode::sanitize_component(preset)
+        names::keep_stem(&stem),
+        names::component(preset)
     );
     Ok((dir, stem, req.output.format.unwrap_or(config.output.format)))
 }
