@@ -7,10 +7,10 @@
 //! * JPEG: 8-bit with triangular dither (no banding in skies), ICC, EXIF and XMP.
 //! * PNG: 16-bit with iCCP, eXIf and an XMP iTXt chunk.
 //!
-//! Every output is written to a hidden temporary file in the target folder, flushed to
-//! disk, then linked into place with a no-clobber rename: a reader never sees half a file,
-//! an existing file is never replaced (the name gets `-2`, `-3`, …), and a failed or
-//! cancelled job leaves nothing behind.
+//! Every output is written under no visible name in the target folder, flushed to disk,
+//! then given its name with no clobbering (`publish.rs`): a reader never sees half a
+//! file, an existing file is never replaced (the name gets `-2`, `-3`, …), and a failed,
+//! cancelled or killed job leaves nothing behind.
 
 use std::io::{BufWriter, Seek, Write};
 use std::path::{Path, PathBuf};
@@ -266,25 +266,14 @@ pub fn write_output(
     stem: &str,
 ) -> Result<PathBuf, JobError> {
     let fail = |why: String| JobError::file(ErrorCode::OutputFailed, dir, why);
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".luminary-").suffix(".part");
-    // Outputs are ordinary photos: readable like any file the user saves (tempfile's
-    // default is owner-only). The umask still applies.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        builder.permissions(std::fs::Permissions::from_mode(0o644));
-    }
-    let tmp = builder.tempfile_in(dir).map_err(|e| {
+    let pending = super::publish::Pending::create(dir).map_err(|e| {
         fail(format!(
             "cannot create a file in this folder: {} ({e})",
             io_words(&e).unwrap_or("is it writable?")
         ))
     })?;
-    // Recorded so that a daemon killed mid-write leaves nothing once the next one starts.
-    let _journal = crate::journal::record(tmp.path());
     {
-        let mut w = BufWriter::with_capacity(1 << 20, tmp.as_file());
+        let mut w = BufWriter::with_capacity(1 << 20, pending.file());
         let res = match opts.format {
             Format::Tiff => write_tiff(&mut w, img, opts, meta),
             Format::Png => write_png(&mut w, img, opts, meta),
@@ -294,34 +283,24 @@ pub fn write_output(
         w.flush().map_err(|e| fail(write_failure(&e)))?;
     }
     let t = std::time::Instant::now();
-    tmp.as_file()
+    pending
+        .file()
         .sync_all()
         .map_err(|e| fail(write_failure(&e)))?;
     tracing::debug!("fsync {:?}", t.elapsed());
     hold_for_tests("rename");
     let ext = opts.format.extension();
-    let mut tmp = tmp;
-    for n in 1..10_000 {
-        let target = candidate(dir, stem, ext, n);
-        match tmp.persist_noclobber(&target) {
-            Ok(_) => return Ok(target),
-            Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => tmp = e.file,
-            Err(e) => {
-                return Err(fail(format!(
-                    "cannot publish {} ({})",
-                    target.display(),
-                    e.error
-                )))
-            }
-        }
+    match pending.publish((1..10_000).map(|n| candidate(dir, stem, ext, n))) {
+        Ok(Some(target)) => Ok(target),
+        Ok(None) => Err(fail(format!(
+            "too many existing outputs named {stem}-N.{ext}"
+        ))),
+        Err(e) => Err(fail(format!("cannot publish {stem}.{ext} ({e})"))),
     }
-    Err(fail(format!(
-        "too many existing outputs named {stem}-N.{ext}"
-    )))
 }
 
 /// Kill tests need the daemon stopped at an exact moment — here, the output complete and
-/// synced under its temporary name, not yet published. With `LUMINARY_TEST_HOLD` naming
+/// synced, not yet published. With `LUMINARY_TEST_HOLD` naming
 /// `point`, a debug build writes the file `LUMINARY_TEST_HOLD_FILE` and waits (up to a
 /// minute) while it exists. Release builds compile this to nothing.
 fn hold_for_tests(point: &str) {

@@ -8,6 +8,7 @@ pub mod blend;
 pub mod encode;
 pub mod names;
 pub mod preview;
+pub mod publish;
 pub mod render;
 
 use std::collections::BTreeMap;

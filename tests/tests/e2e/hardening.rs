@@ -167,6 +167,12 @@ fn sigkill_at_every_stage_loses_nothing_and_the_next_daemon_cleans_up_and_comple
             "{stage}: a partial output is visible: {:?}",
             visible_files(&out)
         );
+        // Unnamed files (ext4): nothing at all, before any new daemon starts.
+        assert!(
+            env.hidden_files(&out).is_empty(),
+            "{stage}: the kill left {:?}",
+            env.hidden_files(&out)
+        );
         assert_eq!(fingerprint(&src), before, "{stage}: the original changed");
         // The next daemon starts cleanly (the stale socket is replaced) and removes what
         // the killed one left.
@@ -174,16 +180,35 @@ fn sigkill_at_every_stage_loses_nothing_and_the_next_daemon_cleans_up_and_comple
     }
 }
 
-/// The last moment of a job: the output written and synced under its temporary name, the
-/// rename not yet done. A debug-build hook holds the daemon exactly there.
+/// The last moment of a job: the output written and synced, not yet given its name. A
+/// debug-build hook holds the daemon exactly there. On a file system with unnamed files
+/// (ext4 here) the folder shows nothing at that moment and is exactly as it was after the
+/// kill, before any new daemon starts.
 #[test]
-fn sigkill_at_the_rename_leaves_no_output_and_the_next_daemon_removes_the_temporary_file() {
-    let f = fixtures();
+fn sigkill_at_the_rename_leaves_the_folder_as_it_was() {
     let env = Env::new();
-    let src = copy_into(&env, &f.dng_rggb_14);
-    let before = fingerprint(&src);
     let out = env.work.join("out");
     std::fs::create_dir(&out).unwrap();
+    std::fs::write(out.join("notes.txt"), b"the photographer's").unwrap();
+    kill_at_the_rename(&env, &out, true);
+}
+
+/// Where the file system has no unnamed files (a FUSE folder here, like NFS, SMB or
+/// exFAT), the output waits under a hidden temporary name, and the next daemon removes it.
+#[test]
+fn sigkill_at_the_rename_without_unnamed_files_and_the_next_daemon_removes_the_temporary_file() {
+    let env = Env::new();
+    let backing = env.work.join("backing");
+    let out = env.work.join("fuse");
+    let _mount = Mount::bindfs(&backing, &out);
+    kill_at_the_rename(&env, &out, false);
+}
+
+fn kill_at_the_rename(env: &Env, out: &Path, unnamed: bool) {
+    let f = fixtures();
+    let src = copy_into(env, &f.dng_rggb_14);
+    let before = fingerprint(&src);
+    let folder_before = listing(out);
     let marker = env.work.join("held-at-rename");
     // The daemon the status command starts inherits the hook.
     let st = env
@@ -196,34 +221,54 @@ fn sigkill_at_the_rename_leaves_no_output_and_the_next_daemon_removes_the_tempor
     let pid = serde_json::from_slice::<Value>(&st.stdout).unwrap()["pid"]
         .as_i64()
         .unwrap() as i32;
-    let s = start_job(&env, &src, &out, "encode");
+    let s = start_job(env, &src, out, "encode");
     let until = Instant::now() + Duration::from_secs(60);
     while !marker.exists() {
         assert!(Instant::now() < until, "the job never reached the rename");
         std::thread::sleep(Duration::from_millis(5));
     }
-    // The complete output sits under its temporary name: that is the moment.
-    let hidden: Vec<String> = std::fs::read_dir(&out)
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    assert!(
-        hidden.len() == 1 && hidden[0].starts_with(".luminary-") && hidden[0].ends_with(".part"),
-        "expected only the temporary output, found {hidden:?}"
-    );
+    let held = listing(out);
+    if unnamed {
+        assert_eq!(held, folder_before, "the unwritten output has a name");
+    } else {
+        let new: Vec<&String> = held.iter().filter(|n| !folder_before.contains(n)).collect();
+        assert!(
+            new.len() == 1 && new[0].starts_with(".luminary-") && new[0].ends_with(".part"),
+            "expected only the temporary output, found {held:?}"
+        );
+    }
     unsafe { libc::kill(pid, libc::SIGKILL) };
     assert!(wait_gone(pid, Duration::from_secs(10)));
     drop(s);
     assert!(
-        visible_files(&out).is_empty(),
+        visible_files(out).len() == folder_before.iter().filter(|n| !n.starts_with('.')).count(),
         "a result became visible without its rename: {:?}",
-        visible_files(&out)
+        visible_files(out)
     );
+    if unnamed {
+        assert_eq!(
+            listing(out),
+            folder_before,
+            "the kill left something behind"
+        );
+    }
     assert_eq!(fingerprint(&src), before, "the original changed");
-    // The next daemon (no hook) removes the orphan and the job completes.
+    // The next daemon (no hook) removes any orphan and the job completes.
     std::fs::remove_file(&marker).unwrap();
-    rerun_leaves_only_the_result(&env, &src, &out, "rename");
+    for name in &folder_before {
+        std::fs::remove_file(out.join(name)).unwrap();
+    }
+    rerun_leaves_only_the_result(env, &src, out, "rename");
+}
+
+fn listing(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
 }
 
 /// After a kill: the job re-run by a fresh daemon succeeds, and the folder then holds just
@@ -455,6 +500,23 @@ fn two_hundred_clients_at_once_are_all_answered_and_memory_stays_bounded() {
 struct Mount(std::path::PathBuf);
 
 impl Mount {
+    /// `src` seen through FUSE at `dir` (bindfs, which `.ci/run` installs).
+    fn bindfs(src: &Path, dir: &Path) -> Mount {
+        std::fs::create_dir_all(src).unwrap();
+        std::fs::create_dir_all(dir).unwrap();
+        let out = std::process::Command::new("bindfs")
+            .arg(src)
+            .arg(dir)
+            .output()
+            .expect("bindfs is missing: .ci/run installs it (apt-get install bindfs)");
+        assert!(
+            out.status.success(),
+            "bindfs failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Mount(dir.to_path_buf())
+    }
+
     fn tmpfs(dir: &Path, options: &str) -> Mount {
         std::fs::create_dir_all(dir).unwrap();
         let out = std::process::Command::new("mount")
