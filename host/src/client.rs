@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 
 use crate::paths::Paths;
-use crate::protocol::{self, read_frame, write_frame, Event, Request, PROTOCOL_VERSION};
+use crate::protocol::{
+    self, read_frame, write_frame, Event, FrameError, Request, PROTOCOL_VERSION,
+};
 use crate::spawn::{self, Spawned};
 use crate::transport::{self, Connection};
 
@@ -21,6 +23,14 @@ pub struct Client {
     conn: Connection,
     /// The daemon's version, from `welcome`.
     pub daemon_version: String,
+}
+
+/// Why a handshake did not give a client.
+enum Handshake {
+    /// The connection broke before a welcome: nobody there, or a daemon going away.
+    Gone(anyhow::Error),
+    /// A daemon answered and refused (another protocol major, too many clients, …).
+    Refused(anyhow::Error),
 }
 
 /// How long to wait for a freshly started daemon.
@@ -66,27 +76,34 @@ fn log_tail(path: &Path) -> String {
 impl Client {
     /// Connects, starting the daemon when `spawn` is set and none answers.
     pub fn connect(paths: &Paths, spawn: bool) -> anyhow::Result<Client> {
-        match transport::connect(&paths.socket) {
-            Ok(s) => return Client::handshake(s),
-            Err(e) if !spawn => {
+        let first = match transport::connect(&paths.socket) {
+            Ok(s) => Client::handshake(s),
+            Err(e) => Err(Handshake::Gone(e.into())),
+        };
+        match first {
+            Ok(c) => return Ok(c),
+            Err(Handshake::Refused(e)) => return Err(e),
+            Err(Handshake::Gone(e)) if !spawn => {
                 bail!(
                     "no Luminary daemon answers on {} ({e}); start one with `luminary serve`",
                     paths.socket
                 )
             }
-            Err(_) => {}
+            // Nobody listens, or a daemon that is going away (killed, stopping) took the
+            // connection and dropped it: start one.
+            Err(Handshake::Gone(_)) => {}
         }
         let mut child = spawn_daemon(paths)?;
         let start = Instant::now();
         loop {
-            if let Ok(s) = transport::connect(&paths.socket) {
+            if let Some(c) = Client::try_connect(paths)? {
                 child.release();
-                return Client::handshake(s);
+                return Ok(c);
             }
             if let Ok(Some(exit)) = child.try_wait() {
                 // Another client may have started a daemon at the same moment: try it.
-                if let Ok(s) = transport::connect(&paths.socket) {
-                    return Client::handshake(s);
+                if let Some(c) = Client::try_connect(paths)? {
+                    return Ok(c);
                 }
                 // A daemon holds the lock but does not answer: it is stopping (its socket
                 // was removed, say). Start ours again once it has gone.
@@ -115,7 +132,20 @@ impl Client {
         }
     }
 
-    fn handshake(conn: Connection) -> anyhow::Result<Client> {
+    /// One attempt: a handshaken client, `None` while nobody (or only a dying daemon)
+    /// answers, or the daemon's refusal.
+    fn try_connect(paths: &Paths) -> anyhow::Result<Option<Client>> {
+        let Ok(conn) = transport::connect(&paths.socket) else {
+            return Ok(None);
+        };
+        match Client::handshake(conn) {
+            Ok(c) => Ok(Some(c)),
+            Err(Handshake::Gone(_)) => Ok(None),
+            Err(Handshake::Refused(e)) => Err(e),
+        }
+    }
+
+    fn handshake(conn: Connection) -> Result<Client, Handshake> {
         let (mut rx, mut tx) = (&conn, &conn);
         let client = format!("luminary-cli/{}", env!("CARGO_PKG_VERSION"));
         write_frame(
@@ -124,25 +154,39 @@ impl Client {
                 protocol: PROTOCOL_VERSION.into(),
                 client,
             },
-        )?;
-        let frame = read_frame(&mut rx)?
-            .ok_or_else(|| anyhow!("the daemon closed the connection during the handshake"))?;
-        match serde_json::from_slice::<Event>(&frame)? {
+        )
+        .map_err(|e| Handshake::Gone(e.into()))?;
+        let frame = read_frame(&mut rx)
+            .map_err(|e| match e {
+                FrameError::Io(_) => Handshake::Gone(e.into()),
+                FrameError::TooLarge(_) => Handshake::Refused(e.into()),
+            })?
+            .ok_or_else(|| {
+                Handshake::Gone(anyhow!(
+                    "the daemon closed the connection during the handshake"
+                ))
+            })?;
+        let refused = |e: anyhow::Error| Handshake::Refused(e);
+        match serde_json::from_slice::<Event>(&frame).map_err(|e| refused(e.into()))? {
             Event::Welcome {
                 protocol: p,
                 version,
                 ..
             } => {
                 if protocol::major(&p) != protocol::major(PROTOCOL_VERSION) {
-                    bail!("the daemon speaks protocol {p}, this client {PROTOCOL_VERSION}");
+                    return Err(refused(anyhow!(
+                        "the daemon speaks protocol {p}, this client {PROTOCOL_VERSION}"
+                    )));
                 }
                 Ok(Client {
                     conn,
                     daemon_version: version,
                 })
             }
-            Event::Error { message, .. } => bail!("{message}"),
-            other => bail!("unexpected first message from the daemon: {other:?}"),
+            Event::Error { message, .. } => Err(refused(anyhow!("{message}"))),
+            other => Err(refused(anyhow!(
+                "unexpected first message from the daemon: {other:?}"
+            ))),
         }
     }
 

@@ -68,7 +68,10 @@ fn plugin_api_version_in(report: &str) -> Option<String> {
 
 fn incompatible(plugin_version: &str) -> String {
     let host = host_api_version();
-    let series: String = host.rsplitn(2, '.').nth(1).unwrap_or(host).to_string();
+    let series: String = host
+        .rsplit_once('.')
+        .map_or(host, |(series, _)| series)
+        .to_string();
     format!(
         "built against plugin-api {plugin_version} while this Luminary speaks {host}; \
          rebuild the plugin against luminary-plugin-api {series}.x"

@@ -41,10 +41,17 @@ mod linux_helpers {
     }
 
     pub fn alive(pid: i32) -> bool {
-        // A zombie counts as gone: only its exit status is left.
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| !s.split(") ").nth(1).unwrap_or("").starts_with('Z'))
-            .unwrap_or(false)
+        // A zombie counts as gone, but only once all its threads have exited too: a killed
+        // process's leader turns zombie while its other threads still hold its files (the
+        // listening socket, the lock), and a client arriving then meets a dying daemon.
+        let zombie = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(s) => s.split(") ").nth(1).unwrap_or("").starts_with('Z'),
+            Err(_) => return false,
+        };
+        let threads = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        !zombie || threads > 1
     }
 
     pub fn wait_gone(pid: i32, within: Duration) -> bool {

@@ -187,7 +187,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("out-1.tif"), b"the photographer's file").unwrap();
         let p = Pending::create(dir.path()).unwrap();
-        (&*p.file()).write_all(b"new result").unwrap();
+        p.file().write_all(b"new result").unwrap();
         if cfg!(target_os = "linux") {
             assert!(p.is_unnamed(), "ext4 and tmpfs have O_TMPFILE");
             assert_eq!(listing(dir.path()), ["out-1.tif"]);
@@ -206,7 +206,7 @@ mod tests {
     fn a_dropped_output_leaves_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let p = Pending::create(dir.path()).unwrap();
-        (&*p.file()).write_all(b"half").unwrap();
+        p.file().write_all(b"half").unwrap();
         drop(p);
         assert!(listing(dir.path()).is_empty());
     }

@@ -284,10 +284,11 @@ fn rerun_leaves_only_the_result(env: &Env, src: &Path, out: &Path, what: &str) {
         out.to_str().unwrap(),
     ]);
     let res = results(&r.stdout);
-    assert_eq!(
-        res[0]["ok"],
-        true,
-        "{what}: re-run failed: {res:?}\n{}",
+    assert!(
+        res.len() == 1 && res[0]["ok"] == true,
+        "{what}: re-run failed: {res:?}\nstatus {:?}\nstderr: {}\ndaemon log:\n{}",
+        r.status,
+        String::from_utf8_lossy(&r.stderr),
         env.daemon_log()
     );
     let left: Vec<String> = std::fs::read_dir(out)

@@ -154,6 +154,37 @@ fn a_daemon_whose_socket_folder_was_removed_stops_on_sigterm_and_by_itself() {
 /// Only the socket file removed, its lock left: the next client's daemon finds the lock
 /// taken by one that is stopping, and the client waits for it and starts its own. Never
 /// two daemons for one user.
+/// A daemon that is going away (killed, its threads still exiting) can take a connection
+/// and drop it. The client then starts a new daemon instead of failing the call.
+#[test]
+fn a_client_that_meets_a_dying_daemon_starts_a_new_one() {
+    use std::os::unix::fs::DirBuilderExt;
+    let env = Env::new();
+    let sock = env.socket();
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(sock.parent().unwrap())
+        .unwrap();
+    let dying = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let took = std::thread::spawn(move || {
+        // One connection taken and dropped unanswered, then the listener is gone too;
+        // its socket file stays behind, as a killed daemon's does.
+        let (conn, _) = dying.accept().unwrap();
+        drop(conn);
+        drop(dying);
+    });
+    let out = env.run(&["status", "--json"]);
+    took.join().unwrap();
+    assert!(
+        out.status.success(),
+        "status failed on a dying daemon: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(alive(v["pid"].as_i64().unwrap() as i32));
+}
+
 #[test]
 fn a_removed_socket_hands_over_to_one_new_daemon() {
     let env = Env::new();
