@@ -697,11 +697,16 @@ struct RowKernel<'a> {
     gz: usize,
     gcols: &'a [(u32, f32)],
     pcols: &'a [(u32, f32)],
-    /// `gcols` as the offset of the column's first node in floats, and the weight.
+    /// `gcols` as the offset of the column's first node in floats, and the weight (the
+    /// AVX-512 gather reads these; other targets use `gcols`).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     g_off: &'a [u32],
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     g_frac: &'a [f32],
     /// `pcols` as the offset into `extra_row` in floats, and the weight.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     p_off: &'a [u32],
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     p_frac: &'a [f32],
     extra_row: &'a [f32],
     pw: usize,
