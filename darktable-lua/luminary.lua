@@ -168,12 +168,29 @@ function L.binary()
   return "luminary"
 end
 
+-- One argument of a command line. On Windows io.popen runs the line through `cmd.exe /c`
+-- and the program splits it by CommandLineToArgvW's rules: quotes keep spaces and
+-- & | < > ^ ( ) ! as plain text; %NAME% is expanded even inside quotes, so each % leaves
+-- them escaped with a caret ("^%"); backslashes before the closing quote are doubled. No
+-- Windows path holds a double quote, and none can pass cmd.exe safely.
+local WINDOWS = dt.configuration.running_os == "windows"
 local function quote(s)
   s = tostring(s)
-  if dt.configuration.running_os == "windows" then
-    return '"' .. s:gsub('"', '\\"') .. '"'
+  if not WINDOWS then return "'" .. s:gsub("'", "'\\''") .. "'" end
+  if s:find('"', 1, true) then error(_("cannot pass a double quote to luminary on Windows: ") .. s, 0) end
+  s = s:gsub("(\\+)$", "%1%1")
+  return '"' .. s:gsub("%%", '"^%%"') .. '"'
+end
+
+-- The line io.popen runs: on Windows in one more pair of quotes, which `cmd.exe /c` removes
+-- (without them it strips the program's own quotes), and within cmd.exe's 8,191 characters.
+local function command_line(line)
+  if not WINDOWS then return line end
+  line = '"' .. line .. '"'
+  if #line > 8191 then
+    error(string.format(_("the command for luminary is %d characters long, over cmd.exe's limit of 8,191"), #line), 0)
   end
-  return "'" .. s:gsub("'", "'\\''") .. "'"
+  return line
 end
 
 local function file_exists(path)
@@ -188,7 +205,7 @@ end
 local function run_json(args, on_line)
   local cmd = quote(L.binary())
   for _, a in ipairs(args) do cmd = cmd .. " " .. quote(a) end
-  cmd = cmd .. " --json 2>&1"
+  cmd = command_line(cmd .. " --json 2>&1")
   local pipe = io.popen(cmd, "r")
   if not pipe then error(_("cannot run luminary: ") .. L.binary()) end
   local completed = true

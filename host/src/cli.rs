@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context};
+use anyhow::{anyhow, bail, Context};
 use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Map, Value};
 
@@ -180,8 +180,13 @@ pub enum PluginsAction {
 #[derive(Args, Debug)]
 pub struct EnhanceArgs {
     /// Photos to enhance (RAW, DNG, TIFF, JPEG, PNG).
-    #[arg(required = true)]
+    #[arg(required_unless_present = "files_from")]
     pub inputs: Vec<PathBuf>,
+    /// Also enhance the photos listed in this file, one path per line (UTF-8). Editors
+    /// pass large selections this way: Windows' cmd.exe cuts command lines at 8,191
+    /// characters.
+    #[arg(long, value_name = "FILE")]
+    pub files_from: Option<PathBuf>,
     /// Preset id (see `luminary presets`).
     #[arg(long, short)]
     pub preset: String,
@@ -490,7 +495,35 @@ impl Sinks {
     }
 }
 
-fn enhance(paths: &Paths, args: EnhanceArgs) -> anyhow::Result<i32> {
+/// The photo paths of a `--files-from` list: one per line, blank lines skipped; a UTF-8
+/// byte-order mark and Windows line ends (text-mode writes on Windows) are allowed.
+fn read_file_list(list: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let bytes = std::fs::read(list)
+        .with_context(|| format!("{}: cannot read the list of photos", list.display()))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        anyhow!(
+            "{}: the list of photos is not UTF-8 (byte {})",
+            list.display(),
+            e.utf8_error().valid_up_to()
+        )
+    })?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    Ok(text
+        .lines()
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .filter(|l| !l.is_empty())
+        .map(PathBuf::from)
+        .collect())
+}
+
+fn enhance(paths: &Paths, mut args: EnhanceArgs) -> anyhow::Result<i32> {
+    if let Some(list) = &args.files_from {
+        let listed = read_file_list(list)?;
+        if listed.is_empty() && args.inputs.is_empty() {
+            bail!("{}: the list of photos is empty", list.display());
+        }
+        args.inputs.extend(listed);
+    }
     if args.out.is_some() && args.inputs.len() > 1 {
         bail!(
             "--out names one file, but {} photos were given; use --out-dir",
@@ -658,4 +691,47 @@ fn enhance(paths: &Paths, args: EnhanceArgs) -> anyhow::Result<i32> {
         write_atomically(path, &text)?;
     }
     Ok(if failures > 0 { 1 } else { 0 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_list_keeps_each_path_as_written_whatever_the_line_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let list = dir.path().join("photos.txt");
+        std::fs::write(
+            &list,
+            "\u{feff}C:\\Fotos\\Braut & Bräutigam 100% ^1!.dng\r\n\r\n/photos/IMG 0042.edit.v2.CR2\n  leading space.tif\n",
+        )
+        .unwrap();
+        let got = read_file_list(&list).unwrap();
+        assert_eq!(
+            got,
+            [
+                PathBuf::from("C:\\Fotos\\Braut & Bräutigam 100% ^1!.dng"),
+                PathBuf::from("/photos/IMG 0042.edit.v2.CR2"),
+                PathBuf::from("  leading space.tif"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_bad_file_list_names_the_file_and_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("gone.txt");
+        let e = read_file_list(&missing).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("gone.txt: cannot read the list of photos"),
+            "{e:#}"
+        );
+        let latin1 = dir.path().join("latin1.txt");
+        std::fs::write(&latin1, b"/photos/Br\xe4utigam.dng\n").unwrap();
+        let e = read_file_list(&latin1).unwrap_err().to_string();
+        assert!(
+            e.contains("latin1.txt: the list of photos is not UTF-8 (byte 10)"),
+            "{e}"
+        );
+    }
 }

@@ -38,11 +38,39 @@ function Core.binary()
   return Core.defaultBinary()
 end
 
+--- One argument of a command line. On Windows LrTasks.execute runs the line through
+--- `cmd.exe /c`, and the program then splits it by CommandLineToArgvW's rules:
+---  * quotes keep spaces, & | < > ^ ( ) and ! as plain text for cmd.exe;
+---  * cmd.exe expands %NAME% even inside quotes, so each % leaves the quotes and is
+---    escaped with a caret (`"^%"`): a folder called `100%USERNAME%` stays as written;
+---  * backslashes before a quote (a trailing one: `D:\`) are doubled, or the program
+---    would read `\"` as a quote in the argument.
+--- A double quote cannot be passed through cmd.exe safely, and no Windows path holds one.
 local function quote(s)
   s = tostring(s)
-  if WIN then return '"' .. string.gsub(s, '"', '\\"') .. '"' end
-  return "'" .. string.gsub(s, "'", "'\\''") .. "'"
+  if not WIN then return "'" .. string.gsub(s, "'", "'\\''") .. "'" end
+  if string.find(s, '"', 1, true) then
+    error("cannot pass a double quote to luminary on Windows: " .. s, 0)
+  end
+  s = string.gsub(s, "(\\+)$", "%1%1")
+  return '"' .. string.gsub(s, "%%", '"^%%"') .. '"'
 end
+
+--- The line LrTasks.execute runs: on Windows the whole line in one more pair of quotes,
+--- which `cmd.exe /c` removes (without them it would strip the program's own quotes).
+--- cmd.exe refuses lines over 8,191 characters; say so instead of failing silently.
+local function commandLine(words)
+  local line = table.concat(words, " ")
+  if WIN then
+    line = '"' .. line .. '"'
+    if #line > 8191 then
+      error("the command for luminary is " .. #line .. " characters long, over cmd.exe's limit of 8,191: "
+        .. "choose shorter folder names", 0)
+    end
+  end
+  return line
+end
+Core.quote, Core.commandLine = quote, commandLine
 
 local tempCounter = 0
 local function tempPath(name)
@@ -58,11 +86,11 @@ function Core.run(args, onPoll)
   local resultFile = tempPath("result.jsonl")
   local progressFile = tempPath("progress.jsonl")
   local cancelFile = tempPath("cancel")
-  local cmd = quote(Core.binary())
-  for _, a in ipairs(args) do cmd = cmd .. " " .. quote(a) end
-  cmd = cmd .. " --result-file " .. quote(resultFile) .. " --progress-file " .. quote(progressFile)
-    .. " --cancel-file " .. quote(cancelFile)
-  if WIN then cmd = '"' .. cmd .. '"' end
+  local words = { quote(Core.binary()) }
+  for _, a in ipairs(args) do words[#words + 1] = quote(a) end
+  for _, w in ipairs({ "--result-file", quote(resultFile), "--progress-file", quote(progressFile),
+    "--cancel-file", quote(cancelFile) }) do words[#words + 1] = w end
+  local cmd = commandLine(words)
   log:trace("running " .. cmd)
   local done, status = false, nil
   LrTasks.startAsyncTask(function()
@@ -92,7 +120,7 @@ end
 --- params_schema), or raises with what to do.
 function Core.presets()
   local out = tempPath("presets.json")
-  local status = LrTasks.execute(quote(Core.binary()) .. " presets --json > " .. quote(out) .. (WIN and "" or " 2>&1"))
+  local status = LrTasks.execute(commandLine({ quote(Core.binary()), "presets", "--json", ">", quote(out), "2>&1" }))
   local text = LrFileUtils.exists(out) and LrFileUtils.readFile(out) or ""
   if LrFileUtils.exists(out) then LrFileUtils.delete(out) end
   local ok, v = pcall(JSON.decode, text)
@@ -107,7 +135,7 @@ end
 --- than this plug-in needs.
 function Core.checkVersion()
   local out = tempPath("status.json")
-  local status = LrTasks.execute(quote(Core.binary()) .. " status --json > " .. quote(out))
+  local status = LrTasks.execute(commandLine({ quote(Core.binary()), "status", "--json", ">", quote(out) }))
   local text = LrFileUtils.exists(out) and LrFileUtils.readFile(out) or ""
   if LrFileUtils.exists(out) then LrFileUtils.delete(out) end
   local ok, v = pcall(JSON.decode, text)

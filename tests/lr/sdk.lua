@@ -23,7 +23,14 @@ SDK = {
   tasks = {},
   tmp = os.getenv("LR_TEST_TMP") or "/tmp",
 }
-WIN_ENV = false
+-- LR_TEST_WINDOWS=1: the plug-in believes it runs on Windows, and LrTasks.execute hands its
+-- command line to an emulation of `cmd.exe /c` (see windowsCommand below) instead of sh.
+SDK.windows = os.getenv("LR_TEST_WINDOWS") == "1"
+-- The variables cmd.exe would expand in the emulation: %USERNAME% and the like.
+SDK.winEnv = { USERNAME = "lrtester", OS = "Windows_NT", TEMP = "C:\\Users\\lrtester\\AppData\\Local\\Temp",
+  SYSTEMROOT = "C:\\Windows", DATE = "03.12.2026" }
+SDK.commandLines = {}
+WIN_ENV = SDK.windows
 MAC_ENV = false
 
 local function strict(what)
@@ -62,9 +69,125 @@ function LrTasks.yield()
   yieldOrSleep(0.01)
 end
 
+--[[ What `cmd.exe /c LINE` makes of LINE, as a POSIX shell command (or nil and the reason
+cmd.exe would fail), by cmd.exe's documented parsing:
+  1. /c with a line that starts with a quote: the first and the last quote are removed;
+  2. lines over 8,191 characters are refused ("The command line is too long.");
+  3. %NAME% is replaced by the variable's value, inside quotes too; an undefined name is
+     left as written (command-line context);
+  4. outside quotes, ^ escapes the next character and is removed; & | < are command
+     operators, > starts a redirection; inside quotes all of these are plain text;
+  5. the program splits what is left into arguments by CommandLineToArgvW's rules
+     (2n backslashes and a quote: n backslashes and a quote toggle; 2n+1: n and a
+     literal quote; other backslashes are literal). ]]
+local function windowsCommand(line)
+  if string.sub(line, 1, 1) == '"' then
+    local last = string.find(line, '"[^"]*$', 2)
+    if last then line = string.sub(line, 2, last - 1) .. string.sub(line, last + 1) end
+  end
+  if #line > 8191 then return nil, "The command line is too long." end
+  local expanded, i = {}, 1
+  while i <= #line do
+    local c = string.sub(line, i, i)
+    local close = c == "%" and string.find(line, "%", i + 1, true)
+    local value = close and SDK.winEnv[string.upper(string.sub(line, i + 1, close - 1))]
+    if value then
+      expanded[#expanded + 1] = value
+      i = close + 1
+    else
+      expanded[#expanded + 1] = c
+      i = i + 1
+    end
+  end
+  line = table.concat(expanded)
+  -- Step 4: what the program gets, and the redirections.
+  local program, quoted, redirect = {}, false, nil
+  i = 1
+  while i <= #line do
+    local c = string.sub(line, i, i)
+    if c == '"' then
+      quoted = not quoted
+      program[#program + 1] = c
+    elseif quoted then
+      program[#program + 1] = c
+    elseif c == "^" then
+      program[#program + 1] = string.sub(line, i + 1, i + 1)
+      i = i + 1
+    elseif c == "&" or c == "|" or c == "<" then
+      return nil, "cmd.exe would read " .. c .. " as a command operator in: " .. line
+    elseif c == ">" then
+      redirect = string.sub(line, i + 1)
+      -- A `2` just before `>` belongs to the redirection, not to the program.
+      if program[#program] == "2" and string.find(table.concat(program), "%s2$") then
+        program[#program] = nil
+        redirect = "2>" .. redirect
+      end
+      break
+    else
+      program[#program + 1] = c
+    end
+    i = i + 1
+  end
+  local args, cur, inArg = {}, {}, false
+  local text = table.concat(program)
+  quoted, i = false, 1
+  while i <= #text do
+    local c = string.sub(text, i, i)
+    if c == "\\" then
+      local j = i
+      while string.sub(text, j, j) == "\\" do j = j + 1 end
+      local n = j - i
+      if string.sub(text, j, j) == '"' then
+        cur[#cur + 1] = string.rep("\\", math.floor(n / 2))
+        if n % 2 == 1 then cur[#cur + 1] = '"' else quoted = not quoted end
+        i = j + 1
+      else
+        cur[#cur + 1] = string.rep("\\", n)
+        i = j
+      end
+      inArg = true
+    elseif c == '"' then
+      quoted = not quoted
+      inArg = true
+      i = i + 1
+    elseif (c == " " or c == "\t") and not quoted then
+      if inArg then args[#args + 1] = table.concat(cur) end
+      cur, inArg = {}, false
+      i = i + 1
+    else
+      cur[#cur + 1] = c
+      inArg = true
+      i = i + 1
+    end
+  end
+  if inArg then args[#args + 1] = table.concat(cur) end
+  local posix = {}
+  for _, a in ipairs(args) do posix[#posix + 1] = sh_quote(a) end
+  local cmd = table.concat(posix, " ")
+  if redirect then
+    -- `> "file"` or `> "file" 2>&1`: the target, unquoted by the same rules.
+    local both = string.find(redirect, "2>&1", 1, true)
+    local target = string.gsub(string.gsub(redirect, "2>&1", ""), '^%s*>?%s*', "")
+    target = string.gsub(string.gsub(target, '"', ""), "%s+$", "")
+    cmd = cmd .. " > " .. sh_quote(target) .. (both and " 2>&1" or "")
+  end
+  return cmd
+end
+SDK.windowsCommand = windowsCommand
+
 local execCounter = 0
 function LrTasks.execute(cmd)
   execCounter = execCounter + 1
+  SDK.commandLines[#SDK.commandLines + 1] = cmd
+  if SDK.windows then
+    local posix, why = windowsCommand(cmd)
+    if not posix then
+      SDK.cmdErrors = SDK.cmdErrors or {}
+      SDK.cmdErrors[#SDK.cmdErrors + 1] = why
+      return 1
+    end
+    cmd = posix
+  end
   local status = SDK.tmp .. "/exec-" .. execCounter .. ".status"
   os.remove(status)
   -- Run in the background so other tasks go on; only the exit status comes back.

@@ -1044,3 +1044,58 @@ fn output_names_keep_the_stem_and_the_out_path_as_written() {
     }
     no_hidden_files(&env, &env.work);
 }
+
+/// A selection too long for a command line goes through `--files-from`: every listed
+/// photo, names as written, Windows line ends and all; a missing list is named.
+#[test]
+fn files_from_enhances_every_listed_photo() {
+    let f = fixtures();
+    let env = Env::new();
+    let a = env.work.join("Hochzeit 100% & Co ^ (1)! Ω.tif");
+    let b = env.work.join("IMG_0042.edit.v2.tif");
+    std::fs::copy(&f.tiff8, &a).unwrap();
+    std::fs::copy(&f.tiff16, &b).unwrap();
+    let list = env.work.join("selection.txt");
+    std::fs::write(&list, format!("{}\r\n{}\r\n", a.display(), b.display())).unwrap();
+    let (res, out) = enhance(
+        &env,
+        &[
+            "--files-from",
+            list.to_str().unwrap(),
+            "--preset",
+            "auto",
+            "--format",
+            "jpeg",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(res.len(), 2, "{res:?}");
+    for (r, stem) in res
+        .iter()
+        .zip(["Hochzeit 100% & Co ^ (1)! Ω", "IMG_0042.edit.v2"])
+    {
+        assert_eq!(r["ok"], true, "{r}");
+        let want = env.work.join(format!("{stem}-luminary-auto.jpg"));
+        assert_eq!(PathBuf::from(r["output"].as_str().unwrap()), want);
+        assert!(want.is_file());
+    }
+    let missing = env.work.join("no such list.txt");
+    let (_, out) = enhance(
+        &env,
+        &[
+            "--files-from",
+            missing.to_str().unwrap(),
+            "--preset",
+            "auto",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("no such list.txt: cannot read the list of photos"),
+        "{err}"
+    );
+}

@@ -15,6 +15,12 @@ fn lr_dir() -> PathBuf {
 /// Installs the plug-in with `luminary install lightroom`, then runs `scenario` (Lua, after
 /// the SDK stand-in and the plug-in are loaded). Returns the plug-in folder.
 fn run_scenario(env: &Env, scenario: &str) -> (String, PathBuf) {
+    run_scenario_as(env, scenario, false)
+}
+
+/// [`run_scenario`], with the plug-in on Windows when `windows` is set: `WIN_ENV`, and
+/// every LrTasks.execute parsed as `cmd.exe /c` would (the stand-in's Windows mode).
+fn run_scenario_as(env: &Env, scenario: &str, windows: bool) -> (String, PathBuf) {
     let modules = env.root.path().join("Modules");
     let out = env.run(&["install", "lightroom", "--dest", modules.to_str().unwrap()]);
     assert!(
@@ -38,6 +44,7 @@ fn run_scenario(env: &Env, scenario: &str) -> (String, PathBuf) {
     let mut cmd = Command::new("lua5.1");
     cmd.arg(&script)
         .env("LR_TEST_TMP", &tmp)
+        .env("LR_TEST_WINDOWS", if windows { "1" } else { "0" })
         .current_dir(&env.work);
     for (k, v) in env.cmd().get_envs() {
         if let Some(v) = v {
@@ -269,4 +276,53 @@ SDK.check(#SDK.messages == 0, "no dialog expected on success")
     );
     run_scenario(&env, &scenario);
     assert!(env.work.join("scan16-luminary-portra-400.tif").exists());
+}
+
+/// On Windows LrTasks.execute runs each command through `cmd.exe /c`, which expands
+/// %NAME% even inside quotes, treats & ^ < > | as operators outside them and strips the
+/// line's first and last quote. A wedding folder with all of that in its name reaches
+/// luminary as written, and the result lands beside the original under the original's
+/// stem.
+#[test]
+fn under_windows_the_commands_survive_cmd_exe_with_any_folder_name() {
+    let f = fixtures();
+    let env = Env::new();
+    let dir = env.work.join("Hochzeit 100%USERNAME% & Co ^ (1)! Ωmega");
+    std::fs::create_dir_all(&dir).unwrap();
+    let photo = dir.join("Braut & Bräutigam 50%DATE%.tif");
+    std::fs::copy(&f.tiff8, &photo).unwrap();
+    let scenario = format!(
+        r#"
+-- The emulation is cmd.exe's, not the plug-in's own rules read back: naive quoting of the
+-- same folder is expanded and split by it.
+SDK.check(SDK.windowsCommand('""/bin/echo" "100%USERNAME%""') == "'/bin/echo' '100lrtester'",
+  "the cmd.exe emulation does not expand %USERNAME%")
+SDK.check(SDK.windowsCommand('/bin/echo "a" & "b"') == nil, "an & outside quotes should split the command")
+
+local A = SDK.photo {{ path = {photo:?}, rating = 4 }}
+SDK.catalog.selected = {{ A }}
+SDK.prefs.preset = "warm-film"
+SDK.prefs.intensities = {{ ["warm-film"] = 0.5 }}
+SDK.prefs.engine = "local"
+SDK.prefs.source = "raw"
+SDK.prefs.format = "tiff"
+SDK.runMenuItem()
+SDK.check(SDK.cmdErrors == nil, "cmd.exe would fail: " .. table.concat(SDK.cmdErrors or {{}}, "\n"))
+SDK.check(#SDK.added == 1, "added " .. #SDK.added .. " photos: " .. SDK.messages[#SDK.messages].text)
+SDK.check(SDK.added[1].stack == A, "the result is not stacked with its original")
+local lines = table.concat(SDK.commandLines, "\n")
+SDK.check(string.find(lines, '"^%"', 1, true), "no % was escaped: " .. lines)
+"#
+    );
+    run_scenario_as(&env, &scenario, true);
+    let out = dir.join("Braut & Bräutigam 50%DATE%-luminary-warm-film.tif");
+    assert!(
+        out.exists(),
+        "no result beside the original: {:?}",
+        std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect::<Vec<_>>()
+    );
 }
