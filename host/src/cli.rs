@@ -142,7 +142,8 @@ pub enum Command {
 pub enum InstallTarget {
     /// The darktable script: copied into darktable's `lua/` folder and loaded from `luarc`.
     Darktable {
-        /// darktable's config folder (default: the one darktable uses on this OS).
+        /// darktable's config folder (default: every darktable install found here,
+        /// Flatpak included).
         #[arg(long)]
         configdir: Option<PathBuf>,
     },
@@ -154,7 +155,8 @@ pub enum InstallTarget {
     },
     /// The GIMP 3 plug-in: Filters > Enhance > Luminary.
     Gimp {
-        /// A plug-ins folder (the plug-in goes to DIR/luminary/luminary.py).
+        /// A plug-ins folder (the plug-in goes to DIR/luminary/luminary.py; default: every
+        /// GIMP 3 install found here, Flatpak included).
         #[arg(long)]
         dest: Option<PathBuf>,
     },
@@ -430,19 +432,28 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Install {
             editor: InstallTarget::Darktable { configdir },
         } => {
-            println!("{}", crate::install::darktable(configdir.as_deref())?);
+            println!(
+                "{}",
+                crate::install::install(crate::install::Editor::Darktable, configdir.as_deref())?
+            );
             Ok(0)
         }
         Command::Install {
             editor: InstallTarget::Lightroom { dest },
         } => {
-            println!("{}", crate::install::lightroom(dest.as_deref())?);
+            println!(
+                "{}",
+                crate::install::install(crate::install::Editor::Lightroom, dest.as_deref())?
+            );
             Ok(0)
         }
         Command::Install {
             editor: InstallTarget::Gimp { dest },
         } => {
-            println!("{}", crate::install::gimp(dest.as_deref())?);
+            println!(
+                "{}",
+                crate::install::install(crate::install::Editor::Gimp, dest.as_deref())?
+            );
             Ok(0)
         }
         Command::PluginRunner { file } => Ok(crate::plugins::runner::run_runner(&file)),

@@ -75,6 +75,10 @@ mod hardening;
 mod lifetime;
 
 #[cfg(target_os = "linux")]
+#[path = "e2e/install.rs"]
+mod install;
+
+#[cfg(target_os = "linux")]
 #[path = "e2e/decoder.rs"]
 mod decoder;
 

@@ -4,46 +4,52 @@
 //! because editors started from a desktop menu or the macOS Dock do not get the shell's
 //! PATH.
 
+pub mod flatpak;
+pub mod places;
+
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 
-const DARKTABLE_SCRIPT: &str = include_str!("../../darktable-lua/luminary.lua");
-const GIMP_PLUGIN: &str = include_str!("../../gimp-bridge/luminary/luminary.py");
+pub use places::Editor;
+use places::{Home, Os, Place};
+
+const DARKTABLE_SCRIPT: &str = include_str!("../../../darktable-lua/luminary.lua");
+const GIMP_PLUGIN: &str = include_str!("../../../gimp-bridge/luminary/luminary.py");
 
 /// The Lightroom plug-in folder's files, compiled in so the binary installs its own bridge.
 const LIGHTROOM_FILES: &[(&str, &str)] = &[
     (
         "Info.lua",
-        include_str!("../../lr-bridge/Luminary.lrplugin/Info.lua"),
+        include_str!("../../../lr-bridge/Luminary.lrplugin/Info.lua"),
     ),
     (
         "LuminaryConfig.lua",
-        include_str!("../../lr-bridge/Luminary.lrplugin/LuminaryConfig.lua"),
+        include_str!("../../../lr-bridge/Luminary.lrplugin/LuminaryConfig.lua"),
     ),
     (
         "JSON.lua",
-        include_str!("../../lr-bridge/Luminary.lrplugin/JSON.lua"),
+        include_str!("../../../lr-bridge/Luminary.lrplugin/JSON.lua"),
     ),
     (
         "LuminaryCore.lua",
-        include_str!("../../lr-bridge/Luminary.lrplugin/LuminaryCore.lua"),
+        include_str!("../../../lr-bridge/Luminary.lrplugin/LuminaryCore.lua"),
     ),
     (
         "LuminaryDialog.lua",
-        include_str!("../../lr-bridge/Luminary.lrplugin/LuminaryDialog.lua"),
+        include_str!("../../../lr-bridge/Luminary.lrplugin/LuminaryDialog.lua"),
     ),
     (
         "EnhanceMenuItem.lua",
-        include_str!("../../lr-bridge/Luminary.lrplugin/EnhanceMenuItem.lua"),
+        include_str!("../../../lr-bridge/Luminary.lrplugin/EnhanceMenuItem.lua"),
     ),
     (
         "ExportServiceProvider.lua",
-        include_str!("../../lr-bridge/Luminary.lrplugin/ExportServiceProvider.lua"),
+        include_str!("../../../lr-bridge/Luminary.lrplugin/ExportServiceProvider.lua"),
     ),
     (
         "PluginInfoProvider.lua",
-        include_str!("../../lr-bridge/Luminary.lrplugin/PluginInfoProvider.lua"),
+        include_str!("../../../lr-bridge/Luminary.lrplugin/PluginInfoProvider.lua"),
     ),
 ];
 
@@ -69,26 +75,82 @@ fn write_atomically(path: &Path, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// darktable's config folder for this OS.
-fn darktable_configdir() -> anyhow::Result<PathBuf> {
-    if cfg!(windows) {
-        let base = std::env::var_os("LOCALAPPDATA").context("LOCALAPPDATA is not set")?;
-        return Ok(PathBuf::from(base).join("darktable"));
+/// Installs `editor`'s bridge into `dest`, or, without one, into every install of the
+/// editor found on this computer (native and Flatpak; the native default folder when none
+/// is found). Returns what was done, for the user.
+pub fn install(editor: Editor, dest: Option<&Path>) -> anyhow::Result<String> {
+    let binary = this_binary()?;
+    if let Some(dir) = dest {
+        let said = write_bridge(editor, dir, &binary)?;
+        return Ok(format!("{said}{}", next_step(editor)));
     }
-    if let Some(x) = std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
-        return Ok(PathBuf::from(x).join("darktable"));
+    let home = Home::from_env()?;
+    let all = places::places(editor, Os::current(), &home)?;
+    let Some(default) = all.first() else {
+        bail!(
+            "{} runs on macOS and Windows; name a folder with --dest",
+            editor.name()
+        );
+    };
+    let mut said = String::new();
+    let mut chosen: Vec<&Place> = all.iter().filter(|p| p.found).collect();
+    if chosen.is_empty() {
+        said += &format!(
+            "found no {} settings on this computer (has it run yet?), so the bridge goes to its \
+             default folder\n",
+            editor.name()
+        );
+        chosen.push(default);
     }
-    let home = directories::BaseDirs::new().context("cannot find the home folder")?;
-    Ok(home.home_dir().join(".config").join("darktable"))
+    for place in chosen {
+        said += &format!("{}:\n", place.label);
+        let runs = match place.flatpak {
+            Some(app) => {
+                let (copy, plugins) = flatpak::install_copy(&home.home, app, &binary)?;
+                said += &format!(
+                    "  copied luminary and {plugins} plugin libraries to {} (inside the sandbox the \
+                     editor runs this copy, with a daemon of its own)\n",
+                    flatpak::bin_dir(&home.home, app).display()
+                );
+                copy
+            }
+            None => binary.clone(),
+        };
+        for line in write_bridge(editor, &place.dir, &runs)?.lines() {
+            said += &format!("  {line}\n");
+        }
+    }
+    said += next_step(editor);
+    Ok(said)
 }
 
-/// Installs the darktable script; returns what was done, for the user.
-pub fn darktable(configdir: Option<&Path>) -> anyhow::Result<String> {
-    let dir = match configdir {
-        Some(d) => d.to_path_buf(),
-        None => darktable_configdir()?,
-    };
-    let binary = this_binary()?;
+fn next_step(editor: Editor) -> &'static str {
+    match editor {
+        Editor::Darktable => {
+            "restart darktable: the \"Luminary\" panel is in the lighttable's right column, \
+             \"Luminary\" in the export module's target storage list"
+        }
+        Editor::Gimp => "restart GIMP 3: Filters > Enhance > Luminary...",
+        Editor::Lightroom => {
+            "in Lightroom Classic: File > Plug-in Manager shows \"Luminary\" (restart Lightroom \
+             if it was running); then Library > Plug-in Extras > Enhance with Luminary..., or choose \
+             \"Luminary\" in the Export dialog"
+        }
+    }
+}
+
+/// Writes one bridge into `dir`, recording `binary` as the program it runs; returns one
+/// line per thing done.
+fn write_bridge(editor: Editor, dir: &Path, binary: &Path) -> anyhow::Result<String> {
+    match editor {
+        Editor::Darktable => write_darktable(dir, binary),
+        Editor::Gimp => write_gimp(dir, binary),
+        Editor::Lightroom => write_lightroom(dir, binary),
+    }
+}
+
+/// The darktable script into `dir/lua/`, loaded from `dir/luarc`.
+fn write_darktable(dir: &Path, binary: &Path) -> anyhow::Result<String> {
     let script = DARKTABLE_SCRIPT.replace(
         "local INSTALLED_BINARY = \"@LUMINARY_BINARY@\"",
         &format!(
@@ -118,39 +180,13 @@ pub fn darktable(configdir: Option<&Path>) -> anyhow::Result<String> {
         write_atomically(&luarc, &text)?;
         said += &format!("added require \"luminary\" to {}\n", luarc.display());
     }
-    said += &format!(
-        "the script runs {}\nrestart darktable: the \"Luminary\" panel is in the lighttable's right column, \
-         \"Luminary\" in the export module's target storage list",
-        binary.display()
-    );
+    said += &format!("the script runs {}\n", binary.display());
     Ok(said)
 }
 
-/// GIMP 3's user plug-ins folder for this OS.
-fn gimp_plugins_dir() -> anyhow::Result<PathBuf> {
-    let base = directories::BaseDirs::new().context("cannot find the home folder")?;
-    Ok(if cfg!(target_os = "macos") {
-        base.home_dir()
-            .join("Library/Application Support/GIMP/3.0/plug-ins")
-    } else if cfg!(windows) {
-        base.config_dir().join("GIMP").join("3.0").join("plug-ins")
-    } else {
-        let config = std::env::var_os("XDG_CONFIG_HOME")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-            .unwrap_or_else(|| base.home_dir().join(".config"));
-        config.join("GIMP").join("3.0").join("plug-ins")
-    })
-}
-
-/// Installs the GIMP 3 plug-in as `DIR/luminary/luminary.py` (GIMP ignores a plug-in whose
-/// folder and file names differ, or without the run bit).
-pub fn gimp(dest: Option<&Path>) -> anyhow::Result<String> {
-    let dir = match dest {
-        Some(d) => d.to_path_buf(),
-        None => gimp_plugins_dir()?,
-    };
-    let binary = this_binary()?;
+/// The GIMP 3 plug-in as `dir/luminary/luminary.py` (GIMP ignores a plug-in whose folder
+/// and file names differ, or without the run bit).
+fn write_gimp(dir: &Path, binary: &Path) -> anyhow::Result<String> {
     let py_literal = binary
         .to_string_lossy()
         .replace('\\', "\\\\")
@@ -167,38 +203,15 @@ pub fn gimp(dest: Option<&Path>) -> anyhow::Result<String> {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
     }
     Ok(format!(
-        "installed {}\nthe plug-in runs {}\nrestart GIMP 3: Filters > Enhance > Luminary...",
+        "installed {}\nthe plug-in runs {}\n",
         path.display(),
         binary.display()
     ))
 }
 
-/// Lightroom Classic's Modules folder for this OS.
-fn lightroom_modules_dir() -> anyhow::Result<PathBuf> {
-    let base = directories::BaseDirs::new().context("cannot find the home folder")?;
-    if cfg!(target_os = "macos") {
-        Ok(base
-            .home_dir()
-            .join("Library/Application Support/Adobe/Lightroom/Modules"))
-    } else if cfg!(windows) {
-        Ok(base
-            .config_dir()
-            .join("Adobe")
-            .join("Lightroom")
-            .join("Modules"))
-    } else {
-        anyhow::bail!("Lightroom Classic runs on macOS and Windows; name a folder with --dest")
-    }
-}
-
-/// Installs `Luminary.lrplugin` into Lightroom's Modules folder (or `dest`).
-pub fn lightroom(dest: Option<&Path>) -> anyhow::Result<String> {
-    let dir = match dest {
-        Some(d) => d.to_path_buf(),
-        None => lightroom_modules_dir()?,
-    };
+/// `Luminary.lrplugin` into `dir` (Lightroom's Modules folder).
+fn write_lightroom(dir: &Path, binary: &Path) -> anyhow::Result<String> {
     let plugin = dir.join("Luminary.lrplugin");
-    let binary = this_binary()?;
     for (name, text) in LIGHTROOM_FILES {
         let text = if *name == "LuminaryConfig.lua" {
             text.replace(
@@ -214,8 +227,7 @@ pub fn lightroom(dest: Option<&Path>) -> anyhow::Result<String> {
         write_atomically(&plugin.join(name), &text)?;
     }
     Ok(format!(
-        "installed {}\nthe plug-in runs {}\nin Lightroom Classic: File > Plug-in Manager shows \"Luminary\" (restart Lightroom \
-         if it was running); then Library > Plug-in Extras > Enhance with Luminary..., or choose \"Luminary\" in the Export dialog",
+        "installed {}\nthe plug-in runs {}\n",
         plugin.display(),
         binary.display()
     ))
@@ -229,8 +241,8 @@ mod tests {
     fn install_is_idempotent_and_records_the_binary() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("luarc"), "require \"other\"").unwrap();
-        darktable(Some(dir.path())).unwrap();
-        darktable(Some(dir.path())).unwrap();
+        install(Editor::Darktable, Some(dir.path())).unwrap();
+        install(Editor::Darktable, Some(dir.path())).unwrap();
         let luarc = std::fs::read_to_string(dir.path().join("luarc")).unwrap();
         assert_eq!(luarc, "require \"other\"\nrequire \"luminary\"\n");
         let script = std::fs::read_to_string(dir.path().join("lua/luminary.lua")).unwrap();
@@ -241,7 +253,7 @@ mod tests {
     #[test]
     fn gimp_plugin_lands_in_a_folder_of_its_own_name_and_is_executable() {
         let dir = tempfile::tempdir().unwrap();
-        gimp(Some(dir.path())).unwrap();
+        install(Editor::Gimp, Some(dir.path())).unwrap();
         let path = dir.path().join("luminary/luminary.py");
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(!text.contains("@LUMINARY_BINARY@") && text.contains("python-fu-luminary-enhance"));
