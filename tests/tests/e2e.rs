@@ -1078,15 +1078,21 @@ fn files_from_enhances_every_listed_photo() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(res.len(), 2, "{res:?}");
-    for (r, stem) in res
+    // Results come as jobs finish, not in the list's order.
+    let mut got: Vec<PathBuf> = res
         .iter()
-        .zip(["Hochzeit 100% & Co ^ (1)! Ω", "IMG_0042.edit.v2"])
-    {
-        assert_eq!(r["ok"], true, "{r}");
-        let want = env.work.join(format!("{stem}-luminary-auto.jpg"));
-        assert_eq!(PathBuf::from(r["output"].as_str().unwrap()), want);
-        assert!(want.is_file());
-    }
+        .map(|r| {
+            assert_eq!(r["ok"], true, "{r}");
+            PathBuf::from(r["output"].as_str().unwrap())
+        })
+        .collect();
+    got.sort();
+    let want: Vec<PathBuf> = ["Hochzeit 100% & Co ^ (1)! Ω", "IMG_0042.edit.v2"]
+        .iter()
+        .map(|stem| env.work.join(format!("{stem}-luminary-auto.jpg")))
+        .collect();
+    assert_eq!(got, want);
+    assert!(want.iter().all(|p| p.is_file()));
     let missing = env.work.join("no such list.txt");
     let (_, out) = enhance(
         &env,
