@@ -132,6 +132,9 @@ pub enum Command {
         /// The daemon's process id.
         #[arg(long, default_value_t = 0)]
         parent: u32,
+        /// Windows: the Job Object the daemon made for this decoder.
+        #[arg(long)]
+        job: Option<String>,
         /// The RAW.
         file: PathBuf,
     },
@@ -239,6 +242,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             memory,
             timeout_s,
             parent,
+            job,
             file,
         } => {
             return Ok(crate::ingest::runner::run(
@@ -248,6 +252,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                     memory: *memory,
                     timeout_s: *timeout_s,
                     parent: *parent,
+                    job: job.as_deref(),
                 },
             ))
         }

@@ -41,7 +41,9 @@ pub fn self_exe() -> std::io::Result<PathBuf> {
 pub struct Paths {
     /// `config.toml`.
     pub config_file: PathBuf,
-    /// Persistent data: plugins, job journal.
+    /// Persistent data: plugins, job journal, usage ledger. On Windows under
+    /// `%LOCALAPPDATA%`, not the roaming profile: SQLite files must not be synced to a
+    /// domain server at logoff, and they belong to this machine's daemon.
     pub data_dir: PathBuf,
     /// Cache: edited previews, daemon log.
     pub cache_dir: PathBuf,
@@ -89,7 +91,8 @@ impl Paths {
             .unwrap_or_else(|| default_socket(&dirs));
         Ok(Paths {
             config_file,
-            data_dir: dirs.data_dir().to_path_buf(),
+            // data_local_dir is data_dir everywhere but Windows.
+            data_dir: dirs.data_local_dir().to_path_buf(),
             cache_dir: dirs.cache_dir().to_path_buf(),
             socket,
         })

@@ -380,7 +380,11 @@ fn handle_connection(stream: Connection, state: Arc<State>) {
                 &tx,
                 &Event::error(None, ErrorCode::BadRequest, "hello was already received"),
             ),
-            Request::Status { id } => send(&tx, &done(&id, status(&state))),
+            Request::Status { id } => {
+                let mut v = status(&state);
+                v["socket_access"] = json!(transport::access_list(&state.paths.socket, &stream));
+                send(&tx, &done(&id, v))
+            }
             Request::Presets { id } => {
                 let reg = state.registry.read().unwrap();
                 let presets: Vec<Value> = reg

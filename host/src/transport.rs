@@ -79,8 +79,14 @@ mod windows_private {
 
     use interprocess::os::windows::security_descriptor::SecurityDescriptor;
     use windows_sys::Win32::Foundation::{CloseHandle, LocalFree, HANDLE};
-    use windows_sys::Win32::Security::Authorization::ConvertSidToStringSidW;
-    use windows_sys::Win32::Security::{GetTokenInformation, TokenUser, TOKEN_QUERY, TOKEN_USER};
+    use windows_sys::Win32::Security::Authorization::{
+        ConvertSecurityDescriptorToStringSecurityDescriptorW, ConvertSidToStringSidW,
+        GetSecurityInfo, SDDL_REVISION_1, SE_KERNEL_OBJECT,
+    };
+    use windows_sys::Win32::Security::{
+        GetTokenInformation, TokenUser, DACL_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR,
+        TOKEN_QUERY, TOKEN_USER,
+    };
     use windows_sys::Win32::System::Threading::{GetCurrentProcess, OpenProcessToken};
 
     /// `D:P(A;;GA;;;<user SID>)`: a protected DACL (nothing inherited) with one entry,
@@ -90,6 +96,49 @@ mod windows_private {
         let wide = widestring::U16CString::from_str(&sddl)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
         SecurityDescriptor::deserialize(&wide)
+    }
+
+    /// The access list of the pipe behind `stream`, as SDDL.
+    pub fn access_list(stream: &super::Stream) -> Option<String> {
+        use std::os::windows::io::{AsHandle, AsRawHandle};
+        #[allow(unreachable_patterns)]
+        let handle = match stream {
+            super::Stream::NamedPipe(s) => s.as_handle().as_raw_handle(),
+            _ => return None,
+        };
+        // SAFETY: a valid pipe handle borrowed for the call; the descriptor and the string
+        // the system allocates are freed before returning.
+        unsafe {
+            let mut sd: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
+            let err = GetSecurityInfo(
+                handle as HANDLE,
+                SE_KERNEL_OBJECT,
+                DACL_SECURITY_INFORMATION,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                &mut sd,
+            );
+            if err != 0 {
+                return None;
+            }
+            let mut wide: *mut u16 = std::ptr::null_mut();
+            let ok = ConvertSecurityDescriptorToStringSecurityDescriptorW(
+                sd,
+                SDDL_REVISION_1,
+                DACL_SECURITY_INFORMATION,
+                &mut wide,
+                std::ptr::null_mut(),
+            );
+            LocalFree(sd);
+            if ok == 0 {
+                return None;
+            }
+            let sddl = widestring::U16CStr::from_ptr_str(wide).to_string_lossy();
+            LocalFree(wide.cast());
+            Some(sddl)
+        }
     }
 
     /// The current process's user SID as a string (`S-1-5-21-…`).
@@ -120,6 +169,29 @@ mod windows_private {
             LocalFree(wide.cast());
             Ok(sid)
         }
+    }
+}
+
+/// Who may open the socket, as the system holds it: on Windows the named pipe's access
+/// list read back from the connection `stream` (SDDL, e.g. `D:P(A;;FA;;;S-1-5-21-…)`); on
+/// Unix the socket file's mode. For `luminary status`, so the access list can be checked on
+/// a real system rather than assumed.
+pub fn access_list(socket: &str, stream: &Stream) -> Option<String> {
+    #[cfg(windows)]
+    {
+        let _ = socket;
+        windows_private::access_list(stream)
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let _ = stream;
+        let m = std::fs::metadata(socket).ok()?;
+        Some(format!(
+            "mode {:04o}, owner uid {}",
+            m.mode() & 0o7777,
+            m.uid()
+        ))
     }
 }
 

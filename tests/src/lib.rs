@@ -12,6 +12,8 @@
 //! `tests/fixtures/LICENSE-photos.md`. `scripts/fetch-photos` caches them outside the clone.
 
 pub mod daemon;
+#[cfg(target_os = "linux")]
+pub mod wine;
 
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};

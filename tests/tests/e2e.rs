@@ -93,6 +93,14 @@ mod cameras;
 #[path = "e2e/dng.rs"]
 mod dng;
 
+#[cfg(target_os = "linux")]
+#[path = "e2e/windows.rs"]
+mod windows;
+
+#[cfg(target_os = "linux")]
+#[path = "e2e/archives.rs"]
+mod archives;
+
 /// Fixtures shared by every test in this binary (generating a 24 MP DNG takes a while).
 struct Fixtures {
     _dir: tempfile::TempDir,

@@ -7,7 +7,8 @@
 //! * `raster` — TIFF/JPEG/PNG through `image`, linearised by their ICC profile;
 //! * `decode` — rawler: a RAW's sensor data and every fact develop needs (what the
 //!   decoder process runs);
-//! * `runner` — that decoder process: the child's side and the daemon's;
+//! * `runner` — that decoder process: the child's side and the daemon's; `confine` how
+//!   each platform holds it in (`RLIMIT_AS` on Unix, a Job Object on Windows);
 //! * `develop` — levels, opcodes, white balance, demosaic, crop and the camera matrix
 //!   (`colour`: the DNG specification's colour maths; `opcodes`; `demosaic`), in the daemon.
 //!
@@ -23,6 +24,7 @@
 
 pub mod checks;
 pub mod colour;
+mod confine;
 pub(crate) mod decode;
 pub mod demosaic;
 pub(crate) mod develop;
@@ -91,7 +93,7 @@ pub struct RawReport {
 pub enum RawDecoding {
     /// In a `luminary decode-runner` child of this executable, under a memory limit and a
     /// deadline, so that a decoder that aborts, crashes or hangs fails only its job (the
-    /// daemon and every CLI command). Unix only: elsewhere this decodes in-process.
+    /// daemon and every CLI command). See `confine` for how each platform holds it in.
     Process(PathBuf),
     /// In this process: library users (tests) and the fuzz target. `budget`, when given,
     /// is called with the heap the decoder process would have (`Some(bytes)`: its memory
@@ -235,13 +237,7 @@ fn ingest_raw(
     cancel: &Cancel,
 ) -> Result<Ingested, JobError> {
     match how {
-        #[cfg(unix)]
         RawDecoding::Process(exe) => ingest_raw_in_child(exe, path, limits, cancel),
-        #[cfg(not(unix))]
-        RawDecoding::Process(_) => {
-            let _ = cancel;
-            ingest_raw_in_process(path, limits, None)
-        }
         RawDecoding::InProcess { budget } => {
             let _ = cancel;
             ingest_raw_in_process(path, limits, *budget)
@@ -302,7 +298,6 @@ fn finish(
 }
 
 /// The RAW decoded in a decoder process, developed here from the shared mapping.
-#[cfg(unix)]
 fn ingest_raw_in_child(
     exe: &Path,
     path: &Path,

@@ -28,10 +28,6 @@
 //! A child that aborts, crashes, overruns or is cancelled fails only its job: `too_large`
 //! when it ran out of memory, `corrupt_input` otherwise, naming the file and the reason.
 
-// The child and its protocol are Linux-only (memfd, RLIMIT_AS); elsewhere RAWs decode
-// in-process and most of this module is unused.
-#![cfg_attr(not(target_os = "linux"), allow(unused_imports, dead_code))]
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
@@ -39,6 +35,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::checks::{self, Limits};
+use super::confine;
 use super::decode::{self, RawHeader};
 use crate::error::{ErrorCode, JobError};
 
@@ -69,90 +66,45 @@ pub struct RunnerArgs<'a> {
     pub timeout_s: f64,
     /// The daemon's process id (0: unknown).
     pub parent: u32,
-}
-
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-type Resource = libc::__rlimit_resource_t;
-#[cfg(all(unix, not(all(target_os = "linux", target_env = "gnu"))))]
-type Resource = libc::c_int;
-
-#[cfg(unix)]
-fn set_limit(resource: Resource, soft: u64, hard: u64) -> bool {
-    let lim = libc::rlimit {
-        rlim_cur: soft as libc::rlim_t,
-        rlim_max: hard as libc::rlim_t,
-    };
-    // SAFETY: a plain system call on a valid struct.
-    unsafe { libc::setrlimit(resource, &lim) == 0 }
-}
-
-/// Entry point of `luminary decode-runner` on systems without the limits it relies on
-/// (the daemon decodes in-process there).
-#[cfg(not(unix))]
-pub fn run(_args: RunnerArgs<'_>) -> i32 {
-    eprintln!("decode-runner needs a Unix system");
-    70
+    /// Windows: the name of the Job Object the daemon made for this decoder.
+    pub job: Option<&'a str>,
 }
 
 /// Entry point of `luminary decode-runner`. Returns the exit code.
-#[cfg(unix)]
 pub fn run(args: RunnerArgs<'_>) -> i32 {
-    use std::os::fd::FromRawFd;
-    // Answers go to a private copy of stdout; fd 1 then points at stderr, so nothing a
-    // decoder prints can corrupt them. fd 0 is the shared file.
-    // SAFETY: plain fd duplication at start-up, before any other thread exists.
-    let fd = unsafe { libc::dup(1) };
-    if fd < 0 || unsafe { libc::dup2(2, 1) } < 0 {
-        return 70;
-    }
-    let mut out = std::io::BufWriter::new(unsafe { std::fs::File::from_raw_fd(fd) });
-    let shared = unsafe { std::fs::File::from_raw_fd(0) };
+    // Answers go to a private copy of stdout; stdout then points at stderr, so nothing a
+    // decoder prints can corrupt them. stdin is the shared file.
+    let io = match confine::take_stdio() {
+        Ok(io) => io,
+        Err(e) => {
+            eprintln!("decode-runner: {e}");
+            return 70;
+        }
+    };
+    let mut out = std::io::BufWriter::new(io.out);
+    let shared = io.shared;
     if !shared.metadata().is_ok_and(|m| m.is_file()) {
         eprintln!("decode-runner: stdin must be the shared file");
         return 70;
     }
-    #[cfg(target_os = "linux")]
-    // SAFETY: plain system calls.
-    unsafe {
-        // Die with the daemon thread that started us; if it is already gone, go.
-        libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::SIGKILL as libc::c_ulong,
-            0,
-            0,
-            0,
-        );
-        if args.parent != 0 && libc::getppid() as u32 != args.parent {
-            return 0;
-        }
-    }
-    // A backstop for a decoder orphaned where death signals do not exist.
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-    let cpu = (args.timeout_s.clamp(1.0, 86_400.0) * threads + 10.0) as u64;
-    set_limit(libc::RLIMIT_CPU, cpu, cpu + 5);
-    // Tight while rawler parses headers and decodes; the hard limit leaves room for a
-    // develop at `max_pixels`, granted below by the size actually decoded.
     let develop_max = args
         .max_pixels
         .saturating_mul(decode::DEVELOP_BYTES_PER_PIXEL);
-    let hard = args.memory.saturating_add(develop_max);
-    if args.memory > 0 && !set_limit(libc::RLIMIT_AS, args.memory, hard) {
-        eprintln!(
-            "decode-runner: cannot limit memory: {}",
-            std::io::Error::last_os_error()
-        );
-        return 70;
-    }
-    let mut develop_room = |pixels: u64| {
-        if args.memory > 0 {
-            let room = pixels.saturating_mul(decode::DEVELOP_BYTES_PER_PIXEL);
-            set_limit(
-                libc::RLIMIT_AS,
-                args.memory.saturating_add(room).min(hard),
-                hard,
-            );
+    let mut confined = match confine::confine_self(confine::Asked {
+        memory: args.memory,
+        develop_max,
+        timeout_s: args.timeout_s,
+        parent: args.parent,
+        job: args.job,
+    }) {
+        Ok(Some(c)) => c,
+        Ok(None) => return 0,
+        Err(e) => {
+            eprintln!("decode-runner: {e}");
+            return 70;
         }
     };
+    let mut develop_room = |pixels: u64| confined.allow_develop(pixels);
     // One line per panic, no backtrace: decoders' panics are expected on damaged files,
     // and a parallel decoder can panic once per row.
     std::panic::set_hook(Box::new(|info| eprintln!("decode-runner: {info}")));
@@ -234,14 +186,14 @@ fn answer(out: &mut impl Write, a: &Answer) -> std::io::Result<()> {
 const MAX_LINE: u64 = 4 << 20;
 
 /// The decoder process of one ingest; killed and reaped when dropped.
-#[cfg(unix)]
 struct Decoder {
     child: std::process::Child,
+    /// Its limits; dropped after the child (Windows: closing the job ends it).
+    _confinement: confine::Confinement,
     lines: std::sync::mpsc::Receiver<String>,
     stderr: Option<std::thread::JoinHandle<String>>,
 }
 
-#[cfg(unix)]
 impl Decoder {
     /// Kills (if still running) and reaps it; returns how it ended and the tail of what it
     /// wrote to stderr.
@@ -257,7 +209,6 @@ impl Decoder {
     }
 }
 
-#[cfg(unix)]
 impl Drop for Decoder {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -265,7 +216,6 @@ impl Drop for Decoder {
     }
 }
 
-#[cfg(unix)]
 enum Waited {
     Line(String),
     Ended,
@@ -273,7 +223,6 @@ enum Waited {
     TimedOut,
 }
 
-#[cfg(unix)]
 fn next_line(d: &Decoder, deadline: std::time::Instant, cancel: &crate::error::Cancel) -> Waited {
     use std::sync::atomic::Ordering;
     use std::sync::mpsc::RecvTimeoutError;
@@ -296,7 +245,6 @@ fn next_line(d: &Decoder, deadline: std::time::Instant, cancel: &crate::error::C
 }
 
 /// A decoder process at work on one RAW (see the module documentation).
-#[cfg(unix)]
 pub(crate) struct Child {
     decoder: Decoder,
     shared: crate::shm::AnonymousShared,
@@ -307,7 +255,6 @@ pub(crate) struct Child {
 }
 
 /// Starts the decoder process for the RAW at `path` from the executable `exe`.
-#[cfg(unix)]
 pub(crate) fn start(exe: &Path, path: &Path, limits: &Limits) -> Result<Child, JobError> {
     use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
@@ -326,8 +273,8 @@ pub(crate) fn start(exe: &Path, path: &Path, limits: &Limits) -> Result<Child, J
         .file()
         .try_clone()
         .map_err(|e| internal(path, "share memory", e))?;
-    let mut child = Command::new(exe)
-        .arg("decode-runner")
+    let mut cmd = Command::new(exe);
+    cmd.arg("decode-runner")
         .arg("--max-pixels")
         .arg(limits.max_pixels.to_string())
         .arg("--memory")
@@ -336,20 +283,27 @@ pub(crate) fn start(exe: &Path, path: &Path, limits: &Limits) -> Result<Child, J
         .arg(timeout.as_secs_f64().to_string())
         .arg("--parent")
         .arg(std::process::id().to_string())
-        .arg("--")
-        .arg(path)
-        // glibc reserves 64 MB of address space per thread's arena; two are plenty here
-        // and keep the limit independent of the core count.
-        .env("MALLOC_ARENA_MAX", "2")
         // A damaged file can make a decoder panic on thousands of rows at once; with
         // backtraces on, capturing each one took a header-only IIQ 11 s instead of 0.1 s.
         .env_remove("RUST_BACKTRACE")
         .env_remove("RUST_LIB_BACKTRACE")
         .stdin(Stdio::from(stdin))
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::piped());
+    let confinement = confine::prepare(&mut cmd, memory, timeout.as_secs_f64())
+        .map_err(|e| internal(path, "limit the memory", e))?;
+    cmd.arg("--").arg(path);
+    let mut child = cmd
         .spawn()
         .map_err(|e| internal(path, "start a process", e))?;
+    if let Err(e) = confinement.adopt(&child) {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(internal(path, "limit the memory", e));
+    }
+    if let Some(how) = confinement.describe() {
+        tracing::debug!("RAW decoder for {} runs in {how}", path.display());
+    }
     let stdout = child.stdout.take().expect("piped");
     let stderr = child.stderr.take().expect("piped");
     let (tx, rx) = std::sync::mpsc::channel();
@@ -386,6 +340,7 @@ pub(crate) fn start(exe: &Path, path: &Path, limits: &Limits) -> Result<Child, J
     Ok(Child {
         decoder: Decoder {
             child,
+            _confinement: confinement,
             lines: rx,
             stderr: Some(stderr),
         },
@@ -397,7 +352,6 @@ pub(crate) fn start(exe: &Path, path: &Path, limits: &Limits) -> Result<Child, J
     })
 }
 
-#[cfg(unix)]
 fn internal(path: &Path, what: &str, e: std::io::Error) -> JobError {
     JobError::file(
         ErrorCode::Internal,
@@ -406,7 +360,6 @@ fn internal(path: &Path, what: &str, e: std::io::Error) -> JobError {
     )
 }
 
-#[cfg(unix)]
 impl Child {
     /// Waits for the decoded header: the samples are then in shared memory.
     pub fn header(&mut self, cancel: &crate::error::Cancel) -> Result<RawHeader, JobError> {
@@ -468,21 +421,17 @@ impl Child {
 }
 
 /// The job's error for a decoder that ended without answering.
-#[cfg(unix)]
 fn died(
     path: &Path,
     status: Option<std::process::ExitStatus>,
     stderr: &str,
     memory: u64,
 ) -> JobError {
-    use std::os::unix::process::ExitStatusExt;
     if let Some(asked) = checks::failed_allocation(stderr) {
         return checks::over_memory_limit(path, memory, asked);
     }
     let how = match status {
-        Some(s) if s.signal() == Some(libc::SIGXCPU) => {
-            "used more CPU time than its deadline allows".to_string()
-        }
+        Some(s) if out_of_cpu_time(s) => "used more CPU time than its deadline allows".to_string(),
         Some(s) => crate::process::describe_exit(s),
         None => "ended".to_string(),
     };
@@ -501,4 +450,18 @@ fn died(
         path,
         format!("the RAW decoder {how}{detail} on this file"),
     )
+}
+
+/// Whether the system ended the decoder for its CPU-time limit.
+fn out_of_cpu_time(status: std::process::ExitStatus) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        status.signal() == Some(libc::SIGXCPU)
+    }
+    #[cfg(windows)]
+    {
+        // A job's per-process time limit ends the process with ERROR_NOT_ENOUGH_QUOTA.
+        status.code() == Some(windows_sys::Win32::Foundation::ERROR_NOT_ENOUGH_QUOTA as i32)
+    }
 }

@@ -56,7 +56,24 @@ const LIGHTROOM_FILES: &[(&str, &str)] = &[
 /// The binary to record: this executable, canonical.
 fn this_binary() -> anyhow::Result<PathBuf> {
     let exe = crate::paths::self_exe().context("cannot find the luminary executable")?;
-    Ok(exe.canonicalize().unwrap_or(exe))
+    Ok(without_verbatim_prefix(&exe.canonicalize().unwrap_or(exe)))
+}
+
+/// Windows' canonical paths are verbatim (`\\?\C:\…`), which cmd.exe (Lightroom's
+/// `LrTasks.execute`, darktable's `io.popen`) cannot start; the plain form names the same
+/// file. A path that needs the prefix (past 260 characters) keeps it.
+fn without_verbatim_prefix(path: &Path) -> PathBuf {
+    let s = path.to_string_lossy();
+    if let Some(rest) = s.strip_prefix(r"\\?\") {
+        if let Some(unc) = rest.strip_prefix(r"UNC\") {
+            return PathBuf::from(format!(r"\\{unc}"));
+        }
+        let drive = rest.as_bytes();
+        if rest.len() < 260 && drive.len() > 2 && drive[1] == b':' && drive[2] == b'\\' {
+            return PathBuf::from(rest);
+        }
+    }
+    path.to_path_buf()
 }
 
 /// A Lua string literal body for `s` (the script keeps it in double quotes).
@@ -236,6 +253,26 @@ fn write_lightroom(dir: &Path, binary: &Path) -> anyhow::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn windows_verbatim_paths_are_recorded_plain_where_they_can_be() {
+        let plain = |s: &str| {
+            without_verbatim_prefix(Path::new(s))
+                .to_string_lossy()
+                .into_owned()
+        };
+        assert_eq!(
+            plain(r"\\?\C:\Program Files\Luminary\luminary.exe"),
+            r"C:\Program Files\Luminary\luminary.exe"
+        );
+        assert_eq!(
+            plain(r"\\?\UNC\nas\tools\luminary.exe"),
+            r"\\nas\tools\luminary.exe"
+        );
+        let long = format!(r"\\?\D:\{}\luminary.exe", "x".repeat(300));
+        assert_eq!(plain(&long), long, "a path past MAX_PATH needs its prefix");
+        assert_eq!(plain("/usr/local/bin/luminary"), "/usr/local/bin/luminary");
+    }
 
     #[test]
     fn install_is_idempotent_and_records_the_binary() {

@@ -78,20 +78,16 @@ enum Reply {
 
 /// Entry point of `luminary plugin-runner FILE`. Returns the exit code.
 pub fn run_runner(file: &Path) -> i32 {
-    // Frames go to a private copy of stdout; fd 1 then points at stderr, so a plugin that
-    // prints cannot corrupt the protocol.
-    #[cfg(unix)]
-    let mut out = {
-        use std::os::fd::FromRawFd;
-        // SAFETY: plain fd duplication at start-up, before any other thread exists.
-        let fd = unsafe { libc::dup(1) };
-        if fd < 0 || unsafe { libc::dup2(2, 1) } < 0 {
+    // Frames go to a private copy of stdout; stdout then points at stderr, so a plugin
+    // that prints cannot corrupt the protocol.
+    let mut out = match crate::process::private_stdout() {
+        Ok(f) => BufWriter::new(f),
+        Err(e) => {
+            eprintln!("plugin-runner: cannot set up standard output: {e}");
             return 70;
         }
-        BufWriter::new(unsafe { std::fs::File::from_raw_fd(fd) })
     };
-    #[cfg(not(unix))]
-    let mut out = BufWriter::new(io::stdout());
+    crate::process::quiet_crashes();
     let mut input = BufReader::new(io::stdin());
 
     let plugin = match LoadedPlugin::open(file) {
@@ -218,12 +214,14 @@ pub enum StartError {
 fn spawn(file: &Path) -> Result<Runner, String> {
     let exe = crate::paths::self_exe()
         .map_err(|e| format!("cannot find the luminary executable: {e}"))?;
-    let mut child = Command::new(exe)
-        .arg("plugin-runner")
+    let mut cmd = Command::new(exe);
+    cmd.arg("plugin-runner")
         .arg(file)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::inherit());
+    crate::process::no_console_window(&mut cmd);
+    let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot start a plugin runner: {e}"))?;
     let stdout = child.stdout.take().expect("piped");
