@@ -281,40 +281,19 @@ local function sanitize(s)
   return (tostring(s):gsub("[^%w%-_]", "_"))
 end
 
--- Enhances one image; returns the imported image or raises with the daemon's words.
--- `progress(fraction)` is called as the job advances; returning false cancels it.
-local function enhance_one(image, opts, progress)
-  local preset = opts.preset
-  local tmpdir = os.getenv("TMPDIR") or (dt.configuration.running_os == "windows" and os.getenv("TEMP")) or "/tmp"
-  local src, temporary = source_file(image, opts.source, tmpdir)
-  local out = image.path .. PS .. base_name(image.filename) .. "-luminary-" .. sanitize(preset) .. ".tif"
-  local args = { "enhance", src, "--preset", preset, "--out", out }
-  if opts.intensity then args[#args + 1] = "--intensity"; args[#args + 1] = string.format("%.3f", opts.intensity) end
-  if opts.engine and opts.engine ~= "" then args[#args + 1] = "--engine"; args[#args + 1] = opts.engine end
-  for k, v in pairs(opts.params or {}) do
-    args[#args + 1] = "--param"
-    args[#args + 1] = k .. "=" .. tostring(v)
-  end
-  local result, messages = nil, {}
-  local completed = run_json(args, function(v)
-    if v.type == "progress" then
-      if progress and progress(v.fraction or 0, v.stage) == false then return false end
-    elseif v.type == "result" then
-      result = v
-    elseif v.text then
-      messages[#messages + 1] = v.text
-    end
-  end)
-  if temporary then os.remove(src) end
-  if not completed then error(_("cancelled"), 0) end
-  if not result then error(table.concat(messages, " "), 0) end
-  if not result.ok then error((result.message or "?") .. " [" .. (result.code or "error") .. "]", 0) end
+local function tmp_dir()
+  return os.getenv("TMPDIR") or (dt.configuration.running_os == "windows" and os.getenv("TEMP")) or "/tmp"
+end
+
+-- Imports the result `output` of `image`, grouped with it and with its tags, rating and
+-- labels; returns the imported image or raises.
+local function import_result(image, output, preset)
   -- Importing a file that does not exist kills darktable: check first.
-  if not result.output or not file_exists(result.output) then
-    error(_("Luminary reported an output that does not exist: ") .. tostring(result.output), 0)
+  if not output or not file_exists(output) then
+    error(_("Luminary reported an output that does not exist: ") .. tostring(output), 0)
   end
-  local imported = dt.database.import(result.output)
-  if not imported then error(_("darktable could not import ") .. result.output, 0) end
+  local imported = dt.database.import(output)
+  if not imported then error(_("darktable could not import ") .. output, 0) end
   local leader = image.group_leader or image
   imported:group_with(leader)
   leader:make_group_leader()
@@ -322,39 +301,92 @@ local function enhance_one(image, opts, progress)
   return imported
 end
 
---- Enhances `images` with `opts` {preset, intensity, engine, params, source = "raw"|"edited"}.
---- Returns the imported images. Per-image errors are shown and logged; raises when no image
---- could be enhanced, with the reasons.
+local list_counter = 0
+
+--- Enhances `images` with `opts` {preset, intensity, engine, params, source = "raw"|"edited"}
+--- in ONE run of luminary: the photos go in a list file (`--files-from`, a TAB before each
+--- output), not on the command line, which cmd.exe cuts at 8,191 characters; on Windows
+--- each io.popen also opens a console window, so a selection is one window, not one per
+--- photo. Returns the imported images. Per-image errors are shown and logged; raises when
+--- no image could be enhanced, with the reasons.
 function L.enhance(images, opts)
   opts = opts or {}
   if not opts.preset or opts.preset == "" then error(_("no preset chosen")) end
   local list = {}
   for _, img in pairs(images or {}) do list[#list + 1] = img end
   if #list == 0 then error(_("no images selected")) end
-  local cancelled = false
-  local job = nil
   local imported, errors = {}, {}
-  for i, image in ipairs(list) do
-    if cancelled then break end
-    local ok, res = pcall(enhance_one, image, opts, function(f, stage)
-      -- The progress job is created once work really starts: creating and ending one
-      -- within milliseconds (a request refused at once) can crash darktable 4.2.
-      if not job and stage ~= "queued" and dt.gui and dt.gui.create_job then
-        job = dt.gui.create_job(_("Luminary: ") .. opts.preset, true, function() cancelled = true end)
+  local function failed(image, why)
+    local msg = image.filename .. ": " .. tostring(why)
+    errors[#errors + 1] = msg
+    dt.print(_("Luminary: ") .. msg)
+    dt.print_error("luminary: " .. msg)
+  end
+  -- The file for each image (darktable's rendering when asked) and where its result goes.
+  local entries, tmpdir = {}, tmp_dir()
+  for _, image in ipairs(list) do
+    local ok, src, temporary = pcall(source_file, image, opts.source, tmpdir)
+    if ok then
+      entries[#entries + 1] = { image = image, src = src, temporary = temporary,
+        out = image.path .. PS .. base_name(image.filename) .. "-luminary-" .. sanitize(opts.preset) .. ".tif" }
+    else
+      failed(image, src)
+    end
+  end
+  local results, messages, cancelled, job = {}, {}, false, nil
+  if #entries > 0 then
+    list_counter = list_counter + 1
+    local list_file = string.format("%s%sluminary-%d-%d-photos.txt", tmpdir, PS, os.time(), list_counter)
+    local f = assert(io.open(list_file, "wb"))
+    for _, e in ipairs(entries) do f:write(e.src, "\t", e.out, "\n") end
+    f:close()
+    local args = { "enhance", "--files-from", list_file, "--preset", opts.preset }
+    if opts.intensity then args[#args + 1] = "--intensity"; args[#args + 1] = string.format("%.3f", opts.intensity) end
+    if opts.engine and opts.engine ~= "" then args[#args + 1] = "--engine"; args[#args + 1] = opts.engine end
+    for k, v in pairs(opts.params or {}) do
+      args[#args + 1] = "--param"
+      args[#args + 1] = k .. "=" .. tostring(v)
+    end
+    local fractions = {}
+    local completed = run_json(args, function(v)
+      if v.type == "progress" then
+        -- The progress job is created once work really starts: creating and ending one
+        -- within milliseconds (a request refused at once) can crash darktable 4.2.
+        if not job and v.stage ~= "queued" and dt.gui and dt.gui.create_job then
+          job = dt.gui.create_job(_("Luminary: ") .. opts.preset, true, function() cancelled = true end)
+        end
+        fractions[tonumber(v.index) or 1] = v.fraction or 0
+        if job then
+          local done = 0
+          for _, x in pairs(fractions) do done = done + x end
+          job.percent = done / #entries
+        end
+      elseif v.type == "result" then
+        results[tonumber(v.index) or 0] = v
+      elseif v.text then
+        messages[#messages + 1] = v.text
       end
-      if job then job.percent = ((i - 1) + f) / #list end
       return not cancelled
     end)
-    if ok then
-      imported[#imported + 1] = res
+    os.remove(list_file)
+    if not completed then cancelled = true end
+  end
+  for i, e in ipairs(entries) do
+    if e.temporary then os.remove(e.src) end
+    local result = results[i]
+    if cancelled then
+      -- Nothing of a cancelled run is imported.
+    elseif not result then
+      failed(e.image, table.concat(messages, " "))
+    elseif not result.ok then
+      failed(e.image, (result.message or "?") .. " [" .. (result.code or "error") .. "]")
     else
-      local msg = image.filename .. ": " .. tostring(res)
-      errors[#errors + 1] = msg
-      dt.print(_("Luminary: ") .. msg)
-      dt.print_error("luminary: " .. msg)
+      local ok, res = pcall(import_result, e.image, result.output, opts.preset)
+      if ok then imported[#imported + 1] = res else failed(e.image, res) end
     end
   end
   if job then job.valid = false end
+  if cancelled then errors[#errors + 1] = _("cancelled") end
   if #imported == 0 and #errors > 0 then
     error(table.concat(errors, "\n"), 0)
   end
@@ -513,11 +545,7 @@ local function store(storage, image, format, filename, number, total, high_quali
     local result = nil
     run_json(args, function(v) if v.type == "result" then result = v end end)
     if not result or not result.ok then error(result and result.message or _("no answer from luminary"), 0) end
-    if file_exists(result.output) then
-      local imported = dt.database.import(result.output)
-      imported:group_with(image.group_leader or image)
-      copy_metadata(image, imported, opts.preset)
-    end
+    import_result(image, result.output, opts.preset)
   end)
   os.remove(filename)
   if not ok then dt.print(_("Luminary: ") .. image.filename .. ": " .. tostring(err)) end

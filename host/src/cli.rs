@@ -187,9 +187,10 @@ pub struct EnhanceArgs {
     /// Photos to enhance (RAW, DNG, TIFF, JPEG, PNG).
     #[arg(required_unless_present = "files_from")]
     pub inputs: Vec<PathBuf>,
-    /// Also enhance the photos listed in this file, one path per line (UTF-8). Editors
-    /// pass large selections this way: Windows' cmd.exe cuts command lines at 8,191
-    /// characters.
+    /// Also enhance the photos listed in this file, one path per line (UTF-8), optionally
+    /// followed by a TAB and that photo's output file. Editors pass whole selections this
+    /// way, in one run: Windows' cmd.exe cuts command lines at 8,191 characters, and each
+    /// run would flash a console window there.
     #[arg(long, value_name = "FILE")]
     pub files_from: Option<PathBuf>,
     /// Preset id (see `luminary presets`).
@@ -513,7 +514,14 @@ impl Sinks {
 
 /// The photo paths of a `--files-from` list: one per line, blank lines skipped; a UTF-8
 /// byte-order mark and Windows line ends (text-mode writes on Windows) are allowed.
-fn read_file_list(list: &Path) -> anyhow::Result<Vec<PathBuf>> {
+/// One photo of a run: the file, and its own output file when the list named one.
+#[derive(Debug)]
+struct Input {
+    path: PathBuf,
+    out: Option<PathBuf>,
+}
+
+fn read_file_list(list: &Path) -> anyhow::Result<Vec<Input>> {
     let bytes = std::fs::read(list)
         .with_context(|| format!("{}: cannot read the list of photos", list.display()))?;
     let text = String::from_utf8(bytes).map_err(|e| {
@@ -524,27 +532,54 @@ fn read_file_list(list: &Path) -> anyhow::Result<Vec<PathBuf>> {
         )
     })?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
-    Ok(text
-        .lines()
+    text.lines()
         .map(|l| l.strip_suffix('\r').unwrap_or(l))
-        .filter(|l| !l.is_empty())
-        .map(PathBuf::from)
-        .collect())
+        .enumerate()
+        .filter(|(_, l)| !l.is_empty())
+        .map(|(n, l)| match l.split_once('\t') {
+            None => Ok(Input {
+                path: PathBuf::from(l),
+                out: None,
+            }),
+            Some((path, out)) if !path.is_empty() && !out.is_empty() && !out.contains('\t') => {
+                Ok(Input {
+                    path: PathBuf::from(path),
+                    out: Some(PathBuf::from(out)),
+                })
+            }
+            Some(_) => bail!(
+                "{} line {}: expected PHOTO or PHOTO<TAB>OUTPUT",
+                list.display(),
+                n + 1
+            ),
+        })
+        .collect()
 }
 
-fn enhance(paths: &Paths, mut args: EnhanceArgs) -> anyhow::Result<i32> {
+fn enhance(paths: &Paths, args: EnhanceArgs) -> anyhow::Result<i32> {
+    let mut inputs: Vec<Input> = args
+        .inputs
+        .iter()
+        .map(|p| Input {
+            path: p.clone(),
+            out: None,
+        })
+        .collect();
     if let Some(list) = &args.files_from {
         let listed = read_file_list(list)?;
-        if listed.is_empty() && args.inputs.is_empty() {
+        if listed.is_empty() && inputs.is_empty() {
             bail!("{}: the list of photos is empty", list.display());
         }
-        args.inputs.extend(listed);
+        inputs.extend(listed);
     }
-    if args.out.is_some() && args.inputs.len() > 1 {
+    if args.out.is_some() && inputs.len() > 1 {
         bail!(
             "--out names one file, but {} photos were given; use --out-dir",
-            args.inputs.len()
+            inputs.len()
         );
+    }
+    if args.out_dir.is_some() && inputs.iter().any(|i| i.out.is_some()) {
+        bail!("the list of photos names output files, and --out-dir another folder: use one");
     }
     let params = parse_params(&args.params)?;
     let format = args
@@ -588,10 +623,11 @@ fn enhance(paths: &Paths, mut args: EnhanceArgs) -> anyhow::Result<i32> {
     }
 
     let mut pending: HashMap<String, PathBuf> = HashMap::new();
-    for (i, input) in args.inputs.iter().enumerate() {
+    for (i, input) in inputs.iter().enumerate() {
         let id = (i + 1).to_string();
+        let out = input.out.as_deref().or(args.out.as_deref());
         let job = EnhanceRequest {
-            source: abs(input),
+            source: abs(&input.path),
             preset: args.preset.clone(),
             intensity: args.intensity,
             params: params.clone(),
@@ -599,7 +635,7 @@ fn enhance(paths: &Paths, mut args: EnhanceArgs) -> anyhow::Result<i32> {
             output: OutputRequest {
                 format,
                 color_space,
-                path: args.out.as_deref().map(abs),
+                path: out.map(abs),
                 dir: args.out_dir.as_deref().map(abs),
             },
         };
@@ -607,10 +643,10 @@ fn enhance(paths: &Paths, mut args: EnhanceArgs) -> anyhow::Result<i32> {
             id: id.clone(),
             job,
         })?;
-        pending.insert(id, input.clone());
+        pending.insert(id, input.path.clone());
     }
 
-    let total = args.inputs.len();
+    let total = inputs.len();
     let bar = (!args.json && std::io::stderr().is_terminal()).then(|| {
         let b = indicatif::ProgressBar::new(1000 * total as u64);
         b.set_style(
@@ -648,9 +684,12 @@ fn enhance(paths: &Paths, mut args: EnhanceArgs) -> anyhow::Result<i32> {
                 let Some(input) = pending.remove(&id) else {
                     continue;
                 };
-                fractions.insert(id, 1.0);
                 result.insert("type".into(), json!("result"));
                 result.insert("ok".into(), json!(true));
+                // The photo's place in the run (1-based, as in progress lines): results
+                // come as jobs finish, not in list order.
+                result.insert("index".into(), json!(id));
+                fractions.insert(id, 1.0);
                 let line = Value::Object(result);
                 if args.json {
                     println!("{line}");
@@ -676,9 +715,9 @@ fn enhance(paths: &Paths, mut args: EnhanceArgs) -> anyhow::Result<i32> {
                 let Some(input) = pending.remove(&id) else {
                     continue;
                 };
-                fractions.insert(id, 1.0);
                 failures += 1;
-                let line = json!({"type": "result", "ok": false, "input": abs(&input), "code": code.as_str(), "message": message, "retryable": retryable});
+                let line = json!({"type": "result", "ok": false, "index": id, "input": abs(&input), "code": code.as_str(), "message": message, "retryable": retryable});
+                fractions.insert(id, 1.0);
                 if args.json {
                     println!("{line}");
                 } else {
@@ -719,16 +758,26 @@ mod tests {
         let list = dir.path().join("photos.txt");
         std::fs::write(
             &list,
-            "\u{feff}C:\\Fotos\\Braut & Bräutigam 100% ^1!.dng\r\n\r\n/photos/IMG 0042.edit.v2.CR2\n  leading space.tif\n",
+            "\u{feff}C:\\Fotos\\Braut & Bräutigam 100% ^1!.dng\r\n\r\n/photos/IMG 0042.edit.v2.CR2\n  leading space.tif\n\
+             C:\\Temp\\render 1.tif\tC:\\Fotos\\Braut 1-luminary-auto.tif\r\n",
         )
         .unwrap();
-        let got = read_file_list(&list).unwrap();
+        let got: Vec<(PathBuf, Option<PathBuf>)> = read_file_list(&list)
+            .unwrap()
+            .into_iter()
+            .map(|i| (i.path, i.out))
+            .collect();
+        let p = PathBuf::from;
         assert_eq!(
             got,
             [
-                PathBuf::from("C:\\Fotos\\Braut & Bräutigam 100% ^1!.dng"),
-                PathBuf::from("/photos/IMG 0042.edit.v2.CR2"),
-                PathBuf::from("  leading space.tif"),
+                (p("C:\\Fotos\\Braut & Bräutigam 100% ^1!.dng"), None),
+                (p("/photos/IMG 0042.edit.v2.CR2"), None),
+                (p("  leading space.tif"), None),
+                (
+                    p("C:\\Temp\\render 1.tif"),
+                    Some(p("C:\\Fotos\\Braut 1-luminary-auto.tif"))
+                ),
             ]
         );
     }
@@ -747,6 +796,13 @@ mod tests {
         let e = read_file_list(&latin1).unwrap_err().to_string();
         assert!(
             e.contains("latin1.txt: the list of photos is not UTF-8 (byte 10)"),
+            "{e}"
+        );
+        let tabs = dir.path().join("tabs.txt");
+        std::fs::write(&tabs, "/a.dng\n/b.dng\t\n").unwrap();
+        let e = read_file_list(&tabs).unwrap_err().to_string();
+        assert!(
+            e.contains("tabs.txt line 2: expected PHOTO or PHOTO<TAB>OUTPUT"),
             "{e}"
         );
     }

@@ -60,31 +60,42 @@ function provider.processRenderedPhotos(functionContext, exportContext)
   local report = { imported = {}, failed = {}, skipped = {}, cancelled = false }
   local settings = { preset = props.luminary_preset, intensity = props.luminary_intensity, engine = props.luminary_engine,
                      params = {}, format = "tiff" }
-  local i = 0
+  -- Lightroom renders every photo first; then one run of luminary enhances them all
+  -- (one console window on Windows, not one per photo).
+  local entries = {}
   for _, rendition in exportContext:renditions { stopIfCanceled = true } do
-    i = i + 1
     local photo = rendition.photo
     local name = photo:getFormattedMetadata("fileName") or "?"
     local success, pathOrMessage = rendition:waitForRender()
     if not success then
       report.failed[#report.failed + 1] = name .. ": " .. tostring(pathOrMessage)
-    elseif not scope:isCanceled() then
+    else
       local original = photo:getRawMetadata("path")
       local base = LrPathUtils.removeExtension(LrPathUtils.leafName(original))
-      local status, results, cancelled = Core.run(Core.args(pathOrMessage, LrPathUtils.parent(original), base, settings), function(progress)
-        if progress then scope:setPortionComplete((i - 1) + (progress.fraction or 0), n) end
-        return not scope:isCanceled()
-      end)
-      LrFileUtils.delete(pathOrMessage)
-      local result = results[#results]
-      if cancelled then
-        report.cancelled = true
-      elseif result and result.ok and LrFileUtils.exists(result.output) then
-        report.imported[#report.imported + 1] = Core.importResult(catalog, photo, result.output, settings.preset)
-      else
-        report.failed[#report.failed + 1] = name .. ": " .. (result and ((result.code or "") .. ": " .. (result.message or "")) or ("exit status " .. tostring(status)))
-      end
+      entries[#entries + 1] = { photo = photo, name = name, file = pathOrMessage,
+                                out = Core.outputFor(LrPathUtils.parent(original), base, settings) }
     end
+    if scope:isCanceled() then report.cancelled = true break end
+  end
+  if #entries > 0 and not report.cancelled then
+    local m, fractions = #entries, {}
+    local status, results, cancelled = Core.runBatch(entries, settings, function(i, progress)
+      if i then
+        fractions[i] = progress.fraction or 0
+        local done = 0
+        for _, v in pairs(fractions) do done = done + v end
+        scope:setPortionComplete(done, m)
+        return true
+      end
+      return not scope:isCanceled()
+    end)
+    report.cancelled = cancelled
+    if not cancelled then
+      for i, entry in ipairs(entries) do Core.collect(catalog, report, entry, results[i], status, settings) end
+    end
+  end
+  for _, e in ipairs(entries) do
+    if LrFileUtils.exists(e.file) then LrFileUtils.delete(e.file) end
   end
   if #report.failed > 0 or report.cancelled then Core.summarize(report) end
 end

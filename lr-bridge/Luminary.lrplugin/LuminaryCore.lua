@@ -241,17 +241,30 @@ end
 
 --- The CLI arguments for one photo.
 function Core.args(file, outDir, baseName, settings)
-  local args = { "enhance", file, "--preset", settings.preset, "--format", settings.format or "tiff" }
-  if settings.intensity then args[#args + 1] = "--intensity"; args[#args + 1] = string.format("%.3f", settings.intensity) end
-  if settings.engine and settings.engine ~= "" then args[#args + 1] = "--engine"; args[#args + 1] = settings.engine end
+  local args = { "enhance", file }
+  Core.addSettings(args, settings)
   if baseName then
-    local ext = ({ tiff = "tif", jpeg = "jpg", png = "png" })[settings.format or "tiff"] or "tif"
     args[#args + 1] = "--out"
-    args[#args + 1] = LrPathUtils.child(outDir, baseName .. "-luminary-" .. settings.preset .. "." .. ext)
+    args[#args + 1] = Core.outputFor(outDir, baseName, settings)
   else
     args[#args + 1] = "--out-dir"
     args[#args + 1] = outDir
   end
+  return args
+end
+
+--- The result's file for the original `baseName` in `outDir`: beside the original, under
+--- its stem (the daemon adds -2, -3… rather than replace a file).
+function Core.outputFor(outDir, baseName, settings)
+  local ext = ({ tiff = "tif", jpeg = "jpg", png = "png" })[settings.format or "tiff"] or "tif"
+  return LrPathUtils.child(outDir, baseName .. "-luminary-" .. settings.preset .. "." .. ext)
+end
+
+--- Appends `settings` {preset, intensity, engine, params, format} as CLI options.
+function Core.addSettings(args, settings)
+  for _, w in ipairs({ "--preset", settings.preset, "--format", settings.format or "tiff" }) do args[#args + 1] = w end
+  if settings.intensity then args[#args + 1] = "--intensity"; args[#args + 1] = string.format("%.3f", settings.intensity) end
+  if settings.engine and settings.engine ~= "" then args[#args + 1] = "--engine"; args[#args + 1] = settings.engine end
   local keys = {}
   for k in pairs(settings.params or {}) do keys[#keys + 1] = k end
   table.sort(keys)
@@ -262,51 +275,105 @@ function Core.args(file, outDir, baseName, settings)
   return args
 end
 
+--- Enhances every entry {file, out} of `entries` in ONE run of luminary: the photos go in
+--- a list file (`--files-from`, a TAB before each output), not on the command line, which
+--- cmd.exe cuts at 8,191 characters; and on Windows each run of a program flashes a console
+--- window, so a selection of 300 photos is one window, not 300. `onProgress(i, line)` sees
+--- each progress line (i: the entry's position). Returns (exit status, results by
+--- position, cancelled).
+function Core.runBatch(entries, settings, onProgress)
+  local list = tempPath("photos.txt")
+  local f = assert(io.open(list, "wb"))
+  for _, e in ipairs(entries) do f:write(e.file, "\t", e.out, "\n") end
+  f:close()
+  local status, results, cancelled = Core.run(Core.addSettings({ "enhance", "--files-from", list }, settings),
+    function(progress)
+      if progress and onProgress then onProgress(tonumber(progress.index) or 1, progress) end
+      if onProgress then return onProgress(nil) end
+      return true
+    end)
+  LrFileUtils.delete(list)
+  local byIndex = {}
+  for _, r in ipairs(results) do
+    local i = tonumber(r.index)
+    if i then byIndex[i] = r end
+  end
+  return status, byIndex, cancelled
+end
+
+--- What became of one entry of a batch: imports its result stacked above the original,
+--- or adds "name: reason" to `report.failed`.
+function Core.collect(catalog, report, entry, result, status, settings)
+  local err
+  if not result then
+    err = "luminary did not answer (exit status " .. tostring(status) .. ")"
+  elseif not result.ok then
+    err = (result.code or "error") .. ": " .. (result.message or "?")
+  elseif not LrFileUtils.exists(result.output) then
+    err = "the result " .. tostring(result.output) .. " is missing"
+  end
+  if err then
+    report.failed[#report.failed + 1] = entry.name .. ": " .. err
+    log:error(entry.name .. ": " .. err)
+  else
+    report.imported[#report.imported + 1] = Core.importResult(catalog, entry.photo, result.output, settings.preset)
+  end
+end
+
 --- Enhances `photos` with `settings` {preset, intensity, engine, params, source, format},
 --- reporting through `scope` (an LrProgressScope). Returns {imported = {...}, failed =
---- {"name: message", ...}, skipped = {...}, cancelled = bool}.
+--- {"name: message", ...}, skipped = {...}, cancelled = bool}. Photos are prepared one by
+--- one (Lightroom renders "as edited" ones), then enhanced in one run (`Core.runBatch`).
 function Core.enhance(catalog, photos, settings, scope)
   local todo, skipped = Core.partition(photos)
   local report = { imported = {}, failed = {}, skipped = {}, cancelled = false }
   for _, s in ipairs(skipped) do report.skipped[#report.skipped + 1] = s.reason end
   local n = #todo
+  local entries, temporaries = {}, {}
   for i, photo in ipairs(todo) do
     if scope:isCanceled() then report.cancelled = true break end
     local name = photo:getFormattedMetadata("fileName") or "?"
-    scope:setCaption(string.format("Photo %d of %d — %s", i, n, "preparing"))
-    -- LrTasks.pcall, not pcall: the work yields (execute, sleep), and Lua 5.1 cannot
-    -- yield across a plain pcall.
+    scope:setCaption(string.format("Preparing photo %d of %d", i, n))
+    -- LrTasks.pcall, not pcall: rendering yields, and Lua 5.1 cannot yield across a plain
+    -- pcall.
     local ok, err = LrTasks.pcall(function()
       local file, temporary = Core.sourceFor(photo, settings.source)
+      if temporary then temporaries[#temporaries + 1] = file end
       local original = photo:getRawMetadata("path")
-      local outDir = LrPathUtils.parent(original)
       local base = LrPathUtils.removeExtension(LrPathUtils.leafName(original))
-      local status, results, cancelled = Core.run(Core.args(file, outDir, base, settings), function(progress)
-        if progress then
-          scope:setCaption(string.format("Photo %d of %d — %s", i, n, progress.stage or ""))
-          scope:setPortionComplete((i - 1) + (progress.fraction or 0), n)
-        end
-        return not scope:isCanceled()
-      end)
-      if temporary then
-        -- The rendering and the folder it was rendered into.
-        if LrFileUtils.exists(file) then LrFileUtils.delete(file) end
-        LrFileUtils.delete(LrPathUtils.parent(file))
-      end
-      if cancelled then report.cancelled = true return end
-      local result = results[#results]
-      if not result then error("luminary did not answer (exit status " .. tostring(status) .. ")", 0) end
-      if not result.ok then error((result.code or "error") .. ": " .. (result.message or "?"), 0) end
-      if not LrFileUtils.exists(result.output) then error("the result " .. tostring(result.output) .. " is missing", 0) end
-      report.imported[#report.imported + 1] = Core.importResult(catalog, photo, result.output, settings.preset)
+      entries[#entries + 1] = { photo = photo, name = name, file = file,
+                                out = Core.outputFor(LrPathUtils.parent(original), base, settings) }
     end)
     if not ok then
       report.failed[#report.failed + 1] = name .. ": " .. tostring(err)
       log:error(name .. ": " .. tostring(err))
     end
-    scope:setPortionComplete(i, n)
-    if report.cancelled then break end
   end
+  if #entries > 0 and not report.cancelled then
+    local m = #entries
+    local fractions = {}
+    local status, results, cancelled = Core.runBatch(entries, settings, function(i, progress)
+      if i then
+        fractions[i] = progress.fraction or 0
+        local done = 0
+        for _, v in pairs(fractions) do done = done + v end
+        scope:setCaption(string.format("Photo %d of %d — %s", i, m, progress.stage or ""))
+        scope:setPortionComplete(done * n / m, n)
+        return true
+      end
+      return not scope:isCanceled()
+    end)
+    report.cancelled = report.cancelled or cancelled
+    if not cancelled then
+      for i, entry in ipairs(entries) do Core.collect(catalog, report, entry, results[i], status, settings) end
+    end
+  end
+  -- The renderings and the folders they were rendered into.
+  for _, file in ipairs(temporaries) do
+    if LrFileUtils.exists(file) then LrFileUtils.delete(file) end
+    LrFileUtils.delete(LrPathUtils.parent(file))
+  end
+  if n > 0 then scope:setPortionComplete(n, n) end
   return report
 end
 

@@ -68,7 +68,8 @@ pub(super) fn confine_self(asked: Asked<'_>) -> Result<Option<Confined>, String>
     let hard = asked.memory.saturating_add(asked.develop_max);
     #[cfg(unix)]
     {
-        let _ = asked.job;
+        // Windows-only; the parent's pid is read on Linux only (death signals).
+        let _ = (asked.job, asked.parent);
         #[cfg(target_os = "linux")]
         // SAFETY: plain system calls.
         unsafe {

@@ -11,7 +11,6 @@ use std::sync::OnceLock;
 
 use luminary_tests::daemon::{json_lines, results};
 use luminary_tests::wine::WinEnv;
-use luminary_tests::*;
 
 use super::fixtures;
 

@@ -265,3 +265,69 @@ dt.gui.action("global/quit", 0, "", "", 1.0)
         "{names_of:?}"
     );
 }
+
+/// #17 point 3: the darktable script's Windows quoting (`quote`, `command_line`, what its
+/// `io.popen` runs through `cmd.exe /c`) gives the program exactly the arguments meant, for
+/// folder names with every character cmd.exe treats specially. darktable cannot run on
+/// Windows here, so the script's own two functions are loaded on their own (Lua 5.1 runs
+/// them as darktable's 5.4 does) and their line goes through the Lightroom SDK stand-in's
+/// emulation of cmd.exe and CommandLineToArgvW (`tests/lr/sdk.lua`, `windowsCommand`).
+#[test]
+fn the_scripts_windows_command_lines_survive_cmd_exe_with_any_folder_name() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let args = [
+        r"C:\Program Files\Luminary\luminary.exe",
+        "enhance",
+        r"C:\Users\Ω\Hochzeit 100%USERNAME% & Co ^ (1)! [x] {y}\Braut & Bräutigam.dng",
+        r"D:\",
+        r"E:\Fotos 50%\",
+        "--preset",
+        "warm-film",
+        "--intensity",
+        "0.7",
+    ];
+    let script = format!(
+        r##"dofile({sdk:?})
+local src = assert(io.open({dt:?})):read("*a")
+local a = assert(src:find("local WINDOWS = ", 1, true))
+local b = assert(src:find("local function file_exists", 1, true))
+local chunk = "local dt = {{configuration = {{running_os = 'windows'}}}}\nlocal function _(s) return s end\n"
+  .. src:sub(a, b - 1) .. "\nreturn quote, command_line"
+local quote, command_line = assert(loadstring(chunk))()
+local words = {{}}
+for i = 1, select("#", ...) do words[#words + 1] = quote((select(i, ...))) end
+local posix, why = SDK.windowsCommand(command_line(table.concat(words, " ")))
+print(posix or ("cmd.exe fails: " .. why))
+local ok, err = pcall(command_line, string.rep("x", 8200))
+print(ok and "no limit" or err)
+"##,
+        sdk = root.join("lr/sdk.lua").to_string_lossy(),
+        dt = root.join("../darktable-lua/luminary.lua").to_string_lossy(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("quoting.lua");
+    std::fs::write(&file, script).unwrap();
+    let out = std::process::Command::new("lua5.1")
+        .arg(&file)
+        .args(args)
+        .env("LR_TEST_TMP", dir.path())
+        .output()
+        .expect("lua5.1 is installed (.ci/run installs it)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut lines = text.lines();
+    let sh = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+    let expected: Vec<String> = args.iter().map(|a| sh(a)).collect();
+    assert_eq!(lines.next().unwrap(), expected.join(" "));
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .contains("over cmd.exe's limit of 8,191"),
+        "{text}"
+    );
+}

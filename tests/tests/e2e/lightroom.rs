@@ -174,6 +174,16 @@ SDK.check(SDK.scope.finished, "progress scope not closed")
 local summary = SDK.messages[#SDK.messages].text
 SDK.check(string.find(summary, "2 photo(s) enhanced", 1, true), summary)
 SDK.check(string.find(summary, "virtual copy", 1, true) and string.find(summary, "already a Luminary result", 1, true), summary)
+
+-- Both photos in one run of luminary (one console window on Windows), through a list file.
+local runs = 0
+for _, l in ipairs(SDK.commandLines) do
+  if string.find(l, "enhance", 1, true) then
+    runs = runs + 1
+    SDK.check(string.find(l, "--files-from", 1, true), "photos on the command line: " .. l)
+  end
+end
+SDK.check(runs == 1, runs .. " runs of luminary enhance for one selection")
 "#,
         tif = tif.to_string_lossy(),
         raw = raw.to_string_lossy(),
@@ -291,6 +301,12 @@ fn under_windows_the_commands_survive_cmd_exe_with_any_folder_name() {
     std::fs::create_dir_all(&dir).unwrap();
     let photo = dir.join("Braut & Bräutigam 50%DATE%.tif");
     std::fs::copy(&f.tiff8, &photo).unwrap();
+    // The photos go to luminary in a list file; the program's own path is on the command
+    // line, so it lives in such a folder too.
+    let tools = env.work.join("Tools 100%USERNAME% & Co ^ (2)!");
+    std::fs::create_dir_all(&tools).unwrap();
+    let binary = tools.join("luminary");
+    std::os::unix::fs::symlink(luminary_tests::daemon::luminary_bin(), &binary).unwrap();
     let scenario = format!(
         r#"
 -- The emulation is cmd.exe's, not the plug-in's own rules read back: naive quoting of the
@@ -301,6 +317,7 @@ SDK.check(SDK.windowsCommand('/bin/echo "a" & "b"') == nil, "an & outside quotes
 
 local A = SDK.photo {{ path = {photo:?}, rating = 4 }}
 SDK.catalog.selected = {{ A }}
+SDK.prefs.binary = {binary:?}
 SDK.prefs.preset = "warm-film"
 SDK.prefs.intensities = {{ ["warm-film"] = 0.5 }}
 SDK.prefs.engine = "local"
@@ -312,7 +329,9 @@ SDK.check(#SDK.added == 1, "added " .. #SDK.added .. " photos: " .. SDK.messages
 SDK.check(SDK.added[1].stack == A, "the result is not stacked with its original")
 local lines = table.concat(SDK.commandLines, "\n")
 SDK.check(string.find(lines, '"^%"', 1, true), "no % was escaped: " .. lines)
-"#
+SDK.check(string.find(lines, "--files-from", 1, true), "the photos were not passed in a list: " .. lines)
+"#,
+        binary = binary.to_string_lossy()
     );
     run_scenario_as(&env, &scenario, true);
     let out = dir.join("Braut & Bräutigam 50%DATE%-luminary-warm-film.tif");
