@@ -514,6 +514,20 @@ impl Sinks {
 
 /// The photo paths of a `--files-from` list: one per line, blank lines skipped; a UTF-8
 /// byte-order mark and Windows line ends (text-mode writes on Windows) are allowed.
+/// `p` made absolute by joining it to the working folder, every component kept as written.
+/// Not `std::path::absolute`: on Windows that asks GetFullPathNameW, which turns a file
+/// named like a device (`D:\Fotos\CON.tif`) into the device itself (`\\.\CON`), so
+/// `--out CON.tif` would write to the console instead of becoming `CON_.tif`.
+fn absolute_as_written(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        return p.to_path_buf();
+    }
+    match std::env::current_dir() {
+        Ok(cwd) => cwd.join(p),
+        Err(_) => p.to_path_buf(),
+    }
+}
+
 /// One photo of a run: the file, and its own output file when the list named one.
 #[derive(Debug)]
 struct Input {
@@ -592,7 +606,7 @@ fn enhance(paths: &Paths, args: EnhanceArgs) -> anyhow::Result<i32> {
         .as_deref()
         .map(|c| serde_json::from_value::<OutputSpace>(json!(c)))
         .transpose()?;
-    let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let abs = |p: &Path| absolute_as_written(p);
 
     let progress_file = match &args.progress_file {
         Some(p) => Some(
