@@ -39,10 +39,29 @@ def luminary_binary():
     return shutil.which("luminary") or "luminary"
 
 
+# CREATE_NO_WINDOW: luminary.exe is a console program, and GIMP has no console, so without
+# this flag Windows opens a console window for every run.
+CREATE_NO_WINDOW = 0x08000000
+
+
+def popen_options():
+    """How GIMP starts luminary: an argument list, never a shell (so no quoting rules of
+    cmd.exe or sh apply to photo paths); on Windows with no console window; on Linux ended
+    with GIMP."""
+    if sys.platform == "win32":
+        return {"creationflags": CREATE_NO_WINDOW}
+    if sys.platform.startswith("linux"):
+        return {"preexec_fn": _die_with_parent}
+    return {}
+
+
 def list_presets():
     """The daemon's presets, or [] when Luminary cannot be reached."""
     try:
-        out = subprocess.run([luminary_binary(), "presets", "--json"], capture_output=True, text=True, timeout=60)
+        options = popen_options()
+        options.pop("preexec_fn", None)
+        out = subprocess.run([luminary_binary(), "presets", "--json"], capture_output=True, text=True, timeout=60,
+                             **options)
         return json.loads(out.stdout).get("presets", []) if out.returncode == 0 else []
     except (OSError, ValueError, subprocess.SubprocessError):
         return []
@@ -101,7 +120,7 @@ def _die_with_parent():
 def run_luminary(args, on_progress):
     """Runs `luminary enhance … --json`; returns the result object (raises on failure)."""
     proc = subprocess.Popen([luminary_binary()] + args + ["--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+                            text=True, **popen_options())
     result = None
     try:
         for line in proc.stdout:

@@ -128,7 +128,12 @@ impl Env {
 
     /// A `luminary` command inside this environment.
     pub fn cmd(&self) -> Command {
-        let mut c = Command::new(luminary_bin());
+        self.cmd_of(&luminary_bin())
+    }
+
+    /// Like [`Env::cmd`], for another `luminary` executable (an unpacked archive's).
+    pub fn cmd_of(&self, exe: &Path) -> Command {
+        let mut c = Command::new(exe);
         let r = self.root.path();
         c.env("XDG_CONFIG_HOME", r.join("config"))
             .env("XDG_DATA_HOME", r.join("data"))

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use luminary_tests::daemon::{json_lines, results};
+use luminary_tests::daemon::{json_lines, results, Env};
 use luminary_tests::wine::WinEnv;
 
 use super::fixtures;
@@ -118,29 +118,22 @@ fn first_party(prefix: &str, ext: &str) -> Vec<String> {
 #[test]
 fn the_linux_archive_runs_unpacked_and_installs_its_bridges() {
     let f = fixtures();
-    let home = tempfile::tempdir().unwrap();
-    let apps = home.path().join("My Apps");
+    let env = Env::new();
+    let apps = env.root.path().join("My Apps");
     std::fs::create_dir_all(&apps).unwrap();
     let root = untar(&archive("-linux-x86_64-dev.tar.gz"), &apps);
     assert_common_files(&root, "Linux");
     assert_eq!(plugin_files(&root, ".so"), first_party("lib", ".so"));
     let exe = root.join("luminary");
+    // Only the plugins beside the program: no LUMINARY_PLUGIN_PATH.
     let run = |args: &[&str]| {
-        let r = home.path();
-        Command::new(&exe)
+        env.cmd_of(&exe)
             .args(args)
-            .env("HOME", r)
-            .env("XDG_CONFIG_HOME", r.join("config"))
-            .env("XDG_DATA_HOME", r.join("data"))
-            .env("XDG_CACHE_HOME", r.join("cache"))
-            .env("XDG_RUNTIME_DIR", r.join("runtime"))
+            .env("HOME", env.root.path())
             .env_remove("LUMINARY_PLUGIN_PATH")
-            .env_remove("LUMINARY_SOCKET")
-            .env_remove("LUMINARY_CONFIG")
             .output()
             .unwrap()
     };
-    std::fs::create_dir_all(home.path().join("runtime")).unwrap();
     let plugins = run(&["plugins", "--json"]);
     assert!(
         plugins.status.success(),
@@ -156,7 +149,7 @@ fn the_linux_archive_runs_unpacked_and_installs_its_bridges() {
         );
     }
     // darktable has run here (its folder exists): install finds it.
-    let dt = home.path().join("config/darktable");
+    let dt = env.root.path().join("config/darktable");
     std::fs::create_dir_all(&dt).unwrap();
     let out = run(&["install", "darktable"]);
     assert!(
@@ -169,7 +162,7 @@ fn the_linux_archive_runs_unpacked_and_installs_its_bridges() {
         script.contains(&format!("\"{}\"", exe.display())),
         "the bridge does not run the unpacked program"
     );
-    let photo = home.path().join("Holiday Photo.tif");
+    let photo = env.work.join("Holiday Photo.tif");
     std::fs::copy(&f.tiff16, &photo).unwrap();
     let out = run(&[
         "enhance",
@@ -180,8 +173,8 @@ fn the_linux_archive_runs_unpacked_and_installs_its_bridges() {
     ]);
     let r = results(&out.stdout);
     assert_eq!(r[0]["ok"], true, "{r:?}");
-    assert!(home
-        .path()
+    assert!(env
+        .work
         .join("Holiday Photo-luminary-vivid-landscape.tif")
         .is_file());
     let _ = run(&["stop"]);

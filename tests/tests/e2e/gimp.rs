@@ -302,3 +302,63 @@ img.delete()
         "the layer does not show the preset (mean change {changed:.0} codes)"
     );
 }
+
+/// #17 point 3: on Windows the plug-in runs luminary.exe from an argument list (no shell,
+/// so cmd.exe's quoting never applies to photo paths) and with no console window (GIMP has
+/// no console; without CREATE_NO_WINDOW each run would open one). GIMP for Windows cannot
+/// run here, so the plug-in's module is loaded by a plain Python with GIMP's introspection
+/// stubbed, on a pretended Windows.
+#[test]
+fn on_windows_the_plugin_runs_luminary_from_an_argument_list_without_a_console() {
+    let plugin = Path::new(env!("CARGO_MANIFEST_DIR")).join("../gimp-bridge/luminary/luminary.py");
+    let script = format!(
+        r#"
+import importlib.util, subprocess, sys, types
+class PlugIn:
+    __gtype__ = None
+gi = types.ModuleType("gi")
+gi.require_version = lambda *a: None
+repo = types.ModuleType("gi.repository")
+repo.Gimp = types.SimpleNamespace(PlugIn=PlugIn, main=lambda *a: None)
+repo.GLib = repo.GObject = repo.Gio = types.SimpleNamespace()
+sys.modules["gi"], sys.modules["gi.repository"] = gi, repo
+spec = importlib.util.spec_from_file_location("luminary_plugin", {plugin:?})
+mod = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(mod)
+sys.platform = "win32"
+seen = []
+class Recorder:
+    def __init__(self, args, **kw):
+        seen.append((args, kw))
+        raise OSError("recorded")
+subprocess.Popen = Recorder
+subprocess.run = lambda args, **kw: Recorder(args, **kw)
+path = r"C:\Users\Ω\Hochzeit 100%USERNAME% & Co ^ (1)!\Braut.tif"
+try:
+    mod.run_luminary(["enhance", path, "--preset", "warm-film"], lambda f, s: None)
+except OSError:
+    pass
+mod.list_presets()
+assert len(seen) == 2, seen
+for args, kw in seen:
+    assert isinstance(args, list), args
+    assert not kw.get("shell"), kw
+    assert kw.get("creationflags") == 0x08000000, kw
+    assert "preexec_fn" not in kw, kw
+assert path in seen[0][0], seen[0][0]
+print("OK")
+"#,
+        plugin = plugin.to_string_lossy()
+    );
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success() && text.contains("OK"), "{text}");
+}

@@ -65,6 +65,14 @@ fn stop(env: &WinEnv) {
     }
 }
 
+/// `luminary.exe enhance --json --preset PRESET SRC --out OUT` (Windows paths).
+fn enhance_to(env: &WinEnv, preset: &str, src: &str, out: &str) -> std::process::Output {
+    env.run(
+        &["enhance", "--json", "--preset", preset, src, "--out", out],
+        JOB,
+    )
+}
+
 fn copy(src: &Path, dir: &Path, name: &str) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     let dst = dir.join(name);
@@ -261,31 +269,19 @@ fn windows_enhances_in_folders_with_awkward_names_and_keeps_names_as_written() {
 
     // --out as given, with characters Windows cannot hold replaced: `:` and `?`.
     let out_name = photos.join("final 0.5 (v2).tif");
-    let out = env.run(
-        &[
-            "enhance",
-            "--json",
-            "--preset",
-            "bw-classic",
-            &env.win_path(&dng),
-            "--out",
-            &env.win_path(&out_name),
-        ],
-        JOB,
+    let out = enhance_to(
+        &env,
+        "bw-classic",
+        &env.win_path(&dng),
+        &env.win_path(&out_name),
     );
     assert!(out.status.success(), "{}", env.stderr());
     assert!(out_name.is_file(), "{:?}", results(&out.stdout));
-    let out = env.run(
-        &[
-            "enhance",
-            "--json",
-            "--preset",
-            "bw-classic",
-            &env.win_path(&dng),
-            "--out",
-            &env.win_path(&out_name),
-        ],
-        JOB,
+    let out = enhance_to(
+        &env,
+        "bw-classic",
+        &env.win_path(&dng),
+        &env.win_path(&out_name),
     );
     assert!(out.status.success(), "{}", env.stderr());
     assert!(
@@ -294,18 +290,8 @@ fn windows_enhances_in_folders_with_awkward_names_and_keeps_names_as_written() {
         results(&out.stdout)
     );
     // A reserved device name would open the console, not a file: it gets an underscore.
-    let out = env.run(
-        &[
-            "enhance",
-            "--json",
-            "--preset",
-            "bw-classic",
-            &env.win_path(&tiff),
-            "--out",
-            &format!(r"{}\CON.tif", env.win_path(&photos)),
-        ],
-        JOB,
-    );
+    let con = format!(r"{}\CON.tif", env.win_path(&photos));
+    let out = enhance_to(&env, "bw-classic", &env.win_path(&tiff), &con);
     assert!(out.status.success(), "{}", env.stderr());
     assert!(
         photos.join("CON_.tif").is_file(),
