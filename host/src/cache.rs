@@ -37,7 +37,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{ErrorCode, JobError};
 
 /// Bumped with each schema change; `open` migrates older indexes and refuses newer ones.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 /// Long enough to wait out another process's put or clear, short enough that a wedged
 /// process surfaces as an error instead of a hung job.
@@ -519,6 +519,7 @@ impl EditCache {
             .map_err(self.db())?;
         let stats = totals(&tx).map_err(self.db())?;
         tx.execute("DELETE FROM entries", []).map_err(self.db())?;
+        tx.execute("DELETE FROM sources", []).map_err(self.db())?;
         // Every result file goes, rows' files and orphans alike; under the write lock no
         // other process is publishing one.
         for (path, name) in shard_files(&self.dir)? {
@@ -532,6 +533,32 @@ impl EditCache {
         }
         tx.commit().map_err(self.db())?;
         Ok(stats)
+    }
+
+    /// Notes that `key` answers the edit `edit` of the photo `photo` (opaque strings the
+    /// pipeline makes), for [`EditCache::has_answer_for`].
+    pub fn note_source(&self, photo: &str, edit: &str, key: &CacheKey) -> Result<(), CacheError> {
+        self.lock()
+            .execute(
+                "INSERT OR REPLACE INTO sources (photo, edit, key) VALUES (?1, ?2, ?3)",
+                params![photo, edit, key.as_str()],
+            )
+            .map_err(self.db())?;
+        Ok(())
+    }
+
+    /// Whether the cache still holds an answer for the edit `edit` of `photo` (as noted by
+    /// [`EditCache::note_source`]): what `estimate` asks, without decoding the photo.
+    pub fn has_answer_for(&self, photo: &str, edit: &str) -> Result<bool, CacheError> {
+        self.lock()
+            .query_row(
+                "SELECT COUNT(*) FROM sources s JOIN entries e ON e.key = s.key \
+                 WHERE s.photo = ?1 AND s.edit = ?2",
+                params![photo, edit],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n > 0)
+            .map_err(self.db())
     }
 
     /// How many results the cache holds and their total size in bytes.
@@ -706,6 +733,20 @@ fn migrate(conn: &mut Connection) -> Result<(), Migrate> {
                 last_used INTEGER NOT NULL   -- logical clock, see NEXT_USE
             );
             CREATE INDEX entries_last_used ON entries (last_used);",
+        )?;
+    }
+    if version < 2 {
+        // Which photo (path, size, modification time, preview size) and edit (preset,
+        // version, parameters, engine, model) an entry answered, so `estimate` can tell
+        // what is cached without decoding a photo. Rows whose entry was evicted are
+        // ignored by the join that reads them.
+        tx.execute_batch(
+            "CREATE TABLE sources (
+                photo TEXT NOT NULL,
+                edit  TEXT NOT NULL,
+                key   TEXT NOT NULL,
+                PRIMARY KEY (photo, edit)
+            );",
         )?;
     }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
@@ -1118,6 +1159,54 @@ mod tests {
     }
 
     #[test]
+    fn a_cache_of_the_first_schema_opens_and_keeps_its_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = key(1);
+        {
+            let cache = EditCache::open(dir.path(), 10 * MIB).unwrap();
+            put_blob(&cache, &a, &blob(1, 1000));
+        }
+        // Back to how schema 1 left it: no `sources` table.
+        let conn = Connection::open(dir.path().join("index.sqlite")).unwrap();
+        conn.execute_batch("DROP TABLE sources; PRAGMA user_version = 1;")
+            .unwrap();
+        drop(conn);
+        let cache = EditCache::open(dir.path(), 10 * MIB).unwrap();
+        assert_eq!(cached_bytes(&cache, &a), Some(blob(1, 1000)));
+        cache.note_source("photo", "edit", &a).unwrap();
+        assert!(cache.has_answer_for("photo", "edit").unwrap());
+    }
+
+    #[test]
+    fn a_photos_answer_is_known_without_decoding_until_evicted_or_cleared() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = EditCache::open(dir.path(), 2000).unwrap();
+        let (photo, edit) = (
+            "/p/a.dng\u{0}100\u{0}7\u{0}1024",
+            "warm-film\u{0}1\u{0}{}\u{0}gemini\u{0}m",
+        );
+        assert!(!cache.has_answer_for(photo, edit).unwrap());
+        let (a, b, c) = (key(1), key(2), key(3));
+        put_blob(&cache, &a, &blob(1, 1000));
+        cache.note_source(photo, edit, &a).unwrap();
+        assert!(cache.has_answer_for(photo, edit).unwrap());
+        assert!(!cache
+            .has_answer_for(photo, "other\u{0}1\u{0}{}\u{0}gemini\u{0}m")
+            .unwrap());
+        // Two newer answers push A out: the photo's edit is no longer cached.
+        put_blob(&cache, &b, &blob(2, 1000));
+        put_blob(&cache, &c, &blob(3, 1000));
+        assert!(
+            !cache.has_answer_for(photo, edit).unwrap(),
+            "evicted answer still counted"
+        );
+        cache.note_source(photo, edit, &c).unwrap();
+        assert!(cache.has_answer_for(photo, edit).unwrap());
+        cache.clear().unwrap();
+        assert!(!cache.has_answer_for(photo, edit).unwrap());
+    }
+
+    #[test]
     fn evicts_least_recently_used_first() {
         let dir = tempfile::tempdir().unwrap();
         let cache = EditCache::open(dir.path(), 3000).unwrap();
@@ -1453,7 +1542,7 @@ mod tests {
             err,
             CacheError::NewerSchema {
                 found: 99,
-                known: 1,
+                known: SCHEMA_VERSION,
                 ..
             }
         ));

@@ -50,6 +50,12 @@ pub enum Command {
     },
     /// Enhance photos with a preset; results are written beside the originals.
     Enhance(EnhanceArgs),
+    /// A small rendering of what `enhance` would make, to judge before the full file (on a
+    /// paid engine, the first preview is the engine call; `enhance` then reuses it free).
+    Preview(crate::cli_cost::PreviewArgs),
+    /// What enhancing photos would cost on a paid engine: cached or not, price, totals,
+    /// and the spending caps. Nothing is called or decoded.
+    Estimate(crate::cli_cost::EstimateArgs),
     /// List the presets the loaded plugins offer, or render them all on a photo.
     Presets {
         /// One JSON object with every preset and its parameter schema.
@@ -287,6 +293,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             }
         }
         Command::Enhance(args) => enhance(&paths, args),
+        Command::Preview(args) => crate::cli_cost::preview(&paths, args),
+        Command::Estimate(args) => crate::cli_cost::estimate(&paths, args),
         Command::Presets {
             sheet: Some(out),
             photo: Some(photo),
@@ -467,7 +475,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     }
 }
 
-fn parse_params(raw: &[String]) -> anyhow::Result<Map<String, Value>> {
+pub(crate) fn parse_params(raw: &[String]) -> anyhow::Result<Map<String, Value>> {
     let mut m = Map::new();
     for p in raw {
         let (k, v) = p
@@ -518,7 +526,7 @@ impl Sinks {
 /// Not `std::path::absolute`: on Windows that asks GetFullPathNameW, which turns a file
 /// named like a device (`D:\Fotos\CON.tif`) into the device itself (`\\.\CON`), so
 /// `--out CON.tif` would write to the console instead of becoming `CON_.tif`.
-fn absolute_as_written(p: &Path) -> PathBuf {
+pub(crate) fn absolute_as_written(p: &Path) -> PathBuf {
     if p.is_absolute() {
         return p.to_path_buf();
     }
@@ -530,12 +538,12 @@ fn absolute_as_written(p: &Path) -> PathBuf {
 
 /// One photo of a run: the file, and its own output file when the list named one.
 #[derive(Debug)]
-struct Input {
-    path: PathBuf,
-    out: Option<PathBuf>,
+pub(crate) struct Input {
+    pub(crate) path: PathBuf,
+    pub(crate) out: Option<PathBuf>,
 }
 
-fn read_file_list(list: &Path) -> anyhow::Result<Vec<Input>> {
+pub(crate) fn read_file_list(list: &Path) -> anyhow::Result<Vec<Input>> {
     let bytes = std::fs::read(list)
         .with_context(|| format!("{}: cannot read the list of photos", list.display()))?;
     let text = String::from_utf8(bytes).map_err(|e| {
@@ -620,6 +628,28 @@ fn enhance(paths: &Paths, args: EnhanceArgs) -> anyhow::Result<i32> {
         results: Vec::new(),
     };
     let mut client = Client::connect(paths, !args.no_spawn)?;
+    // On a paid engine: the batch's estimate first, and a question above the threshold
+    // when a person is at the terminal.
+    let estimate = crate::cli_cost::fetch_estimate(
+        &mut client,
+        crate::pipeline::estimate::EstimateRequest {
+            sources: inputs.iter().map(|i| abs(&i.path)).collect(),
+            preset: args.preset.clone(),
+            params: params.clone(),
+            engine: args.engine.clone(),
+        },
+    );
+    match estimate {
+        Ok(e) => {
+            let threshold = Config::load(&paths.config_file)?.engine.confirm_above_usd;
+            if !crate::cli_cost::confirm_batch(&e, threshold, args.json)? {
+                eprintln!("nothing was enhanced");
+                return Ok(1);
+            }
+        }
+        // The jobs will say what is wrong (unknown preset, bad parameter) photo by photo.
+        Err(e) => tracing::debug!("no estimate: {e:#}"),
+    }
     if let Some(flag) = args.cancel_file.clone() {
         // Leaving closes the connection, and the daemon cancels every job of a client
         // that went away: nothing is half-written, nothing keeps running.

@@ -25,6 +25,26 @@ pub struct Config {
     pub engines: std::collections::BTreeMap<String, luminary_engines::ProviderConfig>,
     /// The edit cache.
     pub cache: CacheConfig,
+    /// Spending caps for the paid engines (`budget.rs`).
+    pub budget: crate::budget::BudgetConfig,
+    /// Live previews.
+    pub preview: PreviewConfig,
+}
+
+/// `[preview]`: what the daemon keeps in memory for previews.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(default, deny_unknown_fields)]
+pub struct PreviewConfig {
+    /// Memory for recent photos' preview-size bases and edits (least recently used go
+    /// first), MB, half for photos and half for edits. A 3:2 photo takes about 42 MB, one
+    /// edit of it about 34 MB.
+    pub memory_mb: u64,
+}
+
+impl Default for PreviewConfig {
+    fn default() -> Self {
+        PreviewConfig { memory_mb: 512 }
+    }
 }
 
 /// `[cache]`: engine answers kept so the same edit is never paid for twice.
@@ -202,6 +222,9 @@ pub struct EngineConfig {
     pub default: String,
     /// Long edge of the preview sent to engines, in pixels.
     pub preview_size: u32,
+    /// `luminary enhance` at a terminal asks before a paid batch estimated above this many
+    /// US dollars (scripts and editors are never asked).
+    pub confirm_above_usd: f64,
 }
 
 impl Default for EngineConfig {
@@ -209,6 +232,7 @@ impl Default for EngineConfig {
         EngineConfig {
             default: "local".into(),
             preview_size: 1024,
+            confirm_above_usd: 1.0,
         }
     }
 }

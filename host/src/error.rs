@@ -28,6 +28,8 @@ pub enum ErrorCode {
     EngineUnavailable,
     /// The engine asked us to slow down.
     RateLimited,
+    /// A paid call would go past a `[budget]` spending cap; nothing was sent.
+    BudgetExceeded,
     /// A plugin failed.
     PluginFailed,
     /// The output could not be written.
@@ -56,6 +58,7 @@ impl ErrorCode {
             ErrorCode::EngineRefused => "engine_refused",
             ErrorCode::EngineUnavailable => "engine_unavailable",
             ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::BudgetExceeded => "budget_exceeded",
             ErrorCode::PluginFailed => "plugin_failed",
             ErrorCode::OutputFailed => "output_failed",
             ErrorCode::Busy => "busy",

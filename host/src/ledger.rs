@@ -40,6 +40,8 @@ pub enum Outcome {
     /// The call was under way when the daemon stopped (killed, crashed, power cut): the
     /// provider may have charged for it, so it is counted at its price.
     Interrupted,
+    /// Refused before sending: it would have gone past a `[budget]` cap. Costs nothing.
+    OverBudget,
 }
 
 impl Outcome {
@@ -53,6 +55,7 @@ impl Outcome {
             Outcome::Timeout => "timeout",
             Outcome::Auth => "auth",
             Outcome::Interrupted => "interrupted",
+            Outcome::OverBudget => "over_budget",
         }
     }
 }
@@ -125,12 +128,15 @@ pub struct UsageRow {
     pub day: String,
     /// Engine name.
     pub engine: String,
-    /// Every recorded request, engine calls and cache hits alike.
+    /// Every recorded request that went ahead, engine calls and cache hits alike.
     pub calls: u64,
     /// Those the edit cache answered (`calls - cached` reached the engine).
     pub cached: u64,
-    /// Those that did not end `ok` (refused, failed, cancelled, timeout, auth).
+    /// Those that did not end `ok` (refused by the provider, failed, cancelled, timeout,
+    /// auth).
     pub failed: u64,
+    /// Calls not sent because they would have gone past a `[budget]` cap (not in `calls`).
+    pub over_budget: u64,
     /// Estimated total in US dollars.
     pub cost_usd: f64,
 }
@@ -254,32 +260,7 @@ impl Ledger {
     /// Appends one request. Cached rows are stored at cost 0 whatever the entry says: the
     /// cache exists so that they cost nothing.
     pub fn record(&self, entry: &LedgerEntry) -> Result<(), LedgerError> {
-        let micro = if entry.cached || !entry.cost_usd.is_finite() {
-            0
-        } else {
-            (entry.cost_usd.max(0.0) * 1e6).round() as i64
-        };
-        self.lock()
-            .execute(
-                "INSERT INTO calls (time, engine, model, preset, outcome, cost_micro_usd, \
-                 cached, request_id, output) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![
-                    entry.time,
-                    entry.engine,
-                    entry.model,
-                    entry.preset,
-                    entry.outcome.as_str(),
-                    micro,
-                    entry.cached,
-                    entry.request_id,
-                    entry
-                        .output
-                        .as_ref()
-                        .map(|p| p.to_string_lossy().into_owned()),
-                ],
-            )
-            .map_err(self.db())?;
-        Ok(())
+        insert(&self.lock(), entry).map_err(self.db())
     }
 
     /// Records a call about to be sent, as `interrupted` at its full price, and returns its
@@ -294,13 +275,63 @@ impl Ledger {
         Ok(self.lock().last_insert_rowid())
     }
 
+    /// [`Ledger::begin`] for a call under spending caps: in one transaction, the spending of
+    /// each cap's period is summed and, if the call's price would take any past its cap, the
+    /// call is recorded as refused (`over_budget`, cost 0) and the first such cap returned
+    /// instead of a row. One transaction, so concurrent calls cannot both pass a cap.
+    pub fn begin_within(
+        &self,
+        entry: &LedgerEntry,
+        caps: &[crate::budget::Cap],
+    ) -> Result<Result<i64, crate::budget::Exceeded>, LedgerError> {
+        let price = micro_usd(entry);
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(self.db())?;
+        let mut exceeded = None;
+        for cap in caps {
+            let spent = spent_since(&tx, cap.period.start(entry.time), cap.engine.as_deref())
+                .map_err(self.db())?;
+            if spent.saturating_add(price) > cap.micro_usd {
+                exceeded = Some(crate::budget::Exceeded {
+                    cap: cap.clone(),
+                    spent_micro_usd: spent,
+                    price_micro_usd: price,
+                });
+                break;
+            }
+        }
+        let row = LedgerEntry {
+            outcome: match exceeded {
+                Some(_) => Outcome::OverBudget,
+                None => Outcome::Interrupted,
+            },
+            cost_usd: if exceeded.is_some() {
+                0.0
+            } else {
+                entry.cost_usd
+            },
+            ..entry.clone()
+        };
+        insert(&tx, &row).map_err(self.db())?;
+        let id = tx.last_insert_rowid();
+        tx.commit().map_err(self.db())?;
+        Ok(match exceeded {
+            Some(e) => Err(e),
+            None => Ok(id),
+        })
+    }
+
+    /// What was spent since `since` (UTC unix seconds), on `engine` or on all, in
+    /// micro-dollars.
+    pub fn spent_since(&self, since: i64, engine: Option<&str>) -> Result<i64, LedgerError> {
+        spent_since(&self.lock(), since, engine).map_err(self.db())
+    }
+
     /// Replaces a row from [`Ledger::begin`] with how the call ended.
     pub fn finish(&self, id: i64, entry: &LedgerEntry) -> Result<(), LedgerError> {
-        let micro = if entry.cached || !entry.cost_usd.is_finite() {
-            0
-        } else {
-            (entry.cost_usd.max(0.0) * 1e6).round() as i64
-        };
+        let micro = micro_usd(entry);
         self.lock()
             .execute(
                 "UPDATE calls SET outcome = ?1, cost_micro_usd = ?2, request_id = ?3 WHERE id = ?4",
@@ -319,7 +350,9 @@ impl Ledger {
             .prepare(
                 "SELECT CASE WHEN time >= 0 THEN time / 86400 ELSE (time - 86399) / 86400 END
                         AS day,
-                        engine, COUNT(*), SUM(cached), SUM(outcome <> 'ok'), SUM(cost_micro_usd)
+                        engine, SUM(outcome <> 'over_budget'), SUM(cached),
+                        SUM(outcome NOT IN ('ok', 'over_budget')), SUM(cost_micro_usd),
+                        SUM(outcome = 'over_budget')
                  FROM calls WHERE time >= ?1
                  GROUP BY day, engine ORDER BY day, engine",
             )
@@ -333,6 +366,7 @@ impl Ledger {
                     cached: r.get::<_, i64>(3)?.max(0) as u64,
                     failed: r.get::<_, i64>(4)?.max(0) as u64,
                     cost_usd: r.get::<_, i64>(5)? as f64 / 1e6,
+                    over_budget: r.get::<_, i64>(6)?.max(0) as u64,
                 })
             })
             .map_err(self.db())?;
@@ -351,6 +385,46 @@ impl Ledger {
             error,
         }
     }
+}
+
+/// An entry's cost as stored: integer micro-dollars, 0 for cached rows whatever it says.
+fn micro_usd(entry: &LedgerEntry) -> i64 {
+    if entry.cached || !entry.cost_usd.is_finite() {
+        0
+    } else {
+        (entry.cost_usd.max(0.0) * 1e6).round() as i64
+    }
+}
+
+fn insert(conn: &Connection, entry: &LedgerEntry) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO calls (time, engine, model, preset, outcome, cost_micro_usd, \
+         cached, request_id, output) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![
+            entry.time,
+            entry.engine,
+            entry.model,
+            entry.preset,
+            entry.outcome.as_str(),
+            micro_usd(entry),
+            entry.cached,
+            entry.request_id,
+            entry
+                .output
+                .as_ref()
+                .map(|p| p.to_string_lossy().into_owned()),
+        ],
+    )
+    .map(|_| ())
+}
+
+fn spent_since(conn: &Connection, since: i64, engine: Option<&str>) -> rusqlite::Result<i64> {
+    conn.query_row(
+        "SELECT COALESCE(SUM(cost_micro_usd), 0) FROM calls WHERE time >= ?1 \
+         AND (?2 IS NULL OR engine = ?2)",
+        params![since, engine],
+        |r| r.get(0),
+    )
 }
 
 /// The UTC date (`YYYY-MM-DD`) of a unix time. Hand-written (Howard Hinnant's
@@ -413,6 +487,7 @@ mod tests {
             cached,
             failed,
             cost_usd,
+            over_budget: 0,
         }
     }
 
@@ -621,7 +696,7 @@ mod tests {
             json,
             serde_json::json!({
                 "day": "2024-02-29", "engine": "gemini",
-                "calls": 4, "cached": 2, "failed": 1, "cost_usd": 0.039
+                "calls": 4, "cached": 2, "failed": 1, "cost_usd": 0.039, "over_budget": 0
             })
         );
     }
@@ -641,6 +716,93 @@ mod tests {
         assert_eq!(rows.len(), 1);
         assert_eq!((rows[0].calls, rows[0].failed), (2, 2));
         assert!((rows[0].cost_usd - 0.039).abs() < 1e-9, "{:?}", rows[0]);
+    }
+
+    fn gemini_daily(usd_micro: i64) -> Vec<crate::budget::Cap> {
+        vec![crate::budget::Cap {
+            engine: Some("gemini".into()),
+            period: crate::budget::Period::Day,
+            micro_usd: usd_micro,
+        }]
+    }
+
+    #[test]
+    fn a_call_past_a_cap_is_refused_recorded_and_free_and_other_engines_and_days_go_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(&dir.path().join("usage.sqlite")).unwrap();
+        let caps = gemini_daily(100_000); // $0.10 a day on gemini
+        let at_noon = |e: LedgerEntry| at(FEB_28_2024 + DAY / 2, e);
+        for _ in 0..2 {
+            let id = ledger
+                .begin_within(&at_noon(call("gemini", Outcome::Ok, 0.04, true)), &caps)
+                .unwrap()
+                .expect("under the cap");
+            // Still "interrupted" (counted at its price) until it finishes: spent all the same.
+            let _ = id;
+        }
+        let refused = ledger
+            .begin_within(&at_noon(call("gemini", Outcome::Ok, 0.04, true)), &caps)
+            .unwrap()
+            .expect_err("$0.12 would pass $0.10");
+        assert_eq!(refused.spent_micro_usd, 80_000);
+        assert_eq!(refused.price_micro_usd, 40_000);
+        // Another engine (whose caps are its own: none here), and gemini the next day, are
+        // not held by today's gemini cap.
+        assert!(ledger
+            .begin_within(&at_noon(call("openai", Outcome::Ok, 0.04, true)), &[])
+            .unwrap()
+            .is_ok());
+        assert!(ledger
+            .begin_within(
+                &at(FEB_28_2024 + DAY, call("gemini", Outcome::Ok, 0.04, true)),
+                &caps
+            )
+            .unwrap()
+            .is_ok());
+        let rows = ledger.totals(None).unwrap();
+        let feb28 = rows
+            .iter()
+            .find(|r| r.day == "2024-02-28" && r.engine == "gemini")
+            .unwrap();
+        // Two calls (may have been billed), and the refusal at no cost.
+        assert_eq!((feb28.calls, feb28.over_budget), (2, 1));
+        assert!((feb28.cost_usd - 0.08).abs() < 1e-9, "{feb28:?}");
+        let refusals: i64 = ledger
+            .lock()
+            .query_row(
+                "SELECT COUNT(*) FROM calls WHERE outcome = 'over_budget' AND cost_micro_usd = 0",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(refusals, 1);
+    }
+
+    #[test]
+    fn concurrent_calls_cannot_both_take_the_last_dollar() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("usage.sqlite");
+        let ledger = std::sync::Arc::new(Ledger::open(&path).unwrap());
+        let caps = gemini_daily(100_000);
+        // Threads of this daemon and a second process with its own connection.
+        let other = std::sync::Arc::new(Ledger::open(&path).unwrap());
+        let passed: usize = (0..10)
+            .map(|i| {
+                let l = if i % 2 == 0 {
+                    ledger.clone()
+                } else {
+                    other.clone()
+                };
+                let caps = caps.clone();
+                std::thread::spawn(move || {
+                    l.begin_within(&call("gemini", Outcome::Ok, 0.03, true), &caps)
+                        .unwrap()
+                        .is_ok()
+                })
+            })
+            .map(|h| usize::from(h.join().unwrap()))
+            .sum();
+        assert_eq!(passed, 3, "$0.10 admits three calls of $0.03");
     }
 
     #[test]

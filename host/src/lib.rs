@@ -3,8 +3,10 @@
 //! See docs/ARCHITECTURE.md for the code map and the invariants.
 
 pub mod bench;
+pub mod budget;
 pub mod cache;
 pub mod cli;
+pub mod cli_cost;
 pub mod client;
 pub mod color;
 pub mod config;

@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::ErrorCode;
+use crate::pipeline::estimate::EstimateRequest;
+use crate::pipeline::live::PreviewRequest;
 use crate::pipeline::EnhanceRequest;
 
 /// Protocol version `major.minor`. A different major is refused with a clear error.
@@ -23,6 +25,8 @@ pub const MAX_FRAME: usize = 1 << 20;
 /// What the daemon can do, announced in `welcome`.
 pub const CAPABILITIES: &[&str] = &[
     "enhance",
+    "preview",
+    "estimate",
     "presets",
     "plugins",
     "reload_plugins",
@@ -49,6 +53,23 @@ pub enum Request {
         /// The job.
         #[serde(flatten)]
         job: EnhanceRequest,
+    },
+    /// A small rendering of an enhance job, to judge it (and its intensity) before the
+    /// full-resolution file; the engine's answer is cached for the `enhance` that follows.
+    Preview {
+        /// Request id, echoed in events.
+        id: String,
+        /// The preview.
+        #[serde(flatten)]
+        job: PreviewRequest,
+    },
+    /// What enhancing photos would cost: cached or not, the price, the totals, the caps.
+    Estimate {
+        /// Request id.
+        id: String,
+        /// The batch.
+        #[serde(flatten)]
+        job: EstimateRequest,
     },
     /// List presets.
     Presets {

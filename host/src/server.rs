@@ -71,6 +71,8 @@ struct State {
     paths: Paths,
     registry: RwLock<Registry>,
     engines: crate::engine::remote::Engines,
+    /// Photos and edits kept for previews (`[preview] memory_mb`).
+    live: crate::pipeline::live::Live,
     slots: Slots,
     shutdown: AtomicBool,
     started: Instant,
@@ -149,8 +151,16 @@ pub fn serve(paths: Paths, config: Config) -> anyhow::Result<()> {
         "{} plugin libraries, {n_presets} presets",
         registry.reports().len()
     );
-    let engines = crate::engine::remote::Engines::open(&config, &paths.cache_dir, &paths.data_dir);
+    let engines = crate::engine::remote::Engines::open(
+        &config,
+        &paths.config_file,
+        &paths.cache_dir,
+        &paths.data_dir,
+    );
+    let live = crate::pipeline::live::Live::new(config.preview.memory_mb);
+    crate::pipeline::live::prune(&paths.cache_dir.join("previews"), 0);
     let state = Arc::new(State {
+        live,
         slots: Slots {
             budget_mb: config.daemon.memory_budget_mb(),
             state: Mutex::new((config.daemon.max_jobs.max(1), 0)),
@@ -246,6 +256,10 @@ pub fn serve(paths: Paths, config: Config) -> anyhow::Result<()> {
 
 fn status(state: &State) -> Value {
     let reg = state.registry.read().unwrap();
+    let held_mb = {
+        let (b, e) = state.live.held();
+        ((b + e) as u64) >> 20
+    };
     json!({
         "version": env!("CARGO_PKG_VERSION"),
         "protocol": PROTOCOL_VERSION,
@@ -258,6 +272,7 @@ fn status(state: &State) -> Value {
         "jobs_failed": state.failed.load(Ordering::SeqCst),
         "max_jobs": state.config.daemon.max_jobs,
         "memory_budget_mb": state.slots.budget_mb,
+        "preview_memory_mb": held_mb,
         "plugins": reg.reports().len(),
         "presets": reg.presets().count(),
         "config_file": state.paths.config_file,
@@ -422,7 +437,28 @@ fn handle_connection(stream: Connection, state: Arc<State>) {
                 stop(&state);
                 break;
             }
-            Request::Enhance { id, job } => {
+            Request::Estimate { id, job } => {
+                let reg = state.registry.read().unwrap();
+                match crate::pipeline::estimate::estimate(
+                    &job,
+                    &state.config,
+                    &state.paths.config_file,
+                    &reg,
+                    &state.engines,
+                ) {
+                    Ok(e) => send(
+                        &tx,
+                        &done(&id, serde_json::to_value(&e).unwrap_or(Value::Null)),
+                    ),
+                    Err(e) => send(&tx, &Event::error(Some(id), e.code, e.message)),
+                }
+            }
+            Request::Enhance { .. } | Request::Preview { .. } => {
+                let (id, work) = match req {
+                    Request::Enhance { id, job } => (id, Work::Enhance(job)),
+                    Request::Preview { id, job } => (id, Work::Preview(job)),
+                    _ => unreachable!("matched above"),
+                };
                 if jobs.lock().unwrap().contains_key(&id) {
                     send(
                         &tx,
@@ -463,7 +499,7 @@ fn handle_connection(stream: Connection, state: Arc<State>) {
                 jobs.lock().unwrap().insert(id.clone(), cancel.clone());
                 let (state, tx, jobs) = (state.clone(), tx.clone(), jobs.clone());
                 std::thread::spawn(move || {
-                    run_enhance(&state, &tx, &id, &job, &cancel);
+                    run_work(&state, &tx, &id, &work, &cancel);
                     jobs.lock().unwrap().remove(&id);
                     state.in_flight.fetch_sub(1, Ordering::SeqCst);
                 });
@@ -476,7 +512,33 @@ fn handle_connection(stream: Connection, state: Arc<State>) {
     }
 }
 
-fn run_enhance(state: &State, tx: &Writer, id: &str, job: &EnhanceRequest, cancel: &Cancel) {
+/// A request that runs as a job: a thread, a slot, progress events, cancellation.
+enum Work {
+    Enhance(EnhanceRequest),
+    Preview(crate::pipeline::live::PreviewRequest),
+}
+
+impl Work {
+    /// Memory the job may need, for its slot: a preview of a photo whose bases are kept
+    /// needs next to nothing.
+    fn memory_mb(&self, state: &State) -> u64 {
+        match self {
+            Work::Enhance(job) => crate::ingest::estimate_memory_mb(&job.source),
+            Work::Preview(job) => {
+                let kept = crate::pipeline::live::SourceId::of(&job.source)
+                    .ok()
+                    .is_some_and(|id| state.live.bases(&id).is_some());
+                if kept {
+                    0
+                } else {
+                    crate::ingest::estimate_memory_mb(&job.source)
+                }
+            }
+        }
+    }
+}
+
+fn run_work(state: &State, tx: &Writer, id: &str, work: &Work, cancel: &Cancel) {
     let key = state.next_job.fetch_add(1, Ordering::SeqCst);
     state.all_jobs.lock().unwrap().insert(key, cancel.clone());
     state.waiting.fetch_add(1, Ordering::SeqCst);
@@ -488,7 +550,7 @@ fn run_enhance(state: &State, tx: &Writer, id: &str, job: &EnhanceRequest, cance
             fraction: 0.0,
         },
     );
-    let mb = crate::ingest::estimate_memory_mb(&job.source);
+    let mb = work.memory_mb(state);
     let got_slot = state.slots.acquire(mb, cancel);
     state.waiting.fetch_sub(1, Ordering::SeqCst);
     let outcome = if got_slot {
@@ -505,8 +567,8 @@ fn run_enhance(state: &State, tx: &Writer, id: &str, job: &EnhanceRequest, cance
         };
         let registry = state.registry.read().unwrap();
         // A bug must fail this job, not take the daemon down.
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            run_job(
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match work {
+            Work::Enhance(job) => run_job(
                 job,
                 &state.config,
                 &registry,
@@ -514,6 +576,34 @@ fn run_enhance(state: &State, tx: &Writer, id: &str, job: &EnhanceRequest, cance
                 &progress,
                 cancel,
             )
+            .map(|r| {
+                tracing::info!(
+                    "{} → {} ({} ms)",
+                    r.input.display(),
+                    r.output.display(),
+                    r.timings_ms["total"]
+                );
+                serde_json::to_value(&r).unwrap_or(Value::Null)
+            }),
+            Work::Preview(job) => crate::pipeline::live::run_preview(
+                job,
+                &state.config,
+                &registry,
+                &state.engines,
+                &state.live,
+                &state.paths.cache_dir,
+                &progress,
+                cancel,
+            )
+            .map(|r| {
+                tracing::debug!(
+                    "preview of {} ({}, {} ms)",
+                    r.input.display(),
+                    r.reused,
+                    r.timings_ms["total"]
+                );
+                serde_json::to_value(&r).unwrap_or(Value::Null)
+            }),
         }))
         .unwrap_or_else(|_| {
             Err(crate::error::JobError::new(
@@ -531,16 +621,7 @@ fn run_enhance(state: &State, tx: &Writer, id: &str, job: &EnhanceRequest, cance
     match outcome {
         Ok(result) => {
             state.done.fetch_add(1, Ordering::SeqCst);
-            tracing::info!(
-                "{} → {} ({} ms)",
-                result.input.display(),
-                result.output.display(),
-                result.timings_ms["total"]
-            );
-            send(
-                tx,
-                &done(id, serde_json::to_value(&result).unwrap_or(Value::Null)),
-            );
+            send(tx, &done(id, result));
         }
         Err(e) => {
             state.failed.fetch_add(1, Ordering::SeqCst);

@@ -93,6 +93,9 @@ mod cameras;
 #[path = "e2e/dng.rs"]
 mod dng;
 
+#[path = "e2e/previews.rs"]
+mod previews;
+
 #[cfg(target_os = "linux")]
 #[path = "e2e/windows.rs"]
 mod windows;

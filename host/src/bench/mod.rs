@@ -22,6 +22,7 @@ use crate::pipeline::{run_job, EnhanceRequest, OutputRequest};
 use crate::plugins::{search_path, Registry};
 
 mod colour;
+mod preview;
 
 /// `luminary bench`
 #[derive(Args, Debug)]
@@ -48,6 +49,10 @@ pub struct BenchArgs {
     /// file.
     #[arg(long, value_name = "DIR", conflicts_with = "transfer")]
     pub colour: Option<PathBuf>,
+    /// Instead of a job: live previews of FILE through the socket of a daemon of the
+    /// bench's own — the first, another preset, another intensity — against their targets.
+    #[arg(long, conflicts_with_all = ["transfer", "colour"])]
+    pub preview: bool,
     /// With `--colour`: also write each base as a JPEG into this folder, to look at.
     #[arg(long, value_name = "DIR", requires = "colour")]
     pub save: Option<PathBuf>,
@@ -85,6 +90,9 @@ pub fn run(paths: &Paths, args: BenchArgs) -> anyhow::Result<i32> {
     let file = args.file.clone().context("a photo to measure")?;
     if args.transfer {
         return transfer(&file, &args);
+    }
+    if args.preview {
+        return preview::run(&file, args.runs.max(5));
     }
     let config = Config::load(&paths.config_file)?;
     let registry = Registry::discover(

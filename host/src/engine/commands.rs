@@ -98,34 +98,61 @@ pub fn engines(paths: &Paths, json_out: bool) -> anyhow::Result<i32> {
 /// Totals by day and engine from the ledger.
 pub fn usage(paths: &Paths, json_out: bool, days: Option<u32>) -> anyhow::Result<i32> {
     let ledger = Ledger::open(&ledger_path(&paths.data_dir))?;
-    let since = days.map(|d| {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
-        (now / 86_400 - d as i64 + 1) * 86_400
-    });
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let since = days.map(|d| (now / 86_400 - d as i64 + 1) * 86_400);
     let rows = ledger.totals(since)?;
     let total: f64 = rows.iter().map(|r| r.cost_usd).sum();
+    // Each spending cap with what its period has spent and what is left.
+    let config = Config::load(&paths.config_file)?;
+    let mut budget = Vec::new();
+    for cap in config.budget.all_caps() {
+        let spent = ledger.spent_since(cap.period.start(now), cap.engine.as_deref())?;
+        budget.push((cap.clone(), spent, (cap.micro_usd - spent).max(0)));
+    }
     if json_out {
-        println!("{}", json!({ "usage": rows, "total_cost_usd": total }));
+        let budget: Vec<Value> = budget
+            .iter()
+            .map(|(cap, spent, left)| {
+                json!({ "engine": cap.engine, "period": cap.period, "cap_usd": cap.micro_usd as f64 / 1e6,
+                        "spent_usd": *spent as f64 / 1e6, "remaining_usd": *left as f64 / 1e6,
+                        "key": cap.key() })
+            })
+            .collect();
+        println!(
+            "{}",
+            json!({ "usage": rows, "total_cost_usd": total, "budget": budget })
+        );
         return Ok(0);
     }
     if rows.is_empty() {
         println!("no engine calls recorded");
-        return Ok(0);
-    }
-    println!(
-        "{:<10} {:<10} {:>6} {:>7} {:>7} {:>9}",
-        "day", "engine", "calls", "cached", "failed", "cost $"
-    );
-    for r in &rows {
+    } else {
         println!(
-            "{:<10} {:<10} {:>6} {:>7} {:>7} {:>9.3}",
-            r.day, r.engine, r.calls, r.cached, r.failed, r.cost_usd
+            "{:<10} {:<10} {:>6} {:>7} {:>7} {:>8} {:>9}",
+            "day", "engine", "calls", "cached", "failed", "over cap", "cost $"
         );
+        for r in &rows {
+            println!(
+                "{:<10} {:<10} {:>6} {:>7} {:>7} {:>8} {:>9.3}",
+                r.day, r.engine, r.calls, r.cached, r.failed, r.over_budget, r.cost_usd
+            );
+        }
+        println!("{:<10} {:<10} {:>42.3}", "total", "", total);
     }
-    println!("{:<10} {:<10} {:>33.3}", "total", "", total);
+    if !budget.is_empty() {
+        println!("\nspending caps ({}):", paths.config_file.display());
+        for (cap, spent, left) in &budget {
+            println!(
+                "  {:<44} spent {:>9}, {:>9} left",
+                cap.describe(),
+                crate::budget::dollars(*spent),
+                crate::budget::dollars(*left)
+            );
+        }
+    }
     Ok(0)
 }
 

@@ -28,6 +28,10 @@ pub struct Engines {
     providers: Mutex<BTreeMap<String, Arc<dyn Provider>>>,
     cache: Option<EditCache>,
     ledger: Option<Ledger>,
+    /// `[budget]`: paid calls past a cap are refused before they are sent.
+    budget: crate::budget::BudgetConfig,
+    /// Named in a refusal, so the photographer knows where to raise a cap.
+    config_file: std::path::PathBuf,
 }
 
 /// Where the cache and the ledger live.
@@ -44,7 +48,12 @@ impl Engines {
     /// Opens the cache and the ledger. Either failing is logged and the daemon goes on
     /// without it: a broken cache must not stop offline work. (A job that would call a
     /// paid engine without a ledger still runs; the log says why nothing is recorded.)
-    pub fn open(config: &Config, cache_root: &Path, data_dir: &Path) -> Engines {
+    pub fn open(
+        config: &Config,
+        config_file: &Path,
+        cache_root: &Path,
+        data_dir: &Path,
+    ) -> Engines {
         let cache = match EditCache::open(&cache_dir(cache_root), config.cache.max_mb << 20) {
             Ok(c) => Some(c),
             Err(e) => {
@@ -64,6 +73,8 @@ impl Engines {
             providers: Mutex::new(BTreeMap::new()),
             cache,
             ledger,
+            budget: config.budget.clone(),
+            config_file: config_file.to_path_buf(),
         }
     }
 
@@ -74,6 +85,8 @@ impl Engines {
             providers: Mutex::new(BTreeMap::new()),
             cache: None,
             ledger: None,
+            budget: config.budget.clone(),
+            config_file: std::path::PathBuf::new(),
         }
     }
 
@@ -109,6 +122,58 @@ impl Engines {
     /// The ledger, when it opened.
     pub fn ledger(&self) -> Option<&Ledger> {
         self.ledger.as_ref()
+    }
+
+    /// The spending caps.
+    pub fn budget(&self) -> &crate::budget::BudgetConfig {
+        &self.budget
+    }
+
+    /// Records a paid call about to be sent, written before the call so that a daemon
+    /// killed mid-call still shows it, after checking it against `[budget]` in the same
+    /// ledger transaction: a call past a cap is refused here, before anything is sent.
+    /// Returns the ledger row to finish (none without a ledger).
+    fn begin_call(
+        &self,
+        engine: &str,
+        model: &str,
+        preset: &str,
+        price: f64,
+    ) -> Result<Option<i64>, JobError> {
+        let entry = LedgerEntry::engine_call(engine, model, preset, Outcome::Ok, price, true);
+        let caps = self.budget.caps_for(engine);
+        let Some(ledger) = &self.ledger else {
+            if caps.is_empty() {
+                return Ok(None);
+            }
+            // Without the ledger nothing says what was spent: a cap cannot be kept.
+            return Err(JobError::new(
+                ErrorCode::BudgetExceeded,
+                format!(
+                    "the usage ledger could not be opened (see the daemon log), so the spending \
+                     caps in {} cannot be checked; no call to {engine} was sent",
+                    self.config_file.display()
+                ),
+            ));
+        };
+        match ledger.begin_within(&entry, &caps) {
+            Ok(Ok(id)) => Ok(Some(id)),
+            Ok(Err(exceeded)) => {
+                tracing::info!("refused a call to {engine}: {}", exceeded.cap.describe());
+                Err(JobError::new(
+                    ErrorCode::BudgetExceeded,
+                    exceeded.message(&self.config_file),
+                ))
+            }
+            Err(e) if caps.is_empty() => {
+                tracing::warn!("cannot record engine usage: {e}");
+                Ok(None)
+            }
+            Err(e) => Err(JobError::new(
+                ErrorCode::BudgetExceeded,
+                format!("cannot check the spending caps ({e}); no call to {engine} was sent"),
+            )),
+        }
     }
 
     fn record(&self, entry: LedgerEntry) {
@@ -230,6 +295,25 @@ pub struct EditJob<'a> {
     pub prompt: &'a str,
     /// Negative prompt.
     pub negative_prompt: &'a str,
+    /// The photo as a file (`live::SourceId::ident`), when the job knows it: the cache
+    /// notes which photo an answer was for, so `estimate` can tell without decoding.
+    pub photo: Option<String>,
+}
+
+/// The edit's identity for `estimate` and the cache's photo notes: everything of the cache
+/// key but the preview's pixels and the prompt (which plugins build from the decoded
+/// photo; for one photo and preset they come out the same).
+pub fn edit_ident(
+    preset: &str,
+    version: u32,
+    params: &serde_json::Map<String, serde_json::Value>,
+    engine: &str,
+    model: &str,
+) -> String {
+    format!(
+        "{preset}\u{0}{version}\u{0}{}\u{0}{engine}\u{0}{model}",
+        serde_json::Value::Object(params.clone())
+    )
 }
 
 impl Engines {
@@ -254,10 +338,19 @@ impl Engines {
             &engine,
             &model,
         );
+        let note = |cache: &EditCache| {
+            if let Some(photo) = &job.photo {
+                let edit = edit_ident(job.preset, job.preset_version, job.params, &engine, &model);
+                if let Err(e) = cache.note_source(photo, &edit, &key) {
+                    tracing::warn!("edit cache: {e}");
+                }
+            }
+        };
         if let Some(cache) = &self.cache {
             match cache.get(&key) {
                 Ok(Some(hit)) => match decode_answer(&hit.bytes, &engine) {
                     Ok(image) => {
+                        note(cache);
                         self.record(LedgerEntry::cache_hit(&engine, &model, job.preset));
                         return Ok(Answer {
                             image,
@@ -286,19 +379,7 @@ impl Engines {
             negative_prompt: job.negative_prompt,
         };
         let price = provider.price_per_image();
-        // Written before the call, so a daemon killed mid-call still shows it.
-        let pending = self.ledger.as_ref().and_then(|l| {
-            l.begin(&LedgerEntry::engine_call(
-                &engine,
-                &model,
-                job.preset,
-                Outcome::Ok,
-                price,
-                true,
-            ))
-            .map_err(|e| tracing::warn!("cannot record engine usage: {e}"))
-            .ok()
-        });
+        let pending = self.begin_call(&engine, &model, job.preset, price)?;
         let finish = |entry: LedgerEntry| match (pending, &self.ledger) {
             (Some(id), Some(l)) => {
                 if let Err(e) = l.finish(id, &entry) {
@@ -315,10 +396,11 @@ impl Engines {
                 finish(entry);
                 let image = decode_answer(&out.bytes, &engine)?;
                 if let Some(cache) = &self.cache {
-                    if let Err(e) = cache.put(
+                    match cache.put(
                         &key, &out.bytes, &out.mime, out.width, out.height, &engine, &model,
                     ) {
-                        tracing::warn!("cannot cache the engine's answer: {e}");
+                        Ok(()) => note(cache),
+                        Err(e) => tracing::warn!("cannot cache the engine's answer: {e}"),
                     }
                 }
                 Ok(Answer {

@@ -247,6 +247,37 @@ fn write_jpeg<W: Write>(
     w.write_all(&buf[2..]).map_err(BoxError::from)
 }
 
+/// A preview's file: 8-bit (dithered) in `space` with its ICC profile and no other
+/// metadata, as JPEG quality 90 or PNG. Previews are for looking, in memory first.
+pub fn preview_bytes(img: &RgbF32, png: bool, space: OutputSpace) -> Result<Vec<u8>, BoxError> {
+    let pixels = to_u8_dithered(img, space);
+    let mut buf = Vec::with_capacity(pixels.len() / 4);
+    if png {
+        let mut info = png::Info::with_size(img.width as u32, img.height as u32);
+        info.color_type = png::ColorType::Rgb;
+        info.bit_depth = png::BitDepth::Eight;
+        info.icc_profile = Some(space.icc().into());
+        let mut enc = png::Encoder::with_info(&mut buf, info).map_err(BoxError::from)?;
+        enc.set_compression(png::Compression::Fast);
+        let mut writer = enc.write_header().map_err(BoxError::from)?;
+        writer.write_image_data(&pixels).map_err(BoxError::from)?;
+        writer.finish().map_err(BoxError::from)?;
+    } else {
+        use image::ImageEncoder;
+        let mut enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut buf, 90);
+        enc.set_icc_profile(space.icc().to_vec())
+            .map_err(BoxError::from)?;
+        enc.write_image(
+            &pixels,
+            img.width as u32,
+            img.height as u32,
+            image::ExtendedColorType::Rgb8,
+        )
+        .map_err(BoxError::from)?;
+    }
+    Ok(buf)
+}
+
 /// Candidate file names: `name.ext`, `name-2.ext`, `name-3.ext`, …
 fn candidate(dir: &Path, stem: &str, ext: &str, n: u32) -> PathBuf {
     if n == 1 {

@@ -6,6 +6,8 @@
 
 pub mod blend;
 pub mod encode;
+pub mod estimate;
+pub mod live;
 pub mod names;
 pub mod preview;
 pub mod publish;
@@ -345,6 +347,9 @@ pub fn run_job(
             params: &params,
             prompt: &engine_req.prompt,
             negative_prompt: &engine_req.negative_prompt,
+            photo: live::SourceId::of(&req.source)
+                .ok()
+                .map(|id| id.ident(config.engine.preview_size)),
         },
         status: &status,
     };

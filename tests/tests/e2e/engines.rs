@@ -1313,3 +1313,307 @@ fn a_presets_engine_hint_is_followed_only_when_that_engine_is_set_up() {
     assert_eq!(mock.billed(), 1);
     lum.assert_no_secret(&[TEST_KEY], &[]);
 }
+
+/// #16 point 3: a paid call that would go past a `[budget]` cap is refused before anything
+/// is sent (`budget_exceeded`, naming the cap, what was spent and how to raise it); cached
+/// answers stay free and allowed; `luminary usage` shows spent and remaining amounts and
+/// the ledger counts the refusal.
+#[test]
+fn a_call_past_the_daily_cap_is_refused_before_sending_and_cached_edits_stay_free() {
+    let p = photos();
+    let mock = MockServer::start(MockKind::Gemini, vec![]);
+    let lum = Lum::new();
+    // Room for two calls at $0.0425 a day on gemini, and a total cap that does not bind.
+    lum.env.write_config(&format!(
+        "{}\n[budget]\nmonthly_usd = 100\n[budget.engines.gemini]\ndaily_usd = 0.1\n",
+        gemini_table(&mock)
+    ));
+    lum.set_keys(&[("GEMINI_API_KEY", TEST_KEY)]);
+    let dng = copy_to(&lum.env.work, &p.dng6);
+    let tiff = copy_to(&lum.env.work, &p.tiff16);
+    let jpeg = copy_to(&lum.env.work, &p.jpeg_rot);
+    let gemini = |src: &Path| {
+        vec![
+            src.to_str().unwrap().to_string(),
+            "--preset".to_string(),
+            "warm-film".to_string(),
+            "--engine".to_string(),
+            "gemini".to_string(),
+        ]
+    };
+    fn strs(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
+    let run_ok = |v: Vec<String>| lum.ok(&strs(&v));
+    let run_failed = |v: Vec<String>| lum.failed(&strs(&v));
+    run_ok(gemini(&dng));
+    run_ok(gemini(&tiff));
+    assert_eq!(mock.billed(), 2);
+    let requests = mock.requests().len();
+
+    // A third photo would take the day to $0.1275: refused, and nothing reaches the engine.
+    let r = run_failed(gemini(&jpeg));
+    assert_eq!(r["code"], "budget_exceeded", "{r}");
+    assert_eq!(r["retryable"], false, "{r}");
+    let msg = r["message"].as_str().unwrap();
+    assert!(
+        msg.contains("the daily budget for gemini ($0.10)")
+            && msg.contains("$0.085 spent today")
+            && msg.contains("[budget.engines.gemini] daily_usd")
+            && msg.contains("config.toml"),
+        "{msg}"
+    );
+    assert_eq!(
+        mock.requests().len(),
+        requests,
+        "a refused call reached the engine"
+    );
+    assert!(
+        !lum.env
+            .work
+            .join("portrait-luminary-warm-film.tif")
+            .exists(),
+        "a refused job wrote an output"
+    );
+
+    // The photos already paid for stay free and allowed, at any intensity.
+    let mut again = gemini(&dng);
+    again.extend(["--intensity".into(), "0.3".into()]);
+    let cached = run_ok(again);
+    assert_eq!(
+        (cached["cached"].clone(), cached["cost"].as_f64()),
+        (Value::Bool(true), Some(0.0))
+    );
+    assert_eq!(mock.billed(), 2);
+
+    // `usage`: spent and remaining per cap, and the refusal counted apart from the calls.
+    let usage = lum.json(&["usage", "--json"]);
+    let budget = usage["budget"].as_array().unwrap();
+    let daily = budget
+        .iter()
+        .find(|b| b["engine"] == "gemini" && b["period"] == "day")
+        .unwrap_or_else(|| panic!("{usage}"));
+    assert!(
+        (daily["spent_usd"].as_f64().unwrap() - 0.085).abs() < 1e-9,
+        "{usage}"
+    );
+    assert!(
+        (daily["remaining_usd"].as_f64().unwrap() - 0.015).abs() < 1e-9,
+        "{usage}"
+    );
+    let monthly = budget
+        .iter()
+        .find(|b| b["engine"].is_null() && b["period"] == "month")
+        .unwrap();
+    assert!(
+        (monthly["remaining_usd"].as_f64().unwrap() - 99.915).abs() < 1e-9,
+        "{usage}"
+    );
+    let row = usage["usage"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["engine"] == "gemini")
+        .unwrap();
+    assert_eq!(row["over_budget"], 1, "{usage}");
+    assert_eq!(row["failed"], 0, "{usage}");
+    let text = String::from_utf8_lossy(&lum.run(&["usage"]).stdout).into_owned();
+    assert!(
+        text.contains("the daily budget for gemini ($0.10)") && text.contains("$0.015 left"),
+        "{text}"
+    );
+}
+
+/// #16 points 1, 2 and 4: on a paid engine the first preview of a photo and preset is the
+/// engine call (through the cache and the ledger); a preview at another intensity, or after
+/// a daemon restart, never calls the engine; `estimate` knows which photos are cached
+/// without decoding them; the full-resolution `enhance` reuses the preview's answer at no
+/// cost, and looks like the preview.
+#[test]
+fn a_gemini_preview_is_the_paid_call_that_enhance_and_later_previews_reuse() {
+    let p = photos();
+    let mock = MockServer::start(MockKind::Gemini, vec![]);
+    let lum = Lum::new();
+    lum.env.write_config(&gemini_table(&mock));
+    lum.set_keys(&[("GEMINI_API_KEY", TEST_KEY)]);
+    let dng = copy_to(&lum.env.work, &p.dng6);
+    let tiff = copy_to(&lum.env.work, &p.tiff16);
+    let (d, t) = (dng.to_str().unwrap(), tiff.to_str().unwrap());
+    let before = std::fs::read_dir(&lum.env.work).unwrap().count();
+    let preview = |intensity: &str, out: &Path| -> Value {
+        let v = lum.json(&[
+            "preview",
+            d,
+            "--preset",
+            "warm-film",
+            "--engine",
+            "gemini",
+            "--intensity",
+            intensity,
+            "--out",
+            out.to_str().unwrap(),
+            "--json",
+        ]);
+        assert!(out.is_file(), "{v}");
+        v
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let full = preview("1", &dir.path().join("full.jpg"));
+    assert_eq!(
+        (full["cached"].clone(), full["engine"].clone()),
+        (json!(false), json!("gemini")),
+        "{full}"
+    );
+    assert!(
+        (full["cost"].as_f64().unwrap() - PRICE).abs() < 1e-9,
+        "{full}"
+    );
+    assert_eq!(
+        (full["width"].as_u64(), full["height"].as_u64()),
+        (Some(1024), Some(681)),
+        "{full}"
+    );
+    assert_eq!(mock.billed(), 1);
+
+    // Another intensity: a blend of what the daemon keeps, no engine, no decode.
+    let soft = preview("0.3", &dir.path().join("soft.jpg"));
+    assert_eq!(
+        (
+            soft["cached"].clone(),
+            soft["cost"].as_f64(),
+            soft["reused"].clone()
+        ),
+        (json!(true), Some(0.0), json!("edit")),
+        "{soft}"
+    );
+    assert_eq!(mock.billed(), 1);
+    let zero = preview("0", &dir.path().join("zero.jpg"));
+    let (a, b, z) = (
+        decode8(&dir.path().join("full.jpg")),
+        decode8(&dir.path().join("soft.jpg")),
+        decode8(&dir.path().join("zero.jpg")),
+    );
+    // 0.3 of the way: much closer to the base than the full edit is.
+    assert!(
+        psnr8(&b, &z) > psnr8(&a, &z) + 6.0,
+        "{} vs {}",
+        psnr8(&b, &z),
+        psnr8(&a, &z)
+    );
+    assert_eq!(zero["cost"].as_f64(), Some(0.0));
+
+    // The estimate knows the DNG's edit is cached and the TIFF's is not, without a decode.
+    let est = lum.json(&[
+        "estimate",
+        d,
+        t,
+        "--preset",
+        "warm-film",
+        "--engine",
+        "gemini",
+        "--json",
+    ]);
+    assert_eq!(est["items"][0]["cached"], true, "{est}");
+    assert_eq!(est["items"][1]["cached"], false, "{est}");
+    assert!(
+        (est["items"][1]["price"].as_f64().unwrap() - PRICE).abs() < 1e-9,
+        "{est}"
+    );
+    assert_eq!(
+        (
+            est["photos"].as_u64(),
+            est["cached"].as_u64(),
+            est["calls"].as_u64()
+        ),
+        (Some(2), Some(1), Some(1)),
+        "{est}"
+    );
+    assert!(
+        (est["cost_usd"].as_f64().unwrap() - PRICE).abs() < 1e-9,
+        "{est}"
+    );
+    let text = String::from_utf8_lossy(
+        &lum.run(&[
+            "estimate",
+            d,
+            t,
+            "--preset",
+            "warm-film",
+            "--engine",
+            "gemini",
+        ])
+        .stdout,
+    )
+    .into_owned();
+    assert!(
+        text.contains("1 of 2 photo(s) will call gemini, about $0.04")
+            && text.contains("; 1 cached"),
+        "{text}"
+    );
+    assert_eq!(mock.billed(), 1, "the estimate called the engine");
+
+    // The full-resolution job reuses the preview's answer, free, and looks like it.
+    let r = lum.ok(&[
+        d,
+        "--preset",
+        "warm-film",
+        "--engine",
+        "gemini",
+        "--intensity",
+        "1",
+        "--format",
+        "png",
+    ]);
+    assert_eq!(
+        (r["cached"].clone(), r["cost"].as_f64()),
+        (json!(true), Some(0.0)),
+        "{r}"
+    );
+    assert_eq!(mock.billed(), 1);
+    let out = decode8(Path::new(r["output"].as_str().unwrap()));
+    let small = image::imageops::resize(
+        &out,
+        a.width(),
+        a.height(),
+        image::imageops::FilterType::Triangle,
+    );
+    let like = psnr8(&small, &a);
+    println!("preview against the enhanced file, downscaled: {like:.1} dB");
+    assert!(
+        like > 30.0,
+        "the preview does not show what enhance makes: {like:.1} dB"
+    );
+
+    // A new daemon (nothing in memory): the answer comes from the edit cache.
+    assert!(lum.run(&["stop"]).status.success());
+    let again = preview("0.6", &dir.path().join("again.jpg"));
+    assert_eq!(
+        (
+            again["cached"].clone(),
+            again["cost"].as_f64(),
+            again["reused"].clone()
+        ),
+        (json!(true), Some(0.0), json!("none")),
+        "{again}"
+    );
+    assert_eq!(
+        mock.billed(),
+        1,
+        "a preview after a restart called the engine"
+    );
+    // Previews went to the cache folder and --out, never beside the originals.
+    let after = std::fs::read_dir(&lum.env.work).unwrap().count();
+    assert_eq!(
+        after,
+        before + 1,
+        "only the enhanced file is new in the photo folder"
+    );
+    let cached_previews = walk_files(&lum.env.root.path().join("cache/luminary/previews"));
+    assert!(!cached_previews.is_empty());
+}
+
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default()
+}
