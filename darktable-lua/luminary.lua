@@ -396,6 +396,68 @@ function L.enhance(images, opts)
   return imported, errors
 end
 
+local function dollars(v)
+  local s = string.format("$%.3f", v or 0)
+  return (s:gsub("(%.%d%d)0$", "%1"))
+end
+
+--- What enhancing `images` with `opts` would cost: `luminary estimate` (nothing is called
+--- or decoded). Returns its table: engine, paid, photos, cached, calls, cost_usd, budget,
+--- confirm_above_usd, items.
+function L.estimate(images, opts)
+  local list = {}
+  for _, img in pairs(images or {}) do list[#list + 1] = img end
+  if #list == 0 then error(_("no images selected")) end
+  list_counter = list_counter + 1
+  local list_file = string.format("%s%sluminary-%d-%d-estimate.txt", tmp_dir(), PS, os.time(), list_counter)
+  local f = assert(io.open(list_file, "wb"))
+  for _, img in ipairs(list) do f:write(img.path, PS, img.filename, "\n") end
+  f:close()
+  local args = { "estimate", "--files-from", list_file, "--preset", opts.preset }
+  if opts.engine and opts.engine ~= "" then args[#args + 1] = "--engine"; args[#args + 1] = opts.engine end
+  for k, v in pairs(opts.params or {}) do
+    args[#args + 1] = "--param"
+    args[#args + 1] = k .. "=" .. tostring(v)
+  end
+  local estimate, messages = nil, {}
+  run_json(args, function(v)
+    if v.items then estimate = v elseif v.text then messages[#messages + 1] = v.text end
+  end)
+  os.remove(list_file)
+  if not estimate then error(table.concat(messages, " "), 0) end
+  return estimate
+end
+
+--- The estimate in one line: "9 of 12 photos will call gemini, about $0.35; 3 cached".
+function L.estimate_text(e)
+  if not e.paid then return string.format(_("%d photo(s) on the offline engine: free"), e.photos) end
+  local s = string.format(_("%d of %d photo(s) will call %s, about %s"), e.calls, e.photos, e.engine, dollars(e.cost_usd))
+  if (e.cached or 0) > 0 then s = s .. string.format(_("; %d cached"), e.cached) end
+  if e.budget and e.budget.remaining_usd then s = s .. "; " .. dollars(e.budget.remaining_usd) .. _(" left in the budget") end
+  return s
+end
+
+--- Every preset on `image` (offline engine, each at its default intensity), as one labelled
+--- sheet beside the photo (`<name>-luminary-presets.jpg`), imported and grouped with it so
+--- it can be looked at full screen. Returns the imported sheet.
+function L.compare_presets(image)
+  local sheet = image.path .. PS .. base_name(image.filename) .. "-luminary-presets.jpg"
+  local messages, written = {}, nil
+  local cmd = quote(L.binary()) .. " presets --sheet " .. quote(sheet) .. " " .. quote(image.path .. PS .. image.filename)
+  local pipe = io.popen(command_line(cmd .. " 2>&1"), "r")
+  if not pipe then error(_("cannot run luminary: ") .. L.binary()) end
+  for line in pipe:lines() do
+    if line:find("luminary%-presets") and file_exists(line) then written = line else messages[#messages + 1] = line end
+  end
+  pipe:close()
+  if not written then error(table.concat(messages, " "), 0) end
+  local imported = dt.database.import(written)
+  if not imported then error(_("darktable could not import ") .. written, 0) end
+  imported:group_with(image.group_leader or image)
+  dt.tags.attach(dt.tags.create("luminary|preset sheet"), imported)
+  return imported
+end
+
 ---------------------------------------------------------------------------------------------
 -- User interface: lighttable panel, export target, shortcut.
 
@@ -507,16 +569,40 @@ local function build_panel()
     ui.preset[i] = p.name .. " (" .. p.id .. ")"
     if p.id == last then chosen = i end
   end
-  ui.engine = dt.new_widget("combobox") { label = _("engine"), table.unpack(ENGINES) }
+  ui.engine = dt.new_widget("combobox") {
+    label = _("engine"),
+    changed_callback = function() pcall(L.update_cost, dt.gui.action_images) end,
+    table.unpack(ENGINES),
+  }
   ui.engine.selected = 1
   ui.source = dt.new_widget("combobox") { label = _("source"), _("original RAW"), _("darktable's current edit") }
   ui.source.selected = 1
+  -- The selection's cost on a paid engine; and before a batch above the configured
+  -- threshold, one more click (darktable's Lua has no question dialog): the first click
+  -- says what it costs, a second click on the same selection and settings spends it.
+  ui.cost = dt.new_widget("label") { label = "", ellipsize = "end" }
+  ui.armed = nil
   ui.button = dt.new_widget("button") {
     label = _("enhance"),
     tooltip = _("enhance the selected images; results are grouped with the originals"),
     clicked_callback = function()
-      local ok2, err = pcall(L.enhance, dt.gui.action_images, L.panel_options())
+      local ok2, err = pcall(L.panel_enhance, dt.gui.action_images)
       if not ok2 then dt.print(_("Luminary: ") .. tostring(err)) end
+    end,
+  }
+  ui.compare = dt.new_widget("button") {
+    label = _("compare presets"),
+    tooltip = _("every preset on the selected photo, as one sheet grouped with it (press W to see it full screen)"),
+    clicked_callback = function()
+      local image = (dt.gui.action_images or {})[1]
+      if not image then dt.print(_("Luminary: select a photo first")) return end
+      local ok2, res = pcall(L.compare_presets, image)
+      if ok2 then
+        dt.gui.selection({ res })
+        dt.print(_("Luminary: the preset sheet is selected; press W to see it full screen"))
+      else
+        dt.print(_("Luminary: ") .. tostring(res))
+      end
     end,
   }
   ui.preset.selected = chosen
@@ -528,8 +614,49 @@ local function build_panel()
   end
   return dt.new_widget("box") {
     orientation = "vertical",
-    ui.preset, ui.description, ui.intensity, ui.params, ui.engine, ui.source, ui.button,
+    ui.preset, ui.description, ui.intensity, ui.params, ui.engine, ui.source, ui.cost, ui.button, ui.compare,
   }
+end
+
+--- A key for "the same selection and settings", for the second click.
+local function batch_key(images, opts)
+  local ids = {}
+  for _, img in pairs(images or {}) do ids[#ids + 1] = tostring(img.id) end
+  table.sort(ids)
+  return table.concat(ids, ",") .. "|" .. tostring(opts.preset) .. "|" .. tostring(opts.engine)
+end
+
+--- Shows the selection's cost in the panel (paid engines; empty for the offline one).
+function L.update_cost(images)
+  if not ui.cost then return nil end
+  local opts = L.panel_options()
+  if opts.engine == "local" or not images or #images == 0 then
+    ui.cost.label = ""
+    return nil
+  end
+  local ok, e = pcall(L.estimate, images, opts)
+  ui.cost.label = ok and L.estimate_text(e) or tostring(e)
+  return ok and e or nil
+end
+
+--- The panel's enhance: on a paid engine, a batch estimated above `confirm_above_usd`
+--- runs on the second click only. Returns the imported images (nil when it only asked).
+function L.panel_enhance(images)
+  local opts = L.panel_options()
+  if opts.engine ~= "local" then
+    local e = L.update_cost(images)
+    local key = batch_key(images, opts)
+    if e and e.cost_usd > (e.confirm_above_usd or 0) and ui.armed ~= key then
+      ui.armed = key
+      ui.cost.label = L.estimate_text(e) .. string.format(_(" — click enhance again to spend about %s"), dollars(e.cost_usd))
+      dt.print(ui.cost.label)
+      return nil
+    end
+  end
+  ui.armed = nil
+  local res = L.enhance(images, opts)
+  L.update_cost(images)
+  return res
 end
 L.ui = ui
 
@@ -561,9 +688,13 @@ local function install()
   dt.register_storage(MODULE, _("Luminary"), store, nil, nil, nil, nil)
   if dt.configuration.has_gui then
     dt.register_event(MODULE, "shortcut", function(event, shortcut)
-      local ok, err = pcall(L.enhance, dt.gui.action_images, L.panel_options())
+      local ok, err = pcall(L.panel_enhance, dt.gui.action_images)
       if not ok then dt.print(_("Luminary: ") .. tostring(err)) end
     end, _("enhance with Luminary"))
+    -- The cost line follows the selection (paid engines only: nothing runs otherwise).
+    pcall(dt.register_event, MODULE .. "_selection", "selection-changed", function()
+      pcall(L.update_cost, dt.gui.action_images)
+    end)
   end
 end
 
@@ -571,6 +702,7 @@ local function destroy()
   dt.destroy_storage(MODULE)
   if dt.configuration.has_gui then
     dt.destroy_event(MODULE, "shortcut")
+    pcall(dt.destroy_event, MODULE .. "_selection", "selection-changed")
     if dt.gui.libs[MODULE] then dt.gui.libs[MODULE].visible = false end
   end
 end
@@ -579,7 +711,7 @@ local function restart()
   dt.register_storage(MODULE, _("Luminary"), store, nil, nil, nil, nil)
   if dt.configuration.has_gui then
     dt.register_event(MODULE, "shortcut", function()
-      pcall(L.enhance, dt.gui.action_images, L.panel_options())
+      pcall(L.panel_enhance, dt.gui.action_images)
     end, _("enhance with Luminary"))
     if dt.gui.libs[MODULE] then dt.gui.libs[MODULE].visible = true end
   end

@@ -489,7 +489,7 @@ pub(crate) fn parse_params(raw: &[String]) -> anyhow::Result<Map<String, Value>>
 
 /// Writes `text` to `path` through a temporary file and a rename, so a reader (Lightroom
 /// polling for the result) never sees a half-written file.
-fn write_atomically(path: &Path, text: &str) -> anyhow::Result<()> {
+pub(crate) fn write_atomically(path: &Path, text: &str) -> anyhow::Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -641,8 +641,7 @@ fn enhance(paths: &Paths, args: EnhanceArgs) -> anyhow::Result<i32> {
     );
     match estimate {
         Ok(e) => {
-            let threshold = Config::load(&paths.config_file)?.engine.confirm_above_usd;
-            if !crate::cli_cost::confirm_batch(&e, threshold, args.json)? {
+            if !crate::cli_cost::confirm_batch(&e, args.json)? {
                 eprintln!("nothing was enhanced");
                 return Ok(1);
             }

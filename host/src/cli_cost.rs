@@ -22,8 +22,16 @@ pub struct PreviewArgs {
     /// The photo.
     pub photo: PathBuf,
     /// Preset id (see `luminary presets`).
-    #[arg(long, short)]
-    pub preset: String,
+    #[arg(long, short, required_unless_present = "all_presets")]
+    pub preset: Option<String>,
+    /// Every preset on the photo, on the offline engine at each preset's default
+    /// intensity, one file per preset (`<preset id>.jpg`) in `--out-dir`: a strip of
+    /// thumbnails to choose a preset by its look. The photo is decoded once.
+    #[arg(long, requires = "out_dir", conflicts_with_all = ["preset", "out", "engine", "intensity"])]
+    pub all_presets: bool,
+    /// The folder for `--all-presets`.
+    #[arg(long)]
+    pub out_dir: Option<PathBuf>,
     /// Strength of the effect, 0 to 1; the preset's default if omitted.
     #[arg(long, short)]
     pub intensity: Option<f64>,
@@ -44,6 +52,10 @@ pub struct PreviewArgs {
     /// Print the result as one JSON line.
     #[arg(long)]
     pub json: bool,
+    /// Also write the result line(s) to this file (replaced atomically), for editors whose
+    /// scripts cannot read a program's output.
+    #[arg(long)]
+    pub result_file: Option<PathBuf>,
     /// Fail instead of starting a daemon.
     #[arg(long)]
     pub no_spawn: bool,
@@ -70,6 +82,9 @@ pub struct EstimateArgs {
     /// Print the estimate as one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Also write the estimate as one JSON line to this file (replaced atomically).
+    #[arg(long)]
+    pub result_file: Option<PathBuf>,
     /// Fail instead of starting a daemon.
     #[arg(long)]
     pub no_spawn: bool,
@@ -109,83 +124,117 @@ fn call(
     }
 }
 
-/// Reports a request's failure as `enhance` does (a JSON result line with `--json`) and
-/// gives the exit code 1.
-fn report(f: Failed, json: bool, input: &Path) -> i32 {
-    if json {
-        println!(
-            "{}",
-            json!({"type": "result", "ok": false, "input": input, "code": f.code.as_str(),
-                   "message": f.message, "retryable": f.code.retryable()})
-        );
-    } else {
-        eprintln!("error: {} [{}]", f.message, f.code.as_str());
-    }
-    1
-}
-
 /// `luminary preview`.
 pub fn preview(paths: &Paths, args: PreviewArgs) -> anyhow::Result<i32> {
-    let format = match &args.out {
-        Some(out) => match out
-            .extension()
-            .and_then(|e| e.to_str())
-            .map(str::to_ascii_lowercase)
-            .as_deref()
-        {
-            Some("jpg" | "jpeg") => PreviewFormat::Jpeg,
-            Some("png") => PreviewFormat::Png,
-            _ => bail!("{}: a preview is a .jpg or a .png", out.display()),
-        },
-        None => PreviewFormat::Jpeg,
-    };
-    let job = PreviewRequest {
-        source: absolute(&args.photo),
-        preset: args.preset.clone(),
-        intensity: args.intensity,
-        params: crate::cli::parse_params(&args.params)?,
-        engine: args.engine.clone(),
-        size: Some(args.size),
-        format: Some(format),
-    };
     let mut client = Client::connect(paths, !args.no_spawn)?;
-    let mut result = match call(
-        &mut client,
-        &Request::Preview {
-            id: "1".into(),
-            job,
-        },
-        "1",
-    )? {
-        Ok(r) => r,
-        Err(f) => return Ok(report(f, args.json, &args.photo)),
-    };
-    let made = PathBuf::from(result["output"].as_str().unwrap_or_default());
-    if let Some(out) = &args.out {
-        copy_atomically(&made, out)?;
-        result.insert("output".into(), json!(absolute(out)));
-    }
-    result.insert("type".into(), json!("result"));
-    result.insert("ok".into(), json!(true));
-    if args.json {
-        println!("{}", Value::Object(result));
+    let params = crate::cli::parse_params(&args.params)?;
+    let source = absolute(&args.photo);
+    // (preset, where the file goes, engine, intensity) for each preview to make.
+    let mut wanted: Vec<(String, Option<PathBuf>, Option<String>, Option<f64>)> = Vec::new();
+    if args.all_presets {
+        let dir = args.out_dir.clone().expect("clap requires --out-dir");
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let list = call(&mut client, &Request::Presets { id: "p".into() }, "p")?
+            .map_err(|f| anyhow::anyhow!("{} [{}]", f.message, f.code.as_str()))?;
+        for p in list["presets"].as_array().into_iter().flatten() {
+            if let Some(id) = p["id"].as_str() {
+                let file = dir.join(format!("{}.jpg", crate::pipeline::names::component(id)));
+                wanted.push((id.to_string(), Some(file), Some("local".into()), None));
+            }
+        }
     } else {
-        println!(
-            "{} → {} ({}×{}, {}{}, {})",
-            args.photo.display(),
-            result["output"].as_str().unwrap_or("?"),
-            result["width"],
-            result["height"],
-            result["engine"].as_str().unwrap_or("?"),
-            if result["cached"] == true {
-                ", cached"
-            } else {
-                ""
-            },
-            crate::budget::dollars((result["cost"].as_f64().unwrap_or(0.0) * 1e6).round() as i64)
-        );
+        let preset = args.preset.clone().expect("clap requires --preset");
+        wanted.push((
+            preset,
+            args.out.clone(),
+            args.engine.clone(),
+            args.intensity,
+        ));
     }
-    Ok(0)
+    let mut lines = Vec::new();
+    let mut failures = 0;
+    for (i, (preset, out, engine, intensity)) in wanted.into_iter().enumerate() {
+        let format = match &out {
+            Some(out) => match out
+                .extension()
+                .and_then(|e| e.to_str())
+                .map(str::to_ascii_lowercase)
+                .as_deref()
+            {
+                Some("jpg" | "jpeg") => PreviewFormat::Jpeg,
+                Some("png") => PreviewFormat::Png,
+                _ => bail!("{}: a preview is a .jpg or a .png", out.display()),
+            },
+            None => PreviewFormat::Jpeg,
+        };
+        let job = PreviewRequest {
+            source: source.clone(),
+            preset: preset.clone(),
+            intensity,
+            params: if args.all_presets {
+                Map::new()
+            } else {
+                params.clone()
+            },
+            engine,
+            size: Some(args.size),
+            format: Some(format),
+        };
+        let id = (i + 1).to_string();
+        let line = match call(
+            &mut client,
+            &Request::Preview {
+                id: id.clone(),
+                job,
+            },
+            &id,
+        )? {
+            Ok(mut result) => {
+                let made = PathBuf::from(result["output"].as_str().unwrap_or_default());
+                if let Some(out) = &out {
+                    copy_atomically(&made, out)?;
+                    result.insert("output".into(), json!(absolute(out)));
+                }
+                result.insert("type".into(), json!("result"));
+                result.insert("ok".into(), json!(true));
+                if !args.json {
+                    println!(
+                        "{} → {} ({}×{}, {}{}, {})",
+                        args.photo.display(),
+                        result["output"].as_str().unwrap_or("?"),
+                        result["width"],
+                        result["height"],
+                        result["engine"].as_str().unwrap_or("?"),
+                        if result["cached"] == true {
+                            ", cached"
+                        } else {
+                            ""
+                        },
+                        usd(result["cost"].as_f64().unwrap_or(0.0))
+                    );
+                }
+                Value::Object(result)
+            }
+            Err(f) => {
+                failures += 1;
+                if !args.json {
+                    eprintln!("error: {} [{}]", f.message, f.code.as_str());
+                }
+                json!({"type": "result", "ok": false, "input": source, "preset": preset,
+                       "code": f.code.as_str(), "message": f.message, "retryable": f.code.retryable()})
+            }
+        };
+        if args.json {
+            println!("{line}");
+        }
+        lines.push(line);
+    }
+    if let Some(file) = &args.result_file {
+        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        crate::cli::write_atomically(file, &text)?;
+    }
+    Ok(if failures > 0 { 1 } else { 0 })
 }
 
 /// Writes a copy of `from` at `to` through a temporary file in `to`'s folder and a rename.
@@ -249,10 +298,17 @@ pub fn estimate(paths: &Paths, args: EstimateArgs) -> anyhow::Result<i32> {
     ) {
         Ok(e) => e,
         Err(e) => {
+            if let Some(file) = &args.result_file {
+                let line = json!({"type": "result", "ok": false, "message": format!("{e:#}")});
+                crate::cli::write_atomically(file, &format!("{line}\n"))?;
+            }
             eprintln!("error: {e:#}");
             return Ok(1);
         }
     };
+    if let Some(file) = &args.result_file {
+        crate::cli::write_atomically(file, &format!("{}\n", serde_json::to_value(&e)?))?;
+    }
     if args.json {
         println!("{}", serde_json::to_value(&e)?);
         return Ok(0);
@@ -303,9 +359,9 @@ pub fn summary(e: &Estimate) -> String {
 }
 
 /// Before a paid batch: the estimate on standard error (or as a JSON line with `--json`),
-/// then, when it costs more than `confirm_above_usd` and a person is at the terminal, the
-/// question. Returns false when they said no.
-pub fn confirm_batch(e: &Estimate, confirm_above_usd: f64, json: bool) -> anyhow::Result<bool> {
+/// then, when it costs more than the daemon's `[engine] confirm_above_usd` and a person is
+/// at the terminal, the question. Returns false when they said no.
+pub fn confirm_batch(e: &Estimate, json: bool) -> anyhow::Result<bool> {
     if !e.paid {
         return Ok(true);
     }
@@ -322,7 +378,7 @@ pub fn confirm_batch(e: &Estimate, confirm_above_usd: f64, json: bool) -> anyhow
         }
     }
     let stdin = std::io::stdin();
-    if e.cost_usd <= confirm_above_usd || !stdin.is_terminal() {
+    if e.cost_usd <= e.confirm_above_usd || !stdin.is_terminal() {
         return Ok(true);
     }
     eprint!("Spend about {}? [y/N] ", usd(e.cost_usd));

@@ -25,7 +25,11 @@ LrTasks.startAsyncTask(function()
       LrDialogs.message("Luminary", tostring(presetsOrError), "critical")
       return
     end
-    local settings = Dialog.run(presetsOrError)
+    -- The photos the preview and the cost line are about: what will be enhanced.
+    local todo = Core.partition(photos)
+    local selection = {}
+    for _, photo in ipairs(todo) do selection[#selection + 1] = photo:getRawMetadata("path") end
+    local settings = Dialog.run(presetsOrError, nil, nil, selection)
     if not settings then return end
     local scope = LrProgressScope { title = "Luminary: " .. settings.preset, functionContext = context }
     scope:setCancelable(true)

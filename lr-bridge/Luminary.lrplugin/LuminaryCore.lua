@@ -79,6 +79,22 @@ local function tempPath(name)
   return LrPathUtils.child(dir, string.format("luminary-%d-%d-%s", os.time(), tempCounter, name))
 end
 
+Core.tempPath = tempPath
+
+--- Runs `luminary ARGS --result-file F` (preview, estimate) and returns (exit status, the
+--- JSON lines it wrote there).
+function Core.runForResult(args)
+  local resultFile = tempPath("result.jsonl")
+  local words = { quote(Core.binary()) }
+  for _, a in ipairs(args) do words[#words + 1] = quote(a) end
+  words[#words + 1] = "--result-file"
+  words[#words + 1] = quote(resultFile)
+  local status = LrTasks.execute(commandLine(words))
+  local lines = JSON.lines(LrFileUtils.exists(resultFile) and LrFileUtils.readFile(resultFile) or "")
+  if LrFileUtils.exists(resultFile) then LrFileUtils.delete(resultFile) end
+  return status, lines
+end
+
 --- Runs `luminary ARGS` and returns (exit status, JSON lines of the result file, output
 --- text). `onPoll()` is called while it runs (from a second task); when it returns false
 --- the run is cancelled through the cancel file.

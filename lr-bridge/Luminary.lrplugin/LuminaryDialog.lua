@@ -50,8 +50,10 @@ local function paramsView(f, props, preset)
   return f:column(rows)
 end
 
---- Shows the dialog; returns the chosen settings, or nil when cancelled.
-function Dialog.run(presets, title, actionVerb)
+--- Shows the dialog; returns the chosen settings, or nil when cancelled. With `selection`
+--- (the paths of the selected photos, the first one previewed), the dialog shows the live
+--- preview, the preset strip and the selection's cost (`LuminaryPreview`).
+function Dialog.run(presets, title, actionVerb, selection)
   local prefs = LrPrefs.prefsForPlugin()
   local settings = nil
   LrFunctionContext.callWithContext("Luminary dialog", function(context)
@@ -83,6 +85,27 @@ function Dialog.run(presets, title, actionVerb)
     props.source = prefs.source or "original"
     props.format = prefs.format or "tiff"
 
+    local paramKeys = {}
+    for _, p in ipairs(presets) do
+      for _, name in ipairs(sortedKeys((p.params_schema or {}).properties)) do
+        paramKeys[#paramKeys + 1] = paramKey(p.id, name)
+      end
+    end
+    local function currentParams()
+      local p = byId[props.preset]
+      local params = {}
+      for _, name in ipairs(sortedKeys(((p or {}).params_schema or {}).properties)) do
+        params[name] = props[paramKey(p.id, name)]
+      end
+      return params
+    end
+    local previewView, startPreview = nil, nil
+    if selection and selection[1] then
+      local Preview = require "LuminaryPreview"
+      previewView, startPreview = Preview.view(f, props, { photo = selection[1], paths = selection, presets = presets,
+        params = currentParams, paramKeys = paramKeys })
+    end
+
     local engineItems = {}
     for _, e in ipairs(ENGINES) do engineItems[#engineItems + 1] = { title = e, value = e } end
     local paramViews = {}
@@ -109,16 +132,17 @@ function Dialog.run(presets, title, actionVerb)
                 { title = "16-bit TIFF", value = "tiff" }, { title = "JPEG", value = "jpeg" },
                 { title = "16-bit PNG", value = "png" } } } },
     }
+    if previewView then
+      contents = f:row { bind_to_object = props, spacing = f:dialog_spacing(), contents, previewView }
+      startPreview()
+    end
     local answer = LrDialogs.presentModalDialog { title = title or "Enhance with Luminary", contents = contents,
                                                    actionVerb = actionVerb or "Enhance" }
+    props.previewClosed = true
     if answer ~= "ok" then return end
     local p = byId[props.preset]
-    local params = {}
-    for _, name in ipairs(sortedKeys((p.params_schema or {}).properties)) do
-      local v = props[paramKey(p.id, name)]
-      params[name] = v
-      prefs[paramKey(p.id, name)] = v
-    end
+    local params = currentParams()
+    for name, v in pairs(params) do prefs[paramKey(p.id, name)] = v end
     local intensities = prefs.intensities or {}
     intensities[p.id] = props.intensity
     prefs.intensities = intensities

@@ -282,9 +282,43 @@ local LrDialogs = {}
 function LrDialogs.message(title, text, kind)
   SDK.messages[#SDK.messages + 1] = { title = title, text = text, kind = kind }
 end
+--- A modal dialog. With `SDK.user` set (a function of the dialog's arguments and its
+--- property table), the dialog stays open while that "user" acts — changing properties,
+--- pressing buttons, waiting with LrTasks.sleep — and every other task (the plug-in's
+--- background work) runs meanwhile, as in Lightroom; then it closes with `dialogAnswer`.
 function LrDialogs.presentModalDialog(args)
   SDK.dialogs[#SDK.dialogs + 1] = args
+  if SDK.user then
+    local props = args.contents and args.contents.props and args.contents.props.bind_to_object
+    local user = coroutine.create(function() SDK.user(args, props) end)
+    local me = coroutine.running()
+    local guard = 0
+    while coroutine.status(user) ~= "dead" do
+      local ok, err = coroutine.resume(user)
+      if not ok then error("the dialog's user script failed: " .. tostring(err), 0) end
+      for _, co in ipairs(SDK.tasks) do
+        if co ~= me and coroutine.status(co) == "suspended" then
+          local ok2, err2 = coroutine.resume(co)
+          if not ok2 then error(err2, 0) end
+        end
+      end
+      realSleep(0.02)
+      guard = guard + 1
+      if guard > 30000 then error("the dialog stayed open too long") end
+    end
+  end
   return SDK.dialogAnswer
+end
+
+--- Every view of `kind` in a dialog's contents (depth first), e.g. "push_button".
+function SDK.findViews(contents, kind, found)
+  found = found or {}
+  if type(contents) ~= "table" then return found end
+  if contents.kind == kind then found[#found + 1] = contents end
+  for k, v in pairs(contents) do
+    if k ~= "bind_to_object" and type(v) == "table" then SDK.findViews(v, kind, found) end
+  end
+  return found
 end
 
 local LrFunctionContext = {}
@@ -312,7 +346,7 @@ end
 local LrView = {}
 function LrView.bind(x) return { bind = x } end
 function LrView.osFactory()
-  return setmetatable({ control_spacing = function() return 8 end }, {
+  return setmetatable({ control_spacing = function() return 8 end, dialog_spacing = function() return 12 end }, {
     __index = function(_, kind)
       return function(_, props) return { kind = kind, props = props or {} } end
     end,

@@ -193,14 +193,18 @@ impl Plan {
             .chunks_exact(3)
             .map(|p| LUMA[0] * wb[0] * p[0] + LUMA[1] * wb[1] * p[1] + LUMA[2] * wb[2] * p[2])
             .collect();
-        let mut sorted = lum.clone();
-        sorted.sort_unstable_by(f32::total_cmp);
-        let pct = |q: f32| {
-            sorted
-                .get(((sorted.len().max(1) - 1) as f32 * q) as usize)
-                .copied()
-                .unwrap_or(0.0)
+        // The two order statistics used (1st and 99th percentile), found by selection, not
+        // a full sort: the same values, in linear time.
+        let order_stat = |q: f32| -> f32 {
+            if lum.is_empty() {
+                return 0.0;
+            }
+            let mut v = lum.clone();
+            let k = ((v.len() - 1) as f32 * q) as usize;
+            *v.select_nth_unstable_by(k, f32::total_cmp).1
         };
+        let (p01, p99_raw) = rayon::join(|| order_stat(0.01), || order_stat(0.99));
+        let pct = |q: f32| if q < 0.5 { p01 } else { p99_raw };
         let mut ev = c(r.exposure.ev, -4.0, 4.0);
         let auto_ev = c(r.exposure.auto, 0.0, 1.0);
         if auto_ev > 0.0 && !lum.is_empty() {

@@ -40,6 +40,10 @@ const LIGHTROOM_FILES: &[(&str, &str)] = &[
         include_str!("../../../lr-bridge/Luminary.lrplugin/LuminaryDialog.lua"),
     ),
     (
+        "LuminaryPreview.lua",
+        include_str!("../../../lr-bridge/Luminary.lrplugin/LuminaryPreview.lua"),
+    ),
+    (
         "EnhanceMenuItem.lua",
         include_str!("../../../lr-bridge/Luminary.lrplugin/EnhanceMenuItem.lua"),
     ),

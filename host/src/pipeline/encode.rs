@@ -263,15 +263,16 @@ pub fn preview_bytes(img: &RgbF32, png: bool, space: OutputSpace) -> Result<Vec<
         writer.write_image_data(&pixels).map_err(BoxError::from)?;
         writer.finish().map_err(BoxError::from)?;
     } else {
-        use image::ImageEncoder;
-        let mut enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut buf, 90);
-        enc.set_icc_profile(space.icc().to_vec())
-            .map_err(BoxError::from)?;
-        enc.write_image(
+        // jpeg-encoder (SIMD, about 4× the `image` crate's encoder here): a preview is
+        // encoded on every slider step.
+        let mut enc = jpeg_encoder::Encoder::new(&mut buf, 90);
+        enc.set_sampling_factor(jpeg_encoder::SamplingFactor::R_4_2_0);
+        enc.add_icc_profile(space.icc()).map_err(BoxError::from)?;
+        enc.encode(
             &pixels,
-            img.width as u32,
-            img.height as u32,
-            image::ExtendedColorType::Rgb8,
+            u16::try_from(img.width).map_err(BoxError::from)?,
+            u16::try_from(img.height).map_err(BoxError::from)?,
+            jpeg_encoder::ColorType::Rgb,
         )
         .map_err(BoxError::from)?;
     }

@@ -69,6 +69,8 @@ pub struct Estimate {
     /// How it stands against the `[budget]` caps (absent without caps).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub budget: Option<BudgetCheck>,
+    /// `[engine] confirm_above_usd`: clients ask before a batch that costs more.
+    pub confirm_above_usd: f64,
 }
 
 /// The batch against the spending caps.
@@ -176,6 +178,7 @@ pub fn estimate(
         cost_usd: cost_micro as f64 / 1e6,
         items,
         budget,
+        confirm_above_usd: config.engine.confirm_above_usd,
     })
 }
 

@@ -6,8 +6,8 @@
 //!
 //! * per photo, the engine's preview (exactly what `enhance` sends, so an engine answer got
 //!   for a preview is the cache hit of the full-resolution job) and the display-size base;
-//! * per photo and edit (preset, parameters, engine), the edit at full strength at display
-//!   size.
+//! * per photo, edit (preset, parameters, engine) and preview size, the edit at full
+//!   strength, made at the size shown (a 1024-pixel preview edits 0.7 MP, not 2.8).
 //!
 //! So a new intensity is one blend and one small JPEG (no decode, no engine); a new preset
 //! on the same photo skips the decode; and for a paid engine the first preview *is* the
@@ -161,10 +161,28 @@ pub struct Bases {
     pub display: RgbF32,
     /// The facts plugins see, as `enhance` computes them.
     pub facts: ImageFacts,
+    /// The base at the preview sizes asked for so far (from `display`): an edit is made at
+    /// the size shown, so a 1024-pixel preview edits 0.7 MP, not 2.8.
+    sized: Mutex<Vec<(u32, Arc<RgbF32>)>>,
 }
 
-/// One edit of one photo at full strength, at display size.
+impl Bases {
+    /// The base with a long edge of at most `size`.
+    fn at(&self, size: u32) -> Arc<RgbF32> {
+        let mut sized = self.sized.lock().unwrap();
+        if let Some((_, b)) = sized.iter().find(|(s, _)| *s == size) {
+            return b.clone();
+        }
+        let b = Arc::new(preview::downscale(&self.display, size as usize));
+        sized.push((size, b.clone()));
+        b
+    }
+}
+
+/// One edit of one photo at full strength, at one preview size.
 struct Edit {
+    /// The base it was made from (blended against).
+    base: Arc<RgbF32>,
     edited: RgbF32,
     engine: String,
     model: String,
@@ -180,6 +198,7 @@ struct EditKey {
     engine: String,
     model: String,
     prompt: String,
+    size: u32,
 }
 
 /// A small least-recently-used map bounded by bytes.
@@ -294,11 +313,13 @@ fn bases_of(
     facts.model = ingested.meta.text(exif::Tag::Model);
     let display = preview::downscale(&base, MAX_SIZE as usize);
     drop(base);
-    let size = image_bytes(&engine_preview) + image_bytes(&display);
+    // With room for the smaller sizes made from `display` later (a quarter each).
+    let size = image_bytes(&engine_preview) + image_bytes(&display) * 3 / 2;
     let b = Arc::new(Bases {
         engine_preview,
         display,
         facts,
+        sized: Mutex::new(Vec::new()),
     });
     live.bases
         .lock()
@@ -374,6 +395,7 @@ pub fn run_preview(
         engine: engine.name().to_string(),
         model: engine.model(),
         prompt: format!("{}\u{0}{}", engine_req.prompt, engine_req.negative_prompt),
+        size,
     };
     lap("preset", &mut timings);
 
@@ -400,7 +422,8 @@ pub fn run_preview(
                 },
                 status: &status,
             };
-            let display = bases.display.clone();
+            let base = bases.at(size);
+            let display = (*base).clone();
             let mut pixel_output = None;
             if engine.name() == "local" && preset.descriptor.pixel_function {
                 let mut edited = display.clone();
@@ -449,6 +472,7 @@ pub fn run_preview(
             };
             let size = image_bytes(&edited);
             let e = Arc::new(Edit {
+                base,
                 edited,
                 engine: engine.name().to_string(),
                 model: engine.model(),
@@ -465,8 +489,7 @@ pub fn run_preview(
 
     progress("blend", 0.9);
     let mut out = edit.edited.clone();
-    blend::blend_into(&bases.display, &mut out, intensity as f32);
-    let out = preview::downscale(&out, size as usize);
+    blend::blend_into(&edit.base, &mut out, intensity as f32);
     lap("blend", &mut timings);
     let format = req.format.unwrap_or_default();
     let path = write_preview(&out, format, cache_dir, &key, intensity, size, config)?;

@@ -331,3 +331,101 @@ print(ok and "no limit" or err)
         "{text}"
     );
 }
+
+/// #16 point 7, in real darktable: the panel shows the selection's cost on a paid engine;
+/// a batch above `[engine] confirm_above_usd` runs on the second click only (darktable's Lua
+/// has no question dialog); "compare presets" brings every preset on the photo into
+/// darktable as one sheet grouped with it.
+#[test]
+fn darktable_shows_the_cost_asks_with_a_second_click_and_compares_presets() {
+    use luminary_engines::mock::{MockKind, MockServer, TEST_KEY};
+    let f = fixtures();
+    let env = Env::new();
+    let mock = MockServer::start(MockKind::Gemini, vec![]);
+    env.write_config(&format!(
+        "[engines.gemini]\nbase_url = \"{}\"\nprice_per_image = 0.04\nconnect_timeout_s = 2\n\
+         [engine]\nconfirm_above_usd = 0.05\n",
+        mock.base_url
+    ));
+    // The daemon darktable's commands talk to has the key (started here, before darktable).
+    let started = env
+        .cmd()
+        .env("GEMINI_API_KEY", TEST_KEY)
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    assert!(started.status.success());
+    let conf = env.root.path().join("dtconf");
+    assert!(env
+        .run(&[
+            "install",
+            "darktable",
+            "--configdir",
+            conf.to_str().unwrap()
+        ])
+        .status
+        .success());
+    let raw = copy_into(&env, &f.dng_grbg_12);
+    let tif = copy_into(&env, &f.tiff16);
+    let result = env.root.path().join("dt-result.txt");
+    let lua = format!(
+        r#"
+local dt = require "darktable"
+local out = io.open("{result}", "w")
+local function say(...) out:write(table.concat({{...}}, " "), "\n") out:flush() end
+local ok, err = pcall(function()
+  local lum = require "luminary"
+  local raw = dt.database.import("{raw}")
+  local tif = dt.database.import("{tif}")
+  local images = {{raw, tif}}
+  for i, p in ipairs(lum.presets()) do
+    if p.id == "warm-film" then lum.ui.preset.selected = i end
+  end
+  lum.ui.engine.selected = 2 -- gemini
+  say("engine", lum.panel_options().engine)
+  lum.update_cost(images)
+  say("cost", lum.ui.cost.label)
+  local first = lum.panel_enhance(images)
+  say("first", tostring(first), lum.ui.cost.label)
+  local second = lum.panel_enhance(images)
+  say("second", #second)
+  say("after", lum.ui.cost.label)
+  local sheet = lum.compare_presets(raw)
+  say("sheet", sheet.filename, tostring(sheet.group_leader.id == (raw.group_leader or raw).id))
+end)
+say(ok and "OK" or ("ERR " .. tostring(err)))
+out:close()
+dt.gui.action("global/quit", 0, "", "", 1.0)
+"#,
+        result = result.display(),
+        raw = raw.display(),
+        tif = tif.display()
+    );
+    let log = run_darktable(&env, &conf, &lua);
+    let said = std::fs::read_to_string(&result)
+        .unwrap_or_else(|_| panic!("the test script did not run:\n{log}"));
+    assert!(said.contains("\nOK"), "{said}\n{log}");
+    assert!(said.contains("engine gemini"), "{said}");
+    assert!(
+        said.contains("cost 2 of 2 photo(s) will call gemini, about $0.08"),
+        "{said}"
+    );
+    let first = said.lines().find(|l| l.starts_with("first")).unwrap();
+    assert!(
+        first.starts_with("first nil")
+            && first.contains("click enhance again to spend about $0.08"),
+        "{first}"
+    );
+    assert!(said.contains("second 2"), "{said}");
+    assert!(
+        said.contains("after 0 of 2 photo(s) will call gemini, about $0.00; 2 cached"),
+        "{said}"
+    );
+    assert_eq!(mock.billed(), 2, "the first click spent money");
+    assert!(
+        said.contains("sheet DSC_1234-luminary-presets.jpg true"),
+        "{said}"
+    );
+    let sheet = image::open(env.work.join("DSC_1234-luminary-presets.jpg")).unwrap();
+    assert!(sheet.width() > 1000, "{}", sheet.width());
+}

@@ -1617,3 +1617,83 @@ fn walk_files(dir: &Path) -> Vec<PathBuf> {
         .map(|rd| rd.flatten().map(|e| e.path()).collect())
         .unwrap_or_default()
 }
+
+/// #16 point 4: `enhance` on a paid engine prints the batch's estimate first; at a terminal
+/// it asks before spending more than `[engine] confirm_above_usd` (and a "no" sends
+/// nothing); with standard input not a terminal (scripts, editors) it never asks.
+#[test]
+fn a_paid_batch_is_estimated_first_and_asked_about_only_at_a_terminal() {
+    let p = photos();
+    let mock = MockServer::start(MockKind::Gemini, vec![]);
+    let lum = Lum::new();
+    lum.env.write_config(&format!(
+        "{}\n[engine]\nconfirm_above_usd = 0.05\n",
+        gemini_table(&mock)
+    ));
+    lum.set_keys(&[("GEMINI_API_KEY", TEST_KEY)]);
+    let dng = copy_to(&lum.env.work, &p.dng6);
+    let tiff = copy_to(&lum.env.work, &p.tiff16);
+    let (d, t) = (dng.to_str().unwrap(), tiff.to_str().unwrap());
+    // At a terminal (a pty from `script`), answering "n": asked, nothing sent, exit 1.
+    let at_terminal = |answer: &str| {
+        let cmd = lum.cmd();
+        let line = format!(
+            "'{}' enhance '{d}' '{t}' --preset warm-film --engine gemini",
+            luminary_tests::daemon::luminary_bin().display()
+        );
+        let mut script = Command::new("script");
+        script.args(["-q", "-e", "-c", &line, "/dev/null"]);
+        for (k, v) in cmd.get_envs() {
+            match v {
+                Some(v) => script.env(k, v),
+                None => script.env_remove(k),
+            };
+        }
+        script
+            .current_dir(&lum.env.work)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = script.spawn().unwrap();
+        use std::io::Write;
+        // The question comes after the estimate; the answer waits in the pty until read.
+        child
+            .stdin
+            .as_mut()
+            .unwrap()
+            .write_all(answer.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    };
+    let said = at_terminal("n\n");
+    assert!(said.contains("2 of 2 photo(s) will call gemini"), "{said}");
+    assert!(said.contains("Spend about $0.085? [y/N]"), "{said}");
+    assert!(said.contains("nothing was enhanced"), "{said}");
+    assert_eq!(mock.billed(), 0, "a 'no' still called the engine");
+    // Standard input not a terminal: the estimate, no question, the batch runs.
+    let (res, out) = lum.enhance(&[d, t, "--preset", "warm-film", "--engine", "gemini"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(res.len(), 2);
+    let estimate = json_lines(&out.stdout)
+        .into_iter()
+        .find(|l| l["type"] == "estimate")
+        .expect("an estimate line before the results");
+    assert_eq!(
+        (estimate["calls"].as_u64(), estimate["photos"].as_u64()),
+        (Some(2), Some(2)),
+        "{estimate}"
+    );
+    assert_eq!(mock.billed(), 2);
+    // Now both are cached: free, so nothing to ask even at a terminal.
+    let said = at_terminal("");
+    assert!(
+        said.contains("0 of 2 photo(s) will call gemini") && !said.contains("[y/N]"),
+        "{said}"
+    );
+    assert_eq!(mock.billed(), 2);
+}

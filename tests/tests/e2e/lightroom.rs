@@ -21,6 +21,17 @@ fn run_scenario(env: &Env, scenario: &str) -> (String, PathBuf) {
 /// [`run_scenario`], with the plug-in on Windows when `windows` is set: `WIN_ENV`, and
 /// every LrTasks.execute parsed as `cmd.exe /c` would (the stand-in's Windows mode).
 fn run_scenario_as(env: &Env, scenario: &str, windows: bool) -> (String, PathBuf) {
+    run_scenario_with(env, scenario, windows, &[])
+}
+
+/// [`run_scenario_as`] with more environment variables for the plug-in's commands (and
+/// so the daemon they start), e.g. a provider's key.
+fn run_scenario_with(
+    env: &Env,
+    scenario: &str,
+    windows: bool,
+    vars: &[(&str, &str)],
+) -> (String, PathBuf) {
     let modules = env.root.path().join("Modules");
     let out = env.run(&["install", "lightroom", "--dest", modules.to_str().unwrap()]);
     assert!(
@@ -51,6 +62,7 @@ fn run_scenario_as(env: &Env, scenario: &str, windows: bool) -> (String, PathBuf
             cmd.env(k, v);
         }
     }
+    cmd.envs(vars.iter().copied());
     let out = cmd
         .output()
         .expect("lua5.1 is installed (.ci/run installs it)");
@@ -344,4 +356,103 @@ SDK.check(string.find(lines, "--files-from", 1, true), "the photos were not pass
             .map(|e| e.file_name())
             .collect::<Vec<_>>()
     );
+}
+
+/// #16 point 5: the dialog shows before and after of the first selected photo, following
+/// the intensity (the picture's file changes); every preset on the photo in a strip; the
+/// selection's cost; on Gemini nothing is sent on a slider move, only on the button's click,
+/// and that one call serves the preview and the final render together.
+#[test]
+fn the_dialog_previews_before_it_enhances_and_the_engine_is_paid_once_for_both() {
+    use luminary_engines::mock::{MockKind, MockServer, TEST_KEY};
+    let f = fixtures();
+    let env = Env::new();
+    let mock = MockServer::start(MockKind::Gemini, vec![]);
+    env.write_config(&format!(
+        "[engines.gemini]\nbase_url = \"{}\"\nprice_per_image = 0.04\nconnect_timeout_s = 2\n",
+        mock.base_url
+    ));
+    let raw = copy_into(&env, &f.dng_grbg_12);
+    let tif = copy_into(&env, &f.tiff8);
+    let scenario = format!(
+        r#"
+local A = SDK.photo {{ path = {raw:?} }}
+local B = SDK.photo {{ path = {tif:?} }}
+SDK.catalog.selected = {{ A, B }}
+SDK.prefs.preset = "warm-film"
+SDK.prefs.intensities = {{ ["warm-film"] = 0.8 }}
+SDK.prefs.engine = "local"
+SDK.prefs.source = "original"
+SDK.prefs.format = "tiff"
+local LrTasks = import "LrTasks"
+local function read(p) local fh = assert(io.open(p, "rb")) local s = fh:read("*a") fh:close() return s end
+SDK.user = function(args, props)
+  local function waitFor(cond, what)
+    for _ = 1, 1200 do if cond() then return end LrTasks.sleep(0.1) end
+    SDK.check(false, "timed out waiting for " .. what .. "; note: " .. tostring(props.previewNote))
+  end
+  waitFor(function() return props.beforeFile and props.afterFile end, "before and after")
+  waitFor(function() return props["thumb_warm-film"] and props["thumb_bw-classic"] end, "the preset strip")
+  SDK.check(#SDK.findViews(args.contents, "picture") >= 22, "no strip of presets")
+  SDK.check(string.find(props.costLine, "2 photo(s) on the offline engine: free", 1, true), props.costLine)
+  -- The after picture follows the intensity: a new file, other pixels.
+  local first, bytes = props.afterFile, read(props.afterFile)
+  props.intensity = 0.2
+  waitFor(function() return props.afterFile ~= first end, "the preview at intensity 0.2")
+  SDK.check(read(props.afterFile) ~= bytes, "the preview did not change with the intensity")
+  SDK.check(read(props.beforeFile) ~= read(props.afterFile), "before and after are the same")
+  -- A preset chosen by its thumbnail: the dialog switches to it and previews it.
+  local shown = props.afterFile
+  for _, b in ipairs(SDK.findViews(args.contents, "push_button")) do
+    if b.props.title == "Classic black & white" then b.props.action() end
+  end
+  SDK.check(props.preset == "bw-classic", "the thumbnail's button did not choose its preset")
+  waitFor(function() return props.afterFile ~= shown end, "the preview of the chosen preset")
+  -- Gemini: the selection's cost, and nothing sent on a change until the click.
+  props.preset = "warm-film"
+  props.engine = "gemini"
+  waitFor(function() return props.paidButtonEnabled end, "the paid preview's button")
+  SDK.check(string.find(props.paidButtonTitle, "Preview with gemini, $0.04", 1, true), props.paidButtonTitle)
+  SDK.check(string.find(props.costLine, "2 of 2 photo(s) will call gemini, about $0.08", 1, true), props.costLine)
+  local unpaid = props.afterFile
+  props.intensity = 0.6
+  LrTasks.sleep(1.0)
+  SDK.check(props.afterFile == unpaid, "a slider move sent a paid preview")
+  for _, b in ipairs(SDK.findViews(args.contents, "push_button")) do
+    if type(b.props.title) == "table" and b.props.title.bind == "paidButtonTitle" then b.props.action() end
+  end
+  waitFor(function() return props.afterFile ~= unpaid end, "the paid preview")
+  SDK.check(string.find(props.previewNote, "paid $0.04", 1, true), props.previewNote)
+  waitFor(function() return string.find(props.costLine, "1 of 2 photo(s) will call gemini", 1, true) end,
+    "the cost line after the paid preview")
+  SDK.check(string.find(props.costLine, "1 cached", 1, true), props.costLine)
+  -- Another intensity of the paid edit: free, and it follows the slider again.
+  local paid = props.afterFile
+  props.intensity = 0.9
+  waitFor(function() return props.afterFile ~= paid end, "a free new intensity")
+  SDK.check(string.find(props.previewNote, "cached", 1, true), props.previewNote)
+end
+SDK.dialogAnswer = "ok"
+SDK.runMenuItem()
+SDK.check(#SDK.added == 2, "added " .. #SDK.added .. ": " .. tostring((SDK.messages[#SDK.messages] or {{}}).text))
+"#,
+        raw = raw.to_string_lossy(),
+        tif = tif.to_string_lossy()
+    );
+    run_scenario_with(&env, &scenario, false, &[("GEMINI_API_KEY", TEST_KEY)]);
+    // One call for A (its preview and its full-resolution file), one for B.
+    assert_eq!(
+        mock.billed(),
+        2,
+        "the preview's answer was not reused by the enhance"
+    );
+    assert!(env.work.join("DSC_1234-luminary-warm-film.tif").exists());
+    // The dialog's files are gone.
+    let left = std::fs::read_dir(env.root.path().join("lrtmp"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| n != "export")
+        .count();
+    assert_eq!(left, 0);
 }

@@ -61,16 +61,31 @@ fn local_previews_reuse_the_photo_and_the_edit_and_fail_like_enhance() {
             "bw-classic",
             "--intensity",
             "0.2",
-            "--size",
-            "2048",
             "--out",
             &out("c.png"),
         ],
     );
     assert_eq!(third["reused"], "edit", "{third}");
-    assert_eq!(third["width"], 2048, "{third}");
     let png = image::open(out("c.png")).unwrap();
-    assert_eq!(png.width(), 2048);
+    assert_eq!(png.width(), 1024);
+    // A larger preview of it is edited at its own size (the photo is still kept).
+    let (big, _) = preview(
+        &env,
+        &[
+            d,
+            "--preset",
+            "bw-classic",
+            "--size",
+            "2048",
+            "--out",
+            &out("d.jpg"),
+        ],
+    );
+    assert_eq!(
+        (big["reused"].as_str(), big["width"].as_u64()),
+        (Some("base"), Some(2048)),
+        "{big}"
+    );
     println!(
         "preview timings (ms): first {} (decode), new preset {}, new intensity {}",
         first["timings_ms"]["total"], second["timings_ms"]["total"], third["timings_ms"]["total"]
