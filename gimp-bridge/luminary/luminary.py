@@ -7,10 +7,16 @@ Luminary daemon through the `luminary` command-line client, and inserts the enha
 as a new layer "Luminary — <preset>" directly above it, in one undo group. With a selection,
 the new layer is masked to it.
 
-The procedure `python-fu-luminary-enhance` takes `preset` (a preset id from
-`luminary presets`), `intensity` (0..1) and `engine`, so it also runs non-interactively and
-from scripts. Install with `luminary install gimp`, which records the absolute path of the
-luminary binary (GIMP started from a desktop menu or the Dock does not get the shell's PATH).
+The procedure `python-fu-luminary-enhance` takes `preset` (a choice of the presets, by
+name with their description), `intensity` (0..1), `engine` (a choice) and each preset's
+parameters as `<preset>-<parameter>` arguments (the dialog makes only the chosen preset's
+ones editable), so it also runs non-interactively and from scripts. In the dialog, "Preview"
+shows the result on the canvas in a temporary layer that follows the settings; Cancel leaves
+the image as it was (no layer, no undo step) and OK makes the same pixels as a run without
+preview. Install with `luminary install gimp`, which records the absolute path of the
+luminary binary (GIMP started from a desktop menu or the Dock does not get the shell's PATH);
+GIMP reads the presets when the plug-in file changes, so install again after adding preset
+plugins.
 """
 
 import json
@@ -28,6 +34,67 @@ from gi.repository import Gimp, GLib, GObject, Gio  # noqa: E402
 PROC = "python-fu-luminary-enhance"
 INSTALLED_BINARY = "@LUMINARY_BINARY@"
 ENGINES = ("local", "gemini", "openai", "fal", "replicate", "comfyui")
+ENGINE_LABELS = {
+    "local": ("Offline (built in, free)", "Luminary's own engine: no key, no network, no cost"),
+    "gemini": ("Google Gemini", "needs GEMINI_API_KEY; paid per image"),
+    "openai": ("OpenAI", "needs OPENAI_API_KEY; paid per image"),
+    "fal": ("fal", "needs FAL_KEY; paid per image"),
+    "replicate": ("Replicate", "needs REPLICATE_API_TOKEN; paid per image"),
+    "comfyui": ("ComfyUI (your server)", "a ComfyUI server set up in config.toml"),
+}
+PREVIEW_LAYER = "Luminary preview"
+
+
+def param_arg(preset_id, name):
+    """The procedure argument of a preset's parameter: GIMP's argument names are letters,
+    digits and dashes."""
+    return ("%s-%s" % (preset_id, name)).replace("_", "-").lower()
+
+
+def add_param_argument(procedure, preset, name, schema):
+    """One preset parameter as a procedure argument of its JSON Schema type; returns its
+    name, or None for a type GIMP's dialog cannot edit."""
+    arg = param_arg(preset["id"], name)
+    label = "%s: %s" % (preset.get("name", preset["id"]), schema.get("title", name))
+    blurb = schema.get("description", "") or label
+    flags = GObject.ParamFlags.READWRITE
+    kind = schema.get("type")
+    default = schema.get("default")
+    if kind == "number":
+        lo, hi = float(schema.get("minimum", 0.0)), float(schema.get("maximum", 1.0))
+        procedure.add_double_argument(arg, label, blurb, lo, hi, float(default if default is not None else lo), flags)
+    elif kind == "integer":
+        lo, hi = int(schema.get("minimum", 0)), int(schema.get("maximum", 100))
+        procedure.add_int_argument(arg, label, blurb, lo, hi, int(default if default is not None else lo), flags)
+    elif kind == "boolean":
+        procedure.add_boolean_argument(arg, label, blurb, bool(default), flags)
+    elif kind == "string" and schema.get("enum"):
+        choice = Gimp.Choice.new()
+        for i, v in enumerate(schema["enum"]):
+            choice.add(str(v), i, str(v), "")
+        procedure.add_choice_argument(arg, label, blurb, choice, str(default or schema["enum"][0]), flags)
+    elif kind == "string":
+        procedure.add_string_argument(arg, label, blurb, str(default or ""), flags)
+    else:
+        return None
+    return arg
+
+
+def chosen_params(config, presets, preset_id):
+    """The chosen preset's parameters from the procedure's config, as `--param` words."""
+    words = []
+    for p in presets:
+        if p["id"] != preset_id:
+            continue
+        for name in sorted(((p.get("params_schema") or {}).get("properties") or {})):
+            arg = param_arg(p["id"], name)
+            if config.find_property(arg) is None:
+                continue
+            value = config.get_property(arg)
+            if isinstance(value, bool):
+                value = "true" if value else "false"
+            words += ["--param", "%s=%s" % (name, value)]
+    return words
 
 
 def luminary_binary():
@@ -145,6 +212,111 @@ def run_luminary(args, on_progress):
     return result
 
 
+def settings_of(config, presets):
+    """The chosen preset, intensity, engine and the preset's parameters (`--param` words)."""
+    preset = config.get_property("preset")
+    return {
+        "preset": preset,
+        "intensity": config.get_property("intensity"),
+        "engine": config.get_property("engine") or "local",
+        "params": chosen_params(config, presets, preset),
+    }
+
+
+class LivePreview:
+    """The dialog's preview on the canvas: a temporary layer "Luminary preview" above the
+    layer, made by `luminary preview` at up to 2048 pixels and scaled to the layer, updated
+    a moment after the settings stop changing. The image's undo history is frozen while it
+    exists, so Cancel leaves no layer and no undo step behind."""
+
+    def __init__(self, image, layer):
+        self.image, self.layer = image, layer
+        self.work = None
+        self.source = None
+        self.shown = None
+        self.pending = None
+        self.timer = None
+        self.frozen = False
+        self.n = 0
+        self.last_error = None
+        # GIMP marks an image changed when a layer comes and goes, even with its undo
+        # history frozen: an image that was clean is made clean again on close.
+        self.was_clean = not image.is_dirty()
+
+    def schedule(self, settings, delay_ms=250):
+        """Shows `settings` once no new change came for `delay_ms` (a slider drag makes
+        one preview, not one per step)."""
+        self.pending = settings
+        if self.timer is not None:
+            GLib.source_remove(self.timer)
+        self.timer = GLib.timeout_add(delay_ms, self._fire)
+
+    def _fire(self):
+        self.timer = None
+        if self.pending is not None:
+            settings, self.pending = self.pending, None
+            try:
+                self.show(settings)
+            except Exception as e:  # noqa: BLE001 - shown in the status, the dialog goes on
+                self.last_error = str(e)
+                Gimp.message("Luminary preview: %s" % e)
+        return False
+
+    def show(self, settings):
+        """Makes (or replaces) the preview layer for `settings` now."""
+        if self.work is None:
+            self.work = tempfile.mkdtemp(prefix="luminary-gimp-preview-")
+            self.source = os.path.join(self.work, "layer.tif")
+            export_layer(self.image, self.layer, self.source)
+        self.n += 1
+        out = os.path.join(self.work, "preview-%d.png" % self.n)
+        w, h = self.layer.get_width(), self.layer.get_height()
+        size = max(64, min(2048, max(w, h)))
+        run_luminary(["preview", self.source, "--preset", settings["preset"], "--intensity",
+                      "%.4f" % settings["intensity"], "--engine", settings["engine"], "--size", str(size),
+                      "--out", out] + settings["params"], lambda f, s: None)
+        if not self.frozen:
+            self.image.undo_freeze()
+            self.frozen = True
+        new = Gimp.file_load_layer(Gimp.RunMode.NONINTERACTIVE, self.image, Gio.File.new_for_path(out))
+        # The old preview goes first: GIMP would name a second layer "… #1".
+        if self.shown is not None:
+            self.image.remove_layer(self.shown)
+            self.shown = None
+        self.image.insert_layer(new, self.layer.get_parent(), self.image.get_item_position(self.layer))
+        new.set_name(PREVIEW_LAYER)
+        if new.get_width() != w or new.get_height() != h:
+            new.scale(w, h, False)
+        _, x, y = self.layer.get_offsets()
+        new.set_offsets(x, y)
+        self.shown = new
+        os.remove(out)
+        Gimp.displays_flush()
+
+    def clear(self):
+        """Removes the preview layer (the preview was switched off)."""
+        if self.timer is not None:
+            GLib.source_remove(self.timer)
+            self.timer = None
+        self.pending = None
+        if self.shown is not None:
+            self.image.remove_layer(self.shown)
+            self.shown = None
+            Gimp.displays_flush()
+
+    def close(self):
+        """The dialog closed: no preview layer, the undo history as it was, no files."""
+        self.clear()
+        if self.frozen:
+            self.image.undo_thaw()
+            self.frozen = False
+            if self.was_clean:
+                self.image.clean_all()
+        if self.work is not None:
+            shutil.rmtree(self.work, ignore_errors=True)
+            self.work = None
+
+
 class Luminary(Gimp.PlugIn):
     def do_query_procedures(self):
         return [PROC]
@@ -159,6 +331,7 @@ class Luminary(Gimp.PlugIn):
         procedure.set_menu_label("_Luminary...")
         procedure.add_menu_path("<Image>/Filters/Enhance")
         presets = list_presets()
+        self.presets = presets
         available = ", ".join("%s (%s, intensity %.2f)" % (p["id"], p.get("name", ""), p.get("default_intensity", 0.8))
                               for p in presets) or "run `luminary presets` to list them"
         procedure.set_documentation(
@@ -168,31 +341,75 @@ class Luminary(Gimp.PlugIn):
             name,
         )
         procedure.set_attribution("Luminary", "Luminary", "2026")
-        procedure.add_string_argument("preset", "_Preset", "Luminary preset id (see `luminary presets`)", "auto",
+        choice = Gimp.Choice.new()
+        for i, p in enumerate(presets):
+            choice.add(p["id"], i, p.get("name", p["id"]), p.get("description", ""))
+        if not presets:
+            # Luminary could not be asked: the built-in preset at least.
+            choice.add("auto", 0, "Auto", "Luminary's automatic enhancement")
+        ids = [p["id"] for p in presets]
+        default = "auto" if not ids or "auto" in ids else ids[0]
+        procedure.add_choice_argument("preset", "_Preset", "The Luminary preset", choice, default,
                                       GObject.ParamFlags.READWRITE)
         procedure.add_double_argument("intensity", "_Intensity", "0 keeps the original, 1 applies the full preset",
                                       0.0, 1.0, 0.8, GObject.ParamFlags.READWRITE)
-        procedure.add_string_argument("engine", "_Engine", "local (offline), gemini, openai, fal, replicate, comfyui",
-                                      "local", GObject.ParamFlags.READWRITE)
+        engines = Gimp.Choice.new()
+        for i, e in enumerate(ENGINES):
+            label, help_text = ENGINE_LABELS[e]
+            engines.add(e, i, label, help_text)
+        procedure.add_choice_argument("engine", "_Engine", "Where the preset runs", engines, "local",
+                                      GObject.ParamFlags.READWRITE)
+        for p in presets:
+            for name, schema in sorted(((p.get("params_schema") or {}).get("properties") or {}).items()):
+                add_param_argument(procedure, p, name, schema)
+        procedure.add_boolean_aux_argument("preview", "Pre_view", "Show the result on the canvas while the dialog is open",
+                                           False, GObject.ParamFlags.READWRITE)
         return procedure
 
     def run(self, procedure, run_mode, image, drawables, config, data):
         if len(drawables) != 1 or not isinstance(drawables[0], Gimp.Layer):
             return error(procedure, "Luminary works on one layer: select a single layer")
         layer = drawables[0]
+        presets = getattr(self, "presets", None) or list_presets()
         if run_mode == Gimp.RunMode.INTERACTIVE:
             gi.require_version("GimpUi", "3.0")
             from gi.repository import GimpUi
             GimpUi.init("luminary")
             dialog = GimpUi.ProcedureDialog.new(procedure, config, "Luminary")
-            dialog.fill(None)
-            if not dialog.run():
-                dialog.destroy()
-                return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
+            params = [param_arg(p["id"], n) for p in presets
+                      for n in sorted(((p.get("params_schema") or {}).get("properties") or {}))
+                      if config.find_property(param_arg(p["id"], n)) is not None]
+            dialog.fill(["preset", "intensity", "engine"] + params + ["preview"])
+            for p in presets:
+                for n in ((p.get("params_schema") or {}).get("properties") or {}):
+                    arg = param_arg(p["id"], n)
+                    if config.find_property(arg) is None:
+                        continue
+                    try:
+                        # Editable only while its preset is chosen (cosmetic: a GIMP without
+                        # it shows every parameter editable).
+                        values = Gimp.ValueArray.new(1)
+                        values.append(GObject.Value(GObject.TYPE_STRING, p["id"]))
+                        dialog.set_sensitive_if_in(arg, None, "preset", values, True)
+                    except Exception:  # noqa: BLE001
+                        pass
+            live = LivePreview(image, layer)
+
+            def changed(cfg, _pspec):
+                if cfg.get_property("preview"):
+                    live.schedule(settings_of(cfg, presets))
+                else:
+                    live.clear()
+
+            config.connect("notify", changed)
+            accepted = dialog.run()
+            # Whatever the answer: the preview layer goes, and the image is as before.
+            live.close()
             dialog.destroy()
-        preset = config.get_property("preset")
-        intensity = config.get_property("intensity")
-        engine = config.get_property("engine") or "local"
+            if not accepted:
+                return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
+        settings = settings_of(config, presets)
+        preset, intensity, engine = settings["preset"], settings["intensity"], settings["engine"]
         if engine not in ENGINES:
             return error(procedure, "unknown engine '%s'; use one of %s" % (engine, ", ".join(ENGINES)))
 
@@ -203,7 +420,7 @@ class Luminary(Gimp.PlugIn):
             export_layer(image, layer, source)
             out = os.path.join(work, "enhanced.tif")
             args = ["enhance", source, "--preset", preset, "--intensity", "%.4f" % intensity, "--engine", engine,
-                    "--format", "tiff", "--color-space", output_space(image), "--out", out]
+                    "--format", "tiff", "--color-space", output_space(image), "--out", out] + settings["params"]
             result = run_luminary(args, lambda f, stage: (Gimp.progress_set_text("Luminary: %s" % stage),
                                                           Gimp.progress_update(f)))
             output = result["output"]
@@ -237,4 +454,5 @@ class Luminary(Gimp.PlugIn):
             shutil.rmtree(work, ignore_errors=True)
 
 
-Gimp.main(Luminary.__gtype__, sys.argv)
+if __name__ == "__main__":
+    Gimp.main(Luminary.__gtype__, sys.argv)

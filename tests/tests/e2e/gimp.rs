@@ -84,13 +84,13 @@ impl Drop for Inside {
     }
 }
 
-#[test]
-fn gimp_3_adds_the_result_as_a_layer_above_at_full_precision() {
-    let f = fixtures();
+/// A test's own folder in the GIMP chroot with the luminary binary and first-party plugins,
+/// the plug-in installed with `luminary install gimp`, and the photo at `work/photo.tif`.
+fn gimp_with_plugin(tag: &str, photo: &Path) -> (Inside, String) {
     let root = gimp_root();
     let inside = Inside {
         root,
-        name: format!("luminary-test-{}", std::process::id()),
+        name: format!("luminary-test-{tag}-{}", std::process::id()),
     };
     let host = inside.host();
     for d in ["bin", "cfg", "data", "cache", "run", "gimpcfg", "work"] {
@@ -109,7 +109,7 @@ fn gimp_3_adds_the_result_as_a_layer_above_at_full_precision() {
             std::fs::copy(e.path(), host.join("bin").join(&n)).unwrap();
         }
     }
-    std::fs::copy(&f.tiff16, host.join("work/photo.tif")).unwrap();
+    std::fs::copy(photo, host.join("work/photo.tif")).unwrap();
     let bin = inside.path("bin/luminary");
     let out = inside.run(
         &[
@@ -130,6 +130,50 @@ fn gimp_3_adds_the_result_as_a_layer_above_at_full_precision() {
     assert!(std::fs::read_to_string(&plugin)
         .unwrap()
         .contains(&format!("INSTALLED_BINARY = \"{bin}\"")));
+    (inside, bin)
+}
+
+/// Runs `batch` (Python) in GIMP 3 without a display; it writes its findings as JSON to
+/// `work/result.json`, returned with GIMP's output.
+fn run_gimp_batch(inside: &Inside, batch: &str) -> (Value, String) {
+    let out = inside.run(
+        &[
+            "timeout",
+            "-s",
+            "KILL",
+            "300",
+            "gimp-console-3.0",
+            "-i",
+            "-n",
+            "--batch-interpreter=python-fu-eval",
+            "-b",
+            "-",
+            "--quit",
+        ],
+        Some(batch),
+    );
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let res: Value = serde_json::from_slice(
+        &std::fs::read(inside.host().join("work/result.json")).unwrap_or_default(),
+    )
+    .unwrap_or_else(|_| {
+        panic!(
+            "GIMP batch did not finish (rc {:?}):\n{log}",
+            out.status.code()
+        )
+    });
+    (res, log)
+}
+
+#[test]
+fn gimp_3_adds_the_result_as_a_layer_above_at_full_precision() {
+    let f = fixtures();
+    let (inside, bin) = gimp_with_plugin("layer", &f.tiff16);
+    let host = inside.host();
 
     // What the daemon makes of the same photo, for comparison.
     let direct = inside.path("work/direct.tif");
@@ -203,7 +247,21 @@ above_src = img.get_layers()[1]
 res["masked"] = int(r2.index(0)) == int(Gimp.PDBStatusType.SUCCESS) and above_src.get_mask() is not None
 res["masked_name"] = above_src.get_name()
 Gimp.Selection.none(img)
-bad = call("no-such-preset")
+# A preset GIMP's choice does not list is refused by the procedure's config itself.
+probe = proc.create_config()
+try:
+    probe.set_property("preset", "no-such-preset")
+except Exception:
+    pass
+res["unknown_preset_refused"] = probe.get_property("preset") != "no-such-preset"
+# A failure of Luminary itself (an AI engine without its key) is GIMP's error message.
+config = proc.create_config()
+config.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+config.set_property("image", img)
+config.set_core_object_array("drawables", [src])
+config.set_property("preset", "warm-film")
+config.set_property("engine", "gemini")
+bad = proc.run(config)
 res["bad_status"] = int(bad.index(0))
 res["bad_message"] = bad.index(1) if bad.length() > 1 else ""
 res["layers_after_error"] = len(img.get_layers())
@@ -215,35 +273,7 @@ img.delete()
         layer = inside.path("work/layer.tif"),
         result = inside.path("work/result.json"),
     );
-    let out = inside.run(
-        &[
-            "timeout",
-            "-s",
-            "KILL",
-            "300",
-            "gimp-console-3.0",
-            "-i",
-            "-n",
-            "--batch-interpreter=python-fu-eval",
-            "-b",
-            "-",
-            "--quit",
-        ],
-        Some(&batch),
-    );
-    let log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let res: Value =
-        serde_json::from_slice(&std::fs::read(host.join("work/result.json")).unwrap_or_default())
-            .unwrap_or_else(|_| {
-                panic!(
-                    "GIMP batch did not finish (rc {:?}):\n{log}",
-                    out.status.code()
-                )
-            });
+    let (res, log) = run_gimp_batch(&inside, &batch);
     assert_eq!(res["success"], true, "{res}\n{log}");
     assert_eq!(res["names"][0], "Luminary — warm-film", "{res}");
     assert_eq!(
@@ -252,13 +282,14 @@ img.delete()
     );
     assert_eq!(res["precision_kept"], true);
     assert_eq!(res["source_unchanged"], true, "the source layer changed");
+    assert_eq!(res["unknown_preset_refused"], true, "{res}");
     assert_eq!(
         res["bad_status"], res["execution_error"],
-        "an unknown preset must fail the procedure: {res}"
+        "an engine without its key must fail the procedure: {res}"
     );
     let msg = res["bad_message"].as_str().unwrap_or_default();
     assert!(
-        msg.contains("unknown preset") && msg.contains("no-such-preset"),
+        msg.contains("engine_auth") && msg.contains("GEMINI_API_KEY"),
         "{msg}"
     );
     assert_eq!(res["masked"], true, "no selection mask: {res}");
@@ -361,4 +392,144 @@ print("OK")
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success() && text.contains("OK"), "{text}");
+}
+
+/// #16 point 6, in real GIMP 3: the preset and the engine are choices (names, with each
+/// preset's description), each preset's parameters are arguments of their own type; the
+/// dialog's live preview is a temporary layer that follows the settings, and closing it
+/// leaves the image as it was — no layer, the undo history untouched — so OK gives the
+/// same pixels as a run without preview.
+#[test]
+fn gimp_3_chooses_presets_by_name_with_their_parameters_and_previews_on_the_canvas() {
+    let f = fixtures();
+    let (inside, _bin) = gimp_with_plugin("preview", &f.tiff16);
+    let batch = format!(
+        r#"
+import importlib.util, json
+import gi
+gi.require_version("Gimp", "3.0")
+gi.require_version("Gegl", "0.4")
+from gi.repository import Gimp, Gio, Gegl
+res = {{}}
+proc = Gimp.get_pdb().lookup_procedure("python-fu-luminary-enhance")
+specs = {{a.get_name(): a for a in proc.get_arguments()}}
+choice = Gimp.param_spec_choice_get_choice(specs["preset"])
+res["presets"] = choice.list_nicks()
+res["bw_label"] = choice.get_label("bw-classic")
+res["bw_help"] = choice.get_help("bw-classic")
+res["engines"] = Gimp.param_spec_choice_get_choice(specs["engine"]).list_nicks()
+res["filter_choices"] = Gimp.param_spec_choice_get_choice(specs["bw-classic-filter"]).list_nicks()
+res["grain_type"] = specs["bw-classic-grain"].value_type.name
+# The dialog's "Preview" is an auxiliary argument: not in the PDB signature scripts call.
+res["preview_not_in_signature"] = "preview" not in specs
+
+img = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path("{photo}"))
+src = img.get_layers()[0]
+w, h = src.get_width(), src.get_height()
+rect = Gegl.Rectangle.new(0, 0, w, h)
+def pixels(layer):
+    return layer.get_buffer().get(rect, 1.0, "R'G'B' u16", Gegl.AbyssPolicy.CLAMP)
+
+def run(preset, params):
+    config = proc.create_config()
+    config.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+    config.set_property("image", img)
+    config.set_core_object_array("drawables", [src])
+    config.set_property("preset", preset)
+    config.set_property("intensity", 1.0)
+    for k, v in params.items():
+        config.set_property(k, v)
+    r = proc.run(config)
+    assert int(r.index(0)) == int(Gimp.PDBStatusType.SUCCESS), r.index(1)
+    new = img.get_layers()[0]
+    data = pixels(new)
+    img.remove_layer(new)
+    return data
+
+# A parameter changes the result: a yellow filter is not a red one.
+red = run("bw-classic", {{"bw-classic-filter": "red"}})
+yellow = run("bw-classic", {{"bw-classic-filter": "yellow"}})
+res["param_changes_result"] = red != yellow
+
+# The plug-in's live preview, driven as the dialog drives it.
+spec = importlib.util.spec_from_file_location("luminary_plugin", "{plugin}")
+mod = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(mod)
+names_before = [l.get_name() for l in img.get_layers()]
+img.clean_all()
+undo_before = img.undo_is_enabled()
+live = mod.LivePreview(img, src)
+live.show({{"preset": "warm-film", "intensity": 1.0, "engine": "local", "params": []}})
+layers = img.get_layers()
+res["preview_name"] = layers[0].get_name()
+res["preview_size"] = [layers[0].get_width(), layers[0].get_height()]
+res["preview_above_source"] = layers[1].get_id() == src.get_id()
+strong = pixels(layers[0])
+live.show({{"preset": "warm-film", "intensity": 0.2, "engine": "local", "params": []}})
+res["one_preview_layer"] = [l.get_name() for l in img.get_layers()].count("Luminary preview") == 1
+res["follows_intensity"] = pixels(img.get_layers()[0]) != strong
+res["source_untouched"] = pixels(src) == src.get_buffer().get(rect, 1.0, "R'G'B' u16", Gegl.AbyssPolicy.CLAMP)
+live.close()
+res["layers_after_close"] = [l.get_name() for l in img.get_layers()] == names_before
+res["undo_enabled_after_close"] = img.undo_is_enabled() == undo_before
+# Nothing went into the undo history: the image is as clean as before the preview.
+res["clean_after_close"] = not img.is_dirty()
+# OK after a preview: the same pixels as a run without one.
+after_preview = run("warm-film", {{}})
+plain = run("warm-film", {{}})
+res["same_pixels"] = after_preview == plain
+json.dump(res, open("{result}", "w"))
+img.delete()
+"#,
+        photo = inside.path("work/photo.tif"),
+        plugin = inside.path("gimpcfg/plug-ins/luminary/luminary.py"),
+        result = inside.path("work/result.json"),
+    );
+    let (res, log) = run_gimp_batch(&inside, &batch);
+    let presets: Vec<&str> = res["presets"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{res}\n{log}"))
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for id in ["auto", "warm-film", "bw-classic", "virtual-twilight"] {
+        assert!(presets.contains(&id), "{id} not offered: {presets:?}");
+    }
+    assert_eq!(presets.len(), 21, "{presets:?}");
+    assert_eq!(res["bw_label"], "Classic black & white", "{res}");
+    assert!(
+        res["bw_help"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("silver-gelatin"),
+        "{res}"
+    );
+    assert_eq!(
+        res["engines"],
+        serde_json::json!(["local", "gemini", "openai", "fal", "replicate", "comfyui"])
+    );
+    assert_eq!(
+        res["filter_choices"],
+        serde_json::json!(["none", "yellow", "red", "green"])
+    );
+    assert_eq!(res["grain_type"], "gdouble", "{res}");
+    assert_eq!(res["preview_not_in_signature"], true, "{res}");
+    assert_eq!(res["param_changes_result"], true, "{res}");
+    assert_eq!(res["preview_name"], "Luminary preview", "{res}\n{log}");
+    assert_eq!(res["preview_above_source"], true, "{res}");
+    assert_eq!(res["one_preview_layer"], true, "{res}");
+    assert_eq!(res["follows_intensity"], true, "{res}");
+    assert_eq!(res["source_untouched"], true, "{res}");
+    assert_eq!(res["layers_after_close"], true, "{res}");
+    assert_eq!(res["undo_enabled_after_close"], true, "{res}");
+    assert_eq!(
+        res["clean_after_close"], true,
+        "the preview left an undo step: {res}"
+    );
+    assert_eq!(res["same_pixels"], true, "{res}");
+    let (w, h) = {
+        let img = image::open(&f.tiff16).unwrap();
+        (img.width(), img.height())
+    };
+    assert_eq!(res["preview_size"], serde_json::json!([w, h]), "{res}");
 }
