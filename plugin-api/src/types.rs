@@ -71,6 +71,12 @@ pub struct PresetDescriptor {
     /// for this preset (since 0.1.1; otherwise only the recipe runs).
     #[serde(default)]
     pub pixel_function: bool,
+    /// The engine the preset works best with (e.g. `gemini` for a content preset), used
+    /// when the photographer names none and that engine is set up (since 0.1.2). Declared
+    /// here, not only in the built request, so the host knows it without running plugin
+    /// code — to tell what a batch will cost before any photo is decoded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine_hint: Option<String>,
 }
 
 fn empty_schema() -> Value {
@@ -93,7 +99,14 @@ impl PresetDescriptor {
             version: 1,
             tags: Vec::new(),
             pixel_function: false,
+            engine_hint: None,
         }
+    }
+
+    /// Declares the engine the preset works best with (see `engine_hint`).
+    pub fn prefers_engine(mut self, engine: &str) -> Self {
+        self.engine_hint = Some(engine.into());
+        self
     }
 
     /// Declares that the preset has a pixel function (see `Plugin::process_pixels`).

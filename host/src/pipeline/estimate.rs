@@ -99,17 +99,16 @@ pub fn estimate(
             "no photos to estimate",
         ));
     }
-    let (preset, plugin) = registry.preset(&req.preset)?;
+    let (preset, _plugin) = registry.preset(&req.preset)?;
     let params = resolve_params(&preset.descriptor, &req.params)?;
-    // As `enhance` chooses: the request's engine, else the preset's hint when that engine
-    // is set up, else the default. The hint comes from the plugin without a photo (hints
-    // do not depend on the picture); if the plugin needs one, the default applies.
+    // As `enhance` chooses: the request's engine, else the preset's declared engine when
+    // it is set up, else the default. No plugin code runs (the descriptor says it).
     let name = match &req.engine {
         Some(n) => n.clone(),
-        None => plugin
-            .build_request(&preset.descriptor.id, &params, &Default::default())
-            .ok()
-            .and_then(|r| r.engine_hint)
+        None => preset
+            .descriptor
+            .engine_hint
+            .clone()
             .filter(|h| engines.is_set_up(h))
             .unwrap_or_else(|| config.engine.default.clone()),
     };

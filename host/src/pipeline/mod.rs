@@ -314,7 +314,12 @@ pub fn run_job(
 
     t.start("preset");
     let engine_req = plugin.build_request(&preset.descriptor.id, &params, &facts)?;
-    let engine_name = match (&req.engine, &engine_req.engine_hint) {
+    // The request's engine; else the preset's (built request, or declared), if set up.
+    let hint = engine_req
+        .engine_hint
+        .as_ref()
+        .or(preset.descriptor.engine_hint.as_ref());
+    let engine_name = match (&req.engine, hint) {
         (Some(n), _) => n.clone(),
         (None, Some(hint)) if engines.is_set_up(hint) => hint.clone(),
         _ => config.engine.default.clone(),

@@ -44,7 +44,10 @@ impl Plugin for Interiors {
             },
             "additionalProperties": false
         }))
-        .tags(&["real-estate", "exterior"]);
+        .tags(&["real-estate", "exterior"])
+        // Twilight replaces the sky and lights windows: content the offline recipe can
+        // only suggest. It prefers a generative engine when one is set up.
+        .prefers_engine("gemini");
         twilight.kind = PresetKind::Content;
         vec![
             PresetDescriptor::look(

@@ -1300,12 +1300,49 @@ fn a_presets_engine_hint_is_followed_only_when_that_engine_is_set_up() {
     let offline = lum.ok(&args);
     assert_eq!(offline["engine"], "local", "{offline}");
     assert_eq!(mock.billed(), 0);
+    // The estimate knows the same from the preset's descriptor, with no plugin code run.
+    let est = lum.json(&[
+        "estimate",
+        args[0],
+        "--preset",
+        "virtual-twilight",
+        "--json",
+    ]);
+    assert_eq!(
+        (est["engine"].as_str(), est["paid"].as_bool()),
+        (Some("local"), Some(false)),
+        "{est}"
+    );
 
     lum.stop_daemon();
     lum.set_keys(&[("GEMINI_API_KEY", TEST_KEY)]);
+    let est = lum.json(&[
+        "estimate",
+        args[0],
+        "--preset",
+        "virtual-twilight",
+        "--json",
+    ]);
+    assert_eq!(
+        (est["engine"].as_str(), est["calls"].as_u64()),
+        (Some("gemini"), Some(1)),
+        "{est}"
+    );
     let hinted = lum.ok(&args);
     assert_eq!(hinted["engine"], "gemini", "{hinted}");
     assert_eq!(mock.billed(), 1);
+    let est = lum.json(&[
+        "estimate",
+        args[0],
+        "--preset",
+        "virtual-twilight",
+        "--json",
+    ]);
+    assert_eq!(
+        (est["cached"].as_u64(), est["calls"].as_u64()),
+        (Some(1), Some(0)),
+        "{est}"
+    );
     // The request still wins over the hint.
     let mut forced = args.to_vec();
     forced.extend(["--engine", "local"]);
