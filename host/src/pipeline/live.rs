@@ -33,7 +33,7 @@ use crate::engine::{engine_named, Edited, JobInfo};
 use crate::error::{check, Cancel, ErrorCode, JobError};
 use crate::image::RgbF32;
 use crate::plugins::{resolve_params, Registry};
-use crate::transfer::{Mode, Transfer};
+use crate::transfer::Transfer;
 
 /// The longest preview edge a client may ask for.
 pub const MAX_SIZE: u32 = 2048;
@@ -381,16 +381,13 @@ pub fn run_preview(
 
     progress("preset", 0.4);
     let engine_req = plugin.build_request(&preset.descriptor.id, &params, &bases.facts)?;
-    // The request's engine; else the preset's (built request, or declared), if set up.
-    let hint = engine_req
-        .engine_hint
-        .as_ref()
-        .or(preset.descriptor.engine_hint.as_ref());
-    let engine_name = match (&req.engine, hint) {
-        (Some(n), _) => n.clone(),
-        (None, Some(hint)) if engines.is_set_up(hint) => hint.clone(),
-        _ => config.engine.default.clone(),
-    };
+    let engine_name = super::choose_engine(
+        req.engine.as_deref(),
+        &engine_req,
+        &preset.descriptor,
+        engines,
+        config,
+    );
     let engine = engine_named(&engine_name, engines)?;
     let key = EditKey {
         source: id.clone(),
@@ -464,10 +461,7 @@ pub fn run_preview(
                         seen,
                         answer,
                     } => {
-                        let mode = match preset.descriptor.kind {
-                            luminary_plugin_api::PresetKind::Content => Mode::Content,
-                            luminary_plugin_api::PresetKind::Look => Mode::Look,
-                        };
+                        let mode = super::transfer_mode(&preset.descriptor);
                         let transfer =
                             Transfer::fit_answer(&seen, &answer.image, mode, answer.lossy);
                         transfer.apply_blend(&mut base, 1.0, cancel)?;

@@ -257,6 +257,35 @@ fn pixel_function(
     Ok(Some(()))
 }
 
+/// The engine a job runs on: the request's; else the preset's (from its built request, or
+/// declared in its descriptor) when that engine is set up; else the configured default.
+fn choose_engine(
+    asked: Option<&str>,
+    built: &luminary_plugin_api::EngineRequest,
+    descriptor: &luminary_plugin_api::PresetDescriptor,
+    engines: &Engines,
+    config: &Config,
+) -> String {
+    let hint = built
+        .engine_hint
+        .as_ref()
+        .or(descriptor.engine_hint.as_ref());
+    match (asked, hint) {
+        (Some(n), _) => n.to_string(),
+        (None, Some(hint)) if engines.is_set_up(hint) => hint.clone(),
+        _ => config.engine.default.clone(),
+    }
+}
+
+/// How an AI engine's answer is carried over: a look preset's as a colour transform, a
+/// content preset's with the engine's new content.
+fn transfer_mode(descriptor: &luminary_plugin_api::PresetDescriptor) -> Mode {
+    match descriptor.kind {
+        luminary_plugin_api::PresetKind::Content => Mode::Content,
+        luminary_plugin_api::PresetKind::Look => Mode::Look,
+    }
+}
+
 /// Runs one enhance job to the end. Never writes to the source; on any error, including
 /// cancellation, nothing is left in the output folder.
 pub fn run_job(
@@ -314,16 +343,13 @@ pub fn run_job(
 
     t.start("preset");
     let engine_req = plugin.build_request(&preset.descriptor.id, &params, &facts)?;
-    // The request's engine; else the preset's (built request, or declared), if set up.
-    let hint = engine_req
-        .engine_hint
-        .as_ref()
-        .or(preset.descriptor.engine_hint.as_ref());
-    let engine_name = match (&req.engine, hint) {
-        (Some(n), _) => n.clone(),
-        (None, Some(hint)) if engines.is_set_up(hint) => hint.clone(),
-        _ => config.engine.default.clone(),
-    };
+    let engine_name = choose_engine(
+        req.engine.as_deref(),
+        &engine_req,
+        &preset.descriptor,
+        engines,
+        config,
+    );
     let engine = engine_named(&engine_name, engines)?;
     t.finish("preset");
     check(cancel)?;
@@ -376,10 +402,7 @@ pub fn run_job(
             seen,
             answer,
         } => {
-            let mode = match preset.descriptor.kind {
-                luminary_plugin_api::PresetKind::Content => Mode::Content,
-                luminary_plugin_api::PresetKind::Look => Mode::Look,
-            };
+            let mode = transfer_mode(&preset.descriptor);
             let transfer = Transfer::fit_answer(&seen, &answer.image, mode, answer.lossy);
             tracing::debug!("transfer fit: {:?}", transfer.report);
             transfer.apply_blend(&mut base, intensity as f32, cancel)?;
