@@ -56,6 +56,10 @@ pub enum Command {
     /// What enhancing photos would cost on a paid engine: cached or not, price, totals,
     /// and the spending caps. Nothing is called or decoded.
     Estimate(crate::cli_cost::EstimateArgs),
+    /// A shoot's look: learn it once from reference photos, apply it to any number with
+    /// `enhance --look`, export it as a .cube LUT.
+    #[command(subcommand)]
+    Look(crate::cli_look::LookCommand),
     /// List the presets the loaded plugins offer, or render them all on a photo.
     Presets {
         /// One JSON object with every preset and its parameter schema.
@@ -200,8 +204,17 @@ pub struct EnhanceArgs {
     #[arg(long, value_name = "FILE")]
     pub files_from: Option<PathBuf>,
     /// Preset id (see `luminary presets`).
-    #[arg(long, short)]
-    pub preset: String,
+    #[arg(long, short, required_unless_present = "look")]
+    pub preset: Option<String>,
+    /// Apply this learned look (`luminary look learn`) instead of a preset's engine: no
+    /// engine call at all, the same look on every photo.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["engine", "params", "same_look"])]
+    pub look: Option<PathBuf>,
+    /// One engine call for the whole batch: learn the preset's look on the first photo,
+    /// then apply that same look to every photo (the look is kept in the cache folder and
+    /// its path printed, for `--look` later).
+    #[arg(long)]
+    pub same_look: bool,
     /// Strength of the effect, 0 (original) to 1 (full); the preset's default if omitted.
     #[arg(long, short)]
     pub intensity: Option<f64>,
@@ -295,6 +308,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Enhance(args) => enhance(&paths, args),
         Command::Preview(args) => crate::cli_cost::preview(&paths, args),
         Command::Estimate(args) => crate::cli_cost::estimate(&paths, args),
+        Command::Look(cmd) => crate::cli_look::run(&paths, cmd),
         Command::Presets {
             sheet: Some(out),
             photo: Some(photo),
@@ -628,26 +642,58 @@ fn enhance(paths: &Paths, args: EnhanceArgs) -> anyhow::Result<i32> {
         results: Vec::new(),
     };
     let mut client = Client::connect(paths, !args.no_spawn)?;
-    // On a paid engine: the batch's estimate first, and a question above the threshold
-    // when a person is at the terminal.
-    let estimate = crate::cli_cost::fetch_estimate(
-        &mut client,
-        crate::pipeline::estimate::EstimateRequest {
-            sources: inputs.iter().map(|i| abs(&i.path)).collect(),
-            preset: args.preset.clone(),
+    let preset = args.preset.clone().unwrap_or_default();
+    // On a paid engine: the batch's estimate first (with --same-look, only the reference
+    // is sent to the engine), and a question above the threshold when a person is at the
+    // terminal. A learned look costs nothing.
+    if args.look.is_none() {
+        let sources: Vec<PathBuf> = inputs.iter().map(|i| abs(&i.path)).collect();
+        let estimate = crate::cli_cost::fetch_estimate(
+            &mut client,
+            crate::pipeline::estimate::EstimateRequest {
+                sources: if args.same_look {
+                    sources[..1].to_vec()
+                } else {
+                    sources
+                },
+                preset: preset.clone(),
+                params: params.clone(),
+                engine: args.engine.clone(),
+            },
+        );
+        match estimate {
+            Ok(e) => {
+                if !crate::cli_cost::confirm_batch(&e, args.json)? {
+                    eprintln!("nothing was enhanced");
+                    return Ok(1);
+                }
+            }
+            // The jobs will say what is wrong (unknown preset, bad parameter) photo by photo.
+            Err(e) => tracing::debug!("no estimate: {e:#}"),
+        }
+    }
+    let mut look = args.look.as_deref().map(abs);
+    let mut learned = None;
+    if args.same_look {
+        let req = crate::pipeline::looks::LearnRequest {
+            sources: vec![abs(&inputs[0].path)],
+            preset: preset.clone(),
             params: params.clone(),
             engine: args.engine.clone(),
-        },
-    );
-    match estimate {
-        Ok(e) => {
-            if !crate::cli_cost::confirm_batch(&e, args.json)? {
-                eprintln!("nothing was enhanced");
-                return Ok(1);
+            out: crate::cli_look::same_look_file(paths, &preset)?,
+        };
+        let r = match crate::cli_look::learn(&mut client, req, args.json) {
+            Ok(r) => r,
+            Err(e) => {
+                if let Some(file) = &args.result_file {
+                    let line = json!({"type": "result", "ok": false, "message": format!("{e:#}")});
+                    write_atomically(file, &format!("{line}\n"))?;
+                }
+                return Err(e);
             }
-        }
-        // The jobs will say what is wrong (unknown preset, bad parameter) photo by photo.
-        Err(e) => tracing::debug!("no estimate: {e:#}"),
+        };
+        look = Some(r.output.clone());
+        learned = Some(r);
     }
     if let Some(flag) = args.cancel_file.clone() {
         // Leaving closes the connection, and the daemon cancels every job of a client
@@ -671,10 +717,11 @@ fn enhance(paths: &Paths, args: EnhanceArgs) -> anyhow::Result<i32> {
         let out = input.out.as_deref().or(args.out.as_deref());
         let job = EnhanceRequest {
             source: abs(&input.path),
-            preset: args.preset.clone(),
+            preset: preset.clone(),
+            look: look.clone(),
             intensity: args.intensity,
-            params: params.clone(),
-            engine: args.engine.clone(),
+            params: if look.is_some() { Map::new() } else { params.clone() },
+            engine: if look.is_some() { None } else { args.engine.clone() },
             output: OutputRequest {
                 format,
                 color_space,
@@ -783,6 +830,29 @@ fn enhance(paths: &Paths, args: EnhanceArgs) -> anyhow::Result<i32> {
     }
     if let Some(b) = bar {
         b.finish_and_clear();
+    }
+    if let Some(r) = &learned {
+        // "1 engine call for 48 photos ($0.039)": what --same-look saved.
+        let summary = json!({
+            "type": "summary",
+            "photos": total,
+            "engine_calls": r.engine_calls,
+            "cached": r.cached,
+            "cost": r.cost,
+            "look": r.output,
+            "engine": r.engine,
+        });
+        if args.json {
+            println!("{summary}");
+        } else {
+            println!(
+                "{} for {total} photo{} — the same look on every one, saved as {}",
+                crate::cli_look::calls_line(r),
+                if total == 1 { "" } else { "s" },
+                r.output.display()
+            );
+        }
+        sinks.results.push(summary);
     }
     if let Some(path) = &args.result_file {
         let text: String = sinks.results.iter().map(|l| format!("{l}\n")).collect();

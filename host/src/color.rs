@@ -95,6 +95,29 @@ pub fn working_profile() -> ColorProfile {
     p
 }
 
+/// The linear-light matrices between the working space (Rec. 2020) and sRGB's primaries
+/// (Rec. 709), both D65: `(working → sRGB, sRGB → working)`.
+pub fn srgb_matrices() -> &'static ([[f32; 3]; 3], [[f32; 3]; 3]) {
+    static M: OnceLock<([[f32; 3]; 3], [[f32; 3]; 3])> = OnceLock::new();
+    M.get_or_init(|| {
+        let srgb = ColorProfile::new_srgb();
+        let to = working_profile().transform_matrix(&srgb);
+        let from = {
+            let mut lin = srgb.clone();
+            let linear = ToneReprCurve::Lut(Vec::new());
+            lin.red_trc = Some(linear.clone());
+            lin.green_trc = Some(linear.clone());
+            lin.blue_trc = Some(linear);
+            lin.cicp = None;
+            lin.transform_matrix(&working_profile())
+        };
+        (
+            to.v.map(|r| r.map(|v| v as f32)),
+            from.v.map(|r| r.map(|v| v as f32)),
+        )
+    })
+}
+
 /// Size of the encoding tables. They are indexed by `sqrt(linear)`, where every RGB
 /// transfer curve is smooth enough that linear interpolation is exact to ~1e-6.
 const LUT_SIZE: usize = 1 << 14;

@@ -213,6 +213,9 @@ pub struct Provenance {
     pub model: String,
     /// Source file name (not the full path: outputs travel).
     pub source_name: String,
+    /// For a learned look: its file name and what it was learned from
+    /// ("shoot.look: warm-film on gemini from IMG_0001.dng").
+    pub look: Option<String>,
 }
 
 fn xml_escape(s: &str) -> String {
@@ -241,7 +244,7 @@ pub fn xmp_packet(p: &Provenance) -> String {
     luminary:Engine="{engine}"
     luminary:Model="{model}"
     luminary:Version="{version}"
-    luminary:Source="{source}"/>
+    luminary:Source="{source}"{look}/>
  </rdf:RDF>
 </x:xmpmeta>
 <?xpacket end="w"?>"#,
@@ -253,6 +256,11 @@ pub fn xmp_packet(p: &Provenance) -> String {
         engine = xml_escape(&p.engine),
         model = xml_escape(&p.model),
         source = xml_escape(&p.source_name),
+        look = p
+            .look
+            .as_ref()
+            .map(|l| format!("\n    luminary:Look=\"{}\"", xml_escape(l)))
+            .unwrap_or_default(),
     )
 }
 

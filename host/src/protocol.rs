@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 use crate::error::ErrorCode;
 use crate::pipeline::estimate::EstimateRequest;
 use crate::pipeline::live::PreviewRequest;
+use crate::pipeline::looks::LearnRequest;
 use crate::pipeline::EnhanceRequest;
 
 /// Protocol version `major.minor`. A different major is refused with a clear error.
@@ -27,6 +28,7 @@ pub const CAPABILITIES: &[&str] = &[
     "enhance",
     "preview",
     "estimate",
+    "learn_look",
     "presets",
     "plugins",
     "reload_plugins",
@@ -70,6 +72,15 @@ pub enum Request {
         /// The batch.
         #[serde(flatten)]
         job: EstimateRequest,
+    },
+    /// Learn a shoot's look from reference photos (one engine call each) into a `.look`
+    /// file; `enhance` with `look` then applies it with no engine call.
+    LearnLook {
+        /// Request id.
+        id: String,
+        /// The references and the preset.
+        #[serde(flatten)]
+        job: LearnRequest,
     },
     /// List presets.
     Presets {

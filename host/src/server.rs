@@ -453,10 +453,11 @@ fn handle_connection(stream: Connection, state: Arc<State>) {
                     Err(e) => send(&tx, &Event::error(Some(id), e.code, e.message)),
                 }
             }
-            Request::Enhance { .. } | Request::Preview { .. } => {
+            Request::Enhance { .. } | Request::Preview { .. } | Request::LearnLook { .. } => {
                 let (id, work) = match req {
                     Request::Enhance { id, job } => (id, Work::Enhance(job)),
                     Request::Preview { id, job } => (id, Work::Preview(job)),
+                    Request::LearnLook { id, job } => (id, Work::LearnLook(job)),
                     _ => unreachable!("matched above"),
                 };
                 if jobs.lock().unwrap().contains_key(&id) {
@@ -516,6 +517,7 @@ fn handle_connection(stream: Connection, state: Arc<State>) {
 enum Work {
     Enhance(EnhanceRequest),
     Preview(crate::pipeline::live::PreviewRequest),
+    LearnLook(crate::pipeline::looks::LearnRequest),
 }
 
 impl Work {
@@ -524,6 +526,13 @@ impl Work {
     fn memory_mb(&self, state: &State) -> u64 {
         match self {
             Work::Enhance(job) => crate::ingest::estimate_memory_mb(&job.source),
+            // One reference at a time.
+            Work::LearnLook(job) => job
+                .sources
+                .iter()
+                .map(|s| crate::ingest::estimate_memory_mb(s))
+                .max()
+                .unwrap_or(0),
             Work::Preview(job) => {
                 let kept = crate::pipeline::live::SourceId::of(&job.source)
                     .ok()
@@ -601,6 +610,23 @@ fn run_work(state: &State, tx: &Writer, id: &str, work: &Work, cancel: &Cancel) 
                     r.input.display(),
                     r.reused,
                     r.timings_ms["total"]
+                );
+                serde_json::to_value(&r).unwrap_or(Value::Null)
+            }),
+            Work::LearnLook(job) => crate::pipeline::looks::run_learn(
+                job,
+                &state.config,
+                &registry,
+                &state.engines,
+                &progress,
+                cancel,
+            )
+            .map(|r| {
+                tracing::info!(
+                    "look {} learned from {} photo(s), {} engine call(s)",
+                    r.output.display(),
+                    r.references.len(),
+                    r.engine_calls
                 );
                 serde_json::to_value(&r).unwrap_or(Value::Null)
             }),

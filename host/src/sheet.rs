@@ -179,6 +179,7 @@ pub fn run(paths: &Paths, out: &Path, photo: &Path) -> anyhow::Result<std::path:
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default(),
+        look: None,
     };
     let meta = encode::OutputMeta {
         exif: vec![],

@@ -103,6 +103,7 @@ pub fn run(paths: &Paths, args: BenchArgs) -> anyhow::Result<i32> {
     let req = EnhanceRequest {
         source: std::path::absolute(&file)?,
         preset: args.preset.clone(),
+        look: None,
         intensity: Some(0.8),
         params: Default::default(),
         engine: Some("local".into()),

@@ -281,6 +281,8 @@ pub struct Answer {
     pub cached: bool,
     /// Estimated cost of this job's call (0 when cached).
     pub cost: f64,
+    /// The edit cache's key of this answer (a learned look records where it came from).
+    pub key: String,
 }
 
 /// Everything that identifies one edit, for the cache key and the ledger.
@@ -357,6 +359,7 @@ impl Engines {
                             lossy: is_jpeg(&hit.bytes),
                             cached: true,
                             cost: 0.0,
+                            key: key.as_str().to_string(),
                         });
                     }
                     Err(e) => tracing::warn!("ignoring an unreadable cache entry: {e}"),
@@ -408,6 +411,7 @@ impl Engines {
                     lossy: is_jpeg(&out.bytes),
                     cached: false,
                     cost: price,
+                    key: key.as_str().to_string(),
                 })
             }
             Err(e) => {

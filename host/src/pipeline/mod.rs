@@ -8,6 +8,7 @@ pub mod blend;
 pub mod encode;
 pub mod estimate;
 pub mod live;
+pub mod looks;
 pub mod names;
 pub mod preview;
 pub mod publish;
@@ -36,8 +37,13 @@ use crate::transfer::{Mode, Transfer};
 pub struct EnhanceRequest {
     /// The photo: a path on this machine.
     pub source: PathBuf,
-    /// Preset id.
+    /// Preset id (may be left out with `look`: the look's own preset).
+    #[serde(default)]
     pub preset: String,
+    /// A learned look (`.look` file) to apply instead of running the preset's engine: no
+    /// engine is called at all.
+    #[serde(default)]
+    pub look: Option<PathBuf>,
     /// 0..1; the preset's default when absent.
     #[serde(default)]
     pub intensity: Option<f64>,
@@ -286,6 +292,37 @@ fn transfer_mode(descriptor: &luminary_plugin_api::PresetDescriptor) -> Mode {
     }
 }
 
+/// The source's file name, for provenance (not its folder: outputs travel).
+fn source_name(source: &Path) -> String {
+    source
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Stage 9 for every kind of job: the output file with the source's EXIF and the
+/// provenance in XMP, published under `dir/stem.<ext>` (or a free `-N` variant).
+fn write_result(
+    out: &crate::image::RgbF32,
+    source_meta: &metadata::SourceMeta,
+    provenance: &metadata::Provenance,
+    (format, space): (Format, OutputSpace),
+    config: &Config,
+    dir: &Path,
+    stem: &str,
+) -> Result<PathBuf, JobError> {
+    let meta = encode::OutputMeta {
+        exif: metadata::output_fields(source_meta, out.width as u32, out.height as u32),
+        xmp: metadata::xmp_packet(provenance),
+    };
+    let opts = encode::EncodeOptions {
+        format,
+        space,
+        jpeg_quality: config.output.jpeg_quality,
+    };
+    encode::write_output(out, &opts, &meta, dir, stem)
+}
+
 /// Runs one enhance job to the end. Never writes to the source; on any error, including
 /// cancellation, nothing is left in the output folder.
 pub fn run_job(
@@ -302,6 +339,9 @@ pub fn run_job(
             ErrorCode::BadRequest,
             "no source photo given",
         ));
+    }
+    if let Some(look) = &req.look {
+        return looks::run_look_job(req, look, config, progress, cancel);
     }
     let (preset, plugin) = registry.preset(&req.preset)?;
     let intensity =
@@ -421,22 +461,10 @@ pub fn run_job(
         intensity: intensity as f32,
         engine: engine.name().to_string(),
         model: engine.model(),
-        source_name: req
-            .source
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
+        source_name: source_name(&req.source),
+        look: None,
     };
-    let meta = encode::OutputMeta {
-        exif: metadata::output_fields(&ingested.meta, w, h),
-        xmp: metadata::xmp_packet(&provenance),
-    };
-    let opts = encode::EncodeOptions {
-        format,
-        space,
-        jpeg_quality: config.output.jpeg_quality,
-    };
-    let output = encode::write_output(&out, &opts, &meta, &dir, &stem)?;
+    let output = write_result(&out, &ingested.meta, &provenance, (format, space), config, &dir, &stem)?;
     t.finish("encode");
     progress("done", 1.0);
 

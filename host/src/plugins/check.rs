@@ -45,6 +45,7 @@ pub fn run(
         let req = EnhanceRequest {
             source: photo.clone(),
             preset: id.clone(),
+            look: None,
             intensity: Some(1.0),
             params: Map::new(),
             engine: Some("local".into()),

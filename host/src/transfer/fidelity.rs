@@ -18,7 +18,7 @@ use super::{Mode, Transfer};
 use crate::color::OutputSpace;
 use crate::error::Cancel;
 use crate::image::RgbF32;
-use crate::pipeline::preview;
+use crate::resample as preview;
 
 /// The edits of the benchmark.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,6 +37,9 @@ pub enum Edit {
     Combined,
     /// The combined look plus an object pasted into the scene.
     PasteObject,
+    /// The combined look's global part only — tone curve, colour grade with saturation,
+    /// split toning — what a shoot's look (`look/`) carries. Not in the transfer's table.
+    GlobalLook,
 }
 
 impl Edit {
@@ -61,6 +64,7 @@ impl Edit {
             Edit::SplitTone => "split tone",
             Edit::Combined => "combined look",
             Edit::PasteObject => "paste object",
+            Edit::GlobalLook => "global look",
         }
     }
 
@@ -203,6 +207,11 @@ pub fn apply_edit(edit: Edit, img: &mut RgbF32) {
             apply_edit(Edit::Combined, img);
             paste(img);
         }
+        Edit::GlobalLook => per_pixel(img, &|p| {
+            p.iter_mut().for_each(|v| *v = tone(*v));
+            grade(p);
+            split_tone(p);
+        }),
     }
 }
 

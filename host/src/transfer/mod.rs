@@ -33,7 +33,7 @@ use rayon::prelude::*;
 
 use crate::error::{Cancel, ErrorCode, JobError};
 use crate::image::RgbF32;
-use crate::pipeline::preview;
+use crate::resample as preview;
 use blur::box_blur;
 use grid::{Grid, GridShape, K};
 
@@ -218,6 +218,45 @@ fn to_size(img: &RgbF32, w: usize, h: usize) -> std::borrow::Cow<'_, RgbF32> {
     Cow::Owned(resize_bilinear(img, w, h))
 }
 
+/// An engine's answer registered to the preview it was made from, both in the `sqrt`
+/// domain at the preview's size: what every learner of the edit starts from (the transfer
+/// here, a shoot's look in `look`).
+pub struct Registered {
+    /// The preview as the engine saw it, `sqrt` of linear working space.
+    pub src: Vec<f32>,
+    /// The answer, resized to the preview and moved onto it.
+    pub dst: Vec<f32>,
+    /// Per preview pixel, 1 where the moved answer covers it (0 outside, soft between);
+    /// `None` when the answer needed no moving.
+    pub valid: Option<Vec<f32>>,
+    /// How the answer was moved.
+    pub motion: align::Similarity,
+}
+
+/// Brings `answer` (linear working space, any size) onto `seen` (linear working space).
+pub fn register(seen: &RgbF32, answer: &RgbF32) -> Registered {
+    let started = Instant::now();
+    let (pw, ph) = (seen.width, seen.height);
+    let answer = to_size(answer, pw, ph);
+    let src = to_sqrt(&seen.data);
+    let mut dst = to_sqrt(&answer.data);
+    trace("to sqrt", started);
+    let luma = |v: &[f32]| -> Vec<f32> { v.par_chunks_exact(3).map(grid::guide).collect() };
+    let motion = align::estimate(&luma(&src), &luma(&dst), pw, ph);
+    let mut valid: Option<Vec<f32>> = None;
+    if !motion.is_identity(pw, ph) {
+        let (warped, v) = align::warp(&dst, pw, ph, motion);
+        dst = warped;
+        valid = Some(v);
+    }
+    Registered {
+        src,
+        dst,
+        valid,
+        motion,
+    }
+}
+
 /// `v` (`sqrt`-domain RGB) with its chroma — each channel minus the guide's luma —
 /// averaged over 3×3 pixels and its luma untouched: what a 4:2:0 JPEG keeps of a picture,
 /// roughly. Fitting the grid between a preview with full-resolution chroma and an answer
@@ -335,21 +374,13 @@ impl Transfer {
     pub fn fit_answer(seen: &RgbF32, answer: &RgbF32, mode: Mode, lossy: bool) -> Transfer {
         let started = Instant::now();
         let (pw, ph) = (seen.width, seen.height);
-        let answer = to_size(answer, pw, ph);
-        let src = to_sqrt(&seen.data);
-        let mut dst = to_sqrt(&answer.data);
-        trace("to sqrt", started);
-
-        // Register the answer to the preview.
-        let luma = |v: &[f32]| -> Vec<f32> { v.par_chunks_exact(3).map(grid::guide).collect() };
-        let t = align::estimate(&luma(&src), &luma(&dst), pw, ph);
+        let Registered {
+            src,
+            dst,
+            valid,
+            motion: t,
+        } = register(seen, answer);
         let align_ms = started.elapsed().as_secs_f64() * 1e3;
-        let mut valid: Option<Vec<f32>> = None;
-        if !t.is_identity(pw, ph) {
-            let (warped, v) = align::warp(&dst, pw, ph, t);
-            dst = warped;
-            valid = Some(v);
-        }
 
         let shape = GridShape::for_preview(pw, ph);
         let lossy_fit = lossy.then(|| (chroma_low(&src, pw, ph), chroma_low(&dst, pw, ph)));
