@@ -303,3 +303,123 @@ fn a_look_learned_on_one_photo_carries_to_other_scenes() {
     assert!(mean(&combined, |r| r.transfer_db) > mean(&combined, |r| r.look_db));
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// sRGB-encoded → CIE L*a*b* (D65).
+fn srgb_to_lab(p: [f32; 3]) -> [f64; 3] {
+    let lin = p.map(|v| {
+        let v = v.clamp(0.0, 1.0) as f64;
+        if v <= 0.04045 {
+            v / 12.92
+        } else {
+            ((v + 0.055) / 1.055).powf(2.4)
+        }
+    });
+    let x = 0.4124 * lin[0] + 0.3576 * lin[1] + 0.1805 * lin[2];
+    let y = 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2];
+    let z = 0.0193 * lin[0] + 0.1192 * lin[1] + 0.9505 * lin[2];
+    let f = |t: f64| {
+        if t > 0.008856 {
+            t.cbrt()
+        } else {
+            7.787 * t + 16.0 / 116.0
+        }
+    };
+    let (fx, fy, fz) = (f(x / 0.95047), f(y), f(z / 1.08883));
+    [116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)]
+}
+
+/// Issue #18: one look on hdrmerge's bracketed set (one scene, three exposures of a Nikon
+/// D5000): after exposure normalisation, the same scene points come out of the look in the
+/// same colour — within 2 Δab (median over 32×32-pixel patches that no exposure clips or
+/// buries in noise).
+#[test]
+fn the_same_look_maps_a_bracketed_scene_alike() {
+    use luminary::error::Cancel;
+    use luminary::ingest::{ingest_with, RawDecoding};
+    use luminary::look::fidelity::learn_on;
+    use luminary::transfer::fidelity::working_to_srgb;
+    let dir = luminary_tests::raw_samples_dir().expect("real camera samples");
+    let shots: Vec<_> = (1..=3)
+        .map(|k| {
+            let name = format!("nikon_d5000__hdrmerge_sample{k}.dng");
+            ingest_with(
+                &dir.join(&name),
+                &luminary::config::Limits::default(),
+                &RawDecoding::InProcess { budget: None },
+                &Cancel::default(),
+            )
+            .unwrap_or_else(|e| panic!("{name}: {}", e.message))
+        })
+        .collect();
+    let (w, h) = (shots[0].image.width, shots[0].image.height);
+    assert!(shots.iter().all(|s| (s.image.width, s.image.height) == (w, h)));
+    // Usable pixels: no channel near clip in any shot, and not deep in the darkest one's
+    // noise.
+    let usable: Vec<bool> = (0..w * h)
+        .map(|i| {
+            shots.iter().all(|s| {
+                let p = &s.image.data[3 * i..3 * i + 3];
+                p.iter().all(|&v| v < 0.9) && p.iter().any(|&v| v > 0.01)
+            })
+        })
+        .collect();
+    let median_of = |s: &luminary::ingest::Ingested| {
+        let mut g: Vec<f32> = (0..w * h).filter(|&i| usable[i]).map(|i| s.image.data[3 * i + 1]).collect();
+        let k = g.len() / 2;
+        *g.select_nth_unstable_by(k, f32::total_cmp).1
+    };
+    let reference = median_of(&shots[1]);
+    let look_scene = {
+        let mut base = shots[1].image.clone();
+        luminary::pipeline::render::render_base(&mut base, shots[1].rendering);
+        Scene::new(working_to_srgb(&base), 1024)
+    };
+    let (look, _) = learn_on(&look_scene, Edit::GlobalLook);
+    let outs: Vec<RgbF32> = shots
+        .iter()
+        .map(|s| {
+            let gain = reference / median_of(s);
+            let mut img = s.image.clone();
+            img.data.iter_mut().for_each(|v| *v *= gain);
+            luminary::pipeline::render::render_base(&mut img, s.rendering);
+            look.apply_blend(&mut img, 1.0, &Cancel::default()).unwrap();
+            working_to_srgb(&img)
+        })
+        .collect();
+    const B: usize = 32;
+    let mut dabs = Vec::new();
+    for by in 0..h / B {
+        for bx in 0..w / B {
+            let idx: Vec<usize> = (0..B * B)
+                .map(|k| (by * B + k / B) * w + bx * B + k % B)
+                .collect();
+            if !idx.iter().all(|&i| usable[i]) {
+                continue;
+            }
+            let labs: Vec<[f64; 3]> = outs
+                .iter()
+                .map(|o| {
+                    let mut m = [0f32; 3];
+                    for &i in &idx {
+                        for c in 0..3 {
+                            m[c] += o.data[3 * i + c] / (B * B) as f32;
+                        }
+                    }
+                    srgb_to_lab(m)
+                })
+                .collect();
+            for (a, b) in [(0, 1), (1, 2), (0, 2)] {
+                let d = (0..3).map(|c| (labs[a][c] - labs[b][c]).powi(2)).sum::<f64>().sqrt();
+                dabs.push(d);
+            }
+        }
+    }
+    assert!(dabs.len() > 300, "only {} patches usable in all three shots", dabs.len() / 3);
+    dabs.sort_by(f64::total_cmp);
+    let (median, p90) = (dabs[dabs.len() / 2], dabs[dabs.len() * 9 / 10]);
+    println!(
+        "bracketed set through one look: {} patches, Δab median {median:.2}, p90 {p90:.2}",
+        dabs.len() / 3
+    );
+    assert!(median <= 2.0, "median Δab {median:.2}");
+}

@@ -102,6 +102,9 @@ fn dng45() -> &'static Path {
     path
 }
 
+#[path = "looks.rs"]
+mod looks;
+
 /// `[engines.gemini]` pointing at a mock, with short timeouts so fault tests are quick.
 fn gemini_table(mock: &MockServer) -> String {
     format!(
