@@ -24,11 +24,46 @@ use crate::plugins::{search_path, Registry};
 mod colour;
 mod preview;
 
+/// `bench --look`: the look table (`look::fidelity`) over the photos given.
+fn looks(files: &[PathBuf]) -> anyhow::Result<i32> {
+    use crate::look::fidelity::{cross, header, line, Photo};
+    use crate::transfer::fidelity::{working_to_srgb, Edit, Scene};
+    let mut photos = Vec::new();
+    for f in files {
+        let ingested = crate::ingest::ingest(f, &Default::default())
+            .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+        let mut base = ingested.image;
+        crate::pipeline::render::render_base(&mut base, ingested.rendering);
+        photos.push(Photo {
+            name: f
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            scene: Scene::new(working_to_srgb(&base), 1024),
+        });
+    }
+    println!("{}", header());
+    for edit in [Edit::GlobalLook, Edit::Combined] {
+        let rows = cross(&photos, edit);
+        for r in &rows {
+            println!("{}", line(r));
+        }
+        let n = rows.len() as f64;
+        println!(
+            "{}: a look {:.1} dB on average, per-photo transfer {:.1} dB",
+            edit.name(),
+            rows.iter().map(|r| r.look_db).sum::<f64>() / n,
+            rows.iter().map(|r| r.transfer_db).sum::<f64>() / n
+        );
+    }
+    Ok(0)
+}
+
 /// `luminary bench`
 #[derive(Args, Debug)]
 pub struct BenchArgs {
     /// A photo, ideally a 24 MP RAW.
-    #[arg(required_unless_present = "colour")]
+    #[arg(required_unless_present_any = ["colour", "look"])]
     pub file: Option<PathBuf>,
     /// Preset to run.
     #[arg(long, default_value = "auto")]
@@ -53,6 +88,12 @@ pub struct BenchArgs {
     /// bench's own — the first, another preset, another intensity — against their targets.
     #[arg(long, conflicts_with_all = ["transfer", "colour"])]
     pub preview: bool,
+    /// Instead of a job: a shoot's look learned on each of these photos (RAW or rendered,
+    /// at least two) and applied at full resolution to the others, against the same known
+    /// edit made on them — a global look, and one with local parts (clarity, vignette)
+    /// beside per-photo transfer.
+    #[arg(long, value_name = "PHOTO", num_args = 2.., conflicts_with_all = ["transfer", "colour", "preview"])]
+    pub look: Vec<PathBuf>,
     /// With `--colour`: also write each base as a JPEG into this folder, to look at.
     #[arg(long, value_name = "DIR", requires = "colour")]
     pub save: Option<PathBuf>,
@@ -86,6 +127,9 @@ fn median(mut v: Vec<u64>) -> u64 {
 pub fn run(paths: &Paths, args: BenchArgs) -> anyhow::Result<i32> {
     if let Some(dir) = &args.colour {
         return colour::run(paths, dir, &args.python, args.json, args.save.as_deref());
+    }
+    if !args.look.is_empty() {
+        return looks(&args.look);
     }
     let file = args.file.clone().context("a photo to measure")?;
     if args.transfer {

@@ -115,7 +115,7 @@ pub fn cross(photos: &[Photo], edit: Edit) -> Vec<Row> {
 /// The table's header and a row, as `bench --look` and the test print them.
 pub fn header() -> String {
     format!(
-        "{:<14} {:<22} {:<22} {:>8} {:>9} {:>8} {:>9}",
+        "{:<14} {:<34} {:<34} {:>8} {:>9} {:>8} {:>9}",
         "edit", "learned on", "applied to", "look dB", "photo dB", "learn ms", "apply MP/s"
     )
 }
@@ -123,7 +123,7 @@ pub fn header() -> String {
 /// One printed row.
 pub fn line(r: &Row) -> String {
     format!(
-        "{:<14} {:<22} {:<22} {:>8.2} {:>9.2} {:>8.0} {:>9.0}",
+        "{:<14} {:<34} {:<34} {:>8.2} {:>9.2} {:>8.0} {:>9.0}",
         r.edit.name(),
         r.reference,
         r.target,
