@@ -309,9 +309,21 @@ local list_counter = 0
 --- each io.popen also opens a console window, so a selection is one window, not one per
 --- photo. Returns the imported images. Per-image errors are shown and logged; raises when
 --- no image could be enhanced, with the reasons.
+--- `opts.same_look`: one engine call for the whole selection — the look is learned on the
+--- first image (the one acted on) and applied to all; `opts.look`: a saved `.look` file,
+--- applied with no engine (the preset and engine are then not used). With either, the
+--- fourth value returned is the run's summary {photos, engine_calls, cost, look}.
 function L.enhance(images, opts)
   opts = opts or {}
-  if not opts.preset or opts.preset == "" then error(_("no preset chosen")) end
+  if opts.look and opts.look ~= "" then
+    if not file_exists(opts.look) then error(_("the look file does not exist: ") .. opts.look, 0) end
+  elseif not opts.preset or opts.preset == "" then
+    error(_("no preset chosen"))
+  end
+  local label = opts.preset
+  if opts.look and opts.look ~= "" then
+    label = base_name(opts.look:match("([^/\\]+)$") or opts.look)
+  end
   local list = {}
   for _, img in pairs(images or {}) do list[#list + 1] = img end
   if #list == 0 then error(_("no images selected")) end
@@ -328,24 +340,31 @@ function L.enhance(images, opts)
     local ok, src, temporary = pcall(source_file, image, opts.source, tmpdir)
     if ok then
       entries[#entries + 1] = { image = image, src = src, temporary = temporary,
-        out = image.path .. PS .. base_name(image.filename) .. "-luminary-" .. sanitize(opts.preset) .. ".tif" }
+        out = image.path .. PS .. base_name(image.filename) .. "-luminary-" .. sanitize(label) .. ".tif" }
     else
       failed(image, src)
     end
   end
-  local results, messages, cancelled, job = {}, {}, false, nil
+  local results, messages, cancelled, job, summary = {}, {}, false, nil, nil
   if #entries > 0 then
     list_counter = list_counter + 1
     local list_file = string.format("%s%sluminary-%d-%d-photos.txt", tmpdir, PS, os.time(), list_counter)
     local f = assert(io.open(list_file, "wb"))
     for _, e in ipairs(entries) do f:write(e.src, "\t", e.out, "\n") end
     f:close()
-    local args = { "enhance", "--files-from", list_file, "--preset", opts.preset }
-    if opts.intensity then args[#args + 1] = "--intensity"; args[#args + 1] = string.format("%.3f", opts.intensity) end
-    if opts.engine and opts.engine ~= "" then args[#args + 1] = "--engine"; args[#args + 1] = opts.engine end
-    for k, v in pairs(opts.params or {}) do
-      args[#args + 1] = "--param"
-      args[#args + 1] = k .. "=" .. tostring(v)
+    local args = { "enhance", "--files-from", list_file }
+    if opts.look and opts.look ~= "" then
+      args[#args + 1] = "--look"; args[#args + 1] = opts.look
+      if opts.intensity then args[#args + 1] = "--intensity"; args[#args + 1] = string.format("%.3f", opts.intensity) end
+    else
+      args[#args + 1] = "--preset"; args[#args + 1] = opts.preset
+      if opts.same_look and #entries > 1 then args[#args + 1] = "--same-look" end
+      if opts.intensity then args[#args + 1] = "--intensity"; args[#args + 1] = string.format("%.3f", opts.intensity) end
+      if opts.engine and opts.engine ~= "" then args[#args + 1] = "--engine"; args[#args + 1] = opts.engine end
+      for k, v in pairs(opts.params or {}) do
+        args[#args + 1] = "--param"
+        args[#args + 1] = k .. "=" .. tostring(v)
+      end
     end
     local fractions = {}
     local completed = run_json(args, function(v)
@@ -353,7 +372,7 @@ function L.enhance(images, opts)
         -- The progress job is created once work really starts: creating and ending one
         -- within milliseconds (a request refused at once) can crash darktable 4.2.
         if not job and v.stage ~= "queued" and dt.gui and dt.gui.create_job then
-          job = dt.gui.create_job(_("Luminary: ") .. opts.preset, true, function() cancelled = true end)
+          job = dt.gui.create_job(_("Luminary: ") .. label, true, function() cancelled = true end)
         end
         fractions[tonumber(v.index) or 1] = v.fraction or 0
         if job then
@@ -363,6 +382,8 @@ function L.enhance(images, opts)
         end
       elseif v.type == "result" then
         results[tonumber(v.index) or 0] = v
+      elseif v.type == "summary" then
+        summary = v
       elseif v.text then
         messages[#messages + 1] = v.text
       end
@@ -381,7 +402,7 @@ function L.enhance(images, opts)
     elseif not result.ok then
       failed(e.image, (result.message or "?") .. " [" .. (result.code or "error") .. "]")
     else
-      local ok, res = pcall(import_result, e.image, result.output, opts.preset)
+      local ok, res = pcall(import_result, e.image, result.output, label)
       if ok then imported[#imported + 1] = res else failed(e.image, res) end
     end
   end
@@ -393,7 +414,16 @@ function L.enhance(images, opts)
   if #imported > 0 then
     dt.print(string.format(_("Luminary: %d of %d photos enhanced"), #imported, #list))
   end
-  return imported, errors
+  if summary then
+    -- "1 engine call ($0.040) for 48 photos": what the same look for all cost.
+    local calls = tonumber(summary.engine_calls) or 0
+    local what = calls == 0 and _("no engine call") or string.format(_("%d engine call%s ($%.3f)"), calls,
+      calls == 1 and "" or "s", tonumber(summary.cost) or 0)
+    summary.text = string.format(_("Luminary: same look for all — %s for %d photos; the look is saved as %s"),
+      what, tonumber(summary.photos) or #list, tostring(summary.look))
+    dt.print(summary.text)
+  end
+  return imported, errors, cancelled, summary
 end
 
 local function dollars(v)
@@ -408,6 +438,8 @@ function L.estimate(images, opts)
   local list = {}
   for _, img in pairs(images or {}) do list[#list + 1] = img end
   if #list == 0 then error(_("no images selected")) end
+  -- The same look for all: only the first image goes to the engine.
+  if opts.same_look then list = { list[1] } end
   list_counter = list_counter + 1
   local list_file = string.format("%s%sluminary-%d-%d-estimate.txt", tmp_dir(), PS, os.time(), list_counter)
   local f = assert(io.open(list_file, "wb"))
@@ -484,6 +516,8 @@ function L.panel_options()
     engine = ui.engine and ENGINES[ui.engine.selected] or "local",
     source = (ui.source and ui.source.selected == 2) and "edited" or "raw",
     params = params,
+    same_look = ui.same_look and ui.same_look.value or false,
+    look = ui.look_file and ui.look_file.text ~= "" and ui.look_file.text or nil,
   }
 end
 
@@ -577,6 +611,17 @@ local function build_panel()
   ui.engine.selected = 1
   ui.source = dt.new_widget("combobox") { label = _("source"), _("original RAW"), _("darktable's current edit") }
   ui.source.selected = 1
+  ui.same_look = dt.new_widget("check_button") {
+    label = _("same look for all selected"),
+    tooltip = _("one engine call for the whole selection: the look is learned on the first image and applied to all"),
+    value = false,
+    clicked_callback = function() pcall(L.update_cost, dt.gui.action_images) end,
+  }
+  ui.look_file = dt.new_widget("entry") {
+    placeholder = _("or a saved look file (.look): no engine"),
+    tooltip = _("apply a look saved by 'same look for all' or 'luminary look learn'; the preset and engine are then not used"),
+    text = "",
+  }
   -- The selection's cost on a paid engine; and before a batch above the configured
   -- threshold, one more click (darktable's Lua has no question dialog): the first click
   -- says what it costs, a second click on the same selection and settings spends it.
@@ -614,7 +659,8 @@ local function build_panel()
   end
   return dt.new_widget("box") {
     orientation = "vertical",
-    ui.preset, ui.description, ui.intensity, ui.params, ui.engine, ui.source, ui.cost, ui.button, ui.compare,
+    ui.preset, ui.description, ui.intensity, ui.params, ui.engine, ui.source, ui.same_look, ui.look_file,
+    ui.cost, ui.button, ui.compare,
   }
 end
 
@@ -623,19 +669,27 @@ local function batch_key(images, opts)
   local ids = {}
   for _, img in pairs(images or {}) do ids[#ids + 1] = tostring(img.id) end
   table.sort(ids)
-  return table.concat(ids, ",") .. "|" .. tostring(opts.preset) .. "|" .. tostring(opts.engine)
+  return table.concat(ids, ",") .. "|" .. tostring(opts.preset) .. "|" .. tostring(opts.engine) .. "|" .. tostring(opts.same_look)
 end
 
 --- Shows the selection's cost in the panel (paid engines; empty for the offline one).
 function L.update_cost(images)
   if not ui.cost then return nil end
   local opts = L.panel_options()
+  if opts.look then
+    ui.cost.label = _("a saved look: no engine, no cost")
+    return nil
+  end
   if opts.engine == "local" or not images or #images == 0 then
     ui.cost.label = ""
     return nil
   end
   local ok, e = pcall(L.estimate, images, opts)
-  ui.cost.label = ok and L.estimate_text(e) or tostring(e)
+  local text = ok and L.estimate_text(e) or tostring(e)
+  if ok and opts.same_look and #images > 1 then
+    text = text .. string.format(_("; the same look then goes to all %d photos at no cost"), #images)
+  end
+  ui.cost.label = text
   return ok and e or nil
 end
 
@@ -643,7 +697,7 @@ end
 --- runs on the second click only. Returns the imported images (nil when it only asked).
 function L.panel_enhance(images)
   local opts = L.panel_options()
-  if opts.engine ~= "local" then
+  if opts.engine ~= "local" and not opts.look then
     local e = L.update_cost(images)
     local key = batch_key(images, opts)
     if e and e.cost_usd > (e.confirm_above_usd or 0) and ui.armed ~= key then

@@ -184,8 +184,9 @@ def _die_with_parent():
         pass
 
 
-def run_luminary(args, on_progress):
-    """Runs `luminary enhance … --json`; returns the result object (raises on failure)."""
+def run_luminary(args, on_progress, lines=None):
+    """Runs `luminary enhance … --json`; returns the (last) result object (raises on
+    failure). `lines`, when given, collects every result and summary line."""
     proc = subprocess.Popen([luminary_binary()] + args + ["--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, **popen_options())
     result = None
@@ -199,6 +200,8 @@ def run_luminary(args, on_progress):
                 on_progress(float(event.get("fraction", 0.0)), event.get("stage", ""))
             elif event.get("type") == "result":
                 result = event
+            if lines is not None and event.get("type") in ("result", "summary"):
+                lines.append(event)
         proc.wait()
     except BaseException:
         # GIMP cancelled us (or we failed): stopping the client cancels the daemon's job.
@@ -362,6 +365,14 @@ class Luminary(Gimp.PlugIn):
         for p in presets:
             for name, schema in sorted(((p.get("params_schema") or {}).get("properties") or {}).items()):
                 add_param_argument(procedure, p, name, schema)
+        procedure.add_file_argument("look-file", "Saved _look",
+                                    "Apply a look saved by Luminary (.look) instead of the preset: no engine is "
+                                    "called, the preset and engine are not used",
+                                    Gimp.FileChooserAction.OPEN, True, None, GObject.ParamFlags.READWRITE)
+        procedure.add_boolean_argument("same-look-open-images", "_Same look for all open images",
+                                       "One engine call: the look is learned on this image and applied to the "
+                                       "selected layer of every open image, each getting a new layer",
+                                       False, GObject.ParamFlags.READWRITE)
         procedure.add_boolean_aux_argument("preview", "Pre_view", "Show the result on the canvas while the dialog is open",
                                            False, GObject.ParamFlags.READWRITE)
         return procedure
@@ -379,7 +390,7 @@ class Luminary(Gimp.PlugIn):
             params = [param_arg(p["id"], n) for p in presets
                       for n in sorted(((p.get("params_schema") or {}).get("properties") or {}))
                       if config.find_property(param_arg(p["id"], n)) is not None]
-            dialog.fill(["preset", "intensity", "engine"] + params + ["preview"])
+            dialog.fill(["preset", "intensity", "engine"] + params + ["same-look-open-images", "look-file", "preview"])
             for p in presets:
                 for n in ((p.get("params_schema") or {}).get("properties") or {}):
                     arg = param_arg(p["id"], n)
@@ -412,46 +423,93 @@ class Luminary(Gimp.PlugIn):
         preset, intensity, engine = settings["preset"], settings["intensity"], settings["engine"]
         if engine not in ENGINES:
             return error(procedure, "unknown engine '%s'; use one of %s" % (engine, ", ".join(ENGINES)))
+        look_file = config.get_property("look-file")
+        look = look_file.get_path() if look_file is not None else None
+        if look and not os.path.isfile(look):
+            return error(procedure, "Luminary: the look file %s does not exist" % look)
+        # This image's layer first: with the same look for all, it is the reference.
+        targets = [(image, layer)]
+        if config.get_property("same-look-open-images"):
+            for other in Gimp.get_images():
+                if other.get_id() == image.get_id():
+                    continue
+                chosen = [d for d in other.get_selected_layers() if isinstance(d, Gimp.Layer)] or other.get_layers()
+                if chosen:
+                    targets.append((other, chosen[0]))
+        label = ("look %s" % os.path.splitext(os.path.basename(look))[0]) if look else preset
 
         work = tempfile.mkdtemp(prefix="luminary-gimp-")
         try:
-            source = os.path.join(work, "layer.tif")
-            Gimp.progress_init("Luminary: %s" % preset)
-            export_layer(image, layer, source)
-            out = os.path.join(work, "enhanced.tif")
-            args = ["enhance", source, "--preset", preset, "--intensity", "%.4f" % intensity, "--engine", engine,
-                    "--format", "tiff", "--color-space", output_space(image), "--out", out] + settings["params"]
-            result = run_luminary(args, lambda f, stage: (Gimp.progress_set_text("Luminary: %s" % stage),
-                                                          Gimp.progress_update(f)))
-            output = result["output"]
-            if not os.path.exists(output):
-                return error(procedure, "Luminary reported %s, which does not exist" % output)
-
-            has_selection = not Gimp.Selection.is_empty(image)
-            new = Gimp.file_load_layer(Gimp.RunMode.NONINTERACTIVE, image, Gio.File.new_for_path(output))
-            new.set_name("Luminary — %s" % preset)
-            image.undo_group_start()
-            inserted = False
-            try:
-                image.insert_layer(new, layer.get_parent(), image.get_item_position(layer))
-                inserted = True
-                _, x, y = layer.get_offsets()
-                new.set_offsets(x, y)
-                if has_selection:
-                    new.add_mask(new.create_mask(Gimp.AddMaskType.SELECTION))
-            except Exception:
-                if inserted:
-                    image.remove_layer(new)
-                raise
-            finally:
-                image.undo_group_end()
+            Gimp.progress_init("Luminary: %s" % label)
+            entries = []
+            for i, (img, lay) in enumerate(targets):
+                source = os.path.join(work, "layer-%d.tif" % i)
+                export_layer(img, lay, source)
+                entries.append((img, lay, source, os.path.join(work, "enhanced-%d.tif" % i)))
+            listing = os.path.join(work, "photos.txt")
+            with open(listing, "w", encoding="utf-8") as fh:
+                for _img, _lay, source, out in entries:
+                    fh.write("%s\t%s\n" % (source, out))
+            args = ["enhance", "--files-from", listing, "--intensity", "%.4f" % intensity, "--format", "tiff",
+                    "--color-space", output_space(image)]
+            if look:
+                args += ["--look", look]
+            else:
+                args += ["--preset", preset, "--engine", engine] + settings["params"]
+                if len(entries) > 1:
+                    args.append("--same-look")
+            lines = []
+            run_luminary(args, lambda f, stage: (Gimp.progress_set_text("Luminary: %s" % stage),
+                                                 Gimp.progress_update(f)), lines)
+            results = {int(r.get("index", 0)): r for r in lines if r.get("type") == "result"}
+            failed = []
+            for i, (img, lay, _source, _out) in enumerate(entries):
+                r = results.get(i + 1)
+                if r is None or not r.get("ok"):
+                    failed.append("%s: %s" % (img.get_name(), (r or {}).get("message", "no result")))
+                    continue
+                if not os.path.exists(r["output"]):
+                    failed.append("%s: Luminary reported %s, which does not exist" % (img.get_name(), r["output"]))
+                    continue
+                add_result_layer(img, lay, r["output"], "Luminary — %s" % label)
+            summary = next((r for r in lines if r.get("type") == "summary"), None)
+            if summary:
+                calls = int(summary.get("engine_calls", 0))
+                Gimp.message("Luminary: same look for all — %s for %d images; the look is saved as %s" % (
+                    "%d engine call%s ($%.3f)" % (calls, "" if calls == 1 else "s", float(summary.get("cost", 0)))
+                    if calls else "no engine call", int(summary.get("photos", len(entries))), summary.get("look")))
             Gimp.progress_end()
             Gimp.displays_flush()
+            if failed:
+                return error(procedure, "Luminary: " + "; ".join(failed))
             return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
         except Exception as e:  # noqa: BLE001 - every failure becomes GIMP's error message
             return error(procedure, "Luminary: %s" % e)
         finally:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def add_result_layer(image, layer, output, name):
+    """The result as a new layer above `layer`, at its offsets, masked to the selection if
+    there is one; one undo step."""
+    has_selection = not Gimp.Selection.is_empty(image)
+    new = Gimp.file_load_layer(Gimp.RunMode.NONINTERACTIVE, image, Gio.File.new_for_path(output))
+    new.set_name(name)
+    image.undo_group_start()
+    inserted = False
+    try:
+        image.insert_layer(new, layer.get_parent(), image.get_item_position(layer))
+        inserted = True
+        _, x, y = layer.get_offsets()
+        new.set_offsets(x, y)
+        if has_selection:
+            new.add_mask(new.create_mask(Gimp.AddMaskType.SELECTION))
+    except Exception:
+        if inserted:
+            image.remove_layer(new)
+        raise
+    finally:
+        image.undo_group_end()
 
 
 if __name__ == "__main__":

@@ -26,11 +26,18 @@ LrTasks.startAsyncTask(function()
       return
     end
     -- The photos the preview and the cost line are about: what will be enhanced.
+    -- The most selected photo first: it is previewed, and with the same look for all it
+    -- is the reference.
     local todo = Core.partition(photos)
+    local target = catalog:getTargetPhoto()
     local selection = {}
-    for _, photo in ipairs(todo) do selection[#selection + 1] = photo:getRawMetadata("path") end
+    for _, photo in ipairs(todo) do
+      if photo == target then table.insert(selection, 1, photo:getRawMetadata("path"))
+      else selection[#selection + 1] = photo:getRawMetadata("path") end
+    end
     local settings = Dialog.run(presetsOrError, nil, nil, selection)
     if not settings then return end
+    settings.reference = target
     local scope = LrProgressScope { title = "Luminary: " .. settings.preset, functionContext = context }
     scope:setCancelable(true)
     local report = Core.enhance(catalog, photos, settings, scope)

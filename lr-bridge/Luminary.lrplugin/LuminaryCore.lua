@@ -273,11 +273,24 @@ end
 --- its stem (the daemon adds -2, -3… rather than replace a file).
 function Core.outputFor(outDir, baseName, settings)
   local ext = ({ tiff = "tif", jpeg = "jpg", png = "png" })[settings.format or "tiff"] or "tif"
-  return LrPathUtils.child(outDir, baseName .. "-luminary-" .. settings.preset .. "." .. ext)
+  return LrPathUtils.child(outDir, baseName .. "-luminary-" .. Core.label(settings) .. "." .. ext)
 end
 
---- Appends `settings` {preset, intensity, engine, params, format} as CLI options.
+--- What the results are called and keyworded by: the preset, or a saved look's file name.
+function Core.label(settings)
+  if settings.look then return LrPathUtils.removeExtension(LrPathUtils.leafName(settings.look)) end
+  return settings.preset
+end
+
+--- Appends `settings` {preset, intensity, engine, params, format, look, sameLook} as CLI
+--- options. A saved look runs no engine: only its file, the intensity and the format go.
 function Core.addSettings(args, settings)
+  if settings.look then
+    for _, w in ipairs({ "--look", settings.look, "--format", settings.format or "tiff" }) do args[#args + 1] = w end
+    if settings.intensity then args[#args + 1] = "--intensity"; args[#args + 1] = string.format("%.3f", settings.intensity) end
+    return args
+  end
+  if settings.sameLook then args[#args + 1] = "--same-look" end
   for _, w in ipairs({ "--preset", settings.preset, "--format", settings.format or "tiff" }) do args[#args + 1] = w end
   if settings.intensity then args[#args + 1] = "--intensity"; args[#args + 1] = string.format("%.3f", settings.intensity) end
   if settings.engine and settings.engine ~= "" then args[#args + 1] = "--engine"; args[#args + 1] = settings.engine end
@@ -309,12 +322,13 @@ function Core.runBatch(entries, settings, onProgress)
       return true
     end)
   LrFileUtils.delete(list)
-  local byIndex = {}
+  local byIndex, summary = {}, nil
   for _, r in ipairs(results) do
     local i = tonumber(r.index)
     if i then byIndex[i] = r end
+    if r.type == "summary" then summary = r end
   end
-  return status, byIndex, cancelled
+  return status, byIndex, cancelled, summary
 end
 
 --- What became of one entry of a batch: imports its result stacked above the original,
@@ -332,7 +346,7 @@ function Core.collect(catalog, report, entry, result, status, settings)
     report.failed[#report.failed + 1] = entry.name .. ": " .. err
     log:error(entry.name .. ": " .. err)
   else
-    report.imported[#report.imported + 1] = Core.importResult(catalog, entry.photo, result.output, settings.preset)
+    report.imported[#report.imported + 1] = Core.importResult(catalog, entry.photo, result.output, Core.label(settings))
   end
 end
 
@@ -342,6 +356,16 @@ end
 --- one (Lightroom renders "as edited" ones), then enhanced in one run (`Core.runBatch`).
 function Core.enhance(catalog, photos, settings, scope)
   local todo, skipped = Core.partition(photos)
+  -- With the same look for all, the most selected photo is the reference: it goes first.
+  if settings.sameLook and settings.reference then
+    for i, photo in ipairs(todo) do
+      if photo == settings.reference and i > 1 then
+        table.remove(todo, i)
+        table.insert(todo, 1, photo)
+        break
+      end
+    end
+  end
   local report = { imported = {}, failed = {}, skipped = {}, cancelled = false }
   for _, s in ipairs(skipped) do report.skipped[#report.skipped + 1] = s.reason end
   local n = #todo
@@ -368,7 +392,7 @@ function Core.enhance(catalog, photos, settings, scope)
   if #entries > 0 and not report.cancelled then
     local m = #entries
     local fractions = {}
-    local status, results, cancelled = Core.runBatch(entries, settings, function(i, progress)
+    local status, results, cancelled, summary = Core.runBatch(entries, settings, function(i, progress)
       if i then
         fractions[i] = progress.fraction or 0
         local done = 0
@@ -380,6 +404,7 @@ function Core.enhance(catalog, photos, settings, scope)
       return not scope:isCanceled()
     end)
     report.cancelled = report.cancelled or cancelled
+    report.summary = summary
     if not cancelled then
       for i, entry in ipairs(entries) do Core.collect(catalog, report, entry, results[i], status, settings) end
     end
@@ -396,6 +421,16 @@ end
 --- One dialog at the end: what was done, skipped and failed — never a silent failure.
 function Core.summarize(report)
   local lines = { string.format("%d photo(s) enhanced.", #report.imported) }
+  local s = report.summary
+  if s then
+    -- "1 engine call ($0.039) for 48 photos": what the same look for all cost.
+    local calls = tonumber(s.engine_calls) or 0
+    local cost = calls > 0 and string.format(" ($%.3f)", tonumber(s.cost) or 0) or ""
+    local what = calls == 0 and (tonumber(s.cached) or 0) > 0 and "0 engine calls (the answer was cached)"
+      or string.format("%d engine call%s%s", calls, calls == 1 and "" or "s", cost)
+    lines[#lines + 1] = string.format("Same look for all: %s for %d photos. The look is saved as %s.",
+      what, tonumber(s.photos) or 0, tostring(s.look))
+  end
   if report.cancelled then lines[#lines + 1] = "Cancelled: the remaining photos were not enhanced." end
   if #report.skipped > 0 then
     lines[#lines + 1] = "\nSkipped:"

@@ -84,6 +84,8 @@ function Dialog.run(presets, title, actionVerb, selection)
     props.engine = prefs.engine or "local"
     props.source = prefs.source or "original"
     props.format = prefs.format or "tiff"
+    props.sameLook = false
+    props.lookFile = ""
 
     local paramKeys = {}
     for _, p in ipairs(presets) do
@@ -131,6 +133,19 @@ function Dialog.run(presets, title, actionVerb, selection)
               f:popup_menu { value = LrView.bind("format"), items = {
                 { title = "16-bit TIFF", value = "tiff" }, { title = "JPEG", value = "jpeg" },
                 { title = "16-bit PNG", value = "png" } } } },
+      f:group_box { title = "Same look for the whole shoot", fill_horizontal = 1,
+        f:checkbox { title = "Same look for all selected photos (one engine call, on the most selected photo)",
+                     value = LrView.bind("sameLook"),
+                     enabled = LrView.bind { key = "lookFile", transform = function(v) return v == nil or v == "" end } },
+        f:row { f:static_text { title = "Or apply a saved look:", width_in_chars = 16 },
+                f:edit_field { value = LrView.bind("lookFile"), width_in_chars = 30 },
+                f:push_button { title = "Choose…", action = function()
+                  local chosen = LrDialogs.runOpenPanel { title = "A Luminary look", canChooseFiles = true,
+                    canChooseDirectories = false, allowsMultipleSelection = false, fileTypes = { "look" } }
+                  if chosen and chosen[1] then props.lookFile = chosen[1] end
+                end } },
+        f:static_text { title = "A saved look needs no engine: the preset and engine above are not used.",
+                        visible = LrView.bind { key = "lookFile", transform = function(v) return v ~= nil and v ~= "" end } } },
     }
     if previewView then
       contents = f:row { bind_to_object = props, spacing = f:dialog_spacing(), contents, previewView }
@@ -147,8 +162,10 @@ function Dialog.run(presets, title, actionVerb, selection)
     intensities[p.id] = props.intensity
     prefs.intensities = intensities
     prefs.preset, prefs.engine, prefs.source, prefs.format = p.id, props.engine, props.source, props.format
+    local look = props.lookFile ~= nil and props.lookFile ~= "" and props.lookFile or nil
     settings = { preset = p.id, intensity = props.intensity, engine = props.engine, params = params,
-                 source = props.source, format = props.format }
+                 source = props.source, format = props.format, look = look,
+                 sameLook = (not look) and props.sameLook and selection ~= nil and #selection > 1 or false }
   end)
   return settings
 end

@@ -64,6 +64,11 @@ function Preview.view(f, props, opts)
   end
   for _, key in ipairs({ "preset", "intensity", "engine" }) do props:addObserver(key, touch) end
   for _, key in ipairs(opts.paramKeys or {}) do props:addObserver(key, touch) end
+  -- The same look for all: only the previewed (most selected) photo goes to the engine.
+  props:addObserver("sameLook", function()
+    state.estimateKey = nil
+    touch()
+  end)
 
   local function paramWords(args)
     local params = opts.params() or {}
@@ -163,7 +168,8 @@ local function estimate(props, opts, state, paramWords, key)
   state.estimateKey = key
   local list = Core.tempPath("selection.txt")
   local fh = io.open(list, "wb")
-  for _, p in ipairs(opts.paths or { opts.photo }) do fh:write(p, "\n") end
+  local paths = props.sameLook and { opts.photo } or opts.paths or { opts.photo }
+  for _, p in ipairs(paths) do fh:write(p, "\n") end
   fh:close()
   local _, lines = Core.runForResult(paramWords({ "estimate", "--files-from", list, "--preset",
     tostring(props.preset), "--engine", tostring(props.engine) }))
@@ -171,6 +177,9 @@ local function estimate(props, opts, state, paramWords, key)
   local e = lines[#lines]
   if e and e.type ~= "result" then
     props.costLine = Preview.summary(e)
+    if props.sameLook and opts.paths and #opts.paths > 1 then
+      props.costLine = props.costLine .. string.format("; the same look then goes to all %d photos at no cost", #opts.paths)
+    end
     local first = e.items and e.items[1]
     state.firstCached = first and first.cached or false
     state.price = first and not first.cached and first.price or 0

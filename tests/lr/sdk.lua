@@ -282,6 +282,13 @@ local LrDialogs = {}
 function LrDialogs.message(title, text, kind)
   SDK.messages[#SDK.messages + 1] = { title = title, text = text, kind = kind }
 end
+--- The open panel: records its arguments and answers `SDK.openPanelAnswer` (a list of
+--- paths, or nil for Cancel).
+function LrDialogs.runOpenPanel(args)
+  SDK.openPanels = SDK.openPanels or {}
+  SDK.openPanels[#SDK.openPanels + 1] = args
+  return SDK.openPanelAnswer
+end
 --- A modal dialog. With `SDK.user` set (a function of the dialog's arguments and its
 --- property table), the dialog stays open while that "user" acts — changing properties,
 --- pressing buttons, waiting with LrTasks.sleep — and every other task (the plug-in's
@@ -407,6 +414,8 @@ end
 
 local catalog = { photos = {}, selected = {} }
 function catalog:getTargetPhotos() return self.selected end
+--- The active ("most selected") photo: `SDK.catalog.target`, else the first selected.
+function catalog:getTargetPhoto() return self.target or self.selected[1] end
 function catalog:withWriteAccessDo(name, fn)
   if SDK.writeAccess then error("nested withWriteAccessDo") end
   SDK.writeAccess = true

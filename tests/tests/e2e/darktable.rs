@@ -429,3 +429,92 @@ dt.gui.action("global/quit", 0, "", "", 1.0)
     let sheet = image::open(env.work.join("DSC_1234-luminary-presets.jpg")).unwrap();
     assert!(sheet.width() > 1000, "{}", sheet.width());
 }
+
+/// Issue #18 in real darktable: "same look for all selected" costs one engine call for the
+/// selection (the panel says so before), every image gets the look and is grouped with
+/// its original, and the saved look is applied later with no engine.
+#[test]
+fn darktable_same_look_for_all_makes_one_engine_call_and_a_saved_look_none() {
+    use luminary_engines::mock::{MockKind, MockServer, TEST_KEY};
+    let f = fixtures();
+    let env = Env::new();
+    let mock = MockServer::start(MockKind::Gemini, vec![]);
+    env.write_config(&format!(
+        "[engines.gemini]\nbase_url = \"{}\"\nprice_per_image = 0.04\nconnect_timeout_s = 2\n",
+        mock.base_url
+    ));
+    let started = env
+        .cmd()
+        .env("GEMINI_API_KEY", TEST_KEY)
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    assert!(started.status.success());
+    let conf = env.root.path().join("dtconf");
+    assert!(env
+        .run(&["install", "darktable", "--configdir", conf.to_str().unwrap()])
+        .status
+        .success());
+    let raw = copy_into(&env, &f.dng_grbg_12);
+    let tif = copy_into(&env, &f.tiff16);
+    let jpg = copy_into(&env, &f.jpeg_rot);
+    let result = env.root.path().join("dt-result.txt");
+    let lua = format!(
+        r#"
+local dt = require "darktable"
+local out = io.open("{result}", "w")
+local function say(...) out:write(table.concat({{...}}, " "), "\n") out:flush() end
+local ok, err = pcall(function()
+  local lum = require "luminary"
+  local raw = dt.database.import("{raw}")
+  local tif = dt.database.import("{tif}")
+  local jpg = dt.database.import("{jpg}")
+  local images = {{tif, raw, jpg}}
+  for i, p in ipairs(lum.presets()) do
+    if p.id == "warm-film" then lum.ui.preset.selected = i end
+  end
+  lum.ui.engine.selected = 2 -- gemini
+  lum.ui.same_look.value = true
+  lum.update_cost(images)
+  say("cost", lum.ui.cost.label)
+  local imported, errors, cancelled, summary = lum.enhance(images, lum.panel_options())
+  say("imported", #imported, #errors)
+  say("summary", summary and summary.text or "none")
+  for _, img in ipairs(imported) do say("grouped", img.filename, tostring(img.group_leader.id ~= img.id)) end
+  lum.ui.same_look.value = false
+  lum.ui.look_file.text = summary.look
+  lum.update_cost({{raw}})
+  say("saved cost", lum.ui.cost.label)
+  local again = lum.panel_enhance({{raw}})
+  say("saved", #again, again[1].filename)
+end)
+say(ok and "OK" or ("ERR " .. tostring(err)))
+out:close()
+dt.gui.action("global/quit", 0, "", "", 1.0)
+"#,
+        result = result.display(),
+        raw = raw.display(),
+        tif = tif.display(),
+        jpg = jpg.display()
+    );
+    let log = run_darktable(&env, &conf, &lua);
+    let said = std::fs::read_to_string(&result)
+        .unwrap_or_else(|_| panic!("the test script did not run:\n{log}"));
+    assert!(said.contains("\nOK"), "{said}\n{log}");
+    assert!(
+        said.contains("cost 1 of 1 photo(s) will call gemini, about $0.04; the same look then goes to all 3 photos at no cost"),
+        "{said}"
+    );
+    assert!(said.contains("imported 3 0"), "{said}");
+    assert!(
+        said.contains("summary Luminary: same look for all — 1 engine call ($0.040) for 3 photos"),
+        "{said}"
+    );
+    assert_eq!(said.matches(" true\n").count(), 3, "every result grouped: {said}");
+    assert!(said.contains("saved cost a saved look: no engine, no cost"), "{said}");
+    assert!(said.contains("saved 1 DSC_1234-luminary-warm-film-2.tif"), "{said}");
+    assert_eq!(mock.billed(), 1, "{said}");
+    for stem in ["scan16", "DSC_1234", "phone"] {
+        assert!(env.work.join(format!("{stem}-luminary-warm-film.tif")).exists(), "{stem}: {said}");
+    }
+}

@@ -533,3 +533,79 @@ img.delete()
     };
     assert_eq!(res["preview_size"], serde_json::json!([w, h]), "{res}");
 }
+
+/// Issue #18 in real GIMP 3: "Same look for all open images" learns the look on this image
+/// and gives every open image's selected layer a new layer with it, in one run; a saved
+/// `.look` chosen as the procedure's file argument is applied with no engine.
+#[test]
+fn gimp_3_gives_every_open_image_the_same_look_and_applies_a_saved_one() {
+    let f = fixtures();
+    let (inside, bin) = gimp_with_plugin("looks", &f.tiff16);
+    std::fs::copy(&f.tiff8, inside.host().join("work/second.tif")).unwrap();
+    let look = inside.path("work/shoot.look");
+    let out = inside.run(
+        &[&bin, "look", "learn", &inside.path("work/photo.tif"), "--preset", "golden-hour", "--out", &look],
+        None,
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let batch = format!(
+        r#"
+import json
+import gi
+gi.require_version("Gimp", "3.0")
+gi.require_version("Gegl", "0.4")
+from gi.repository import Gimp, Gio, Gegl
+res = {{}}
+proc = Gimp.get_pdb().lookup_procedure("python-fu-luminary-enhance")
+a = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path("{photo}"))
+b = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path("{second}"))
+def pixels(layer):
+    rect = Gegl.Rectangle.new(0, 0, layer.get_width(), layer.get_height())
+    return layer.get_buffer().get(rect, 1.0, "R'G'B' u16", Gegl.AbyssPolicy.CLAMP)
+src_a, src_b = a.get_layers()[0], b.get_layers()[0]
+config = proc.create_config()
+config.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+config.set_property("image", a)
+config.set_core_object_array("drawables", [src_a])
+config.set_property("preset", "warm-film")
+config.set_property("intensity", 1.0)
+config.set_property("same-look-open-images", True)
+r = proc.run(config)
+res["same_status"] = int(r.index(0)) == int(Gimp.PDBStatusType.SUCCESS)
+res["same_message"] = r.index(1) if r.length() > 1 and not res["same_status"] else ""
+res["a_layers"] = [l.get_name() for l in a.get_layers()]
+res["b_layers"] = [l.get_name() for l in b.get_layers()]
+res["b_changed"] = len(b.get_layers()) > 1 and pixels(b.get_layers()[0]) != pixels(src_b)
+# The saved look, on b alone.
+config = proc.create_config()
+config.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+config.set_property("image", b)
+config.set_core_object_array("drawables", [src_b])
+config.set_property("intensity", 1.0)
+config.set_property("look-file", Gio.File.new_for_path("{look}"))
+r = proc.run(config)
+res["look_status"] = int(r.index(0)) == int(Gimp.PDBStatusType.SUCCESS)
+res["look_message"] = r.index(1) if r.length() > 1 and not res["look_status"] else ""
+res["b_after_look"] = [l.get_name() for l in b.get_layers()]
+json.dump(res, open("{result}", "w"))
+a.delete()
+b.delete()
+"#,
+        photo = inside.path("work/photo.tif"),
+        second = inside.path("work/second.tif"),
+        look = look,
+        result = inside.path("work/result.json"),
+    );
+    let (res, log) = run_gimp_batch(&inside, &batch);
+    assert_eq!(res["same_status"], true, "{res}\n{log}");
+    assert_eq!(res["a_layers"][0], "Luminary — warm-film", "{res}");
+    assert_eq!(res["b_layers"][0], "Luminary — warm-film", "{res}");
+    assert_eq!(res["b_changed"], true, "{res}");
+    assert!(
+        log.contains("same look for all — no engine call for 2 images"),
+        "the summary: {log}"
+    );
+    assert_eq!(res["look_status"], true, "{res}\n{log}");
+    // Directly above the layer it was made from (the source, below the first result).
+    assert_eq!(res["b_after_look"][1], "Luminary — look shoot", "{res}");
+}

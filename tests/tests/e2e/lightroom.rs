@@ -456,3 +456,95 @@ SDK.check(#SDK.added == 2, "added " .. #SDK.added .. ": " .. tostring((SDK.messa
         .count();
     assert_eq!(left, 0);
 }
+
+/// Issue #18 in Lightroom: "Same look for all selected photos" sends only the most selected
+/// photo to the engine (the cost line says so before anything is paid), gives every photo
+/// the look in one run, and the summary says "1 engine call … for 3 photos"; a saved look
+/// chosen in the dialog is applied with no engine at all.
+#[test]
+fn same_look_for_all_selected_makes_one_engine_call_and_a_saved_look_none() {
+    use luminary_engines::mock::{MockKind, MockServer, TEST_KEY};
+    let f = fixtures();
+    let env = Env::new();
+    let mock = MockServer::start(MockKind::Gemini, vec![]);
+    env.write_config(&format!(
+        "[engines.gemini]\nbase_url = \"{}\"\nprice_per_image = 0.04\nconnect_timeout_s = 2\n",
+        mock.base_url
+    ));
+    let raw = copy_into(&env, &f.dng_grbg_12);
+    let tif = copy_into(&env, &f.tiff8);
+    let jpg = copy_into(&env, &f.jpeg_rot);
+    let scenario = format!(
+        r#"
+local A = SDK.photo {{ path = {raw:?} }}
+local B = SDK.photo {{ path = {tif:?} }}
+local C = SDK.photo {{ path = {jpg:?} }}
+SDK.catalog.selected = {{ A, B, C }}
+SDK.catalog.target = B
+SDK.prefs.preset = "warm-film"
+SDK.prefs.engine = "gemini"
+SDK.prefs.source = "original"
+SDK.prefs.format = "jpeg"
+local LrTasks = import "LrTasks"
+SDK.user = function(args, props)
+  local function waitFor(cond, what)
+    for _ = 1, 1200 do if cond() then return end LrTasks.sleep(0.1) end
+    SDK.check(false, "timed out waiting for " .. what .. "; cost line: " .. tostring(props.costLine))
+  end
+  waitFor(function() return string.find(props.costLine, "3 of 3 photo(s) will call gemini", 1, true) end, "the selection's cost")
+  props.sameLook = true
+  waitFor(function() return string.find(props.costLine, "1 of 1 photo(s) will call gemini", 1, true) end,
+    "the cost of the same look for all")
+  SDK.check(string.find(props.costLine, "the same look then goes to all 3 photos at no cost", 1, true), props.costLine)
+end
+SDK.dialogAnswer = "ok"
+SDK.runMenuItem()
+SDK.check(#SDK.added == 3, "added " .. #SDK.added .. ": " .. tostring((SDK.messages[#SDK.messages] or {{}}).text))
+local summary = SDK.messages[#SDK.messages].text
+SDK.check(string.find(summary, "Same look for all: 1 engine call ($0.040) for 3 photos", 1, true), summary)
+local enhanceRuns = 0
+for _, l in ipairs(SDK.commandLines) do
+  if string.find(l, "'enhance'", 1, true) then
+    enhanceRuns = enhanceRuns + 1
+    SDK.check(string.find(l, "--same-look", 1, true), "not the same look: " .. l)
+  end
+end
+SDK.check(enhanceRuns == 1, enhanceRuns .. " runs")
+-- The look was kept: apply it again from the dialog, to A alone, with no engine.
+local look = string.match(summary, "The look is saved as (.-%.look)")
+SDK.check(look ~= nil, "no look named in: " .. summary)
+SDK.added, SDK.messages, SDK.commandLines = {{}}, {{}}, {{}}
+SDK.catalog.selected = {{ A }}
+SDK.catalog.target = A
+SDK.openPanelAnswer = {{ look }}
+SDK.user = function(args, props)
+  for _, b in ipairs(SDK.findViews(args.contents, "push_button")) do
+    if b.props.title == "Choose…" then b.props.action() end
+  end
+  SDK.check(props.lookFile == look, "the chosen look is not in the dialog")
+  props.intensity = 1
+end
+SDK.runMenuItem()
+SDK.check(#SDK.added == 1, "saved look: added " .. #SDK.added .. ": " .. tostring((SDK.messages[#SDK.messages] or {{}}).text))
+for _, l in ipairs(SDK.commandLines) do
+  if string.find(l, "'enhance'", 1, true) then
+    SDK.check(string.find(l, "--look", 1, true) and not string.find(l, "--engine", 1, true), l)
+  end
+end
+"#,
+        raw = raw.to_string_lossy(),
+        tif = tif.to_string_lossy(),
+        jpg = jpg.to_string_lossy()
+    );
+    let (text, _) = run_scenario_with(&env, &scenario, false, &[("GEMINI_API_KEY", TEST_KEY)]);
+    assert_eq!(mock.billed(), 1, "{text}");
+    for stem in ["DSC_1234", "scan8", "phone"] {
+        assert!(
+            env.work.join(format!("{stem}-luminary-warm-film.jpg")).exists(),
+            "{stem}: {:?}",
+            std::fs::read_dir(&env.work).unwrap().flatten().map(|e| e.file_name()).collect::<Vec<_>>()
+        );
+    }
+    // The saved look (named for its preset) beside the first result, never over it.
+    assert!(env.work.join("DSC_1234-luminary-warm-film-2.jpg").exists(), "the saved look's result");
+}
