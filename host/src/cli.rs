@@ -204,8 +204,12 @@ pub struct EnhanceArgs {
     #[arg(long, value_name = "FILE")]
     pub files_from: Option<PathBuf>,
     /// Preset id (see `luminary presets`).
-    #[arg(long, short, required_unless_present = "look")]
+    #[arg(long, short, required_unless_present_any = ["look", "prompt"])]
     pub preset: Option<String>,
+    /// A free-text edit instead of a preset: say what to change ("remove the power lines").
+    /// Needs an AI engine; the rest of the photograph is kept, as with any preset.
+    #[arg(long, value_name = "TEXT", conflicts_with_all = ["preset", "look"])]
+    pub prompt: Option<String>,
     /// Apply this learned look (`luminary look learn`) instead of a preset's engine: no
     /// engine call at all, the same look on every photo.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["engine", "params", "same_look"])]
@@ -617,7 +621,11 @@ fn enhance(paths: &Paths, args: EnhanceArgs) -> anyhow::Result<i32> {
     if args.out_dir.is_some() && inputs.iter().any(|i| i.out.is_some()) {
         bail!("the list of photos names output files, and --out-dir another folder: use one");
     }
-    let params = parse_params(&args.params)?;
+    let mut params = parse_params(&args.params)?;
+    if let Some(text) = &args.prompt {
+        // The free-text edit is the built-in `prompt` preset with the text as its parameter.
+        params.insert("prompt".into(), Value::String(text.clone()));
+    }
     let format = args
         .format
         .as_deref()
@@ -642,7 +650,10 @@ fn enhance(paths: &Paths, args: EnhanceArgs) -> anyhow::Result<i32> {
         results: Vec::new(),
     };
     let mut client = Client::connect(paths, !args.no_spawn)?;
-    let preset = args.preset.clone().unwrap_or_default();
+    let preset = match &args.prompt {
+        Some(_) => crate::pipeline::prompt::ID.to_string(),
+        None => args.preset.clone().unwrap_or_default(),
+    };
     // On a paid engine: the batch's estimate first (with --same-look, only the reference
     // is sent to the engine), and a question above the threshold when a person is at the
     // terminal. A learned look costs nothing.
@@ -720,8 +731,16 @@ fn enhance(paths: &Paths, args: EnhanceArgs) -> anyhow::Result<i32> {
             preset: preset.clone(),
             look: look.clone(),
             intensity: args.intensity,
-            params: if look.is_some() { Map::new() } else { params.clone() },
-            engine: if look.is_some() { None } else { args.engine.clone() },
+            params: if look.is_some() {
+                Map::new()
+            } else {
+                params.clone()
+            },
+            engine: if look.is_some() {
+                None
+            } else {
+                args.engine.clone()
+            },
             output: OutputRequest {
                 format,
                 color_space,

@@ -78,7 +78,9 @@ pub struct ExportArgs {
 fn cube_size(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(n @ (17 | 33 | 65)) => Ok(n),
-        _ => Err(format!("a .cube size of 17, 33 or 65 nodes per axis (got '{s}')")),
+        _ => Err(format!(
+            "a .cube size of 17, 33 or 65 nodes per axis (got '{s}')"
+        )),
     }
 }
 
@@ -88,7 +90,11 @@ pub fn run(paths: &Paths, cmd: LookCommand) -> anyhow::Result<i32> {
         LookCommand::Learn(args) => {
             let mut client = Client::connect(paths, !args.no_spawn)?;
             let req = LearnRequest {
-                sources: args.photos.iter().map(|p| crate::cli::absolute_as_written(p)).collect(),
+                sources: args
+                    .photos
+                    .iter()
+                    .map(|p| crate::cli::absolute_as_written(p))
+                    .collect(),
                 preset: args.preset.clone(),
                 params: crate::cli::parse_params(&args.params)?,
                 engine: args.engine.clone(),
@@ -127,17 +133,31 @@ pub fn run(paths: &Paths, cmd: LookCommand) -> anyhow::Result<i32> {
             let look = crate::look::file::read(&file)?;
             let info = serde_json::to_value(&look.info)?;
             if json {
-                println!("{}", json!({"file": file, "lut_size": look.lut.n, "info": info}));
+                println!(
+                    "{}",
+                    json!({"file": file, "lut_size": look.lut.n, "info": info})
+                );
             } else {
                 println!("{}", file.display());
-                println!("  preset     {} (version {})", look.info.preset, look.info.preset_version);
+                println!(
+                    "  preset     {} (version {})",
+                    look.info.preset, look.info.preset_version
+                );
                 if !look.info.params.is_empty() {
                     println!("  parameters {}", Value::Object(look.info.params.clone()));
                 }
                 println!("  engine     {} ({})", look.info.engine, look.info.model);
-                println!("  LUT        {}³, {:.0}% of colours seen in the references", look.lut.n, look.info.coverage * 100.0);
+                println!(
+                    "  LUT        {}³, {:.0}% of colours seen in the references",
+                    look.lut.n,
+                    look.info.coverage * 100.0
+                );
                 for r in &look.info.references {
-                    println!("  reference  {} (sha256 {}…)", r.name, &r.sha256[..r.sha256.len().min(12)]);
+                    println!(
+                        "  reference  {} (sha256 {}…)",
+                        r.name,
+                        &r.sha256[..r.sha256.len().min(12)]
+                    );
                 }
             }
             Ok(0)
@@ -150,7 +170,11 @@ pub fn calls_line(r: &LearnResult) -> String {
     match (r.engine_calls, r.cached) {
         (0, 0) => "offline, no cost".into(),
         (0, c) => format!("{c} answer(s) from the cache, no cost"),
-        (n, 0) => format!("{n} engine call{} (${:.3})", if n == 1 { "" } else { "s" }, r.cost),
+        (n, 0) => format!(
+            "{n} engine call{} (${:.3})",
+            if n == 1 { "" } else { "s" },
+            r.cost
+        ),
         (n, c) => format!(
             "{n} engine call{} (${:.3}), {c} from the cache",
             if n == 1 { "" } else { "s" },
@@ -170,9 +194,16 @@ pub fn learn(client: &mut Client, req: LearnRequest, json: bool) -> anyhow::Resu
     let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
     loop {
         match client.next_event()? {
-            Event::Progress { id: i, stage, fraction } if i == id => {
+            Event::Progress {
+                id: i,
+                stage,
+                fraction,
+            } if i == id => {
                 if json {
-                    println!("{}", json!({"type": "progress", "stage": stage, "fraction": fraction}));
+                    println!(
+                        "{}",
+                        json!({"type": "progress", "stage": stage, "fraction": fraction})
+                    );
                 } else if tty {
                     eprint!("\r\x1b[2K{:>3}% {stage}", (fraction * 100.0) as u32);
                 }
@@ -184,7 +215,12 @@ pub fn learn(client: &mut Client, req: LearnRequest, json: bool) -> anyhow::Resu
                 return serde_json::from_value(Value::Object(result))
                     .context("the daemon's answer to learn_look");
             }
-            Event::Error { id: i, code, message, .. } if i.as_deref() == Some(id) || i.is_none() => {
+            Event::Error {
+                id: i,
+                code,
+                message,
+                ..
+            } if i.as_deref() == Some(id) || i.is_none() => {
                 if tty && !json {
                     eprint!("\r\x1b[2K");
                 }
@@ -204,7 +240,10 @@ pub fn same_look_file(paths: &Paths, preset: &str) -> anyhow::Result<PathBuf> {
         .map_or(0, |d| d.as_millis());
     let dir = paths.cache_dir.join("looks").join(secs.to_string());
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    Ok(dir.join(format!("{}.look", crate::pipeline::names::component(preset))))
+    Ok(dir.join(format!(
+        "{}.look",
+        crate::pipeline::names::component(preset)
+    )))
 }
 
 /// For messages: a path's file name.

@@ -216,6 +216,8 @@ pub struct Provenance {
     /// For a learned look: its file name and what it was learned from
     /// ("shoot.look: warm-film on gemini from IMG_0001.dng").
     pub look: Option<String>,
+    /// For a free-text edit: the user's words.
+    pub prompt: Option<String>,
 }
 
 fn xml_escape(s: &str) -> String {
@@ -244,7 +246,7 @@ pub fn xmp_packet(p: &Provenance) -> String {
     luminary:Engine="{engine}"
     luminary:Model="{model}"
     luminary:Version="{version}"
-    luminary:Source="{source}"{look}/>
+    luminary:Source="{source}"{look}{prompt}/>
  </rdf:RDF>
 </x:xmpmeta>
 <?xpacket end="w"?>"#,
@@ -256,6 +258,11 @@ pub fn xmp_packet(p: &Provenance) -> String {
         engine = xml_escape(&p.engine),
         model = xml_escape(&p.model),
         source = xml_escape(&p.source_name),
+        prompt = p
+            .prompt
+            .as_ref()
+            .map(|t| format!("\n    luminary:Prompt=\"{}\"", xml_escape(t)))
+            .unwrap_or_default(),
         look = p
             .look
             .as_ref()

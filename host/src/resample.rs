@@ -69,4 +69,3 @@ pub fn resize_area(img: &RgbF32, ow: usize, oh: usize) -> RgbF32 {
         });
     RgbF32::new(ow, oh, out)
 }
-

@@ -180,6 +180,7 @@ pub fn run(paths: &Paths, out: &Path, photo: &Path) -> anyhow::Result<std::path:
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default(),
         look: None,
+        prompt: None,
     };
     let meta = encode::OutputMeta {
         exif: vec![],

@@ -229,10 +229,7 @@ fn look_photos() -> Vec<luminary::look::fidelity::Photo> {
     let flower = load_photo("flower.png").expect("test photo");
     let mut photos = vec![luminary::look::fidelity::Photo {
         name: "flower.png".into(),
-        scene: Scene::new(
-            RgbF32::new(flower.width, flower.height, flower.data),
-            1024,
-        ),
+        scene: Scene::new(RgbF32::new(flower.width, flower.height, flower.data), 1024),
     }];
     let dir = luminary_tests::raw_samples_dir().expect("real camera samples");
     for name in [
@@ -275,7 +272,8 @@ fn a_look_learned_on_one_photo_carries_to_other_scenes() {
     for r in &combined {
         println!("{}", line(r));
     }
-    let mean = |rows: &[luminary::look::fidelity::Row], f: fn(&luminary::look::fidelity::Row) -> f64| {
+    let mean = |rows: &[luminary::look::fidelity::Row],
+                f: fn(&luminary::look::fidelity::Row) -> f64| {
         rows.iter().map(f).sum::<f64>() / rows.len() as f64
     };
     println!(
@@ -288,7 +286,11 @@ fn a_look_learned_on_one_photo_carries_to_other_scenes() {
     // the look to extrapolate there, which costs a few dB: held at what it gives now.
     let mut failures = Vec::new();
     for r in &global {
-        let need = if r.reference == "flower.png" { 40.0 } else { 37.0 };
+        let need = if r.reference == "flower.png" {
+            40.0
+        } else {
+            37.0
+        };
         if r.look_db < need {
             failures.push(format!(
                 "{} → {}: {:.2} dB < {need}",
@@ -350,7 +352,9 @@ fn the_same_look_maps_a_bracketed_scene_alike() {
         })
         .collect();
     let (w, h) = (shots[0].image.width, shots[0].image.height);
-    assert!(shots.iter().all(|s| (s.image.width, s.image.height) == (w, h)));
+    assert!(shots
+        .iter()
+        .all(|s| (s.image.width, s.image.height) == (w, h)));
     // Usable pixels: no channel near clip in any shot, and not deep in the darkest one's
     // noise.
     let usable: Vec<bool> = (0..w * h)
@@ -362,7 +366,10 @@ fn the_same_look_maps_a_bracketed_scene_alike() {
         })
         .collect();
     let median_of = |s: &luminary::ingest::Ingested| {
-        let mut g: Vec<f32> = (0..w * h).filter(|&i| usable[i]).map(|i| s.image.data[3 * i + 1]).collect();
+        let mut g: Vec<f32> = (0..w * h)
+            .filter(|&i| usable[i])
+            .map(|i| s.image.data[3 * i + 1])
+            .collect();
         let k = g.len() / 2;
         *g.select_nth_unstable_by(k, f32::total_cmp).1
     };
@@ -407,12 +414,19 @@ fn the_same_look_maps_a_bracketed_scene_alike() {
                 })
                 .collect();
             for (a, b) in [(0, 1), (1, 2), (0, 2)] {
-                let d = (0..3).map(|c| (labs[a][c] - labs[b][c]).powi(2)).sum::<f64>().sqrt();
+                let d = (0..3)
+                    .map(|c| (labs[a][c] - labs[b][c]).powi(2))
+                    .sum::<f64>()
+                    .sqrt();
                 dabs.push(d);
             }
         }
     }
-    assert!(dabs.len() > 300, "only {} patches usable in all three shots", dabs.len() / 3);
+    assert!(
+        dabs.len() > 300,
+        "only {} patches usable in all three shots",
+        dabs.len() / 3
+    );
     dabs.sort_by(f64::total_cmp);
     let (median, p90) = (dabs[dabs.len() / 2], dabs[dabs.len() * 9 / 10]);
     println!(

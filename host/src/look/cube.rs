@@ -83,7 +83,11 @@ pub fn cube_text(look: &Look, size: usize, input: CubeInput) -> String {
     };
     let mut s = String::with_capacity(out.len() * 9 + 512);
     let info = &look.info;
-    let _ = writeln!(s, "TITLE \"Luminary look: {} ({})\"", info.preset, info.engine);
+    let _ = writeln!(
+        s,
+        "TITLE \"Luminary look: {} ({})\"",
+        info.preset, info.engine
+    );
     let _ = writeln!(
         s,
         "# Made by Luminary {} from a look learned with preset {} on {} ({}), from {} reference photo(s).",
@@ -97,7 +101,10 @@ pub fn cube_text(look: &Look, size: usize, input: CubeInput) -> String {
         s,
         "# Input and output: {}.",
         match input {
-            CubeInput::Space(o) => format!("{} encoded values (its primaries and transfer curve)", o.name()),
+            CubeInput::Space(o) => format!(
+                "{} encoded values (its primaries and transfer curve)",
+                o.name()
+            ),
             CubeInput::Look => "sqrt of linear Rec.2020 (D65)".to_string(),
         }
     );
@@ -170,7 +177,11 @@ mod tests {
         assert_eq!(rows.len(), 17 * 17 * 17);
         // Node (r=1, g=0, b=0) is the second line; (0, 0, 1) the 17·17+1-th.
         assert!((rows[1][0] - 1.1 / 16.0).abs() < 1e-5, "{:?}", rows[1]);
-        assert!((rows[17 * 17][2] - 0.8 / 16.0).abs() < 1e-5, "{:?}", rows[17 * 17]);
+        assert!(
+            (rows[17 * 17][2] - 0.8 / 16.0).abs() < 1e-5,
+            "{:?}",
+            rows[17 * 17]
+        );
     }
 
     #[test]

@@ -88,7 +88,11 @@ pub fn cross(photos: &[Photo], edit: Edit) -> Vec<Row> {
         .collect();
     let transfer: Vec<f64> = photos
         .iter()
-        .map(|p| p.scene.row_as(edit, AnswerFormat::Png, edit.mode()).luminary_db)
+        .map(|p| {
+            p.scene
+                .row_as(edit, AnswerFormat::Png, edit.mode())
+                .luminary_db
+        })
         .collect();
     let mut rows = Vec::new();
     for r in photos {

@@ -186,7 +186,10 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Look, LookError> {
         .map_err(|e| LookError::damaged(path, format!("unreadable header: {e}")))?;
     let n = header.lut_size;
     if !(2..=129).contains(&n) {
-        return Err(LookError::damaged(path, format!("a LUT of {n} nodes per axis")));
+        return Err(LookError::damaged(
+            path,
+            format!("a LUT of {n} nodes per axis"),
+        ));
     }
     let lut_bytes = n * n * n * 3 * 2;
     if body.len() - header_end != lut_bytes {
@@ -209,7 +212,10 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Look, LookError> {
     }
     let g = &header.global;
     if g.tone.len() < 2
-        || g.tone.iter().chain(g.matrix.iter().flatten()).any(|v| !v.is_finite())
+        || g.tone
+            .iter()
+            .chain(g.matrix.iter().flatten())
+            .any(|v| !v.is_finite())
     {
         return Err(LookError::damaged(path, "its global part is not a mapping"));
     }
@@ -360,7 +366,10 @@ mod tests {
         let p = Path::new("/shoots/wedding.look");
         let msg = |b: &[u8]| from_bytes(b, p).unwrap_err().to_string();
         let cut = msg(&bytes[..bytes.len() / 2]);
-        assert!(cut.contains("/shoots/wedding.look") && cut.contains("damaged"), "{cut}");
+        assert!(
+            cut.contains("/shoots/wedding.look") && cut.contains("damaged"),
+            "{cut}"
+        );
         let mut flipped = bytes.clone();
         let mid = bytes.len() - 5000;
         flipped[mid] ^= 0x40;
@@ -369,7 +378,10 @@ mod tests {
         let mut future = bytes.clone();
         future[8..12].copy_from_slice(&2u32.to_le_bytes());
         let m = msg(&future);
-        assert!(m.contains("version 2") && m.contains("update Luminary"), "{m}");
+        assert!(
+            m.contains("version 2") && m.contains("update Luminary"),
+            "{m}"
+        );
         assert!(msg(&[]).contains("not a Luminary look"));
     }
 

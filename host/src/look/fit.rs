@@ -89,7 +89,8 @@ fn samples_of(pairs: &[Pair<'_>]) -> Vec<Sample> {
         while i < n {
             let w = p.valid.map_or(1.0, |v| v[i]);
             if w > 0.5 {
-                let get = |v: &[f32]| [v[3 * i], v[3 * i + 1], v[3 * i + 2]].map(|x| x.clamp(0.0, 1.0));
+                let get =
+                    |v: &[f32]| [v[3 * i], v[3 * i + 1], v[3 * i + 2]].map(|x| x.clamp(0.0, 1.0));
                 let (x, y) = (get(p.src), get(p.dst));
                 // The global part maps what is inside sRGB and carries the rest (see
                 // `Global::map_srgb`), so it learns from the preview's colour clipped to
@@ -656,7 +657,10 @@ mod tests {
     fn learns_a_global_grade_and_extends_it_smoothly() {
         let (w, h) = (640, 420);
         let src = warm_scene(w, h);
-        let dst: Vec<f32> = src.chunks_exact(3).flat_map(|p| grade([p[0], p[1], p[2]])).collect();
+        let dst: Vec<f32> = src
+            .chunks_exact(3)
+            .flat_map(|p| grade([p[0], p[1], p[2]]))
+            .collect();
         let started = std::time::Instant::now();
         let f = learn(
             &[Pair {
@@ -691,7 +695,10 @@ mod tests {
                 }
             }
         }
-        assert!(jump < 2.5 / 32.0, "largest step between neighbouring nodes {jump}");
+        assert!(
+            jump < 2.5 / 32.0,
+            "largest step between neighbouring nodes {jump}"
+        );
         // No folds: along the neutral axis, brighter in stays brighter out.
         let mut last = -1f32;
         for k in 0..n {

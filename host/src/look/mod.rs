@@ -262,7 +262,12 @@ mod tests {
     #[test]
     fn identity_lut_is_identity_between_nodes() {
         let lut = Lut::identity(LUT_SIZE);
-        for p in [[0.0, 0.0, 0.0], [0.123, 0.5, 0.977], [1.0, 0.3, 0.0], [0.51, 0.52, 0.53]] {
+        for p in [
+            [0.0, 0.0, 0.0],
+            [0.123, 0.5, 0.977],
+            [1.0, 0.3, 0.0],
+            [0.51, 0.52, 0.53],
+        ] {
             let q = lut.lookup(p);
             for c in 0..3 {
                 assert!((q[c] - p[c]).abs() < 1e-6, "{p:?} → {q:?}");

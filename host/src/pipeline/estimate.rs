@@ -99,14 +99,13 @@ pub fn estimate(
             "no photos to estimate",
         ));
     }
-    let (preset, _plugin) = registry.preset(&req.preset)?;
-    let params = resolve_params(&preset.descriptor, &req.params)?;
+    let (descriptor, _plugin) = super::find_preset(registry, &req.preset)?;
+    let params = resolve_params(descriptor, &req.params)?;
     // As `enhance` chooses: the request's engine, else the preset's declared engine when
     // it is set up, else the default. No plugin code runs (the descriptor says it).
     let name = match &req.engine {
         Some(n) => n.clone(),
-        None => preset
-            .descriptor
+        None => descriptor
             .engine_hint
             .clone()
             .filter(|h| engines.is_set_up(h))
@@ -121,8 +120,8 @@ pub fn estimate(
         0.0
     };
     let edit = edit_ident(
-        &preset.descriptor.id,
-        preset.descriptor.version,
+        &descriptor.id,
+        descriptor.version,
         &params,
         engine.name(),
         &model,

@@ -8,7 +8,10 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{blend, choose_engine, live, output_location, preview, render, source_name, write_result, Progress};
+use super::{
+    blend, choose_engine, live, output_location, preview, render, source_name, write_result,
+    Progress,
+};
 use crate::config::Config;
 use crate::engine::remote::{EditJob, Engines};
 use crate::engine::{engine_named, Edited, JobInfo};
@@ -100,8 +103,17 @@ pub fn run_look_job(
         model: look.info.model.clone(),
         source_name: source_name(&req.source),
         look: Some(describe(&look, look_path)),
+        prompt: None,
     };
-    let output = write_result(&base, &ingested.meta, &provenance, (format, space), config, &dir, &stem)?;
+    let output = write_result(
+        &base,
+        &ingested.meta,
+        &provenance,
+        (format, space),
+        config,
+        &dir,
+        &stem,
+    )?;
     lap("encode", &mut timings);
     timings.insert("total".into(), started.elapsed().as_millis() as u64);
     progress("done", 1.0);
@@ -123,7 +135,12 @@ pub fn run_look_job(
 
 /// "shoot.look: warm-film on gemini (gemini-2.5-flash-image) from IMG_1.dng, IMG_7.dng".
 fn describe(look: &Look, path: &Path) -> String {
-    let refs: Vec<&str> = look.info.references.iter().map(|r| r.name.as_str()).collect();
+    let refs: Vec<&str> = look
+        .info
+        .references
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect();
     format!(
         "{}: {} on {} ({}) from {}",
         path.file_name()

@@ -11,6 +11,7 @@ pub mod live;
 pub mod looks;
 pub mod names;
 pub mod preview;
+pub mod prompt;
 pub mod publish;
 pub mod render;
 
@@ -292,6 +293,25 @@ fn transfer_mode(descriptor: &luminary_plugin_api::PresetDescriptor) -> Mode {
     }
 }
 
+/// A preset's descriptor and the plugin that provides it; for a free-text edit
+/// (`prompt`), the built-in ad-hoc preset and no plugin, unless a plugin took the id.
+pub(crate) fn find_preset<'a>(
+    registry: &'a Registry,
+    id: &str,
+) -> Result<
+    (
+        &'a luminary_plugin_api::PresetDescriptor,
+        Option<&'a std::sync::Arc<crate::plugins::runner::PluginHandle>>,
+    ),
+    JobError,
+> {
+    match registry.preset(id) {
+        Ok((p, plugin)) => Ok((&p.descriptor, Some(plugin))),
+        Err(_) if id == prompt::ID => Ok((prompt::descriptor(), None)),
+        Err(e) => Err(e),
+    }
+}
+
 /// The source's file name, for provenance (not its folder: outputs travel).
 fn source_name(source: &Path) -> String {
     source
@@ -343,16 +363,27 @@ pub fn run_job(
     if let Some(look) = &req.look {
         return looks::run_look_job(req, look, config, progress, cancel);
     }
-    let (preset, plugin) = registry.preset(&req.preset)?;
+    let (descriptor, plugin) = find_preset(registry, &req.preset)?;
+    let ad_hoc = plugin.is_none();
+    let plugin_id = plugin.map(|p| p.info.id.clone()).unwrap_or_default();
     let intensity =
-        blend::validate_intensity(req.intensity.unwrap_or(preset.descriptor.default_intensity))?;
-    let params = resolve_params(&preset.descriptor, &req.params)?;
+        blend::validate_intensity(req.intensity.unwrap_or(descriptor.default_intensity))?;
+    let params = resolve_params(descriptor, &req.params)?;
+    // The ad-hoc request needs no photo: its engine and length are checked before a decode.
+    let ad_hoc_request = if ad_hoc {
+        let text = prompt::text_of(&params)?;
+        let hinted = luminary_plugin_api::EngineRequest::new("", Default::default());
+        let name = choose_engine(req.engine.as_deref(), &hinted, descriptor, engines, config);
+        Some(prompt::request(&text, &name)?)
+    } else {
+        None
+    };
     // An engine named by the request is checked (and its key looked for) now; otherwise
     // the preset's hint decides once the request is built, if that engine is set up.
     if let Some(name) = &req.engine {
         engine_named(name, engines)?;
     }
-    let (dir, stem, format) = output_location(req, &preset.descriptor.id, config)?;
+    let (dir, stem, format) = output_location(req, &descriptor.id, config)?;
     if !dir.is_dir() {
         return Err(JobError::file(
             ErrorCode::OutputFailed,
@@ -382,11 +413,15 @@ pub fn run_job(
     t.finish("preview");
 
     t.start("preset");
-    let engine_req = plugin.build_request(&preset.descriptor.id, &params, &facts)?;
+    let engine_req = match (ad_hoc_request, plugin) {
+        (Some(r), _) => r,
+        (None, Some(plugin)) => plugin.build_request(&descriptor.id, &params, &facts)?,
+        (None, None) => unreachable!("a preset without a plugin is the ad-hoc one"),
+    };
     let engine_name = choose_engine(
         req.engine.as_deref(),
         &engine_req,
-        &preset.descriptor,
+        descriptor,
         engines,
         config,
     );
@@ -396,10 +431,10 @@ pub fn run_job(
 
     t.start("engine");
     let mut pixel_output = None;
-    if engine.name() == "local" && preset.descriptor.pixel_function {
+    if let Some(plugin) = plugin.filter(|_| engine.name() == "local" && descriptor.pixel_function) {
         pixel_output = pixel_function(
             plugin,
-            &preset.descriptor.id,
+            &descriptor.id,
             &params,
             &facts,
             &engine_req,
@@ -413,8 +448,8 @@ pub fn run_job(
     let status = |msg: &str| progress(&format!("engine · {msg}"), engine_share);
     let info = JobInfo {
         edit: EditJob {
-            preset: &preset.descriptor.id,
-            preset_version: preset.descriptor.version,
+            preset: &descriptor.id,
+            preset_version: descriptor.version,
             params: &params,
             prompt: &engine_req.prompt,
             negative_prompt: &engine_req.negative_prompt,
@@ -442,7 +477,7 @@ pub fn run_job(
             seen,
             answer,
         } => {
-            let mode = transfer_mode(&preset.descriptor);
+            let mode = transfer_mode(descriptor);
             let transfer = Transfer::fit_answer(&seen, &answer.image, mode, answer.lossy);
             tracing::debug!("transfer fit: {:?}", transfer.report);
             transfer.apply_blend(&mut base, intensity as f32, cancel)?;
@@ -456,15 +491,24 @@ pub fn run_job(
     t.start("encode");
     let (w, h) = (out.width as u32, out.height as u32);
     let provenance = metadata::Provenance {
-        preset: preset.descriptor.id.clone(),
-        plugin: plugin.info.id.clone(),
+        preset: descriptor.id.clone(),
+        plugin: plugin_id.clone(),
         intensity: intensity as f32,
         engine: engine.name().to_string(),
         model: engine.model(),
         source_name: source_name(&req.source),
         look: None,
+        prompt: ad_hoc.then(|| prompt::text_of(&params).unwrap_or_default()),
     };
-    let output = write_result(&out, &ingested.meta, &provenance, (format, space), config, &dir, &stem)?;
+    let output = write_result(
+        &out,
+        &ingested.meta,
+        &provenance,
+        (format, space),
+        config,
+        &dir,
+        &stem,
+    )?;
     t.finish("encode");
     progress("done", 1.0);
 
@@ -473,8 +517,8 @@ pub fn run_job(
     Ok(EnhanceResult {
         input: req.source.clone(),
         output,
-        preset: preset.descriptor.id.clone(),
-        plugin: plugin.info.id.clone(),
+        preset: descriptor.id.clone(),
+        plugin: plugin_id,
         intensity,
         engine: engine.name().to_string(),
         model: engine.model(),

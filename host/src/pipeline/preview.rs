@@ -3,7 +3,6 @@
 //! Area averaging (each output pixel is the exact mean of the input area it covers) does
 //! not alias and keeps mean colour, which both engines and the statistics rely on.
 
-
 use luminary_plugin_api::ImageFacts;
 
 use crate::image::{luma, RgbF32};

@@ -452,7 +452,12 @@ fn darktable_same_look_for_all_makes_one_engine_call_and_a_saved_look_none() {
     assert!(started.status.success());
     let conf = env.root.path().join("dtconf");
     assert!(env
-        .run(&["install", "darktable", "--configdir", conf.to_str().unwrap()])
+        .run(&[
+            "install",
+            "darktable",
+            "--configdir",
+            conf.to_str().unwrap()
+        ])
         .status
         .success());
     let raw = copy_into(&env, &f.dng_grbg_12);
@@ -510,11 +515,26 @@ dt.gui.action("global/quit", 0, "", "", 1.0)
         said.contains("summary Luminary: same look for all — 1 engine call ($0.040) for 3 photos"),
         "{said}"
     );
-    assert_eq!(said.matches(" true\n").count(), 3, "every result grouped: {said}");
-    assert!(said.contains("saved cost a saved look: no engine, no cost"), "{said}");
-    assert!(said.contains("saved 1 DSC_1234-luminary-warm-film-2.tif"), "{said}");
+    assert_eq!(
+        said.matches(" true\n").count(),
+        3,
+        "every result grouped: {said}"
+    );
+    assert!(
+        said.contains("saved cost a saved look: no engine, no cost"),
+        "{said}"
+    );
+    assert!(
+        said.contains("saved 1 DSC_1234-luminary-warm-film-2.tif"),
+        "{said}"
+    );
     assert_eq!(mock.billed(), 1, "{said}");
     for stem in ["scan16", "DSC_1234", "phone"] {
-        assert!(env.work.join(format!("{stem}-luminary-warm-film.tif")).exists(), "{stem}: {said}");
+        assert!(
+            env.work
+                .join(format!("{stem}-luminary-warm-film.tif"))
+                .exists(),
+            "{stem}: {said}"
+        );
     }
 }

@@ -105,6 +105,9 @@ fn dng45() -> &'static Path {
 #[path = "looks.rs"]
 mod looks;
 
+#[path = "prompts.rs"]
+mod prompts;
+
 /// `[engines.gemini]` pointing at a mock, with short timeouts so fault tests are quick.
 fn gemini_table(mock: &MockServer) -> String {
     format!(

@@ -544,10 +544,23 @@ fn gimp_3_gives_every_open_image_the_same_look_and_applies_a_saved_one() {
     std::fs::copy(&f.tiff8, inside.host().join("work/second.tif")).unwrap();
     let look = inside.path("work/shoot.look");
     let out = inside.run(
-        &[&bin, "look", "learn", &inside.path("work/photo.tif"), "--preset", "golden-hour", "--out", &look],
+        &[
+            &bin,
+            "look",
+            "learn",
+            &inside.path("work/photo.tif"),
+            "--preset",
+            "golden-hour",
+            "--out",
+            &look,
+        ],
         None,
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let batch = format!(
         r#"
 import json

@@ -540,11 +540,20 @@ end
     assert_eq!(mock.billed(), 1, "{text}");
     for stem in ["DSC_1234", "scan8", "phone"] {
         assert!(
-            env.work.join(format!("{stem}-luminary-warm-film.jpg")).exists(),
+            env.work
+                .join(format!("{stem}-luminary-warm-film.jpg"))
+                .exists(),
             "{stem}: {:?}",
-            std::fs::read_dir(&env.work).unwrap().flatten().map(|e| e.file_name()).collect::<Vec<_>>()
+            std::fs::read_dir(&env.work)
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name())
+                .collect::<Vec<_>>()
         );
     }
     // The saved look (named for its preset) beside the first result, never over it.
-    assert!(env.work.join("DSC_1234-luminary-warm-film-2.jpg").exists(), "the saved look's result");
+    assert!(
+        env.work.join("DSC_1234-luminary-warm-film-2.jpg").exists(),
+        "the saved look's result"
+    );
 }

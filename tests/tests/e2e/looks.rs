@@ -19,12 +19,28 @@ fn one_gemini_call_learns_a_look_that_every_photo_gets_with_no_engine() {
     let jpeg = copy_to(&lum.env.work, &p.jpeg_rot);
     let look = lum.env.work.join("wedding.look");
     let out = lum.run(&[
-        "look", "learn", dng.to_str().unwrap(), "--preset", "warm-film", "--engine", "gemini",
-        "--out", look.to_str().unwrap(), "--json",
+        "look",
+        "learn",
+        dng.to_str().unwrap(),
+        "--preset",
+        "warm-film",
+        "--engine",
+        "gemini",
+        "--out",
+        look.to_str().unwrap(),
+        "--json",
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let r = results(&out.stdout).pop().expect("a result line")["result"].clone();
-    assert_eq!((r["engine_calls"].as_u64(), r["cached"].as_u64()), (Some(1), Some(0)), "{r}");
+    assert_eq!(
+        (r["engine_calls"].as_u64(), r["cached"].as_u64()),
+        (Some(1), Some(0)),
+        "{r}"
+    );
     assert!((r["cost"].as_f64().unwrap() - PRICE).abs() < 1e-9, "{r}");
     assert!(r["timings_ms"]["learn"].as_u64().unwrap() < 1000, "{r}");
     assert_eq!(mock.billed(), 1);
@@ -38,8 +54,16 @@ fn one_gemini_call_learns_a_look_that_every_photo_gets_with_no_engine() {
     assert_eq!(shown["lut_size"], 33, "{shown}");
     let reference = &shown["info"]["references"][0];
     assert_eq!(reference["name"], "DSC_0815.dng", "{reference}");
-    assert_eq!(reference["sha256"].as_str().unwrap().len(), 64, "{reference}");
-    assert_eq!(reference["cache_key"].as_str().unwrap().len(), 64, "{reference}");
+    assert_eq!(
+        reference["sha256"].as_str().unwrap().len(),
+        64,
+        "{reference}"
+    );
+    assert_eq!(
+        reference["cache_key"].as_str().unwrap().len(),
+        64,
+        "{reference}"
+    );
 
     // Applied with no key at all: no engine can be reached, none is needed.
     lum.set_keys(&[]);
@@ -52,10 +76,18 @@ fn one_gemini_call_learns_a_look_that_every_photo_gets_with_no_engine() {
         "--format",
         "jpeg",
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(res.len(), 3);
     for r in &res {
-        assert_eq!((r["ok"].clone(), r["engine"].clone(), r["cost"].as_f64()), (json!(true), json!("look"), Some(0.0)), "{r}");
+        assert_eq!(
+            (r["ok"].clone(), r["engine"].clone(), r["cost"].as_f64()),
+            (json!(true), json!("look"), Some(0.0)),
+            "{r}"
+        );
         let bytes = std::fs::read(r["output"].as_str().unwrap()).unwrap();
         let text = String::from_utf8_lossy(&bytes);
         assert!(
@@ -66,24 +98,53 @@ fn one_gemini_call_learns_a_look_that_every_photo_gets_with_no_engine() {
     assert_eq!(mock.billed(), 1, "applying a look called the engine");
     let names: Vec<String> = res
         .iter()
-        .map(|r| Path::new(r["output"].as_str().unwrap()).file_name().unwrap().to_string_lossy().into_owned())
+        .map(|r| {
+            Path::new(r["output"].as_str().unwrap())
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
         .collect();
-    assert!(names.contains(&"DSC_0815-luminary-wedding.jpg".to_string()), "{names:?}");
+    assert!(
+        names.contains(&"DSC_0815-luminary-wedding.jpg".to_string()),
+        "{names:?}"
+    );
 
     // The engine's own edit of the reference, from the cache (no new call): the look
     // gives the same picture within a global look's precision.
     lum.set_keys(&[("GEMINI_API_KEY", TEST_KEY)]);
-    let full = lum.ok(&[dng.to_str().unwrap(), "-p", "warm-film", "--engine", "gemini", "--format", "jpeg", "--intensity", "1"]);
-    assert_eq!((full["cached"].clone(), mock.billed()), (json!(true), 1), "{full}");
+    let full = lum.ok(&[
+        dng.to_str().unwrap(),
+        "-p",
+        "warm-film",
+        "--engine",
+        "gemini",
+        "--format",
+        "jpeg",
+        "--intensity",
+        "1",
+    ]);
+    assert_eq!(
+        (full["cached"].clone(), mock.billed()),
+        (json!(true), 1),
+        "{full}"
+    );
     let a = decode8(Path::new(full["output"].as_str().unwrap()));
     let b = decode8(&lum.env.work.join("DSC_0815-luminary-wedding.jpg"));
     let db = psnr8(&a, &b);
     println!("look vs the engine's own full edit of the reference: {db:.1} dB");
-    assert!(db > 32.0, "the look differs from the engine's edit: {db:.1} dB");
+    assert!(
+        db > 32.0,
+        "the look differs from the engine's edit: {db:.1} dB"
+    );
 
     // The ledger has the one call.
     let usage = lum.json(&["usage", "--json"]);
-    assert!((usage["total_cost_usd"].as_f64().unwrap() - PRICE).abs() < 1e-9, "{usage}");
+    assert!(
+        (usage["total_cost_usd"].as_f64().unwrap() - PRICE).abs() < 1e-9,
+        "{usage}"
+    );
 }
 
 /// `enhance --same-look`: the first photo is the reference, one engine call for the whole
@@ -110,7 +171,11 @@ fn same_look_makes_one_engine_call_for_a_selection_and_says_so() {
         "--format",
         "jpeg",
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(res.len(), 3);
     assert!(res.iter().all(|r| r["ok"] == true && r["engine"] == "look"));
     assert_eq!(mock.billed(), 1);
@@ -118,14 +183,34 @@ fn same_look_makes_one_engine_call_for_a_selection_and_says_so() {
         .into_iter()
         .find(|v| v["type"] == "summary")
         .expect("a summary line");
-    assert_eq!((summary["photos"].as_u64(), summary["engine_calls"].as_u64()), (Some(3), Some(1)), "{summary}");
-    assert!(Path::new(summary["look"].as_str().unwrap()).is_file(), "{summary}");
+    assert_eq!(
+        (summary["photos"].as_u64(), summary["engine_calls"].as_u64()),
+        (Some(3), Some(1)),
+        "{summary}"
+    );
+    assert!(
+        Path::new(summary["look"].as_str().unwrap()).is_file(),
+        "{summary}"
+    );
     // Outputs are named for the preset, as without --same-look.
     assert!(lum.env.work.join("scan16-luminary-warm-film.jpg").is_file());
     // In words, for people.
-    let out = lum.run(&["enhance", tiff.to_str().unwrap(), "-p", "warm-film", "--engine", "gemini", "--same-look", "--format", "jpeg"]);
+    let out = lum.run(&[
+        "enhance",
+        tiff.to_str().unwrap(),
+        "-p",
+        "warm-film",
+        "--engine",
+        "gemini",
+        "--same-look",
+        "--format",
+        "jpeg",
+    ]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("engine call") || text.contains("from the cache"), "{text}");
+    assert!(
+        text.contains("engine call") || text.contains("from the cache"),
+        "{text}"
+    );
     assert!(text.contains("for 1 photo"), "{text}");
 }
 
@@ -138,15 +223,36 @@ fn content_presets_and_damaged_look_files_are_refused_clearly() {
     let tiff = copy_to(&lum.env.work, &p.tiff16);
     let look = lum.env.work.join("sky.look");
     let out = lum.run(&[
-        "look", "learn", tiff.to_str().unwrap(), "--preset", "virtual-twilight", "--out", look.to_str().unwrap(),
+        "look",
+        "learn",
+        tiff.to_str().unwrap(),
+        "--preset",
+        "virtual-twilight",
+        "--out",
+        look.to_str().unwrap(),
     ]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("content preset"), "{err}");
+    assert!(
+        !out.status.success() && err.contains("content preset"),
+        "{err}"
+    );
     assert!(!look.exists());
 
     // A good look, then damaged copies of it.
-    let out = lum.run(&["look", "learn", tiff.to_str().unwrap(), "--preset", "golden-hour", "--out", look.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = lum.run(&[
+        "look",
+        "learn",
+        tiff.to_str().unwrap(),
+        "--preset",
+        "golden-hour",
+        "--out",
+        look.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let bytes = std::fs::read(&look).unwrap();
     let cut = lum.env.work.join("cut.look");
     std::fs::write(&cut, &bytes[..bytes.len() / 3]).unwrap();
@@ -156,16 +262,33 @@ fn content_presets_and_damaged_look_files_are_refused_clearly() {
     std::fs::write(&future, &f).unwrap();
     let photo = lum.env.work.join("not-a-look.look");
     std::fs::copy(&tiff, &photo).unwrap();
-    for (file, words) in [(&cut, "damaged"), (&future, "update Luminary"), (&photo, "not a Luminary look")] {
+    for (file, words) in [
+        (&cut, "damaged"),
+        (&future, "update Luminary"),
+        (&photo, "not a Luminary look"),
+    ] {
         let r = lum.failed(&[tiff.to_str().unwrap(), "--look", file.to_str().unwrap()]);
         let m = r["message"].as_str().unwrap();
-        assert!(m.contains(file.to_str().unwrap()) && m.contains(words), "{m}");
+        assert!(
+            m.contains(file.to_str().unwrap()) && m.contains(words),
+            "{m}"
+        );
     }
     // --look with an engine is a mistake, said before anything runs.
-    let out = lum.run(&["enhance", tiff.to_str().unwrap(), "--look", look.to_str().unwrap(), "--engine", "gemini"]);
+    let out = lum.run(&[
+        "enhance",
+        tiff.to_str().unwrap(),
+        "--look",
+        look.to_str().unwrap(),
+        "--engine",
+        "gemini",
+    ]);
     assert!(!out.status.success());
     let status = lum.json(&["status", "--json"]);
-    assert!(status["pid"].as_u64().is_some(), "the daemon is up: {status}");
+    assert!(
+        status["pid"].as_u64().is_some(),
+        "the daemon is up: {status}"
+    );
 }
 
 /// The exported `.cube`, applied by colour-science's `LUT3D` (trilinear, like Luminary),
@@ -176,21 +299,58 @@ fn the_exported_cube_applies_the_same_in_colour_science() {
     let lum = Lum::new();
     let dir = luminary_tests::photos_dir().unwrap();
     let names = ["flower.png", "blossom.png", "portrait.png"];
-    let copies: Vec<PathBuf> = names.iter().map(|n| copy_to(&lum.env.work, &dir.join(n))).collect();
+    let copies: Vec<PathBuf> = names
+        .iter()
+        .map(|n| copy_to(&lum.env.work, &dir.join(n)))
+        .collect();
     let look = lum.env.work.join("film.look");
-    let out = lum.run(&["look", "learn", copies[0].to_str().unwrap(), "--preset", "kodachrome-64", "--out", look.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = lum.run(&[
+        "look",
+        "learn",
+        copies[0].to_str().unwrap(),
+        "--preset",
+        "kodachrome-64",
+        "--out",
+        look.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let cube = lum.env.work.join("film.cube");
-    let out = lum.run(&["look", "export", look.to_str().unwrap(), "--cube", cube.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = lum.run(&[
+        "look",
+        "export",
+        look.to_str().unwrap(),
+        "--cube",
+        cube.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for src in &copies {
-        let r = lum.ok(&[src.to_str().unwrap(), "--look", look.to_str().unwrap(), "--format", "png"]);
-        let ours = image::open(r["output"].as_str().unwrap()).unwrap().into_rgb16();
+        let r = lum.ok(&[
+            src.to_str().unwrap(),
+            "--look",
+            look.to_str().unwrap(),
+            "--format",
+            "png",
+        ]);
+        let ours = image::open(r["output"].as_str().unwrap())
+            .unwrap()
+            .into_rgb16();
         let (w, h) = ours.dimensions();
         let raw_src = lum.env.work.join("src.rgb");
         let raw_ours = lum.env.work.join("ours.rgb");
         std::fs::write(&raw_src, image::open(src).unwrap().into_rgb8().as_raw()).unwrap();
-        let ours8: Vec<u8> = ours.as_raw().iter().map(|&v| ((v as f32) / 257.0).round() as u8).collect();
+        let ours8: Vec<u8> = ours
+            .as_raw()
+            .iter()
+            .map(|&v| ((v as f32) / 257.0).round() as u8)
+            .collect();
         std::fs::write(&raw_ours, &ours8).unwrap();
         let script = format!(
             "import warnings; warnings.filterwarnings('ignore')\n\
@@ -206,14 +366,21 @@ fn the_exported_cube_applies_the_same_in_colour_science() {
             raw_ours.display(),
             cube.display()
         );
-        let out = Command::new(python()).arg("-c").arg(&script).output().expect("python");
+        let out = Command::new(python())
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .expect("python");
         assert!(
             out.status.success(),
             "colour-science (scripts/python-env installs it): {}",
             String::from_utf8_lossy(&out.stderr)
         );
         let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-        println!("{}: cube in colour-science vs Luminary, 8-bit: {v}", src.display());
+        println!(
+            "{}: cube in colour-science vs Luminary, 8-bit: {v}",
+            src.display()
+        );
         // The look must change the picture, or agreeing proves nothing.
         assert!(v["changed"].as_f64().unwrap() > 3.0, "{v}");
         assert!(v["mean"].as_f64().unwrap() <= 1.0, "{}: {v}", src.display());
