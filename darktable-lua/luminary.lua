@@ -510,8 +510,17 @@ function L.panel_options()
   for name, w in pairs(ui.param_widgets[p.id] or {}) do
     if w.value_of then params[name] = w.value_of() end
   end
+  -- Own words: the built-in free-text edit `prompt`, the words its one parameter (a double
+  -- quote, which cmd.exe cannot pass, becomes a single one).
+  local words = ui.prompt and ui.prompt.text or ""
+  words = words:gsub("^%s+", ""):gsub("%s+$", ""):gsub('"', "'")
+  local preset_id = p.id
+  if words ~= "" then
+    preset_id = "prompt"
+    params = { prompt = words }
+  end
   return {
-    preset = p.id,
+    preset = preset_id,
     intensity = ui.intensity and ui.intensity.value or p.default_intensity,
     engine = ui.engine and ENGINES[ui.engine.selected] or "local",
     source = (ui.source and ui.source.selected == 2) and "edited" or "raw",
@@ -617,6 +626,11 @@ local function build_panel()
     value = false,
     clicked_callback = function() pcall(L.update_cost, dt.gui.action_images) end,
   }
+  ui.prompt = dt.new_widget("entry") {
+    placeholder = _("or your own words, e.g. remove the power lines (AI engine)"),
+    tooltip = _("a free-text edit on the chosen AI engine; the preset is then not used"),
+    text = "",
+  }
   ui.look_file = dt.new_widget("entry") {
     placeholder = _("or a saved look file (.look): no engine"),
     tooltip = _("apply a look saved by 'same look for all' or 'luminary look learn'; the preset and engine are then not used"),
@@ -659,7 +673,7 @@ local function build_panel()
   end
   return dt.new_widget("box") {
     orientation = "vertical",
-    ui.preset, ui.description, ui.intensity, ui.params, ui.engine, ui.source, ui.same_look, ui.look_file,
+    ui.preset, ui.description, ui.intensity, ui.params, ui.prompt, ui.engine, ui.source, ui.same_look, ui.look_file,
     ui.cost, ui.button, ui.compare,
   }
 end

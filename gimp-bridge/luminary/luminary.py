@@ -216,8 +216,17 @@ def run_luminary(args, on_progress, lines=None):
 
 
 def settings_of(config, presets):
-    """The chosen preset, intensity, engine and the preset's parameters (`--param` words)."""
+    """The chosen preset, intensity, engine and the preset's parameters (`--param` words).
+    Own words make it the built-in free-text edit `prompt`, the words its one parameter."""
     preset = config.get_property("preset")
+    words = (config.get_property("prompt") or "").strip()
+    if words:
+        return {
+            "preset": "prompt",
+            "intensity": config.get_property("intensity"),
+            "engine": config.get_property("engine") or "local",
+            "params": ["--param", "prompt=" + words],
+        }
     return {
         "preset": preset,
         "intensity": config.get_property("intensity"),
@@ -365,6 +374,9 @@ class Luminary(Gimp.PlugIn):
         for p in presets:
             for name, schema in sorted(((p.get("params_schema") or {}).get("properties") or {}).items()):
                 add_param_argument(procedure, p, name, schema)
+        procedure.add_string_argument("prompt", "Your own _words",
+                                      "A free-text edit on an AI engine (e.g. \"remove the power lines\"); "
+                                      "the preset is then not used", "", GObject.ParamFlags.READWRITE)
         procedure.add_file_argument("look-file", "Saved _look",
                                     "Apply a look saved by Luminary (.look) instead of the preset: no engine is "
                                     "called, the preset and engine are not used",
@@ -390,7 +402,8 @@ class Luminary(Gimp.PlugIn):
             params = [param_arg(p["id"], n) for p in presets
                       for n in sorted(((p.get("params_schema") or {}).get("properties") or {}))
                       if config.find_property(param_arg(p["id"], n)) is not None]
-            dialog.fill(["preset", "intensity", "engine"] + params + ["same-look-open-images", "look-file", "preview"])
+            dialog.fill(["preset", "intensity", "engine"] + params + ["prompt", "same-look-open-images", "look-file",
+                                                                      "preview"])
             for p in presets:
                 for n in ((p.get("params_schema") or {}).get("properties") or {}):
                     arg = param_arg(p["id"], n)

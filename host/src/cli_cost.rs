@@ -22,8 +22,11 @@ pub struct PreviewArgs {
     /// The photo.
     pub photo: PathBuf,
     /// Preset id (see `luminary presets`).
-    #[arg(long, short, required_unless_present = "all_presets")]
+    #[arg(long, short, required_unless_present_any = ["all_presets", "prompt"])]
     pub preset: Option<String>,
+    /// A free-text edit instead of a preset (as `enhance --prompt`); needs an AI engine.
+    #[arg(long, value_name = "TEXT", conflicts_with_all = ["preset", "all_presets"])]
+    pub prompt: Option<String>,
     /// Every preset on the photo, on the offline engine at each preset's default
     /// intensity, one file per preset (`<preset id>.jpg`) in `--out-dir`: a strip of
     /// thumbnails to choose a preset by its look. The photo is decoded once.
@@ -127,7 +130,10 @@ fn call(
 /// `luminary preview`.
 pub fn preview(paths: &Paths, args: PreviewArgs) -> anyhow::Result<i32> {
     let mut client = Client::connect(paths, !args.no_spawn)?;
-    let params = crate::cli::parse_params(&args.params)?;
+    let mut params = crate::cli::parse_params(&args.params)?;
+    if let Some(text) = &args.prompt {
+        params.insert("prompt".into(), Value::String(text.clone()));
+    }
     let source = absolute(&args.photo);
     // (preset, where the file goes, engine, intensity) for each preview to make.
     let mut wanted: Vec<(String, Option<PathBuf>, Option<String>, Option<f64>)> = Vec::new();
@@ -144,7 +150,10 @@ pub fn preview(paths: &Paths, args: PreviewArgs) -> anyhow::Result<i32> {
             }
         }
     } else {
-        let preset = args.preset.clone().expect("clap requires --preset");
+        let preset = match &args.prompt {
+            Some(_) => crate::pipeline::prompt::ID.to_string(),
+            None => args.preset.clone().expect("clap requires --preset"),
+        };
         wanted.push((
             preset,
             args.out.clone(),

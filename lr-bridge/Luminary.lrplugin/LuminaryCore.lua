@@ -276,10 +276,28 @@ function Core.outputFor(outDir, baseName, settings)
   return LrPathUtils.child(outDir, baseName .. "-luminary-" .. Core.label(settings) .. "." .. ext)
 end
 
---- What the results are called and keyworded by: the preset, or a saved look's file name.
+--- What the results are called and keyworded by: the preset, a saved look's file name,
+--- or `prompt` for a free-text edit.
 function Core.label(settings)
   if settings.look then return LrPathUtils.removeExtension(LrPathUtils.leafName(settings.look)) end
+  if Core.promptOf(settings.prompt) then return "prompt" end
   return settings.preset
+end
+
+--- The free-text edit's words, trimmed, or nil. A double quote cannot pass cmd.exe on
+--- Windows: it becomes a single one, everywhere, so the same words give the same edit.
+function Core.promptOf(text)
+  if type(text) ~= "string" then return nil end
+  text = string.gsub(string.gsub(text, "^%s+", ""), "%s+$", "")
+  if text == "" then return nil end
+  return (string.gsub(text, '"', "'"))
+end
+
+--- The preset the daemon is asked for: `prompt` (the built-in free-text edit) when the
+--- dialog has words, else the chosen preset.
+function Core.presetOf(props)
+  if Core.promptOf(props.prompt) then return "prompt" end
+  return tostring(props.preset)
 end
 
 --- Appends `settings` {preset, intensity, engine, params, format, look, sameLook} as CLI
@@ -291,7 +309,18 @@ function Core.addSettings(args, settings)
     return args
   end
   if settings.sameLook then args[#args + 1] = "--same-look" end
-  for _, w in ipairs({ "--preset", settings.preset, "--format", settings.format or "tiff" }) do args[#args + 1] = w end
+  local words = Core.promptOf(settings.prompt)
+  for _, w in ipairs({ "--preset", words and "prompt" or settings.preset, "--format", settings.format or "tiff" }) do
+    args[#args + 1] = w
+  end
+  if words then
+    -- The free-text edit: its words are its only parameter.
+    args[#args + 1] = "--param"
+    args[#args + 1] = "prompt=" .. words
+    if settings.intensity then args[#args + 1] = "--intensity"; args[#args + 1] = string.format("%.3f", settings.intensity) end
+    if settings.engine and settings.engine ~= "" then args[#args + 1] = "--engine"; args[#args + 1] = settings.engine end
+    return args
+  end
   if settings.intensity then args[#args + 1] = "--intensity"; args[#args + 1] = string.format("%.3f", settings.intensity) end
   if settings.engine and settings.engine ~= "" then args[#args + 1] = "--engine"; args[#args + 1] = settings.engine end
   local keys = {}

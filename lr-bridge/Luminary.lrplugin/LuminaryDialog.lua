@@ -86,6 +86,7 @@ function Dialog.run(presets, title, actionVerb, selection)
     props.format = prefs.format or "tiff"
     props.sameLook = false
     props.lookFile = ""
+    props.prompt = ""
 
     local paramKeys = {}
     for _, p in ipairs(presets) do
@@ -123,6 +124,9 @@ function Dialog.run(presets, title, actionVerb, selection)
               f:slider { value = LrView.bind("intensity"), min = 0, max = 1, width_in_chars = 20 },
               f:edit_field { value = LrView.bind("intensity"), width_in_digits = 5, precision = 2 } },
       f:group_box { title = "Parameters", fill_horizontal = 1, f:column(paramViews) },
+      f:row { f:static_text { title = "Or your own words:", width_in_chars = 16 },
+              f:edit_field { value = LrView.bind("prompt"), width_in_chars = 40, height_in_lines = 2,
+                             tooltip = "A free-text edit on an AI engine, e.g. \"remove the power lines\"; the preset is then not used" } },
       f:row { f:static_text { title = "Engine:", width_in_chars = 16 },
               f:popup_menu { items = engineItems, value = LrView.bind("engine") } },
       f:row { f:static_text { title = "Source:", width_in_chars = 16 },
@@ -164,7 +168,7 @@ function Dialog.run(presets, title, actionVerb, selection)
     prefs.preset, prefs.engine, prefs.source, prefs.format = p.id, props.engine, props.source, props.format
     local look = props.lookFile ~= nil and props.lookFile ~= "" and props.lookFile or nil
     settings = { preset = p.id, intensity = props.intensity, engine = props.engine, params = params,
-                 source = props.source, format = props.format, look = look,
+                 source = props.source, format = props.format, look = look, prompt = props.prompt,
                  sameLook = (not look) and props.sameLook and selection ~= nil and #selection > 1 or false }
   end)
   return settings

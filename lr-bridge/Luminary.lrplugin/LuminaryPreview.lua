@@ -62,7 +62,7 @@ function Preview.view(f, props, opts)
     state.gen = state.gen + 1
     state.quiet = 0
   end
-  for _, key in ipairs({ "preset", "intensity", "engine" }) do props:addObserver(key, touch) end
+  for _, key in ipairs({ "preset", "intensity", "engine", "prompt" }) do props:addObserver(key, touch) end
   for _, key in ipairs(opts.paramKeys or {}) do props:addObserver(key, touch) end
   -- The same look for all: only the previewed (most selected) photo goes to the engine.
   props:addObserver("sameLook", function()
@@ -70,7 +70,14 @@ function Preview.view(f, props, opts)
     touch()
   end)
 
+  -- A free-text edit is the preset `prompt` with the words as its one parameter.
+  local function words() return Core.promptOf(props.prompt) end
   local function paramWords(args)
+    if words() then
+      args[#args + 1] = "--param"
+      args[#args + 1] = "prompt=" .. words()
+      return args
+    end
     local params = opts.params() or {}
     local keys = {}
     for k in pairs(params) do keys[#keys + 1] = k end
@@ -82,7 +89,7 @@ function Preview.view(f, props, opts)
     return args
   end
   local function editKey()
-    local a = paramWords({ tostring(props.preset), tostring(props.engine) })
+    local a = paramWords({ Core.presetOf(props), tostring(props.engine) })
     return table.concat(a, "|")
   end
 
@@ -127,7 +134,7 @@ function Preview.view(f, props, opts)
       LrFileUtils.createAllDirectories(dir)
       -- Before: the photo as Luminary renders it (intensity 0 is the base exactly).
       local before = LrPathUtils.child(dir, "before.jpg")
-      local _, lines = Core.runForResult({ "preview", opts.photo, "--preset", tostring(props.preset), "--engine",
+      local _, lines = Core.runForResult({ "preview", opts.photo, "--preset", Core.presetOf(props), "--engine",
         "local", "--intensity", "0", "--size", tostring(Preview.SIZE), "--out", before })
       local r = lines[#lines]
       if r and r.ok then props.beforeFile = before
@@ -172,7 +179,7 @@ local function estimate(props, opts, state, paramWords, key)
   for _, p in ipairs(paths) do fh:write(p, "\n") end
   fh:close()
   local _, lines = Core.runForResult(paramWords({ "estimate", "--files-from", list, "--preset",
-    tostring(props.preset), "--engine", tostring(props.engine) }))
+    Core.presetOf(props), "--engine", tostring(props.engine) }))
   LrFileUtils.delete(list)
   local e = lines[#lines]
   if e and e.type ~= "result" then
@@ -204,7 +211,7 @@ function Preview.update(props, opts, state, dir, paramWords, editKey)
   props.paidButtonEnabled = false
   state.n = state.n + 1
   local out = LrPathUtils.child(dir, string.format("after-%d.jpg", state.n))
-  local _, lines = Core.runForResult(paramWords({ "preview", opts.photo, "--preset", tostring(props.preset),
+  local _, lines = Core.runForResult(paramWords({ "preview", opts.photo, "--preset", Core.presetOf(props),
     "--engine", tostring(props.engine), "--intensity", string.format("%.3f", props.intensity or 0),
     "--size", tostring(Preview.SIZE), "--out", out }))
   local r = lines[#lines]

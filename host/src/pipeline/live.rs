@@ -365,10 +365,10 @@ pub fn run_preview(
             ),
         ));
     }
-    let (preset, plugin) = registry.preset(&req.preset)?;
+    let (descriptor, plugin) = super::find_preset(registry, &req.preset)?;
     let intensity =
-        blend::validate_intensity(req.intensity.unwrap_or(preset.descriptor.default_intensity))?;
-    let params = resolve_params(&preset.descriptor, &req.params)?;
+        blend::validate_intensity(req.intensity.unwrap_or(descriptor.default_intensity))?;
+    let params = resolve_params(descriptor, &req.params)?;
     if let Some(name) = &req.engine {
         engine_named(name, engines)?;
     }
@@ -380,19 +380,20 @@ pub fn run_preview(
     check(cancel)?;
 
     progress("preset", 0.4);
-    let engine_req = plugin.build_request(&preset.descriptor.id, &params, &bases.facts)?;
-    let engine_name = super::choose_engine(
+    let (engine_req, engine_name) = super::engine_request(
+        descriptor,
+        plugin,
+        &params,
+        &bases.facts,
         req.engine.as_deref(),
-        &engine_req,
-        &preset.descriptor,
         engines,
         config,
-    );
+    )?;
     let engine = engine_named(&engine_name, engines)?;
     let key = EditKey {
         source: id.clone(),
-        preset: preset.descriptor.id.clone(),
-        version: preset.descriptor.version,
+        preset: descriptor.id.clone(),
+        version: descriptor.version,
         params: Value::Object(params.clone()).to_string(),
         engine: engine.name().to_string(),
         model: engine.model(),
@@ -415,8 +416,8 @@ pub fn run_preview(
             let status = |msg: &str| progress(&format!("engine · {msg}"), 0.5);
             let info = JobInfo {
                 edit: EditJob {
-                    preset: &preset.descriptor.id,
-                    preset_version: preset.descriptor.version,
+                    preset: &descriptor.id,
+                    preset_version: descriptor.version,
                     params: &params,
                     prompt: &engine_req.prompt,
                     negative_prompt: &engine_req.negative_prompt,
@@ -427,11 +428,13 @@ pub fn run_preview(
             let base = bases.at(size);
             let display = (*base).clone();
             let mut pixel_output = None;
-            if engine.name() == "local" && preset.descriptor.pixel_function {
+            if let Some(plugin) =
+                plugin.filter(|_| engine.name() == "local" && descriptor.pixel_function)
+            {
                 let mut edited = display.clone();
                 if super::pixel_function(
                     plugin,
-                    &preset.descriptor.id,
+                    &descriptor.id,
                     &params,
                     &bases.facts,
                     &engine_req,
@@ -461,7 +464,7 @@ pub fn run_preview(
                         seen,
                         answer,
                     } => {
-                        let mode = super::transfer_mode(&preset.descriptor);
+                        let mode = super::transfer_mode(descriptor);
                         let transfer =
                             Transfer::fit_answer(&seen, &answer.image, mode, answer.lossy);
                         transfer.apply_blend(&mut base, 1.0, cancel)?;
@@ -498,7 +501,7 @@ pub fn run_preview(
     Ok(PreviewResult {
         input: req.source.clone(),
         output: path,
-        preset: preset.descriptor.id.clone(),
+        preset: descriptor.id.clone(),
         intensity,
         engine: edit.engine.clone(),
         model: edit.model.clone(),

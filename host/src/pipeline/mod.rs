@@ -312,6 +312,33 @@ pub(crate) fn find_preset<'a>(
     }
 }
 
+/// The engine request of a preset for a photo (`facts`), and the engine it runs on: the
+/// plugin builds it, or for the ad-hoc free-text preset (no plugin), `prompt` does.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn engine_request(
+    descriptor: &luminary_plugin_api::PresetDescriptor,
+    plugin: Option<&std::sync::Arc<crate::plugins::runner::PluginHandle>>,
+    params: &Map<String, Value>,
+    facts: &luminary_plugin_api::ImageFacts,
+    asked: Option<&str>,
+    engines: &Engines,
+    config: &Config,
+) -> Result<(luminary_plugin_api::EngineRequest, String), JobError> {
+    match plugin {
+        Some(plugin) => {
+            let built = plugin.build_request(&descriptor.id, params, facts)?;
+            let name = choose_engine(asked, &built, descriptor, engines, config);
+            Ok((built, name))
+        }
+        None => {
+            let text = prompt::text_of(params)?;
+            let hinted = luminary_plugin_api::EngineRequest::new("", Default::default());
+            let name = choose_engine(asked, &hinted, descriptor, engines, config);
+            Ok((prompt::request(&text, &name)?, name))
+        }
+    }
+}
+
 /// The source's file name, for provenance (not its folder: outputs travel).
 fn source_name(source: &Path) -> String {
     source
@@ -370,14 +397,18 @@ pub fn run_job(
         blend::validate_intensity(req.intensity.unwrap_or(descriptor.default_intensity))?;
     let params = resolve_params(descriptor, &req.params)?;
     // The ad-hoc request needs no photo: its engine and length are checked before a decode.
-    let ad_hoc_request = if ad_hoc {
-        let text = prompt::text_of(&params)?;
-        let hinted = luminary_plugin_api::EngineRequest::new("", Default::default());
-        let name = choose_engine(req.engine.as_deref(), &hinted, descriptor, engines, config);
-        Some(prompt::request(&text, &name)?)
-    } else {
-        None
-    };
+    if ad_hoc {
+        let facts = luminary_plugin_api::ImageFacts::default();
+        engine_request(
+            descriptor,
+            None,
+            &params,
+            &facts,
+            req.engine.as_deref(),
+            engines,
+            config,
+        )?;
+    }
     // An engine named by the request is checked (and its key looked for) now; otherwise
     // the preset's hint decides once the request is built, if that engine is set up.
     if let Some(name) = &req.engine {
@@ -413,18 +444,15 @@ pub fn run_job(
     t.finish("preview");
 
     t.start("preset");
-    let engine_req = match (ad_hoc_request, plugin) {
-        (Some(r), _) => r,
-        (None, Some(plugin)) => plugin.build_request(&descriptor.id, &params, &facts)?,
-        (None, None) => unreachable!("a preset without a plugin is the ad-hoc one"),
-    };
-    let engine_name = choose_engine(
-        req.engine.as_deref(),
-        &engine_req,
+    let (engine_req, engine_name) = engine_request(
         descriptor,
+        plugin,
+        &params,
+        &facts,
+        req.engine.as_deref(),
         engines,
         config,
-    );
+    )?;
     let engine = engine_named(&engine_name, engines)?;
     t.finish("preset");
     check(cancel)?;

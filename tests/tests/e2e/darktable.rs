@@ -492,6 +492,13 @@ local ok, err = pcall(function()
   say("saved cost", lum.ui.cost.label)
   local again = lum.panel_enhance({{raw}})
   say("saved", #again, again[1].filename)
+  -- Own words: the free-text edit on gemini, one more call.
+  lum.ui.look_file.text = ""
+  lum.ui.prompt.text = "  make the sky stormy  "
+  local opts = lum.panel_options()
+  say("prompt opts", opts.preset, opts.params.prompt)
+  local edited = lum.panel_enhance({{raw}})
+  say("prompted", #edited, edited[1].filename)
 end)
 say(ok and "OK" or ("ERR " .. tostring(err)))
 out:close()
@@ -528,7 +535,15 @@ dt.gui.action("global/quit", 0, "", "", 1.0)
         said.contains("saved 1 DSC_1234-luminary-warm-film-2.tif"),
         "{said}"
     );
-    assert_eq!(mock.billed(), 1, "{said}");
+    assert!(
+        said.contains("prompt opts prompt make the sky stormy\n"),
+        "{said}"
+    );
+    assert!(
+        said.contains("prompted 1 DSC_1234-luminary-prompt.tif"),
+        "{said}"
+    );
+    assert_eq!(mock.billed(), 2, "{said}");
     for stem in ["scan16", "DSC_1234", "phone"] {
         assert!(
             env.work

@@ -600,6 +600,20 @@ r = proc.run(config)
 res["look_status"] = int(r.index(0)) == int(Gimp.PDBStatusType.SUCCESS)
 res["look_message"] = r.index(1) if r.length() > 1 and not res["look_status"] else ""
 res["b_after_look"] = [l.get_name() for l in b.get_layers()]
+# Own words on the offline engine: refused, clearly, and nothing added.
+config = proc.create_config()
+config.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+config.set_property("image", b)
+config.set_core_object_array("drawables", [src_b])
+config.set_property("prompt", "remove the power lines")
+config.set_property("engine", "local")
+r = proc.run(config)
+res["prompt_local_message"] = r.index(1) if r.length() > 1 else ""
+# On gemini without a key: the free-text edit reached the engine, which asks for its key.
+config.set_property("engine", "gemini")
+r = proc.run(config)
+res["prompt_gemini_message"] = r.index(1) if r.length() > 1 else ""
+res["b_after_prompts"] = len(b.get_layers())
 json.dump(res, open("{result}", "w"))
 a.delete()
 b.delete()
@@ -621,4 +635,12 @@ b.delete()
     assert_eq!(res["look_status"], true, "{res}\n{log}");
     // Directly above the layer it was made from (the source, below the first result).
     assert_eq!(res["b_after_look"][1], "Luminary — look shoot", "{res}");
+    let m = res["prompt_local_message"].as_str().unwrap_or_default();
+    assert!(m.contains("needs an AI engine"), "{res}");
+    let m = res["prompt_gemini_message"].as_str().unwrap_or_default();
+    assert!(m.contains("GEMINI_API_KEY"), "{res}");
+    assert_eq!(
+        res["b_after_prompts"], 3,
+        "a refused edit adds no layer: {res}"
+    );
 }

@@ -510,6 +510,23 @@ for _, l in ipairs(SDK.commandLines) do
   end
 end
 SDK.check(enhanceRuns == 1, enhanceRuns .. " runs")
+-- Own words instead of the preset: the free-text edit on gemini, one call for C.
+SDK.added, SDK.messages, SDK.commandLines = {{}}, {{}}, {{}}
+SDK.catalog.selected = {{ C }}
+SDK.catalog.target = C
+SDK.user = function(args, props)
+  props.prompt = "  make the sky stormy  "
+  props.intensity = 1
+end
+SDK.runMenuItem()
+SDK.check(#SDK.added == 1, "prompt: added " .. #SDK.added .. ": " .. tostring((SDK.messages[#SDK.messages] or {{}}).text))
+local prompted = false
+for _, l in ipairs(SDK.commandLines) do
+  if string.find(l, "'enhance'", 1, true) then
+    prompted = string.find(l, "'prompt=make the sky stormy'", 1, true) and string.find(l, "'--preset' 'prompt'", 1, true)
+  end
+end
+SDK.check(prompted, "the enhance did not carry the words: " .. table.concat(SDK.commandLines, "\n"))
 -- The look was kept: apply it again from the dialog, to A alone, with no engine.
 local look = string.match(summary, "The look is saved as (.-%.look)")
 SDK.check(look ~= nil, "no look named in: " .. summary)
@@ -537,7 +554,9 @@ end
         jpg = jpg.to_string_lossy()
     );
     let (text, _) = run_scenario_with(&env, &scenario, false, &[("GEMINI_API_KEY", TEST_KEY)]);
-    assert_eq!(mock.billed(), 1, "{text}");
+    // One call for the same look, one for the free-text edit.
+    assert_eq!(mock.billed(), 2, "{text}");
+    assert!(env.work.join("phone-luminary-prompt.jpg").exists());
     for stem in ["DSC_1234", "scan8", "phone"] {
         assert!(
             env.work
