@@ -342,14 +342,7 @@ pub fn run_preview(
     cancel: &Cancel,
 ) -> Result<PreviewResult, JobError> {
     let started = Instant::now();
-    let mut timings = std::collections::BTreeMap::new();
-    let mut lap = {
-        let mut t = Instant::now();
-        move |name: &str, timings: &mut std::collections::BTreeMap<String, u64>| {
-            timings.insert(name.to_string(), t.elapsed().as_millis() as u64);
-            t = Instant::now();
-        }
-    };
+    let mut laps = super::Laps::start();
     if req.source.as_os_str().is_empty() {
         return Err(JobError::new(
             ErrorCode::BadRequest,
@@ -376,7 +369,7 @@ pub fn run_preview(
 
     progress("ingest", 0.0);
     let (bases, had_base) = bases_of(&id, config, live, cancel)?;
-    lap("ingest", &mut timings);
+    laps.lap("ingest");
     check(cancel)?;
 
     progress("preset", 0.4);
@@ -400,7 +393,7 @@ pub fn run_preview(
         prompt: format!("{}\u{0}{}", engine_req.prompt, engine_req.negative_prompt),
         size,
     };
-    lap("preset", &mut timings);
+    laps.lap("preset");
 
     let kept = live.edits.lock().unwrap().get(&key);
     let from_memory = kept.is_some();
@@ -486,16 +479,17 @@ pub fn run_preview(
             (e, cached, cost)
         }
     };
-    lap("engine", &mut timings);
+    laps.lap("engine");
     check(cancel)?;
 
     progress("blend", 0.9);
     let mut out = edit.edited.clone();
     blend::blend_into(&edit.base, &mut out, intensity as f32);
-    lap("blend", &mut timings);
+    laps.lap("blend");
     let format = req.format.unwrap_or_default();
     let path = write_preview(&out, format, cache_dir, &key, intensity, size, config)?;
-    lap("encode", &mut timings);
+    laps.lap("encode");
+    let mut timings = laps.timings;
     timings.insert("total".into(), started.elapsed().as_millis() as u64);
     progress("done", 1.0);
     Ok(PreviewResult {

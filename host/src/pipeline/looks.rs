@@ -65,35 +65,22 @@ pub fn run_look_job(
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "look".into());
     let (dir, stem, format) = output_location(req, &look_name, config)?;
-    if !dir.is_dir() {
-        return Err(JobError::file(
-            ErrorCode::OutputFailed,
-            &dir,
-            "the output folder does not exist",
-        ));
-    }
+    super::check_output_dir(&dir)?;
     let space = req.output.color_space.unwrap_or(config.output.color_space);
-    let mut timings = std::collections::BTreeMap::new();
-    let mut lap = {
-        let mut t = Instant::now();
-        move |name: &str, timings: &mut std::collections::BTreeMap<String, u64>| {
-            timings.insert(name.to_string(), t.elapsed().as_millis() as u64);
-            t = Instant::now();
-        }
-    };
-    lap("look", &mut timings);
+    let mut laps = super::Laps::start();
+    laps.lap("look");
 
     progress("ingest", 0.0);
     let ingested = ingest::ingest_cancellable(&req.source, &config.limits, cancel)?;
-    lap("ingest", &mut timings);
+    laps.lap("ingest");
     check(cancel)?;
     progress("render", 0.4);
     let mut base = ingested.image;
     render::render_base(&mut base, ingested.rendering);
-    lap("render", &mut timings);
+    laps.lap("render");
     progress("look", 0.45);
     look.apply_blend(&mut base, intensity as f32, cancel)?;
-    lap("apply", &mut timings);
+    laps.lap("apply");
     progress("encode", 0.6);
     let provenance = metadata::Provenance {
         preset: look.info.preset.clone(),
@@ -114,7 +101,8 @@ pub fn run_look_job(
         &dir,
         &stem,
     )?;
-    lap("encode", &mut timings);
+    laps.lap("encode");
+    let mut timings = laps.timings;
     timings.insert("total".into(), started.elapsed().as_millis() as u64);
     progress("done", 1.0);
     Ok(super::EnhanceResult {
@@ -233,13 +221,7 @@ pub fn run_learn(
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    if !out_dir.is_dir() {
-        return Err(JobError::file(
-            ErrorCode::OutputFailed,
-            &out_dir,
-            "the output folder does not exist",
-        ));
-    }
+    super::check_output_dir(&out_dir)?;
     let n = req.sources.len() as f32;
     let mut pairs: Vec<(RgbF32, RgbF32)> = Vec::new();
     let mut references = Vec::new();

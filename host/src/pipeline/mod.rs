@@ -293,6 +293,42 @@ fn transfer_mode(descriptor: &luminary_plugin_api::PresetDescriptor) -> Mode {
     }
 }
 
+/// Milliseconds per step of a job whose steps are not the enhance stages (previews,
+/// looks): each `lap` closes the step begun at the previous one.
+pub(crate) struct Laps {
+    last: Instant,
+    /// Milliseconds per step.
+    pub timings: BTreeMap<String, u64>,
+}
+
+impl Laps {
+    pub(crate) fn start() -> Laps {
+        Laps {
+            last: Instant::now(),
+            timings: BTreeMap::new(),
+        }
+    }
+
+    pub(crate) fn lap(&mut self, name: &str) {
+        self.timings
+            .insert(name.to_string(), self.last.elapsed().as_millis() as u64);
+        self.last = Instant::now();
+    }
+}
+
+/// Refuses an output folder that does not exist (checked before anything is decoded).
+pub(crate) fn check_output_dir(dir: &Path) -> Result<(), JobError> {
+    if dir.is_dir() {
+        Ok(())
+    } else {
+        Err(JobError::file(
+            ErrorCode::OutputFailed,
+            dir,
+            "the output folder does not exist",
+        ))
+    }
+}
+
 /// A preset's descriptor and the plugin that provides it; for a free-text edit
 /// (`prompt`), the built-in ad-hoc preset and no plugin, unless a plugin took the id.
 pub(crate) fn find_preset<'a>(
@@ -415,13 +451,7 @@ pub fn run_job(
         engine_named(name, engines)?;
     }
     let (dir, stem, format) = output_location(req, &descriptor.id, config)?;
-    if !dir.is_dir() {
-        return Err(JobError::file(
-            ErrorCode::OutputFailed,
-            &dir,
-            "the output folder does not exist",
-        ));
-    }
+    check_output_dir(&dir)?;
     let space = req.output.color_space.unwrap_or(config.output.color_space);
 
     let mut t = Timer::new(progress);
