@@ -1,7 +1,7 @@
 //! `luminary look …`: learn a shoot's look once, export it as a `.cube`, show what a look
 //! file holds; and the learning step of `enhance --same-look`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
@@ -244,11 +244,4 @@ pub fn same_look_file(paths: &Paths, preset: &str) -> anyhow::Result<PathBuf> {
         "{}.look",
         crate::pipeline::names::component(preset)
     )))
-}
-
-/// For messages: a path's file name.
-pub fn file_name(p: &Path) -> String {
-    p.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
 }

@@ -15,7 +15,6 @@ use std::path::{Path, PathBuf};
 
 use super::Look;
 use crate::color::OutputSpace;
-use crate::image::RgbF32;
 
 /// What the `.cube`'s numbers are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -127,15 +126,6 @@ pub fn write_cube(
 ) -> Result<PathBuf, super::file::LookError> {
     let text = cube_text(look, size, input);
     super::file::write_bytes(text.as_bytes(), path, "cube")
-}
-
-/// `img` (linear working space) through the look, for comparisons: the same as
-/// `Look::apply_blend` at intensity 1.
-pub fn applied(look: &Look, img: &RgbF32) -> RgbF32 {
-    let mut out = img.clone();
-    look.apply_blend(&mut out, 1.0, &Default::default())
-        .expect("not cancelled");
-    out
 }
 
 #[cfg(test)]
