@@ -185,6 +185,7 @@ mod tests {
             height: 100,
             prompt: "",
             negative_prompt: "",
+            model: None,
         };
         let err = check_image("x", &png, &input).err().unwrap().to_string();
         assert!(err.contains("100×100") && err.contains("15 %"), "{err}");

@@ -1,5 +1,6 @@
 //! `[engines.<name>]` configuration and its resolution into checked settings.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -36,6 +37,10 @@ pub struct ProviderConfig {
     pub max_attempts: Option<u32>,
     /// ComfyUI: an API-format workflow JSON; the built-in Flux Kontext workflow otherwise.
     pub workflow: Option<PathBuf>,
+    /// A model per preset id (`[engines.replicate.preset_models]`, `virtual-staging =
+    /// "black-forest-labs/flux-kontext-max"`), over the one the preset's plugin prefers and
+    /// the engine's `model`.
+    pub preset_models: BTreeMap<String, String>,
     /// Test knobs; not part of config.toml.
     #[doc(hidden)]
     #[serde(skip)]
@@ -79,6 +84,7 @@ impl fmt::Debug for ProviderConfig {
             .field("price_per_image", &self.price_per_image)
             .field("max_attempts", &self.max_attempts)
             .field("workflow", &self.workflow)
+            .field("preset_models", &self.preset_models)
             .finish_non_exhaustive()
     }
 }
@@ -108,6 +114,9 @@ pub(crate) struct Settings {
     pub total_timeout: Duration,
     pub concurrency: usize,
     pub price: f64,
+    /// The provider's list price of any model, for a preset's own model.
+    pub list_price: fn(&str) -> f64,
+    pub preset_models: BTreeMap<String, String>,
     pub max_attempts: u32,
     pub backoff_base: Duration,
     pub backoff_cap: Duration,
@@ -190,6 +199,16 @@ impl Settings {
                 spec.name
             )));
         }
+        let mut preset_models = BTreeMap::new();
+        for (preset, m) in &cfg.preset_models {
+            if m.trim().is_empty() {
+                return Err(bad(format!(
+                    "[engines.{}.preset_models] {preset} names no model",
+                    spec.name
+                )));
+            }
+            preset_models.insert(preset.clone(), m.trim().to_string());
+        }
         let t = &cfg.tuning;
         Ok(Settings {
             base_url: base,
@@ -200,6 +219,8 @@ impl Settings {
             total_timeout: secs("total_timeout_s", cfg.total_timeout_s, 300.0)?,
             concurrency,
             price,
+            list_price: spec.price,
+            preset_models,
             max_attempts,
             backoff_base: t
                 .backoff_base_ms

@@ -37,6 +37,11 @@ impl Common {
         self.s.key.as_deref().unwrap_or("")
     }
 
+    /// The model this edit runs on: its own (a preset's) or the engine's.
+    pub fn model<'a>(&'a self, input: &EditInput<'a>) -> &'a str {
+        input.model.unwrap_or(&self.s.model)
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.s.base_url)
     }
@@ -202,6 +207,18 @@ impl<B: Backend> Provider for Engine<B> {
         self.c.s.price
     }
 
+    fn price_for(&self, model: &str) -> f64 {
+        if model == self.c.s.model {
+            self.c.s.price
+        } else {
+            (self.c.s.list_price)(model)
+        }
+    }
+
+    fn preset_model(&self, preset: &str) -> Option<&str> {
+        self.c.s.preset_models.get(preset).map(String::as_str)
+    }
+
     fn key_var(&self) -> Option<&'static str> {
         self.c.key_var
     }
@@ -212,13 +229,14 @@ impl<B: Backend> Provider for Engine<B> {
 
     fn edit(&self, input: &EditInput<'_>, ctl: &Control<'_>) -> Result<EditOutput, EngineError> {
         let started = std::time::Instant::now();
+        let model = self.c.model(input);
         let result = self
             .edit_inner(input, ctl)
             .map_err(|e| e.redacted(self.c.s.key.as_deref()));
         match &result {
             Ok(out) => tracing::info!(
                 engine = self.c.name,
-                model = %self.c.s.model,
+                model = %model,
                 attempts = out.attempts,
                 secs = started.elapsed().as_secs_f64(),
                 request_id = out.request_id.as_deref().unwrap_or(""),
@@ -226,7 +244,7 @@ impl<B: Backend> Provider for Engine<B> {
             ),
             Err(e) => tracing::warn!(
                 engine = self.c.name,
-                model = %self.c.s.model,
+                model = %model,
                 secs = started.elapsed().as_secs_f64(),
                 maybe_billed = e.maybe_billed(),
                 "edit failed: {e}"

@@ -90,8 +90,9 @@ impl Backend for Fal {
     }
 
     fn run(&self, c: &Common, job: &Job<'_>, input: &EditInput<'_>) -> Result<Raw, EngineError> {
-        let url = c.url(&format!("/{}", c.s.model.trim_matches('/')));
-        let body = serde_json::to_vec(&request_body(&c.s.model, input))
+        let model = c.model(input);
+        let url = c.url(&format!("/{}", model.trim_matches('/')));
+        let body = serde_json::to_vec(&request_body(model, input))
             .map_err(|e| job.config(format!("cannot encode the request: {e}")))?;
         job.progress("submitting to fal");
         let queued = retrying(job, true, || {

@@ -85,7 +85,7 @@ impl Backend for Gemini {
     fn run(&self, c: &Common, job: &Job<'_>, input: &EditInput<'_>) -> Result<Raw, EngineError> {
         let url = c.url(&format!(
             "/v1beta/models/{}:generateContent",
-            model_path(&c.s.model)
+            model_path(c.model(input))
         ));
         let (rw, rh) = RATIOS[closest_ratio(input.width, input.height, &RATIOS)];
         let body = json!({

@@ -56,6 +56,11 @@ pub struct EditInput<'a> {
     pub prompt: &'a str,
     /// May be empty; providers without a negative field get it appended as "Avoid: …".
     pub negative_prompt: &'a str,
+    /// A model other than the engine's configured one, for this edit only: a preset's own
+    /// model (`[engines.<name>.preset_models]`, or the one its plugin declares). The
+    /// engine's connection pool, concurrency limit and circuit breaker stay shared.
+    /// ComfyUI runs its workflow whatever this says.
+    pub model: Option<&'a str>,
 }
 
 /// A checked edit result.
@@ -116,6 +121,11 @@ pub trait Provider: Send + Sync {
     fn model(&self) -> &str;
     /// USD per edited image, for budgets and the ledger.
     fn price_per_image(&self) -> f64;
+    /// USD per image on `model`: the configured `price_per_image` for the configured model,
+    /// the provider's list price for any other.
+    fn price_for(&self, model: &str) -> f64;
+    /// The model `[engines.<name>.preset_models]` names for `preset`, if any.
+    fn preset_model(&self, preset: &str) -> Option<&str>;
     /// The environment variable that holds the key; `None` for ComfyUI.
     fn key_var(&self) -> Option<&'static str>;
     /// Whether a key was found (environment or config); always `true` for ComfyUI.

@@ -71,7 +71,7 @@ impl Backend for OpenAi {
 
     fn run(&self, c: &Common, job: &Job<'_>, input: &EditInput<'_>) -> Result<Raw, EngineError> {
         let url = c.url("/v1/images/edits");
-        let model = c.s.model.clone();
+        let model = c.model(input).to_string();
         let gpt_image = model.starts_with("gpt-image") || model.starts_with("chatgpt-image");
         let prompt = prompt_with_avoid(input);
         let size = size_for(&model, input.width, input.height);

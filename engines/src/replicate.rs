@@ -97,7 +97,7 @@ impl Backend for Replicate {
     }
 
     fn run(&self, c: &Common, job: &Job<'_>, input: &EditInput<'_>) -> Result<Raw, EngineError> {
-        let model = c.s.model.as_str();
+        let model = c.model(input);
         let (url, body) = match model.split_once(':') {
             Some((_, version)) => (
                 c.url("/v1/predictions"),

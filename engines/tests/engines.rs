@@ -1152,3 +1152,39 @@ fn mocks_accept_the_other_spellings_real_services_accept() {
     let v: Value = resp.json().unwrap();
     assert!(v["data"][0]["b64_json"].is_string());
 }
+
+#[test]
+fn a_presets_own_model_runs_on_the_shared_engine_with_its_own_input_and_price() {
+    let photo = need_photo!();
+    let (mock, p) = start_with(MockKind::Replicate, vec![], |c| {
+        c.preset_models
+            .insert("virtual-staging".into(), "qwen/qwen-image-edit".into());
+        c.price_per_image = Some(0.05);
+    });
+    assert_eq!(p.preset_model("virtual-staging"), Some("qwen/qwen-image-edit"));
+    assert_eq!(p.preset_model("warm-film"), None);
+    // The configured price is for the configured model; another model has its list price.
+    assert_eq!(p.price_for(p.model()), 0.05);
+    assert_eq!(p.price_for("qwen/qwen-image-edit"), 0.03);
+    let staging = EditInput {
+        model: Some("qwen/qwen-image-edit"),
+        ..input(photo)
+    };
+    let out = Job::default().run(&*p, &staging).expect("edit");
+    let creates = mock.requests_to("POST", "/v1/models/*");
+    assert_eq!(creates.len(), 1);
+    assert_eq!(creates[0].path, "/v1/models/qwen/qwen-image-edit/predictions");
+    let sent = &creates[0].json.as_ref().unwrap()["input"];
+    assert!(sent["image"].as_str().unwrap().starts_with("data:image/png;base64,"));
+    assert!(sent.get("input_image").is_none(), "{sent}");
+    assert_eq!(sent["output_format"], "png");
+    assert_eq!(sent["aspect_ratio"], "match_input_image");
+    // The staging mock furnished the room and left the rest.
+    let staged = image::load_from_memory(&out.bytes).unwrap().to_rgb8();
+    let expected = luminary_engines::mock::stage_room(&photo.rgb);
+    assert_eq!(staged, expected);
+    // The engine's own model is untouched for the next edit.
+    Job::default().run(&*p, &input(photo)).expect("edit");
+    let creates = mock.requests_to("POST", "/v1/models/*");
+    assert_eq!(creates[1].path, "/v1/models/black-forest-labs/flux-kontext-pro/predictions");
+}

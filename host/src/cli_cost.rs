@@ -143,7 +143,9 @@ pub fn preview(paths: &Paths, args: PreviewArgs) -> anyhow::Result<i32> {
             .with_context(|| format!("cannot create {}", dir.display()))?;
         let list = call(&mut client, &Request::Presets { id: "p".into() }, "p")?
             .map_err(|f| anyhow::anyhow!("{} [{}]", f.message, f.code.as_str()))?;
-        for p in list["presets"].as_array().into_iter().flatten() {
+        // The strip is offline: presets only an AI engine can do are left out.
+        let offline = |p: &&Value| p["ai_only"] != Value::Bool(true);
+        for p in list["presets"].as_array().into_iter().flatten().filter(offline) {
             if let Some(id) = p["id"].as_str() {
                 let file = dir.join(format!("{}.jpg", crate::pipeline::names::component(id)));
                 wanted.push((id.to_string(), Some(file), Some("local".into()), None));

@@ -78,7 +78,11 @@ pub fn run(paths: &Paths, out: &Path, photo: &Path) -> anyhow::Result<std::path:
     let cancel = Cancel::default();
 
     let mut tiles: Vec<(String, RgbF32)> = vec![("Original".into(), thumb.clone())];
-    let mut presets: Vec<_> = registry.presets().collect();
+    // A preset only an AI engine can do has nothing to show offline.
+    let mut presets: Vec<_> = registry
+        .presets()
+        .filter(|p| !p.descriptor.ai_only)
+        .collect();
     presets.sort_by(|a, b| (&a.plugin, &a.descriptor.id).cmp(&(&b.plugin, &b.descriptor.id)));
     for p in presets {
         let d = &p.descriptor;

@@ -1,5 +1,7 @@
 //! Plain data that crosses the plugin boundary as JSON.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -77,6 +79,16 @@ pub struct PresetDescriptor {
     /// code — to tell what a batch will cost before any photo is decoded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub engine_hint: Option<String>,
+    /// The model the preset works best with, per engine (`"replicate"` →
+    /// `"qwen/qwen-image-edit"`), used when the photographer's configuration names none for
+    /// this preset (since 0.1.3). Other engines run their configured model.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub models: BTreeMap<String, String>,
+    /// The preset only makes sense on an AI engine (it adds or removes content the offline
+    /// recipe cannot make), so the offline engine refuses it with a clear error instead of
+    /// returning an unchanged photo (since 0.1.3).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ai_only: bool,
 }
 
 fn empty_schema() -> Value {
@@ -100,7 +112,21 @@ impl PresetDescriptor {
             tags: Vec::new(),
             pixel_function: false,
             engine_hint: None,
+            models: BTreeMap::new(),
+            ai_only: false,
         }
+    }
+
+    /// Declares the model the preset works best with on `engine` (see `models`).
+    pub fn prefers_model(mut self, engine: &str, model: &str) -> Self {
+        self.models.insert(engine.into(), model.into());
+        self
+    }
+
+    /// Declares that the preset needs an AI engine (see `ai_only`).
+    pub fn ai_only(mut self) -> Self {
+        self.ai_only = true;
+        self
     }
 
     /// Declares the engine the preset works best with (see `engine_hint`).

@@ -18,6 +18,7 @@ mod gemini;
 mod grade;
 mod openai;
 mod replicate;
+mod stage;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -29,6 +30,7 @@ use base64::Engine as _;
 use serde_json::Value;
 
 pub use grade::{grade_pixel, mock_grade};
+pub use stage::{furniture_at, stage_room};
 
 /// The key every mock accepts. Anything else gets the provider's own 401/403 answer.
 pub const TEST_KEY: &str = "lum-test-5f3a9c2e-key";
@@ -606,6 +608,15 @@ fn percent_decode(s: &str) -> String {
 /// Decodes the received image, grades it with [`mock_grade`] and encodes a PNG. `square` crops
 /// the centre square first (the `WrongAspect` fault).
 pub(crate) fn grade_bytes(bytes: &[u8], square: bool) -> Result<(Vec<u8>, u32, u32), String> {
+    edit_bytes(bytes, square, mock_grade)
+}
+
+/// The mock edit `edit` of the image in `bytes`, as PNG with its size.
+pub(crate) fn edit_bytes(
+    bytes: &[u8],
+    square: bool,
+    edit: fn(&image::RgbImage) -> image::RgbImage,
+) -> Result<(Vec<u8>, u32, u32), String> {
     let img = image::load_from_memory(bytes)
         .map_err(|e| format!("cannot decode the input image: {e}"))?;
     let mut rgb = img.to_rgb8();
@@ -615,7 +626,7 @@ pub(crate) fn grade_bytes(bytes: &[u8], square: bool) -> Result<(Vec<u8>, u32, u
         let y = (rgb.height() - side) / 2;
         rgb = image::imageops::crop_imm(&rgb, x, y, side, side).to_image();
     }
-    let graded = mock_grade(&rgb);
+    let graded = edit(&rgb);
     let mut png = Vec::new();
     graded
         .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)

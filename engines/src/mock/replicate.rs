@@ -1,7 +1,8 @@
 //! Mock of Replicate predictions: Bearer auth, `Prefer: wait` honoured up to a short cap (so
 //! the create may return `starting`/`processing` and the client must poll `urls.get`), `output`
 //! as a string for odd-numbered predictions and an array for even ones, E005 refusals as
-//! `failed` predictions, cancel via `urls.cancel`.
+//! `failed` predictions, cancel via `urls.cancel`. Each model's image input is checked under
+//! its own name; Qwen image edit models "stage" the room (`stage.rs`), the others grade.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -91,16 +92,22 @@ fn create(shared: &Shared, rec: &Recorded, model: &str) -> Resp {
     {
         return invalid("- input: prompt is required");
     }
-    let uri = input
-        .get("input_image")
-        .or_else(|| input.get("image"))
-        .and_then(|v| {
-            v.as_str()
-                .or_else(|| v.as_array().and_then(|a| a.first()).and_then(Value::as_str))
-        });
+    // Each model names its image input its own way (and validates its inputs): FLUX
+    // Kontext `input_image`, Qwen image edit `image` (an array for the "plus" variant).
+    let qwen = model.contains("qwen-image-edit");
+    let field = if qwen { "image" } else { "input_image" };
+    let uri = input.get(field).and_then(|v| {
+        v.as_str()
+            .or_else(|| v.as_array().and_then(|a| a.first()).and_then(Value::as_str))
+    });
     let Some(image) = uri.and_then(super::from_data_uri) else {
-        return invalid("- input.input_image: expected a data: URI (mock)");
+        return invalid(&format!("- input.{field}: expected a data: URI"));
     };
+    if let Some(f) = input.get("output_format") {
+        if !["webp", "jpg", "png"].contains(&f.as_str().unwrap_or("")) {
+            return invalid("- input.output_format: must be one of webp, jpg, png");
+        }
+    }
 
     let fault = shared.next_fault();
     match &fault {
@@ -120,7 +127,13 @@ fn create(shared: &Shared, rec: &Recorded, model: &str) -> Resp {
         }
         _ => {}
     }
-    let output = grade_bytes(&image, matches!(fault, Some(Fault::WrongAspect)));
+    // A staging model furnishes the room; the others grade the picture.
+    let square = matches!(fault, Some(Fault::WrongAspect));
+    let output = if qwen {
+        super::edit_bytes(&image, square, super::stage_room)
+    } else {
+        grade_bytes(&image, square)
+    };
     let hang = match &fault {
         Some(Fault::Hang(d)) => Some(*d),
         _ => None,

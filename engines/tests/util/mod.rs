@@ -155,6 +155,7 @@ pub fn input(photo: &Photo) -> EditInput<'_> {
         height: photo.height,
         prompt: PROMPT,
         negative_prompt: NEGATIVE,
+        model: None,
     }
 }
 

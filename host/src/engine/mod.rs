@@ -14,7 +14,7 @@ pub mod remote;
 
 use std::sync::Arc;
 
-use luminary_plugin_api::EngineRequest;
+use luminary_plugin_api::{EngineRequest, PresetDescriptor};
 
 use crate::error::{Cancel, ErrorCode, JobError};
 use crate::image::RgbF32;
@@ -70,6 +70,8 @@ pub const ENGINE_NAMES: [&str; 6] = ["local", "gemini", "openai", "fal", "replic
 pub struct RemoteEngine<'a> {
     provider: Arc<dyn luminary_engines::Provider>,
     engines: &'a Engines,
+    /// The model this job's edits run on (the preset's own, or the engine's).
+    model: String,
 }
 
 impl Engine for RemoteEngine<'_> {
@@ -78,7 +80,7 @@ impl Engine for RemoteEngine<'_> {
     }
 
     fn model(&self) -> String {
-        self.provider.model().to_string()
+        self.model.clone()
     }
 
     fn run(
@@ -93,6 +95,7 @@ impl Engine for RemoteEngine<'_> {
         let (sent, seen) = remote::outgoing_preview(preview);
         let answer = self.engines.answer(
             &*self.provider,
+            &self.model,
             &sent,
             (preview.width, preview.height),
             &job.edit,
@@ -116,7 +119,12 @@ pub fn engine_named<'a>(
             // A missing key is reported by the edit itself, after the cache was asked:
             // answers already paid for stay usable without the key.
             let provider = engines.provider(n)?;
-            Ok(Box::new(RemoteEngine { provider, engines }))
+            let model = provider.model().to_string();
+            Ok(Box::new(RemoteEngine {
+                provider,
+                engines,
+                model,
+            }))
         }
         other => Err(JobError::new(
             ErrorCode::BadRequest,
@@ -127,3 +135,42 @@ pub fn engine_named<'a>(
         )),
     }
 }
+
+/// The engine `name` as it runs `preset`: on the model the photographer's
+/// `[engines.<name>.preset_models]` names for it, else the one its plugin prefers on that
+/// engine, else the engine's own. A preset that only an AI engine can do is refused on the
+/// offline engine, before any photo is decoded.
+pub fn engine_for<'a>(
+    name: &str,
+    preset: &PresetDescriptor,
+    engines: &'a Engines,
+) -> Result<Box<dyn Engine + 'a>, JobError> {
+    if name == "local" && preset.ai_only {
+        let hint = match &preset.engine_hint {
+            Some(h) => format!("--engine {h} (or another AI engine)"),
+            None => "--engine gemini (or openai, fal, replicate, comfyui)".to_string(),
+        };
+        return Err(JobError::new(
+            ErrorCode::BadRequest,
+            format!(
+                "'{}' ({}) needs an AI engine: it adds content the offline engine cannot make; add {hint}, with its key set",
+                preset.id, preset.name
+            ),
+        ));
+    }
+    if name == "local" || !luminary_engines::NAMES.contains(&name) {
+        return engine_named(name, engines);
+    }
+    let provider = engines.provider(name)?;
+    let model = provider
+        .preset_model(&preset.id)
+        .or(preset.models.get(name).map(String::as_str))
+        .unwrap_or(provider.model())
+        .to_string();
+    Ok(Box::new(RemoteEngine {
+        provider,
+        engines,
+        model,
+    }))
+}
+

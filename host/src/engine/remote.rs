@@ -324,13 +324,14 @@ impl Engines {
     pub fn answer(
         &self,
         provider: &dyn Provider,
+        model: &str,
         sent: &[u8],
         size: (usize, usize),
         job: &EditJob<'_>,
         cancel: &Cancel,
         status: &(dyn Fn(&str) + Sync),
     ) -> Result<Answer, JobError> {
-        let (engine, model) = (provider.name().to_string(), provider.model().to_string());
+        let (engine, model) = (provider.name().to_string(), model.to_string());
         let key = CacheKey::new(
             sent,
             job.preset,
@@ -380,8 +381,9 @@ impl Engines {
             height: size.1 as u32,
             prompt: job.prompt,
             negative_prompt: job.negative_prompt,
+            model: (model != provider.model()).then_some(model.as_str()),
         };
-        let price = provider.price_per_image();
+        let price = provider.price_for(&model);
         let pending = self.begin_call(&engine, &model, job.preset, price)?;
         let finish = |entry: LedgerEntry| match (pending, &self.ledger) {
             (Some(id), Some(l)) => {

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use super::live::SourceId;
 use crate::budget::dollars;
 use crate::config::Config;
-use crate::engine::engine_named;
+use crate::engine::engine_for;
 use crate::engine::remote::{edit_ident, Engines};
 use crate::error::{ErrorCode, JobError};
 use crate::plugins::{resolve_params, Registry};
@@ -111,11 +111,11 @@ pub fn estimate(
             .filter(|h| engines.is_set_up(h))
             .unwrap_or_else(|| config.engine.default.clone()),
     };
-    let engine = engine_named(&name, engines)?;
+    let engine = engine_for(&name, descriptor, engines)?;
     let paid = engine.name() != "local";
     let model = engine.model();
     let price = if paid {
-        engines.provider(engine.name())?.price_per_image()
+        engines.provider(engine.name())?.price_for(&model)
     } else {
         0.0
     };

@@ -29,7 +29,7 @@ use super::{blend, preview, render, Progress};
 use crate::color::OutputSpace;
 use crate::config::Config;
 use crate::engine::remote::{EditJob, Engines};
-use crate::engine::{engine_named, Edited, JobInfo};
+use crate::engine::{engine_for, Edited, JobInfo};
 use crate::error::{check, Cancel, ErrorCode, JobError};
 use crate::image::RgbF32;
 use crate::plugins::{resolve_params, Registry};
@@ -363,7 +363,7 @@ pub fn run_preview(
         blend::validate_intensity(req.intensity.unwrap_or(descriptor.default_intensity))?;
     let params = resolve_params(descriptor, &req.params)?;
     if let Some(name) = &req.engine {
-        engine_named(name, engines)?;
+        engine_for(name, descriptor, engines)?;
     }
     let id = SourceId::of(&req.source)?;
 
@@ -382,7 +382,7 @@ pub fn run_preview(
         engines,
         config,
     )?;
-    let engine = engine_named(&engine_name, engines)?;
+    let engine = engine_for(&engine_name, descriptor, engines)?;
     let key = EditKey {
         source: id.clone(),
         preset: descriptor.id.clone(),

@@ -14,7 +14,7 @@ use super::{
 };
 use crate::config::Config;
 use crate::engine::remote::{EditJob, Engines};
-use crate::engine::{engine_named, Edited, JobInfo};
+use crate::engine::{engine_for, Edited, JobInfo};
 use crate::error::{check, Cancel, ErrorCode, JobError};
 use crate::image::RgbF32;
 use crate::ingest;
@@ -215,7 +215,7 @@ pub fn run_learn(
     }
     let params = resolve_params(&preset.descriptor, &req.params)?;
     if let Some(name) = &req.engine {
-        engine_named(name, engines)?;
+        engine_for(name, &preset.descriptor, engines)?;
     }
     let out_dir = match req.out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -249,7 +249,7 @@ pub fn run_learn(
             engines,
             config,
         );
-        let engine = engine_named(&engine_name, engines)?;
+        let engine = engine_for(&engine_name, &preset.descriptor, engines)?;
         if engine.name() == "local" && preset.descriptor.pixel_function {
             return Err(JobError::new(
                 ErrorCode::BadRequest,

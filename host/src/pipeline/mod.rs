@@ -25,7 +25,7 @@ use serde_json::{Map, Value};
 use crate::color::OutputSpace;
 use crate::config::{Config, Format};
 use crate::engine::remote::{EditJob, Engines};
-use crate::engine::{engine_named, Edited, JobInfo};
+use crate::engine::{engine_for, Edited, JobInfo};
 use crate::error::{check, Cancel, ErrorCode, JobError};
 use crate::ingest;
 use crate::metadata;
@@ -445,10 +445,13 @@ pub fn run_job(
             config,
         )?;
     }
-    // An engine named by the request is checked (and its key looked for) now; otherwise
-    // the preset's hint decides once the request is built, if that engine is set up.
-    if let Some(name) = &req.engine {
-        engine_named(name, engines)?;
+    // An engine named by the request is checked (and its key looked for) now, and so is
+    // the one an AI-only preset would run on; otherwise the preset's hint decides once the
+    // request is built, if that engine is set up.
+    if req.engine.is_some() || descriptor.ai_only {
+        let hinted = luminary_plugin_api::EngineRequest::new("", Default::default());
+        let name = choose_engine(req.engine.as_deref(), &hinted, descriptor, engines, config);
+        engine_for(&name, descriptor, engines)?;
     }
     let (dir, stem, format) = output_location(req, &descriptor.id, config)?;
     check_output_dir(&dir)?;
@@ -483,7 +486,7 @@ pub fn run_job(
         engines,
         config,
     )?;
-    let engine = engine_named(&engine_name, engines)?;
+    let engine = engine_for(&engine_name, descriptor, engines)?;
     t.finish("preset");
     check(cancel)?;
 

@@ -42,6 +42,22 @@ pub fn run(
     let mut runs = Vec::new();
     for preset in registry.presets() {
         let id = preset.descriptor.id.clone();
+        if preset.descriptor.ai_only {
+            // Nothing to run offline: its request is built (the plugin's code runs, its
+            // parameters' defaults are valid), as a job on an AI engine would build it.
+            let built = registry.preset(&id).and_then(|(p, plugin)| {
+                let params = crate::plugins::resolve_params(&p.descriptor, &Map::new())?;
+                plugin.build_request(&id, &params, &Default::default())
+            });
+            match built {
+                Ok(_) => runs.push(json!({"preset": id, "ok": true, "ai_only": true})),
+                Err(e) => {
+                    ok = false;
+                    runs.push(json!({"preset": id, "ok": false, "code": e.code.as_str(), "message": e.message}));
+                }
+            }
+            continue;
+        }
         let req = EnhanceRequest {
             source: photo.clone(),
             preset: id.clone(),
@@ -91,6 +107,10 @@ pub fn run(
         }
         for r in &runs {
             match r["ok"].as_bool() {
+                Some(true) if r["ai_only"] == true => println!(
+                    "  {:<24} ok    request built (AI engines only)",
+                    r["preset"].as_str().unwrap_or("")
+                ),
                 Some(true) => println!(
                     "  {:<24} ok    {:>8.1} ms/MP",
                     r["preset"].as_str().unwrap_or(""),

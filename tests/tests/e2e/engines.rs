@@ -108,6 +108,9 @@ mod looks;
 #[path = "prompts.rs"]
 mod prompts;
 
+#[path = "staging.rs"]
+mod staging;
+
 /// `[engines.gemini]` pointing at a mock, with short timeouts so fault tests are quick.
 fn gemini_table(mock: &MockServer) -> String {
     format!(
