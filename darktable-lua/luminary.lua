@@ -609,7 +609,8 @@ local function build_panel()
   local last = dt.preferences.read(MODULE, "preset", "string")
   local chosen = 1
   for i, p in ipairs(list) do
-    ui.preset[i] = p.name .. " (" .. p.id .. ")"
+    -- presets that only an AI engine can do (virtual staging) say so in the list
+    ui.preset[i] = p.name .. (p.ai_only and " \u{2014} AI engine only" or "") .. " (" .. p.id .. ")"
     if p.id == last then chosen = i end
   end
   ui.engine = dt.new_widget("combobox") {

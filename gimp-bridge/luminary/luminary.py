@@ -355,7 +355,9 @@ class Luminary(Gimp.PlugIn):
         procedure.set_attribution("Luminary", "Luminary", "2026")
         choice = Gimp.Choice.new()
         for i, p in enumerate(presets):
-            choice.add(p["id"], i, p.get("name", p["id"]), p.get("description", ""))
+            # Presets only an AI engine can do (virtual staging) say so in the list.
+            label = p.get("name", p["id"]) + (" \u2014 AI engine only" if p.get("ai_only") else "")
+            choice.add(p["id"], i, label, p.get("description", ""))
         if not presets:
             # Luminary could not be asked: the built-in preset at least.
             choice.add("auto", 0, "Auto", "Luminary's automatic enhancement")

@@ -63,7 +63,9 @@ function Dialog.run(presets, title, actionVerb, selection)
     local items = {}
     for _, p in ipairs(presets) do
       byId[p.id] = p
-      items[#items + 1] = { title = p.name .. " (" .. p.id .. ")", value = p.id }
+      -- Presets that only an AI engine can do (virtual staging) say so in the list.
+      local ai = p.ai_only and " \226\128\148 AI engine only" or ""
+      items[#items + 1] = { title = p.name .. ai .. " (" .. p.id .. ")", value = p.id }
       for _, name in ipairs(sortedKeys((p.params_schema or {}).properties)) do
         local key = paramKey(p.id, name)
         local saved = prefs[key]

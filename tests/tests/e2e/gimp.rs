@@ -495,7 +495,7 @@ img.delete()
     for id in ["auto", "warm-film", "bw-classic", "virtual-twilight"] {
         assert!(presets.contains(&id), "{id} not offered: {presets:?}");
     }
-    assert_eq!(presets.len(), 21, "{presets:?}");
+    assert_eq!(presets.len(), 22, "{presets:?}");
     assert_eq!(res["bw_label"], "Classic black & white", "{res}");
     assert!(
         res["bw_help"]

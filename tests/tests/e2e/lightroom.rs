@@ -146,15 +146,20 @@ SDK.runMenuItem()
 local dialog = SDK.dialogs[1]
 SDK.check(dialog ~= nil, "no dialog shown")
 local found = false
+local staging = nil
 local function walk(v)
   if type(v) ~= "table" then return end
   if v.kind == "popup_menu" then
-    for _, item in ipairs(v.props.items or {{}}) do if item.value == "warm-film" then found = true end end
+    for _, item in ipairs(v.props.items or {{}}) do
+      if item.value == "warm-film" then found = true end
+      if item.value == "virtual-staging" then staging = item.title end
+    end
   end
   for _, c in pairs(v) do walk(c) end
 end
 walk(dialog.contents)
 SDK.check(found, "warm-film not offered in the dialog")
+SDK.check(staging and string.find(staging, "AI engine only", 1, true), "virtual staging not marked AI-only: " .. tostring(staging))
 SDK.check(SDK.prefs.preset == "warm-film" and SDK.prefs.intensities["warm-film"] == 0.6, "choices not remembered")
 
 -- Two results, each stacked above its own original, inside write access.

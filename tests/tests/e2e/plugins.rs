@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use luminary_tests::daemon::{build_external_plugin, dylib, results, Env};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::{copy_into, fixtures};
 
@@ -368,8 +368,11 @@ fn the_first_party_library_has_distinct_presets_with_everything_bridges_need() {
         String::from_utf8_lossy(&out.stderr)
     );
     let sheet = image::open(&sheet_path).unwrap().into_rgb32f();
-    // Layout of host/src/sheet.rs: 480×320 thumbnails, 28 px labels, 8 px gaps.
-    let n = presets.len() + 1;
+    // Layout of host/src/sheet.rs: 480×320 thumbnails, 28 px labels, 8 px gaps. Presets
+    // only an AI engine can do have nothing to show offline and are left out.
+    let offline = presets.iter().filter(|p| p["ai_only"] != true).count();
+    assert!(offline < presets.len(), "no AI-only preset (virtual-staging) listed");
+    let n = offline + 1;
     let cols = (n as f64).sqrt().ceil() as u32;
     let rows = (n as u32).div_ceil(cols);
     assert_eq!(
@@ -403,4 +406,27 @@ fn the_first_party_library_has_distinct_presets_with_everything_bridges_need() {
             );
         }
     }
+}
+
+/// An AI-only preset (`virtual-staging`) has nothing to run offline: `plugins check` builds
+/// its request, says so, and still passes the plugin.
+#[test]
+fn plugins_check_builds_an_ai_only_presets_request_instead_of_running_it() {
+    let env = Env::new();
+    let lib = dylib("luminary_interiors");
+    let out = env.run(&["plugins", "check", lib.to_str().unwrap(), "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(out.status.code(), Some(0), "{v}");
+    let staging = v["presets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["preset"] == "virtual-staging")
+        .unwrap_or_else(|| panic!("{v}"));
+    assert_eq!((staging["ok"].clone(), staging["ai_only"].clone()), (json!(true), json!(true)), "{v}");
+    assert!(staging.get("ms_per_megapixel").is_none(), "{v}");
+    let human = env.run(&["plugins", "check", lib.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(text.contains("request built (AI engines only)"), "{text}");
 }
