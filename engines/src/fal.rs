@@ -24,7 +24,10 @@ pub(crate) struct Fal;
 const CANCEL_WAIT: Duration = Duration::from_millis(800);
 
 fn price(model: &str) -> f64 {
-    if model.contains("kontext/max") {
+    if crate::is_matting(model) {
+        // Billed by compute time (about a second on fal's GPUs); an estimate.
+        0.005
+    } else if model.contains("kontext/max") {
         0.08
     } else if model.contains("nano-banana-pro") {
         0.15
@@ -42,6 +45,17 @@ fn price(model: &str) -> f64 {
 /// The submit body. Models differ in how they take the image: multi-image models want
 /// `image_urls`, the others `image_url`; only Qwen has a negative prompt field.
 fn request_body(model: &str, input: &EditInput<'_>) -> Value {
+    if crate::is_matting(model) {
+        // BiRefNet: no instruction. Its own mask (not its cut-out, whose colours it may
+        // have "refined") is what Luminary refines at full resolution.
+        return json!({
+            "image_url": data_uri(input),
+            "output_format": "png",
+            "output_mask": true,
+            "refine_foreground": false,
+            "operating_resolution": "1024x1024",
+        });
+    }
     let qwen = model.contains("qwen-image");
     let multi = model.contains("nano-banana")
         || model.ends_with("/multi")
@@ -344,10 +358,15 @@ fn follow(
             reason: "the output was flagged by fal's content checker (has_nsfw_concepts)".into(),
         });
     }
+    // A segmentation model's mask first (`output_mask`), else the picture.
     let url = v
-        .get("images")
-        .and_then(Value::as_array)
-        .and_then(|a| a.first())
+        .get("mask_image")
+        .filter(|m| m.get("url").is_some_and(Value::is_string))
+        .or_else(|| {
+            v.get("images")
+                .and_then(Value::as_array)
+                .and_then(|a| a.first())
+        })
         .or_else(|| v.get("image"))
         .and_then(|img| img.get("url"))
         .and_then(Value::as_str)

@@ -42,6 +42,15 @@ pub use error::EngineError;
 /// The engine names the daemon accepts in `[engines.<name>]`, in the order the docs list them.
 pub const NAMES: [&str; 5] = ["gemini", "openai", "fal", "replicate", "comfyui"];
 
+/// Whether `model` is a segmentation (background removal) model, which answers a matte
+/// (an RGBA cut-out or a grey mask) and takes no instruction.
+pub fn is_matting(model: &str) -> bool {
+    let m = model.to_ascii_lowercase();
+    ["birefnet", "rembg", "remove-bg", "background-remover", "rmbg"]
+        .iter()
+        .any(|k| m.contains(k))
+}
+
 /// One edit request. Borrowed so that a retry never copies the image more than the wire needs.
 pub struct EditInput<'a> {
     /// The preview, already encoded and stripped of metadata (providers see exactly these bytes).

@@ -20,7 +20,10 @@ pub(crate) struct Replicate;
 const CANCEL_WAIT: Duration = Duration::from_millis(800);
 
 fn price(model: &str) -> f64 {
-    if model.contains("kontext-max") {
+    if crate::is_matting(model) {
+        // Community models are billed by run time (a few seconds on a T4); an estimate.
+        0.005
+    } else if model.contains("kontext-max") {
         0.08
     } else if model.contains("kontext-dev") {
         0.025
@@ -35,6 +38,11 @@ fn price(model: &str) -> f64 {
 /// "plus" variant as an array). Negative prompts only exist as text here.
 fn model_input(model: &str, input: &EditInput<'_>) -> Value {
     let uri = data_uri(input);
+    if crate::is_matting(model) {
+        // Background removal models take the image alone (and answer an RGBA cut-out or a
+        // mask, which Luminary reads either way).
+        return json!({ "image": uri });
+    }
     let mut v = json!({
         "prompt": prompt_with_avoid(input),
         "aspect_ratio": "match_input_image",

@@ -506,7 +506,8 @@ class Luminary(Gimp.PlugIn):
 
 def add_result_layer(image, layer, output, name):
     """The result as a new layer above `layer`, at its offsets, masked to the selection if
-    there is one; one undo step."""
+    there is one; one undo step. A cut-out (a result with alpha) gets its matte as a layer
+    mask instead, so the subject's edges can be painted on; the layer itself is the photo."""
     has_selection = not Gimp.Selection.is_empty(image)
     new = Gimp.file_load_layer(Gimp.RunMode.NONINTERACTIVE, image, Gio.File.new_for_path(output))
     new.set_name(name)
@@ -517,7 +518,9 @@ def add_result_layer(image, layer, output, name):
         inserted = True
         _, x, y = layer.get_offsets()
         new.set_offsets(x, y)
-        if has_selection:
+        if new.has_alpha():
+            new.add_mask(new.create_mask(Gimp.AddMaskType.ALPHA_TRANSFER))
+        elif has_selection:
             new.add_mask(new.create_mask(Gimp.AddMaskType.SELECTION))
     except Exception:
         if inserted:

@@ -20,6 +20,7 @@ pub mod journal;
 pub mod ledger;
 pub mod lifetime;
 pub mod look;
+pub mod matte;
 pub mod metadata;
 pub mod paths;
 pub mod pipeline;

@@ -45,6 +45,10 @@ pub enum PresetKind {
     Look,
     /// Objects added, removed or reshaped: the engine's pixels are taken where they changed.
     Content,
+    /// The engine answers a matte (the subject's coverage: an alpha channel, or a grey
+    /// mask); the result is the original photo with that matte, refined at full
+    /// resolution, as its alpha channel (since 0.1.3).
+    Cutout,
 }
 
 /// One preset as the bridges show it.

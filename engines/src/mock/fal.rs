@@ -71,12 +71,25 @@ fn submit(shared: &Shared, rec: &Recorded, segs: &[&str]) -> Resp {
             "model_attributes_type",
         );
     };
-    if body
-        .get("prompt")
-        .and_then(Value::as_str)
-        .is_none_or(str::is_empty)
+    // Segmentation apps (BiRefNet) take no prompt; edit models require one.
+    let matting = crate::is_matting(segs[1]);
+    if !matting
+        && body
+            .get("prompt")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
     {
         return detail(422, "prompt", "Field required", "missing");
+    }
+    if matting {
+        let fmt = body.get("output_format").and_then(Value::as_str).unwrap_or("png");
+        if !["png", "webp", "gif"].contains(&fmt) {
+            return detail(422, "output_format", "Input should be 'webp', 'png' or 'gif'", "enum");
+        }
+        let res = body.get("operating_resolution").and_then(Value::as_str).unwrap_or("1024x1024");
+        if !["1024x1024", "2048x2048", "2304x2304"].contains(&res) {
+            return detail(422, "operating_resolution", "Input should be '1024x1024', '2048x2048' or '2304x2304'", "enum");
+        }
     }
     let uri = body.get("image_url").and_then(Value::as_str).or_else(|| {
         body.get("image_urls")
@@ -112,13 +125,22 @@ fn submit(shared: &Shared, rec: &Recorded, segs: &[&str]) -> Resp {
         }
         _ => {}
     }
-    let output = grade_bytes(&image, matches!(fault, Some(Fault::WrongAspect)));
+    let (output, mask) = if matting {
+        match super::matte_bytes(shared, &image) {
+            Ok((cut, mask)) => (Ok(cut), Some(mask)),
+            Err(e) => (Err(e), None),
+        }
+    } else {
+        (grade_bytes(&image, matches!(fault, Some(Fault::WrongAspect))), None)
+    };
+    let wants_mask = body.get("output_mask").and_then(Value::as_bool) == Some(true);
     let hang = match &fault {
         Some(Fault::Hang(d)) => Some(*d),
         _ => None,
     };
     let mut job = MockJob::new(QUEUE_FOR, run_time(&fault), fault, output);
     job.tag = format!("{}/{}", segs[0], segs[1]);
+    job.mask = mask.filter(|_| wants_mask);
     let id = shared.uuid();
     let app = job.tag.clone();
     shared.jobs.lock().unwrap().insert(id.clone(), job);
@@ -213,6 +235,18 @@ fn result(shared: &Shared, app: &str, id: &str) -> Resp {
         .lock()
         .unwrap()
         .insert(name.clone(), (body, ctype));
+    if crate::is_matting(app) {
+        // BiRefNet's output: `image` (the cut-out) and, with `output_mask`, `mask_image`.
+        let file = |name: &str, bytes: &[u8]| json!({"url": format!("{}/files/{name}", shared.base_url),
+            "content_type": "image/png", "file_name": name, "file_size": bytes.len(), "width": w, "height": h});
+        let mut v = json!({"image": file(&name, &shared.files.lock().unwrap()[&name].0), "mask_image": null});
+        if let Some(mask) = &job.mask {
+            let mname = format!("{id}-mask.png");
+            shared.files.lock().unwrap().insert(mname.clone(), (mask.clone(), "image/png"));
+            v["mask_image"] = file(&mname, mask);
+        }
+        return Resp::json(200, &v);
+    }
     Resp::json(
         200,
         &json!({"images": [{"url": format!("{}/files/{name}", shared.base_url), "content_type": ctype, "width": w, "height": h}],

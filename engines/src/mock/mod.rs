@@ -19,6 +19,7 @@ mod grade;
 mod openai;
 mod replicate;
 mod stage;
+mod matte;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -30,6 +31,7 @@ use base64::Engine as _;
 use serde_json::Value;
 
 pub use grade::{grade_pixel, mock_grade};
+pub use matte::{cutout, segment};
 pub use stage::{furniture_at, stage_room};
 
 /// The key every mock accepts. Anything else gets the provider's own 401/403 answer.
@@ -175,6 +177,7 @@ impl MockServer {
             stop: AtomicBool::new(false),
             jobs: Mutex::new(HashMap::new()),
             files: Mutex::new(HashMap::new()),
+            matte: Mutex::new(None),
             counter: AtomicU64::new(0),
             handlers: Mutex::new(Vec::new()),
         });
@@ -202,6 +205,12 @@ impl MockServer {
             shared,
             accept: Some(accept),
         }
+    }
+
+    /// The true matte of what the test sends to segmentation models (any size: the mock
+    /// answers it area-averaged to the picture it receives).
+    pub fn set_matte(&self, truth: image::GrayImage) {
+        *self.shared.matte.lock().unwrap() = Some(truth);
     }
 
     /// Every request received so far, in arrival order.
@@ -284,6 +293,8 @@ pub(crate) struct Shared {
     pub jobs: Mutex<HashMap<String, MockJob>>,
     /// Files served by the mock: fal/Replicate outputs, ComfyUI inputs and outputs.
     pub files: Mutex<HashMap<String, (Vec<u8>, &'static str)>>,
+    /// The true matte of the pictures a test sends to segmentation models, if it knows it.
+    pub matte: Mutex<Option<image::GrayImage>>,
     counter: AtomicU64,
     handlers: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -339,6 +350,8 @@ pub(crate) struct MockJob {
     /// Provider-specific: fal's `owner/app`, Replicate's output style, ComfyUI's queue number…
     pub tag: String,
     pub number: u64,
+    /// A segmentation model's grey mask PNG (fal's `mask_image`), beside its cut-out.
+    pub mask: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -366,6 +379,7 @@ impl MockJob {
             output,
             tag: String::new(),
             number: 0,
+            mask: None,
         }
     }
 
@@ -676,4 +690,25 @@ mod tests {
         assert_eq!(parts[1].data, b"\x89PNG\r\n\r\nxx");
         assert_eq!(percent_decode("a%20b+c%2F"), "a b c/");
     }
+}
+
+/// A segmentation model's answer to the image in `bytes`: its RGBA cut-out PNG with size,
+/// and its grey mask PNG.
+pub(crate) fn matte_bytes(
+    shared: &Shared,
+    bytes: &[u8],
+) -> Result<((Vec<u8>, u32, u32), Vec<u8>), String> {
+    let img = image::load_from_memory(bytes)
+        .map_err(|e| format!("cannot decode the input image: {e}"))?
+        .to_rgb8();
+    let matte = matte::segment(&img, shared.matte.lock().unwrap().as_ref());
+    let png = |img: image::DynamicImage| -> Result<Vec<u8>, String> {
+        let mut out = Vec::new();
+        img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+            .map_err(|e| format!("cannot encode PNG: {e}"))?;
+        Ok(out)
+    };
+    let cut = png(image::DynamicImage::ImageRgba8(matte::cutout(&img, &matte)))?;
+    let mask = png(image::DynamicImage::ImageLuma8(matte))?;
+    Ok(((cut, img.width(), img.height()), mask))
 }

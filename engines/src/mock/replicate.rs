@@ -13,6 +13,10 @@ use super::{
     bearer, grade_bytes, run_time, secs, Fault, JobState, MockJob, Recorded, Resp, Shared, TEST_KEY,
 };
 
+/// The version of `men1scus/birefnet` the mock hosts (the one Luminary's cut-out prefers).
+pub(crate) const BIREFNET_VERSION: &str =
+    "f74986db0355b58403ed20963af156525e2891ea3c2d499bfbfb2a28cd87c5d7";
+
 /// The longest the mock blocks a create for `Prefer: wait` (the real service: up to 60 s).
 pub(crate) const WAIT_CAP: Duration = Duration::from_secs(1);
 
@@ -85,17 +89,20 @@ fn create(shared: &Shared, rec: &Recorded, model: &str) -> Resp {
     let Some(input) = rec.json.as_ref().and_then(|v| v.get("input")) else {
         return invalid("- input is required");
     };
-    if input
-        .get("prompt")
-        .and_then(Value::as_str)
-        .is_none_or(str::is_empty)
+    // A version id names its model only to the service: the mock knows BiRefNet's.
+    let matting = crate::is_matting(model) || model == BIREFNET_VERSION;
+    if !matting
+        && input
+            .get("prompt")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
     {
         return invalid("- input: prompt is required");
     }
     // Each model names its image input its own way (and validates its inputs): FLUX
     // Kontext `input_image`, Qwen image edit `image` (an array for the "plus" variant).
     let qwen = model.contains("qwen-image-edit");
-    let field = if qwen { "image" } else { "input_image" };
+    let field = if qwen || matting { "image" } else { "input_image" };
     let uri = input.get(field).and_then(|v| {
         v.as_str()
             .or_else(|| v.as_array().and_then(|a| a.first()).and_then(Value::as_str))
@@ -129,7 +136,10 @@ fn create(shared: &Shared, rec: &Recorded, model: &str) -> Resp {
     }
     // A staging model furnishes the room; the others grade the picture.
     let square = matches!(fault, Some(Fault::WrongAspect));
-    let output = if qwen {
+    // A background remover answers the RGBA cut-out.
+    let output = if matting {
+        super::matte_bytes(shared, &image).map(|(cut, _)| cut)
+    } else if qwen {
         super::edit_bytes(&image, square, super::stage_room)
     } else {
         grade_bytes(&image, square)

@@ -63,7 +63,7 @@ fn looks(files: &[PathBuf]) -> anyhow::Result<i32> {
 #[derive(Args, Debug)]
 pub struct BenchArgs {
     /// A photo, ideally a 24 MP RAW.
-    #[arg(required_unless_present_any = ["colour", "look"])]
+    #[arg(required_unless_present_any = ["colour", "look", "matte"])]
     pub file: Option<PathBuf>,
     /// Preset to run.
     #[arg(long, default_value = "auto")]
@@ -94,6 +94,11 @@ pub struct BenchArgs {
     /// beside per-photo transfer.
     #[arg(long, value_name = "PHOTO", num_args = 2.., conflicts_with_all = ["transfer", "colour", "preview"])]
     pub look: Vec<PathBuf>,
+    /// Instead of a job: a cut-out's matte, refined at full resolution against only
+    /// upscaled, on a subject with a known matte cut from FOREGROUND and pasted onto
+    /// BACKGROUND at 24 MP (IoU, boundary F-measure, edge error, time).
+    #[arg(long, value_names = ["FOREGROUND", "BACKGROUND"], num_args = 2, conflicts_with_all = ["transfer", "colour", "preview", "look"])]
+    pub matte: Vec<PathBuf>,
     /// With `--colour`: also write each base as a JPEG into this folder, to look at.
     #[arg(long, value_name = "DIR", requires = "colour")]
     pub save: Option<PathBuf>,
@@ -130,6 +135,19 @@ pub fn run(paths: &Paths, args: BenchArgs) -> anyhow::Result<i32> {
     }
     if !args.look.is_empty() {
         return looks(&args.look);
+    }
+    if let [fg, bg] = args.matte.as_slice() {
+        let load = |f: &PathBuf| -> anyhow::Result<crate::image::RgbF32> {
+            let ingested = crate::ingest::ingest(f, &Default::default())
+                .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            let mut base = ingested.image;
+            crate::pipeline::render::render_base(&mut base, ingested.rendering);
+            Ok(base)
+        };
+        let (w, h) = (6000, 4000);
+        let rows = crate::matte::bench::run(&load(fg)?, &load(bg)?, w, h, 1024);
+        crate::matte::bench::print(&rows, w, h);
+        return Ok(0);
     }
     let file = args.file.clone().context("a photo to measure")?;
     if args.transfer {

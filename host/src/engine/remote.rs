@@ -283,6 +283,9 @@ pub struct Answer {
     pub cost: f64,
     /// The edit cache's key of this answer (a learned look records where it came from).
     pub key: String,
+    /// The answer as the engine sent it: a cut-out's matte is read from these (its alpha
+    /// channel or grey levels), not from the colour-managed picture.
+    pub bytes: Vec<u8>,
 }
 
 /// Everything that identifies one edit, for the cache key and the ledger.
@@ -361,6 +364,7 @@ impl Engines {
                             cached: true,
                             cost: 0.0,
                             key: key.as_str().to_string(),
+                            bytes: hit.bytes,
                         });
                     }
                     Err(e) => tracing::warn!("ignoring an unreadable cache entry: {e}"),
@@ -414,6 +418,7 @@ impl Engines {
                     cached: false,
                     cost: price,
                     key: key.as_str().to_string(),
+                    bytes: out.bytes,
                 })
             }
             Err(e) => {

@@ -87,23 +87,39 @@ pub fn to_u16(img: &RgbF32, space: OutputSpace) -> Vec<u16> {
 }
 
 /// Quantises to 16-bit code values laid out as bytes (little- or big-endian), the form
-/// the file writers take, without an intermediate `u16` buffer.
-fn to_u16_bytes(img: &RgbF32, space: OutputSpace, little_endian: bool) -> Vec<u8> {
+/// the file writers take, without an intermediate `u16` buffer. With `alpha`, a fourth
+/// sample per pixel: straight (unassociated) alpha — the colour stays the photo's own,
+/// never multiplied by coverage — and linear (coverage is not gamma-encoded).
+fn to_u16_bytes(
+    img: &RgbF32,
+    alpha: Option<&[f32]>,
+    space: OutputSpace,
+    little_endian: bool,
+) -> Vec<u8> {
     let enc = space.encoder();
-    let mut out = vec![0u8; img.data.len() * 2];
-    out.par_chunks_mut(6 * 4096)
-        .zip(img.data.par_chunks(3 * 4096))
-        .for_each(|(o, i)| {
-            for (op, ip) in o.chunks_exact_mut(6).zip(i.chunks_exact(3)) {
+    let n = if alpha.is_some() { 4 } else { 3 };
+    let mut out = vec![0u8; img.width * img.height * n * 2];
+    let put = |op: &mut [u8], k: usize, v: f32| {
+        let v = (v * 65535.0 + 0.5) as u16;
+        let b = if little_endian {
+            v.to_le_bytes()
+        } else {
+            v.to_be_bytes()
+        };
+        op[2 * k..2 * k + 2].copy_from_slice(&b);
+    };
+    const CHUNK: usize = 4096;
+    out.par_chunks_mut(2 * n * CHUNK)
+        .zip(img.data.par_chunks(3 * CHUNK))
+        .enumerate()
+        .for_each(|(c, (o, i))| {
+            for (j, (op, ip)) in o.chunks_exact_mut(2 * n).zip(i.chunks_exact(3)).enumerate() {
                 let e = enc.encode(ip);
                 for k in 0..3 {
-                    let v = (e[k] * 65535.0 + 0.5) as u16;
-                    let b = if little_endian {
-                        v.to_le_bytes()
-                    } else {
-                        v.to_be_bytes()
-                    };
-                    op[2 * k..2 * k + 2].copy_from_slice(&b);
+                    put(op, k, e[k]);
+                }
+                if let Some(a) = alpha {
+                    put(op, 3, a[c * CHUNK + j].clamp(0.0, 1.0));
                 }
             }
         });
@@ -144,13 +160,15 @@ fn tpdf(x: u32, y: u32, c: u32) -> f32 {
 fn write_tiff<W: Write + Seek>(
     w: &mut W,
     img: &RgbF32,
+    alpha: Option<&[f32]>,
     opts: &EncodeOptions,
     meta: &OutputMeta,
 ) -> Result<(), BoxError> {
     let t = std::time::Instant::now();
-    let bytes = to_u16_bytes(img, opts.space, true);
+    let bytes = to_u16_bytes(img, alpha, opts.space, true);
     tracing::debug!("tiff: quantised in {:?}", t.elapsed());
-    let row_bytes = img.width * 6;
+    let samples = if alpha.is_some() { 4 } else { 3 };
+    let row_bytes = img.width * 2 * samples;
     let rows_per_strip = ((1 << 20) / row_bytes).max(1);
     let strips: Vec<&[u8]> = bytes.chunks(rows_per_strip * row_bytes).collect();
     let tiff = |n: u16, value: Value| Field {
@@ -159,13 +177,13 @@ fn write_tiff<W: Write + Seek>(
         value,
     };
     let res = Value::Rational(vec![Rational { num: 300, denom: 1 }]);
-    let own = vec![
+    let mut own = vec![
         tiff(256, Value::Long(vec![img.width as u32])),
         tiff(257, Value::Long(vec![img.height as u32])),
-        tiff(258, Value::Short(vec![16, 16, 16])),
+        tiff(258, Value::Short(vec![16; samples])),
         tiff(259, Value::Short(vec![1])),
         tiff(262, Value::Short(vec![2])),
-        tiff(277, Value::Short(vec![3])),
+        tiff(277, Value::Short(vec![samples as u16])),
         tiff(278, Value::Long(vec![rows_per_strip as u32])),
         tiff(282, res.clone()),
         tiff(283, res),
@@ -174,6 +192,10 @@ fn write_tiff<W: Write + Seek>(
         tiff(700, Value::Byte(meta.xmp.as_bytes().to_vec())),
         tiff(34675, Value::Undefined(opts.space.icc().to_vec(), 0)),
     ];
+    if alpha.is_some() {
+        // ExtraSamples = 2: unassociated (straight) alpha.
+        own.push(tiff(338, Value::Short(vec![2])));
+    }
     let mut writer = exif::experimental::Writer::new();
     for f in own.iter().chain(meta.exif.iter()) {
         writer.push_field(f);
@@ -185,12 +207,18 @@ fn write_tiff<W: Write + Seek>(
 fn write_png<W: Write>(
     w: W,
     img: &RgbF32,
+    alpha: Option<&[f32]>,
     opts: &EncodeOptions,
     meta: &OutputMeta,
 ) -> Result<(), BoxError> {
     let exif = crate::metadata::exif_blob(&meta.exif);
     let mut info = png::Info::with_size(img.width as u32, img.height as u32);
-    info.color_type = png::ColorType::Rgb;
+    // PNG's alpha is straight (unassociated) by definition.
+    info.color_type = if alpha.is_some() {
+        png::ColorType::Rgba
+    } else {
+        png::ColorType::Rgb
+    };
     info.bit_depth = png::BitDepth::Sixteen;
     info.icc_profile = Some(opts.space.icc().into());
     if !exif.is_empty() {
@@ -201,7 +229,7 @@ fn write_png<W: Write>(
     enc.add_itxt_chunk("XML:com.adobe.xmp".into(), meta.xmp.clone())
         .map_err(BoxError::from)?;
     let mut writer = enc.write_header().map_err(BoxError::from)?;
-    let bytes = to_u16_bytes(img, opts.space, false);
+    let bytes = to_u16_bytes(img, alpha, opts.space, false);
     writer.write_image_data(&bytes).map_err(BoxError::from)?;
     writer.finish().map_err(BoxError::from)
 }
@@ -280,6 +308,10 @@ pub fn preview_bytes(img: &RgbF32, png: bool, space: OutputSpace) -> Result<Vec<
 }
 
 /// Candidate file names: `name.ext`, `name-2.ext`, `name-3.ext`, …
+/// Why a cut-out cannot be a JPEG.
+pub const NO_ALPHA_IN_JPEG: &str = "a cut-out has a transparent background, which JPEG cannot hold: \
+use --format tiff (16-bit, the default) or --format png";
+
 fn candidate(dir: &Path, stem: &str, ext: &str, n: u32) -> PathBuf {
     if n == 1 {
         dir.join(format!("{stem}.{ext}"))
@@ -297,6 +329,25 @@ pub fn write_output(
     dir: &Path,
     stem: &str,
 ) -> Result<PathBuf, JobError> {
+    write_output_with_alpha(img, None, opts, meta, dir, stem)
+}
+
+/// [`write_output`] with an alpha channel (`width * height` coverages): 16-bit RGBA,
+/// straight alpha, in TIFF (ExtraSamples 2) or PNG. JPEG has no alpha and is refused.
+pub fn write_output_with_alpha(
+    img: &RgbF32,
+    alpha: Option<&[f32]>,
+    opts: &EncodeOptions,
+    meta: &OutputMeta,
+    dir: &Path,
+    stem: &str,
+) -> Result<PathBuf, JobError> {
+    if let Some(a) = alpha {
+        assert_eq!(a.len(), img.width * img.height, "alpha size");
+        if opts.format == Format::Jpeg {
+            return Err(JobError::new(ErrorCode::BadRequest, NO_ALPHA_IN_JPEG));
+        }
+    }
     let fail = |why: String| JobError::file(ErrorCode::OutputFailed, dir, why);
     let pending = super::publish::Pending::create(dir).map_err(|e| {
         fail(format!(
@@ -307,8 +358,8 @@ pub fn write_output(
     {
         let mut w = BufWriter::with_capacity(1 << 20, pending.file());
         let res = match opts.format {
-            Format::Tiff => write_tiff(&mut w, img, opts, meta),
-            Format::Png => write_png(&mut w, img, opts, meta),
+            Format::Tiff => write_tiff(&mut w, img, alpha, opts, meta),
+            Format::Png => write_png(&mut w, img, alpha, opts, meta),
             Format::Jpeg => write_jpeg(&mut w, img, opts, meta),
         };
         res.map_err(|e| fail(write_failure(e.as_ref())))?;

@@ -122,7 +122,7 @@ pub fn estimate(
     let edit = edit_ident(
         &descriptor.id,
         descriptor.version,
-        &params,
+        &super::cutout::engine_params(descriptor, &params),
         engine.name(),
         &model,
     );

@@ -411,7 +411,7 @@ pub fn run_preview(
                 edit: EditJob {
                     preset: &descriptor.id,
                     preset_version: descriptor.version,
-                    params: &params,
+                    params: &super::cutout::engine_params(descriptor, &params),
                     prompt: &engine_req.prompt,
                     negative_prompt: &engine_req.negative_prompt,
                     photo: Some(id.ident(config.engine.preview_size)),
@@ -452,6 +452,18 @@ pub fn run_preview(
                     cancel,
                 )? {
                     Edited::Blended(out) => (out, false, 0.0),
+                    // A cut-out previews as the photo over a checkerboard, through its
+                    // matte (refined as the full job refines it, at the preview's size).
+                    Edited::Answer {
+                        mut base, answer, ..
+                    } if descriptor.kind == luminary_plugin_api::PresetKind::Cutout => {
+                        let refine =
+                            params.get("refine_edges").and_then(Value::as_bool) != Some(false);
+                        let alpha =
+                            super::cutout::alpha(&base, &answer, engine.name(), refine, 1.0)?;
+                        crate::matte::over_checkerboard(&mut base, &alpha);
+                        (base, answer.cached, answer.cost)
+                    }
                     Edited::Answer {
                         mut base,
                         seen,

@@ -94,6 +94,7 @@ pub fn run_look_job(
     };
     let output = write_result(
         &base,
+        None,
         &ingested.meta,
         &provenance,
         (format, space),
@@ -203,13 +204,23 @@ pub fn run_learn(
         ));
     }
     let (preset, plugin) = registry.preset(&req.preset)?;
-    if preset.descriptor.kind == luminary_plugin_api::PresetKind::Content {
+    if preset.descriptor.kind != luminary_plugin_api::PresetKind::Look {
         return Err(JobError::new(
             ErrorCode::BadRequest,
             format!(
-                "'{}' is a content preset (it adds or changes objects); a look carries colour \
-                 and tone only — learn it from a look preset",
-                preset.descriptor.id
+                "'{}' is a {} preset (it {}); a look carries colour and tone only — learn it \
+                 from a look preset",
+                preset.descriptor.id,
+                if preset.descriptor.kind == luminary_plugin_api::PresetKind::Cutout {
+                    "cut-out"
+                } else {
+                    "content"
+                },
+                if preset.descriptor.kind == luminary_plugin_api::PresetKind::Cutout {
+                    "removes the background"
+                } else {
+                    "adds or changes objects"
+                }
             ),
         ));
     }

@@ -5,6 +5,7 @@
 //! folder) is checked before the first pixel is decoded, so a typo costs nothing.
 
 pub mod blend;
+pub mod cutout;
 pub mod encode;
 pub mod estimate;
 pub mod live;
@@ -288,7 +289,11 @@ fn choose_engine(
 /// content preset's with the engine's new content.
 fn transfer_mode(descriptor: &luminary_plugin_api::PresetDescriptor) -> Mode {
     match descriptor.kind {
-        luminary_plugin_api::PresetKind::Content => Mode::Content,
+        // A cut-out's answer is a matte (`cutout`), never transferred; as a picture it
+        // would be content.
+        luminary_plugin_api::PresetKind::Content | luminary_plugin_api::PresetKind::Cutout => {
+            Mode::Content
+        }
         luminary_plugin_api::PresetKind::Look => Mode::Look,
     }
 }
@@ -385,8 +390,10 @@ fn source_name(source: &Path) -> String {
 
 /// Stage 9 for every kind of job: the output file with the source's EXIF and the
 /// provenance in XMP, published under `dir/stem.<ext>` (or a free `-N` variant).
+#[allow(clippy::too_many_arguments)]
 fn write_result(
     out: &crate::image::RgbF32,
+    alpha: Option<&[f32]>,
     source_meta: &metadata::SourceMeta,
     provenance: &metadata::Provenance,
     (format, space): (Format, OutputSpace),
@@ -403,7 +410,7 @@ fn write_result(
         space,
         jpeg_quality: config.output.jpeg_quality,
     };
-    encode::write_output(out, &opts, &meta, dir, stem)
+    encode::write_output_with_alpha(out, alpha, &opts, &meta, dir, stem)
 }
 
 /// Runs one enhance job to the end. Never writes to the source; on any error, including
@@ -455,6 +462,10 @@ pub fn run_job(
     }
     let (dir, stem, format) = output_location(req, &descriptor.id, config)?;
     check_output_dir(&dir)?;
+    let is_cutout = descriptor.kind == luminary_plugin_api::PresetKind::Cutout;
+    if is_cutout && format == Format::Jpeg {
+        return Err(JobError::new(ErrorCode::BadRequest, encode::NO_ALPHA_IN_JPEG));
+    }
     let space = req.output.color_space.unwrap_or(config.output.color_space);
 
     let mut t = Timer::new(progress);
@@ -511,7 +522,7 @@ pub fn run_job(
         edit: EditJob {
             preset: &descriptor.id,
             preset_version: descriptor.version,
-            params: &params,
+            params: &cutout::engine_params(descriptor, &params),
             prompt: &engine_req.prompt,
             negative_prompt: &engine_req.negative_prompt,
             photo: live::SourceId::of(&req.source)
@@ -531,8 +542,15 @@ pub fn run_job(
     // engine's preview-sized answer is carried to full resolution here, blended in the
     // same pass (so `blend` reads 0 ms: there is no separate pass).
     t.start("transfer");
+    let mut alpha = None;
     let (out, cached, cost) = match edited {
         Edited::Blended(out) => (out, false, 0.0),
+        // A cut-out: the photo untouched, the matte refined on it as its alpha.
+        Edited::Answer { base, answer, .. } if is_cutout => {
+            let refine = params.get("refine_edges").and_then(Value::as_bool) != Some(false);
+            alpha = Some(cutout::alpha(&base, &answer, engine.name(), refine, intensity as f32)?);
+            (base, answer.cached, answer.cost)
+        }
         Edited::Answer {
             mut base,
             seen,
@@ -563,6 +581,7 @@ pub fn run_job(
     };
     let output = write_result(
         &out,
+        alpha.as_deref(),
         &ingested.meta,
         &provenance,
         (format, space),

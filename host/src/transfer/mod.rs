@@ -22,7 +22,7 @@
 //! first ([`align`]).
 
 pub mod align;
-mod blur;
+pub mod blur;
 pub mod fidelity;
 pub mod grid;
 

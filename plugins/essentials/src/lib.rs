@@ -104,6 +104,7 @@ impl Plugin for Essentials {
             .intensity(0.8)
             .params(strength_schema("Strength"))
             .tags(&["landscape", "street"]),
+            cutout(),
         ]
     }
 
@@ -232,6 +233,17 @@ impl Plugin for Essentials {
                          cool blue shadows, deep vignette. {KEEP}"
                 )
             }
+            // Segmentation models take no instruction; the words are for the log and for
+            // engines that would read them.
+            "remove-background" => {
+                return Ok(EngineRequest {
+                    prompt: "Separate the main subject from the background: return its matte."
+                        .into(),
+                    negative_prompt: String::new(),
+                    engine_hint: Some("fal".into()),
+                    recipe: r,
+                })
+            }
             other => return Err(format!("unknown preset '{other}'")),
         };
         Ok(EngineRequest {
@@ -243,6 +255,37 @@ impl Plugin for Essentials {
     }
 }
 
+/// The cut-out: a segmentation model (BiRefNet on fal by default; a Replicate BiRefNet as
+/// the alternative) finds the subject on the preview, and Luminary refines its edges on the
+/// full-resolution photo.
+fn cutout() -> PresetDescriptor {
+    let mut d = PresetDescriptor::look(
+        "remove-background",
+        "Remove background",
+        "Cuts the subject out: the photo with a transparent background, as a 16-bit TIFF or \
+         PNG with alpha. The edges (hair, fur, leaves) are refined on the full-resolution photo.",
+    )
+    .intensity(1.0)
+    .params(json!({
+        "type": "object",
+        "properties": {
+            "refine_edges": {"type": "boolean", "default": true, "title": "Refine edges",
+                             "description": "Follow hair, fur and leaves on the full-resolution photo (off: the model's matte, only upscaled)."}
+        },
+        "additionalProperties": false
+    }))
+    .tags(&["cutout", "product", "portrait"])
+    .prefers_engine("fal")
+    .prefers_model("fal", "fal-ai/birefnet/v2")
+    .prefers_model(
+        "replicate",
+        "men1scus/birefnet:f74986db0355b58403ed20963af156525e2891ea3c2d499bfbfb2a28cd87c5d7",
+    )
+    .ai_only();
+    d.kind = PresetKind::Cutout;
+    d
+}
+
 export_plugin!(Essentials);
 
 #[cfg(test)]
@@ -252,7 +295,8 @@ mod tests {
     #[test]
     fn every_preset_builds_a_request_that_changes_something() {
         let p = Essentials;
-        for d in p.presets() {
+        // The cut-out has no offline recipe: it is AI-only.
+        for d in p.presets().into_iter().filter(|d| !d.ai_only) {
             let req = p
                 .build_request(&d.id, &Params::default(), &ImageFacts::default())
                 .unwrap();
@@ -268,6 +312,19 @@ mod tests {
                 d.id
             );
         }
+    }
+
+    #[test]
+    fn the_cutout_is_an_ai_only_matte_preset_on_birefnet() {
+        let d = cutout();
+        assert_eq!((d.kind, d.ai_only), (PresetKind::Cutout, true));
+        assert_eq!(d.engine_hint.as_deref(), Some("fal"));
+        assert_eq!(d.models["fal"], "fal-ai/birefnet/v2");
+        assert!(d.models["replicate"].starts_with("men1scus/birefnet:"));
+        let req = Essentials
+            .build_request("remove-background", &Params::default(), &ImageFacts::default())
+            .unwrap();
+        assert_eq!(req.recipe, Recipe::default());
     }
 
     #[test]

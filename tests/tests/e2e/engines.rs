@@ -111,6 +111,9 @@ mod prompts;
 #[path = "staging.rs"]
 mod staging;
 
+#[path = "cutouts.rs"]
+mod cutouts;
+
 /// `[engines.gemini]` pointing at a mock, with short timeouts so fault tests are quick.
 fn gemini_table(mock: &MockServer) -> String {
     format!(
