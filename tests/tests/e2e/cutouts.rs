@@ -8,15 +8,15 @@ use luminary::matte::score::score;
 
 /// A studio photo whose true matte is known: a subject (from one real photo) with hair
 /// strands, pasted onto another real photo, 3000×2000, as a 16-bit TIFF.
-struct Studio {
+pub(crate) struct Studio {
     _dir: tempfile::TempDir,
-    tif: PathBuf,
-    truth: Vec<f32>,
+    pub(crate) tif: PathBuf,
+    pub(crate) truth: Vec<f32>,
     w: usize,
     h: usize,
 }
 
-fn studio() -> &'static Studio {
+pub(crate) fn studio() -> &'static Studio {
     static S: OnceLock<Studio> = OnceLock::new();
     S.get_or_init(|| {
         let (w, h) = (3000, 2000);
@@ -43,7 +43,7 @@ fn studio() -> &'static Studio {
     })
 }
 
-fn truth_image(s: &Studio) -> image::GrayImage {
+pub(crate) fn truth_image(s: &Studio) -> image::GrayImage {
     image::GrayImage::from_fn(s.w as u32, s.h as u32, |x, y| {
         image::Luma([(s.truth[y as usize * s.w + x as usize] * 255.0).round() as u8])
     })

@@ -112,7 +112,7 @@ mod prompts;
 mod staging;
 
 #[path = "cutouts.rs"]
-mod cutouts;
+pub(crate) mod cutouts;
 
 /// `[engines.gemini]` pointing at a mock, with short timeouts so fault tests are quick.
 fn gemini_table(mock: &MockServer) -> String {

@@ -644,3 +644,83 @@ b.delete()
         "a refused edit adds no layer: {res}"
     );
 }
+
+/// #21 point 3: a cut-out arrives in GIMP as a new layer whose layer mask is the refined
+/// matte (the layer itself the opaque photo), through a mock of fal's BiRefNet.
+#[test]
+fn gimp_3_gets_a_cutout_as_a_layer_with_its_matte_as_layer_mask() {
+    use luminary_engines::mock::{MockKind, MockServer, TEST_KEY};
+    let studio = super::engines::cutouts::studio();
+    let mock = MockServer::start(MockKind::Fal, vec![]);
+    mock.set_matte(super::engines::cutouts::truth_image(studio));
+    let (inside, _bin) = gimp_with_plugin("cutout", &studio.tif);
+    let cfg = inside.host().join("cfg/luminary");
+    std::fs::create_dir_all(&cfg).unwrap();
+    let config = cfg.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[engines.fal]\nbase_url = \"{}\"\napi_key = \"{TEST_KEY}\"\nconnect_timeout_s = 2\n",
+            mock.base_url
+        ),
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let batch = format!(
+        r#"
+import json
+import gi
+gi.require_version("Gimp", "3.0")
+gi.require_version("Gegl", "0.4")
+from gi.repository import Gimp, Gio, Gegl
+res = {{}}
+img = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path("{photo}"))
+src = img.get_layers()[0]
+w, h = src.get_width(), src.get_height()
+proc = Gimp.get_pdb().lookup_procedure("python-fu-luminary-enhance")
+config = proc.create_config()
+config.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+config.set_property("image", img)
+config.set_core_object_array("drawables", [src])
+config.set_property("preset", "remove-background")
+config.set_property("intensity", 1.0)
+config.set_property("engine", "fal")
+r = proc.run(config)
+res["success"] = int(r.index(0)) == int(Gimp.PDBStatusType.SUCCESS)
+res["message"] = r.index(1) if r.length() > 1 else ""
+layers = img.get_layers()
+res["names"] = [l.get_name() for l in layers]
+new = layers[0]
+mask = new.get_mask()
+res["has_mask"] = mask is not None
+if mask is not None:
+    def mean(drawable, x, y, size):
+        buf = drawable.get_buffer().get(Gegl.Rectangle.new(x, y, size, size), 1.0, "Y float", Gegl.AbyssPolicy.CLAMP)
+        import struct
+        vals = struct.unpack("%df" % (size * size), bytes(buf))
+        return sum(vals) / len(vals)
+    res["mask_centre"] = mean(mask, w // 2 - 20, h // 2 - 20, 40)
+    res["mask_corner"] = mean(mask, 10, 10, 40)
+    # The layer itself is opaque: its alpha went into the mask.
+    abuf = new.get_buffer().get(Gegl.Rectangle.new(10, 10, 40, 40), 1.0, "RGBA float", Gegl.AbyssPolicy.CLAMP)
+    import struct
+    vals = struct.unpack("%df" % (40 * 40 * 4), bytes(abuf))
+    res["layer_alpha_corner"] = min(vals[3::4])
+json.dump(res, open("{result}", "w"))
+img.delete()
+"#,
+        photo = inside.path("work/photo.tif"),
+        result = inside.path("work/result.json"),
+    );
+    let (res, log) = run_gimp_batch(&inside, &batch);
+    assert_eq!(res["success"], true, "{res}\n{log}");
+    assert_eq!(res["names"][0], "Luminary — remove-background", "{res}");
+    assert_eq!(res["has_mask"], true, "no layer mask: {res}");
+    assert!(res["mask_centre"].as_f64().unwrap() > 0.99, "{res}");
+    assert!(res["mask_corner"].as_f64().unwrap() < 0.01, "{res}");
+    assert!(res["layer_alpha_corner"].as_f64().unwrap() > 0.99, "{res}");
+    assert_eq!(mock.requests_to("POST", "/fal-ai/birefnet/v2").len(), 1);
+}
