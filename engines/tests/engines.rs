@@ -1188,3 +1188,46 @@ fn a_presets_own_model_runs_on_the_shared_engine_with_its_own_input_and_price() 
     let creates = mock.requests_to("POST", "/v1/models/*");
     assert_eq!(creates[1].path, "/v1/models/black-forest-labs/flux-kontext-pro/predictions");
 }
+
+/// #21 point 5: the staging and background-removal models fail as every other model does —
+/// a refusal is `Refused`, a wrong key `Auth` naming the variable, a job past the total
+/// timeout `Timeout` with the remote job cancelled.
+#[test]
+fn the_staging_and_cutout_models_fail_with_the_same_errors_as_the_others() {
+    let photo = need_photo!();
+    let models = [
+        (MockKind::Replicate, "qwen/qwen-image-edit", "REPLICATE_API_TOKEN"),
+        (MockKind::Fal, "fal-ai/birefnet/v2", "FAL_KEY"),
+        (
+            MockKind::Replicate,
+            "men1scus/birefnet:f74986db0355b58403ed20963af156525e2891ea3c2d499bfbfb2a28cd87c5d7",
+            "REPLICATE_API_TOKEN",
+        ),
+    ];
+    for (kind, model, var) in models {
+        let on = |i: EditInput<'static>| EditInput {
+            model: Some(model),
+            ..i
+        };
+        let input = on(util::input(photo));
+        let (mock, p) = start(kind, vec![Fault::Refuse]);
+        let err = Job::default().run(&*p, &input).unwrap_err();
+        assert!(matches!(err, EngineError::Refused { .. }), "{model}: {err:?}");
+        assert_eq!(mock.faults_left(), 0, "{model}: one submit");
+
+        let (_mock, p) = start_with(kind, vec![], |c| c.api_key = Some(WRONG_KEY.into()));
+        let err = Job::default().run(&*p, &input).unwrap_err();
+        assert!(
+            matches!(err, EngineError::Auth { var: v, .. } if v == var),
+            "{model}: {err:?}"
+        );
+
+        // Past Replicate's `Prefer: wait` (1 s in the mock), so the job is running remotely.
+        let (mock, p) = start_with(kind, vec![Fault::SlowJob(Duration::from_secs(10))], |c| {
+            c.total_timeout_s = Some(2.5)
+        });
+        let err = Job::default().run(&*p, &input).unwrap_err();
+        assert!(matches!(err, EngineError::Timeout { .. }), "{model}: {err:?}");
+        assert_eq!(mock.cancels(), 1, "{model}: the remote job was not cancelled");
+    }
+}
