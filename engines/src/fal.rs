@@ -27,6 +27,9 @@ fn price(model: &str) -> f64 {
     if crate::is_matting(model) {
         // Billed by compute time (about a second on fal's GPUs); an estimate.
         0.005
+    } else if crate::is_upscaler(model) {
+        // Per tile of up to 512×512, billed by compute time; an estimate.
+        0.002
     } else if model.contains("kontext/max") {
         0.08
     } else if model.contains("nano-banana-pro") {
@@ -54,6 +57,18 @@ fn request_body(model: &str, input: &EditInput<'_>) -> Value {
             "output_mask": true,
             "refine_foreground": false,
             "operating_resolution": "1024x1024",
+        });
+    }
+    if crate::is_upscaler(model) {
+        // ESRGAN: the factor and the matching Real-ESRGAN weights, PNG out, no face model
+        // (it repaints faces).
+        let scale = input.scale.unwrap_or(2);
+        return json!({
+            "image_url": data_uri(input),
+            "scale": scale,
+            "model": if scale == 2 { "RealESRGAN_x2plus" } else { "RealESRGAN_x4plus" },
+            "face": false,
+            "output_format": "png",
         });
     }
     let qwen = model.contains("qwen-image");

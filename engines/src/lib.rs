@@ -46,9 +46,22 @@ pub const NAMES: [&str; 5] = ["gemini", "openai", "fal", "replicate", "comfyui"]
 /// (an RGBA cut-out or a grey mask) and takes no instruction.
 pub fn is_matting(model: &str) -> bool {
     let m = model.to_ascii_lowercase();
-    ["birefnet", "rembg", "remove-bg", "background-remover", "rmbg"]
-        .iter()
-        .any(|k| m.contains(k))
+    [
+        "birefnet",
+        "rembg",
+        "remove-bg",
+        "background-remover",
+        "rmbg",
+    ]
+    .iter()
+    .any(|k| m.contains(k))
+}
+
+/// Whether `model` is a super-resolution (upscaling) model, which takes a scale factor
+/// instead of an instruction and answers the picture that much larger.
+pub fn is_upscaler(model: &str) -> bool {
+    let m = model.to_ascii_lowercase();
+    ["esrgan", "swinir", "upscal"].iter().any(|k| m.contains(k))
 }
 
 /// One edit request. Borrowed so that a retry never copies the image more than the wire needs.
@@ -70,6 +83,8 @@ pub struct EditInput<'a> {
     /// engine's connection pool, concurrency limit and circuit breaker stay shared.
     /// ComfyUI runs its workflow whatever this says.
     pub model: Option<&'a str>,
+    /// For super-resolution models: how many times larger the answer is to be (2 or 4).
+    pub scale: Option<u32>,
 }
 
 /// A checked edit result.

@@ -23,6 +23,9 @@ fn price(model: &str) -> f64 {
     if crate::is_matting(model) {
         // Community models are billed by run time (a few seconds on a T4); an estimate.
         0.005
+    } else if crate::is_upscaler(model) {
+        // Per tile, billed by run time; an estimate.
+        0.002
     } else if model.contains("kontext-max") {
         0.08
     } else if model.contains("kontext-dev") {
@@ -42,6 +45,9 @@ fn model_input(model: &str, input: &EditInput<'_>) -> Value {
         // Background removal models take the image alone (and answer an RGBA cut-out or a
         // mask, which Luminary reads either way).
         return json!({ "image": uri });
+    }
+    if crate::is_upscaler(model) {
+        return json!({ "image": uri, "scale": input.scale.unwrap_or(2), "face_enhance": false });
     }
     let mut v = json!({
         "prompt": prompt_with_avoid(input),

@@ -1161,7 +1161,10 @@ fn a_presets_own_model_runs_on_the_shared_engine_with_its_own_input_and_price() 
             .insert("virtual-staging".into(), "qwen/qwen-image-edit".into());
         c.price_per_image = Some(0.05);
     });
-    assert_eq!(p.preset_model("virtual-staging"), Some("qwen/qwen-image-edit"));
+    assert_eq!(
+        p.preset_model("virtual-staging"),
+        Some("qwen/qwen-image-edit")
+    );
     assert_eq!(p.preset_model("warm-film"), None);
     // The configured price is for the configured model; another model has its list price.
     assert_eq!(p.price_for(p.model()), 0.05);
@@ -1173,9 +1176,15 @@ fn a_presets_own_model_runs_on_the_shared_engine_with_its_own_input_and_price() 
     let out = Job::default().run(&*p, &staging).expect("edit");
     let creates = mock.requests_to("POST", "/v1/models/*");
     assert_eq!(creates.len(), 1);
-    assert_eq!(creates[0].path, "/v1/models/qwen/qwen-image-edit/predictions");
+    assert_eq!(
+        creates[0].path,
+        "/v1/models/qwen/qwen-image-edit/predictions"
+    );
     let sent = &creates[0].json.as_ref().unwrap()["input"];
-    assert!(sent["image"].as_str().unwrap().starts_with("data:image/png;base64,"));
+    assert!(sent["image"]
+        .as_str()
+        .unwrap()
+        .starts_with("data:image/png;base64,"));
     assert!(sent.get("input_image").is_none(), "{sent}");
     assert_eq!(sent["output_format"], "png");
     assert_eq!(sent["aspect_ratio"], "match_input_image");
@@ -1186,7 +1195,10 @@ fn a_presets_own_model_runs_on_the_shared_engine_with_its_own_input_and_price() 
     // The engine's own model is untouched for the next edit.
     Job::default().run(&*p, &input(photo)).expect("edit");
     let creates = mock.requests_to("POST", "/v1/models/*");
-    assert_eq!(creates[1].path, "/v1/models/black-forest-labs/flux-kontext-pro/predictions");
+    assert_eq!(
+        creates[1].path,
+        "/v1/models/black-forest-labs/flux-kontext-pro/predictions"
+    );
 }
 
 /// #21 point 5: the staging and background-removal models fail as every other model does —
@@ -1196,7 +1208,11 @@ fn a_presets_own_model_runs_on_the_shared_engine_with_its_own_input_and_price() 
 fn the_staging_and_cutout_models_fail_with_the_same_errors_as_the_others() {
     let photo = need_photo!();
     let models = [
-        (MockKind::Replicate, "qwen/qwen-image-edit", "REPLICATE_API_TOKEN"),
+        (
+            MockKind::Replicate,
+            "qwen/qwen-image-edit",
+            "REPLICATE_API_TOKEN",
+        ),
         (MockKind::Fal, "fal-ai/birefnet/v2", "FAL_KEY"),
         (
             MockKind::Replicate,
@@ -1212,7 +1228,10 @@ fn the_staging_and_cutout_models_fail_with_the_same_errors_as_the_others() {
         let input = on(util::input(photo));
         let (mock, p) = start(kind, vec![Fault::Refuse]);
         let err = Job::default().run(&*p, &input).unwrap_err();
-        assert!(matches!(err, EngineError::Refused { .. }), "{model}: {err:?}");
+        assert!(
+            matches!(err, EngineError::Refused { .. }),
+            "{model}: {err:?}"
+        );
         assert_eq!(mock.faults_left(), 0, "{model}: one submit");
 
         let (_mock, p) = start_with(kind, vec![], |c| c.api_key = Some(WRONG_KEY.into()));
@@ -1227,7 +1246,14 @@ fn the_staging_and_cutout_models_fail_with_the_same_errors_as_the_others() {
             c.total_timeout_s = Some(2.5)
         });
         let err = Job::default().run(&*p, &input).unwrap_err();
-        assert!(matches!(err, EngineError::Timeout { .. }), "{model}: {err:?}");
-        assert_eq!(mock.cancels(), 1, "{model}: the remote job was not cancelled");
+        assert!(
+            matches!(err, EngineError::Timeout { .. }),
+            "{model}: {err:?}"
+        );
+        assert_eq!(
+            mock.cancels(),
+            1,
+            "{model}: the remote job was not cancelled"
+        );
     }
 }

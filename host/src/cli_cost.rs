@@ -145,7 +145,12 @@ pub fn preview(paths: &Paths, args: PreviewArgs) -> anyhow::Result<i32> {
             .map_err(|f| anyhow::anyhow!("{} [{}]", f.message, f.code.as_str()))?;
         // The strip is offline: presets only an AI engine can do are left out.
         let offline = |p: &&Value| p["ai_only"] != Value::Bool(true);
-        for p in list["presets"].as_array().into_iter().flatten().filter(offline) {
+        for p in list["presets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(offline)
+        {
             if let Some(id) = p["id"].as_str() {
                 let file = dir.join(format!("{}.jpg", crate::pipeline::names::component(id)));
                 wanted.push((id.to_string(), Some(file), Some("local".into()), None));
@@ -353,6 +358,21 @@ pub fn summary(e: &Estimate) -> String {
     if !e.paid {
         return format!("{} photo(s) on the offline engine: free", e.photos);
     }
+    if e.sends_full_photo {
+        // An upscale: the whole photo leaves the machine, tile by tile.
+        let mut s = format!(
+            "upscaling sends the whole full-resolution photo (not a preview) to {}: {} tile(s) \
+             for {} photo(s), about {} at most",
+            e.engine,
+            e.calls,
+            e.photos,
+            usd(e.cost_usd)
+        );
+        if let Some(b) = &e.budget {
+            s += &format!("; {} left in the budget", usd(b.remaining_usd));
+        }
+        return s;
+    }
     let mut s = format!(
         "{} of {} photo(s) will call {}, about {}",
         e.calls,
@@ -380,7 +400,8 @@ pub fn confirm_batch(e: &Estimate, json: bool) -> anyhow::Result<bool> {
         println!(
             "{}",
             json!({"type": "estimate", "engine": e.engine, "photos": e.photos, "cached": e.cached,
-                   "calls": e.calls, "cost_usd": e.cost_usd, "budget": e.budget})
+                   "calls": e.calls, "cost_usd": e.cost_usd, "budget": e.budget,
+                   "sends_full_photo": e.sends_full_photo, "summary": summary(e)})
         );
     } else {
         eprintln!("{}", summary(e));

@@ -49,6 +49,10 @@ pub enum PresetKind {
     /// mask); the result is the original photo with that matte, refined at full
     /// resolution, as its alpha channel (since 0.1.3).
     Cutout,
+    /// Super-resolution: the engine answers the picture it was sent at a larger size. The
+    /// full-resolution photo is sent, in tiles (parameter `scale`: `"2x"` or `"4x"`), and
+    /// the result is the photo that much larger (since 0.1.3).
+    Upscale,
 }
 
 /// One preset as the bridges show it.

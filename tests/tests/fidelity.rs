@@ -450,7 +450,12 @@ fn a_refined_cutout_matte_follows_hair_that_the_upscaled_one_loses() {
     let rows = run(&load("portrait.png"), &load("flower.png"), w, h, 1024);
     print(&rows, w, h);
     let (up, refined) = (&rows[0].scores, &rows[1].scores);
-    assert!(refined.iou >= up.iou, "IoU {} < upscaled {}", refined.iou, up.iou);
+    assert!(
+        refined.iou >= up.iou,
+        "IoU {} < upscaled {}",
+        refined.iou,
+        up.iou
+    );
     assert!(
         refined.boundary_f >= 0.8 && refined.boundary_f >= up.boundary_f + 0.4,
         "boundary F {} (upscaled {})",

@@ -73,7 +73,37 @@ fn submit(shared: &Shared, rec: &Recorded, segs: &[&str]) -> Resp {
     };
     // Segmentation apps (BiRefNet) take no prompt; edit models require one.
     let matting = crate::is_matting(segs[1]);
+    let upscaling = crate::is_upscaler(segs[1]);
+    if upscaling {
+        let scale = body.get("scale").and_then(Value::as_u64).unwrap_or(2);
+        if !(1..=8).contains(&scale) {
+            return detail(
+                422,
+                "scale",
+                "Input should be less than or equal to 8",
+                "less_than_equal",
+            );
+        }
+        let weights = if scale == 2 {
+            "RealESRGAN_x2plus"
+        } else {
+            "RealESRGAN_x4plus"
+        };
+        if body
+            .get("model")
+            .and_then(Value::as_str)
+            .is_some_and(|m| m != weights)
+        {
+            return detail(
+                422,
+                "model",
+                "the mock expects the Real-ESRGAN weights of the scale asked for",
+                "value_error",
+            );
+        }
+    }
     if !matting
+        && !upscaling
         && body
             .get("prompt")
             .and_then(Value::as_str)
@@ -82,13 +112,29 @@ fn submit(shared: &Shared, rec: &Recorded, segs: &[&str]) -> Resp {
         return detail(422, "prompt", "Field required", "missing");
     }
     if matting {
-        let fmt = body.get("output_format").and_then(Value::as_str).unwrap_or("png");
+        let fmt = body
+            .get("output_format")
+            .and_then(Value::as_str)
+            .unwrap_or("png");
         if !["png", "webp", "gif"].contains(&fmt) {
-            return detail(422, "output_format", "Input should be 'webp', 'png' or 'gif'", "enum");
+            return detail(
+                422,
+                "output_format",
+                "Input should be 'webp', 'png' or 'gif'",
+                "enum",
+            );
         }
-        let res = body.get("operating_resolution").and_then(Value::as_str).unwrap_or("1024x1024");
+        let res = body
+            .get("operating_resolution")
+            .and_then(Value::as_str)
+            .unwrap_or("1024x1024");
         if !["1024x1024", "2048x2048", "2304x2304"].contains(&res) {
-            return detail(422, "operating_resolution", "Input should be '1024x1024', '2048x2048' or '2304x2304'", "enum");
+            return detail(
+                422,
+                "operating_resolution",
+                "Input should be '1024x1024', '2048x2048' or '2304x2304'",
+                "enum",
+            );
         }
     }
     let uri = body.get("image_url").and_then(Value::as_str).or_else(|| {
@@ -125,13 +171,19 @@ fn submit(shared: &Shared, rec: &Recorded, segs: &[&str]) -> Resp {
         }
         _ => {}
     }
-    let (output, mask) = if matting {
+    let (output, mask) = if upscaling {
+        let scale = body.get("scale").and_then(Value::as_u64).unwrap_or(2) as u32;
+        (super::upscale_bytes(&image, scale), None)
+    } else if matting {
         match super::matte_bytes(shared, &image) {
             Ok((cut, mask)) => (Ok(cut), Some(mask)),
             Err(e) => (Err(e), None),
         }
     } else {
-        (grade_bytes(&image, matches!(fault, Some(Fault::WrongAspect))), None)
+        (
+            grade_bytes(&image, matches!(fault, Some(Fault::WrongAspect))),
+            None,
+        )
     };
     let wants_mask = body.get("output_mask").and_then(Value::as_bool) == Some(true);
     let hang = match &fault {
@@ -237,12 +289,18 @@ fn result(shared: &Shared, app: &str, id: &str) -> Resp {
         .insert(name.clone(), (body, ctype));
     if crate::is_matting(app) {
         // BiRefNet's output: `image` (the cut-out) and, with `output_mask`, `mask_image`.
-        let file = |name: &str, bytes: &[u8]| json!({"url": format!("{}/files/{name}", shared.base_url),
-            "content_type": "image/png", "file_name": name, "file_size": bytes.len(), "width": w, "height": h});
+        let file = |name: &str, bytes: &[u8]| {
+            json!({"url": format!("{}/files/{name}", shared.base_url),
+            "content_type": "image/png", "file_name": name, "file_size": bytes.len(), "width": w, "height": h})
+        };
         let mut v = json!({"image": file(&name, &shared.files.lock().unwrap()[&name].0), "mask_image": null});
         if let Some(mask) = &job.mask {
             let mname = format!("{id}-mask.png");
-            shared.files.lock().unwrap().insert(mname.clone(), (mask.clone(), "image/png"));
+            shared
+                .files
+                .lock()
+                .unwrap()
+                .insert(mname.clone(), (mask.clone(), "image/png"));
             v["mask_image"] = file(&mname, mask);
         }
         return Resp::json(200, &v);

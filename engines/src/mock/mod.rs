@@ -16,10 +16,10 @@ mod comfyui;
 mod fal;
 mod gemini;
 mod grade;
+mod matte;
 mod openai;
 mod replicate;
 mod stage;
-mod matte;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -711,4 +711,17 @@ pub(crate) fn matte_bytes(
     let cut = png(image::DynamicImage::ImageRgba8(matte::cutout(&img, &matte)))?;
     let mask = png(image::DynamicImage::ImageLuma8(matte))?;
     Ok(((cut, img.width(), img.height()), mask))
+}
+
+/// A super-resolution model's answer: the picture `scale` times larger (Catmull-Rom), PNG.
+pub(crate) fn upscale_bytes(bytes: &[u8], scale: u32) -> Result<(Vec<u8>, u32, u32), String> {
+    let img = image::load_from_memory(bytes)
+        .map_err(|e| format!("cannot decode the input image: {e}"))?
+        .to_rgb8();
+    let (w, h) = (img.width() * scale, img.height() * scale);
+    let big = image::imageops::resize(&img, w, h, image::imageops::FilterType::CatmullRom);
+    let mut out = Vec::new();
+    big.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+        .map_err(|e| format!("cannot encode PNG: {e}"))?;
+    Ok((out, w, h))
 }

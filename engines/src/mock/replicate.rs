@@ -91,7 +91,9 @@ fn create(shared: &Shared, rec: &Recorded, model: &str) -> Resp {
     };
     // A version id names its model only to the service: the mock knows BiRefNet's.
     let matting = crate::is_matting(model) || model == BIREFNET_VERSION;
+    let upscaling = crate::is_upscaler(model);
     if !matting
+        && !upscaling
         && input
             .get("prompt")
             .and_then(Value::as_str)
@@ -102,7 +104,11 @@ fn create(shared: &Shared, rec: &Recorded, model: &str) -> Resp {
     // Each model names its image input its own way (and validates its inputs): FLUX
     // Kontext `input_image`, Qwen image edit `image` (an array for the "plus" variant).
     let qwen = model.contains("qwen-image-edit");
-    let field = if qwen || matting { "image" } else { "input_image" };
+    let field = if qwen || matting || upscaling {
+        "image"
+    } else {
+        "input_image"
+    };
     let uri = input.get(field).and_then(|v| {
         v.as_str()
             .or_else(|| v.as_array().and_then(|a| a.first()).and_then(Value::as_str))
@@ -137,7 +143,13 @@ fn create(shared: &Shared, rec: &Recorded, model: &str) -> Resp {
     // A staging model furnishes the room; the others grade the picture.
     let square = matches!(fault, Some(Fault::WrongAspect));
     // A background remover answers the RGBA cut-out.
-    let output = if matting {
+    let output = if upscaling {
+        let scale = input.get("scale").and_then(Value::as_f64).unwrap_or(4.0);
+        if !(0.0..=10.0).contains(&scale) || scale.fract() != 0.0 {
+            return invalid("- input.scale: the mock takes whole factors up to 10");
+        }
+        super::upscale_bytes(&image, scale as u32)
+    } else if matting {
         super::matte_bytes(shared, &image).map(|(cut, _)| cut)
     } else if qwen {
         super::edit_bytes(&image, square, super::stage_room)

@@ -27,7 +27,11 @@ pub fn furniture_at(fx: f32, fy: f32) -> Option<[u8; 3]> {
     let (dx, dy) = ((fx - 0.66) / 0.10, (fy - 0.84) / 0.04);
     if dx * dx + dy * dy < 1.0 {
         let grain = ((fy * 900.0 + (fx * 40.0).sin() * 3.0).sin() * 0.5 + 0.5) * 20.0;
-        return Some([(110.0 + grain) as u8, (70.0 + grain * 0.6) as u8, (42.0 + grain * 0.3) as u8]);
+        return Some([
+            (110.0 + grain) as u8,
+            (70.0 + grain * 0.6) as u8,
+            (42.0 + grain * 0.3) as u8,
+        ]);
     }
     // Floor lamp: a thin pole and a cream shade.
     if (0.795..0.805).contains(&fx) && (0.42..0.86).contains(&fy) {
@@ -60,11 +64,20 @@ mod tests {
 
     #[test]
     fn staging_adds_furniture_and_leaves_the_rest() {
-        let room = RgbImage::from_fn(400, 300, |x, y| Rgb([(x % 256) as u8, (y % 256) as u8, 128]));
+        let room = RgbImage::from_fn(400, 300, |x, y| {
+            Rgb([(x % 256) as u8, (y % 256) as u8, 128])
+        });
         let staged = stage_room(&room);
-        let changed = room.pixels().zip(staged.pixels()).filter(|(a, b)| a != b).count();
+        let changed = room
+            .pixels()
+            .zip(staged.pixels())
+            .filter(|(a, b)| a != b)
+            .count();
         let share = changed as f64 / (400.0 * 300.0);
-        assert!((0.08..0.3).contains(&share), "furniture covers {share:.3} of the room");
+        assert!(
+            (0.08..0.3).contains(&share),
+            "furniture covers {share:.3} of the room"
+        );
         // The top of the room (walls, windows) is never touched.
         for y in 0..100 {
             for x in 0..400 {

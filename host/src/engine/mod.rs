@@ -173,4 +173,3 @@ pub fn engine_for<'a>(
         model,
     }))
 }
-

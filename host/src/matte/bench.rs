@@ -60,8 +60,14 @@ pub fn truth(w: usize, h: usize, strands: usize) -> Vec<f32> {
             // Strands thin out towards their tips.
             let half = 0.5 * width * (1.0 - 0.6 * s);
             let reach = half + 1.0;
-            let (x0, x1) = ((px - reach).floor().max(0.0) as usize, ((px + reach).ceil() as usize).min(w));
-            let (y0, y1) = ((py - reach).floor().max(0.0) as usize, ((py + reach).ceil() as usize).min(h));
+            let (x0, x1) = (
+                (px - reach).floor().max(0.0) as usize,
+                ((px + reach).ceil() as usize).min(w),
+            );
+            let (y0, y1) = (
+                (py - reach).floor().max(0.0) as usize,
+                ((py + reach).ceil() as usize).min(h),
+            );
             for y in y0..y1 {
                 for x in x0..x1 {
                     let d = ((x as f32 + 0.5 - px).powi(2) + (y as f32 + 0.5 - py).powi(2)).sqrt();
@@ -94,7 +100,10 @@ pub fn composite(fg: &RgbF32, bg: &RgbF32, alpha: &[f32]) -> RgbF32 {
 /// quantised to 8 bits as a PNG mask carries it.
 pub fn model_answer(truth: &[f32], w: usize, h: usize, preview: usize) -> Matte {
     let s = preview as f64 / w.max(h) as f64;
-    let (pw, ph) = (((w as f64 * s).round() as usize).max(1), ((h as f64 * s).round() as usize).max(1));
+    let (pw, ph) = (
+        ((w as f64 * s).round() as usize).max(1),
+        ((h as f64 * s).round() as usize).max(1),
+    );
     // The truth as a grey picture, area-averaged by the same code as every preview.
     let grey = RgbF32::new(w, h, truth.iter().flat_map(|&a| [a, a, a]).collect());
     let small = crate::resample::resize_area(&grey, pw, ph);
@@ -154,7 +163,10 @@ pub fn print(rows: &[Row], w: usize, h: usize) {
         "cut-out at {:.1} MP (a subject with 400 strands on another photo, matte from a 1024 px preview)",
         (w * h) as f64 / 1e6
     );
-    println!("{:<22} {:>7} {:>11} {:>11} {:>9}", "matte", "IoU", "boundary F", "edge error", "ms");
+    println!(
+        "{:<22} {:>7} {:>11} {:>11} {:>9}",
+        "matte", "IoU", "boundary F", "edge error", "ms"
+    );
     for r in rows {
         println!(
             "{:<22} {:>7.4} {:>11.4} {:>11.4} {:>9.0}",

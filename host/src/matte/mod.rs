@@ -50,8 +50,8 @@ impl Matte {
     /// grey levels of a mask (a coverage, not a gamma-encoded picture: code values are
     /// taken as they are).
     pub fn from_answer(bytes: &[u8]) -> Result<Matte, MatteError> {
-        let img = image::load_from_memory(bytes)
-            .map_err(|e| MatteError::Undecodable(e.to_string()))?;
+        let img =
+            image::load_from_memory(bytes).map_err(|e| MatteError::Undecodable(e.to_string()))?;
         let (w, h) = (img.width(), img.height());
         if w < 8 || h < 8 {
             return Err(MatteError::TooSmall(w, h));
@@ -156,8 +156,20 @@ pub fn refine(photo: &RgbF32, coarse: &Matte, opts: Refine) -> Vec<f32> {
         .zip(p.par_iter())
         .for_each(|((a, i), &p)| {
             let g = [guide(i[0]), guide(i[1]), guide(i[2])];
-            let (f, b) = ((p >= 1.0 - opts.sure) as u8 as f32, (p <= opts.sure) as u8 as f32);
-            a.copy_from_slice(&[f * g[0], f * g[1], f * g[2], f, b * g[0], b * g[1], b * g[2], b]);
+            let (f, b) = (
+                (p >= 1.0 - opts.sure) as u8 as f32,
+                (p <= opts.sure) as u8 as f32,
+            );
+            a.copy_from_slice(&[
+                f * g[0],
+                f * g[1],
+                f * g[2],
+                f,
+                b * g[0],
+                b * g[1],
+                b * g[2],
+                b,
+            ]);
         });
     box_blur(&mut acc, lw, lh, 8, 2, 1);
     let fb = push_pull(acc, lw, lh);
@@ -217,18 +229,20 @@ fn push_pull(acc: Vec<f32>, w: usize, h: usize) -> Vec<f32> {
         let (lw, lh, data) = levels.last().unwrap();
         let (nw, nh) = (lw.div_ceil(2), lh.div_ceil(2));
         let mut next = vec![0f32; nw * nh * 8];
-        next.par_chunks_mut(nw * 8).enumerate().for_each(|(y, row)| {
-            for x in 0..nw {
-                for (dy, dx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
-                    let (sx, sy) = (2 * x + dx, 2 * y + dy);
-                    if sx < *lw && sy < *lh {
-                        for k in 0..8 {
-                            row[x * 8 + k] += data[(sy * lw + sx) * 8 + k];
+        next.par_chunks_mut(nw * 8)
+            .enumerate()
+            .for_each(|(y, row)| {
+                for x in 0..nw {
+                    for (dy, dx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+                        let (sx, sy) = (2 * x + dx, 2 * y + dy);
+                        if sx < *lw && sy < *lh {
+                            for k in 0..8 {
+                                row[x * 8 + k] += data[(sy * lw + sx) * 8 + k];
+                            }
                         }
                     }
                 }
-            }
-        });
+            });
         levels.push((nw, nh, next));
     }
     // Pull: from the coarsest level down, each pixel's own mean where its weight is
@@ -288,7 +302,11 @@ pub fn over_checkerboard(photo: &mut RgbF32, alpha: &[f32]) {
         .for_each(|(y, (row, a))| {
             for (x, (px, &a)) in row.chunks_exact_mut(3).zip(a).enumerate() {
                 // Light and mid grey in display terms (linear 0.80 and 0.52).
-                let bg = if (x / cell + y / cell) % 2 == 0 { 0.80 } else { 0.52 };
+                let bg = if (x / cell + y / cell) % 2 == 0 {
+                    0.80
+                } else {
+                    0.52
+                };
                 for v in px.iter_mut() {
                     *v = bg + a * (*v - bg);
                 }
@@ -369,7 +387,12 @@ mod tests {
         let truth: Vec<f32> = (0..w * h)
             .map(|i| inside((i % w) as f32 + 0.5, (i / w) as f32 + 0.5) as u8 as f32)
             .collect();
-        let err = |m: &[f32]| m.iter().zip(&truth).map(|(a, b)| (a - b).abs()).sum::<f32>();
+        let err = |m: &[f32]| {
+            m.iter()
+                .zip(&truth)
+                .map(|(a, b)| (a - b).abs())
+                .sum::<f32>()
+        };
         let up = coarse.upsample(w, h);
         let refined = refine(&photo, &coarse, Refine::default());
         assert!(

@@ -81,10 +81,17 @@ fn boundary(m: &[bool], w: usize, h: usize) -> Vec<bool> {
                 continue;
             }
             let out_of = |xx: isize, yy: isize| {
-                xx < 0 || yy < 0 || xx >= w as isize || yy >= h as isize || !m[yy as usize * w + xx as usize]
+                xx < 0
+                    || yy < 0
+                    || xx >= w as isize
+                    || yy >= h as isize
+                    || !m[yy as usize * w + xx as usize]
             };
             let (xi, yi) = (x as isize, y as isize);
-            *o = out_of(xi - 1, yi) || out_of(xi + 1, yi) || out_of(xi, yi - 1) || out_of(xi, yi + 1);
+            *o = out_of(xi - 1, yi)
+                || out_of(xi + 1, yi)
+                || out_of(xi, yi - 1)
+                || out_of(xi, yi + 1);
         }
     });
     out
@@ -143,7 +150,10 @@ mod tests {
         };
         let truth = disc(0.0);
         let same = score(&truth, &truth, w, h, 2);
-        assert_eq!((same.iou, same.boundary_f, same.edge_error), (1.0, 1.0, 0.0));
+        assert_eq!(
+            (same.iou, same.boundary_f, same.edge_error),
+            (1.0, 1.0, 0.0)
+        );
         let near = score(&disc(1.0), &truth, w, h, 2);
         assert!(near.boundary_f == 1.0 && near.iou > 0.9, "{near:?}");
         let far = score(&disc(8.0), &truth, w, h, 2);

@@ -24,7 +24,8 @@ use crate::error::{ErrorCode, JobError};
 use crate::image::RgbF32;
 
 /// Any encoder's error; its I/O cause, if any, is found again by [`io_words`].
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// Any writer's failure (a `JobError` passes through `publish_with` as itself).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Plain words for why writing failed, from the I/O error at the root of `err`.
 fn io_words(err: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
@@ -307,11 +308,12 @@ pub fn preview_bytes(img: &RgbF32, png: bool, space: OutputSpace) -> Result<Vec<
     Ok(buf)
 }
 
-/// Candidate file names: `name.ext`, `name-2.ext`, `name-3.ext`, …
 /// Why a cut-out cannot be a JPEG.
-pub const NO_ALPHA_IN_JPEG: &str = "a cut-out has a transparent background, which JPEG cannot hold: \
+pub const NO_ALPHA_IN_JPEG: &str =
+    "a cut-out has a transparent background, which JPEG cannot hold: \
 use --format tiff (16-bit, the default) or --format png";
 
+/// Candidate file names: `name.ext`, `name-2.ext`, `name-3.ext`, …
 fn candidate(dir: &Path, stem: &str, ext: &str, n: u32) -> PathBuf {
     if n == 1 {
         dir.join(format!("{stem}.{ext}"))
@@ -348,6 +350,23 @@ pub fn write_output_with_alpha(
             return Err(JobError::new(ErrorCode::BadRequest, NO_ALPHA_IN_JPEG));
         }
     }
+    let ext = opts.format.extension();
+    publish_with(dir, stem, ext, |w| match opts.format {
+        Format::Tiff => write_tiff(w, img, alpha, opts, meta),
+        Format::Png => write_png(w, img, alpha, opts, meta),
+        Format::Jpeg => write_jpeg(w, img, opts, meta),
+    })
+}
+
+/// Writes a new file in `dir` through `write` under no visible name, syncs it and gives it
+/// the name `stem.ext` (or the first free `-N` variant) — the one way every output
+/// appears. On any error, nothing is left in the folder.
+pub fn publish_with(
+    dir: &Path,
+    stem: &str,
+    ext: &str,
+    write: impl FnOnce(&mut BufWriter<&std::fs::File>) -> Result<(), BoxError>,
+) -> Result<PathBuf, JobError> {
     let fail = |why: String| JobError::file(ErrorCode::OutputFailed, dir, why);
     let pending = super::publish::Pending::create(dir).map_err(|e| {
         fail(format!(
@@ -357,12 +376,11 @@ pub fn write_output_with_alpha(
     })?;
     {
         let mut w = BufWriter::with_capacity(1 << 20, pending.file());
-        let res = match opts.format {
-            Format::Tiff => write_tiff(&mut w, img, alpha, opts, meta),
-            Format::Png => write_png(&mut w, img, alpha, opts, meta),
-            Format::Jpeg => write_jpeg(&mut w, img, opts, meta),
-        };
-        res.map_err(|e| fail(write_failure(e.as_ref())))?;
+        write(&mut w).map_err(|e| match e.downcast::<JobError>() {
+            // A job error raised while writing (cancelled, an engine's failure) stays itself.
+            Ok(job) => *job,
+            Err(e) => fail(write_failure(e.as_ref())),
+        })?;
         w.flush().map_err(|e| fail(write_failure(&e)))?;
     }
     let t = std::time::Instant::now();
@@ -372,7 +390,6 @@ pub fn write_output_with_alpha(
         .map_err(|e| fail(write_failure(&e)))?;
     tracing::debug!("fsync {:?}", t.elapsed());
     hold_for_tests("rename");
-    let ext = opts.format.extension();
     match pending.publish((1..10_000).map(|n| candidate(dir, stem, ext, n))) {
         Ok(Some(target)) => Ok(target),
         Ok(None) => Err(fail(format!(

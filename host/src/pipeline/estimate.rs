@@ -45,6 +45,9 @@ pub struct EstimateItem {
     /// Why it cannot be enhanced (`not_found`, …), if so; it then costs nothing.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<Value>,
+    /// Engine calls it makes (an upscale: one per tile; otherwise 1, or 0 when cached).
+    #[serde(default)]
+    pub calls: usize,
 }
 
 /// An estimate (the `done` event's body).
@@ -66,6 +69,10 @@ pub struct Estimate {
     pub calls: usize,
     /// The batch's expected cost, US dollars.
     pub cost_usd: f64,
+    /// The preset sends the whole full-resolution photo out (an upscale, in tiles), not a
+    /// small preview: bridges and the CLI say so before anything is sent.
+    #[serde(default)]
+    pub sends_full_photo: bool,
     /// How it stands against the `[budget]` caps (absent without caps).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub budget: Option<BudgetCheck>,
@@ -126,6 +133,7 @@ pub fn estimate(
         engine.name(),
         &model,
     );
+    let upscaling = descriptor.kind == luminary_plugin_api::PresetKind::Upscale;
     let mut items = Vec::with_capacity(req.sources.len());
     for source in &req.sources {
         let item = match SourceId::of(source) {
@@ -134,6 +142,28 @@ pub fn estimate(
                 cached: false,
                 price: 0.0,
                 error: Some(serde_json::json!({"code": e.code.as_str(), "message": e.message})),
+                calls: 0,
+            },
+            // An upscale: one call per tile of the full photo (the photo's size is read;
+            // tiles already paid for are not looked up, so this is the most it costs).
+            Ok(_) if upscaling => match dimensions(source, config) {
+                Ok((w, h)) => {
+                    let n = super::upscale::tile_count(w, h);
+                    EstimateItem {
+                        source: source.clone(),
+                        cached: false,
+                        price: if paid { n as f64 * price } else { 0.0 },
+                        error: None,
+                        calls: if paid { n } else { 0 },
+                    }
+                }
+                Err(e) => EstimateItem {
+                    source: source.clone(),
+                    cached: false,
+                    price: 0.0,
+                    error: Some(serde_json::json!({"code": e.code.as_str(), "message": e.message})),
+                    calls: 0,
+                },
             },
             Ok(id) => {
                 let cached = paid
@@ -149,20 +179,18 @@ pub fn estimate(
                     cached,
                     price: if cached || !paid { 0.0 } else { price },
                     error: None,
+                    calls: (paid && !cached) as usize,
                 }
             }
         };
         items.push(item);
     }
     let cached = items.iter().filter(|i| i.cached).count();
-    let calls = if paid {
-        items
-            .iter()
-            .filter(|i| !i.cached && i.error.is_none())
-            .count()
-    } else {
-        0
-    };
+    let calls = items
+        .iter()
+        .filter(|i| i.error.is_none())
+        .map(|i| i.calls)
+        .sum::<usize>();
     let micro = |usd: f64| (usd * 1e6).round() as i64;
     let cost_micro = calls as i64 * micro(price);
     let budget = budget_check(engines, engine.name(), cost_micro, config_file)?;
@@ -174,6 +202,7 @@ pub fn estimate(
         cached,
         calls,
         cost_usd: cost_micro as f64 / 1e6,
+        sends_full_photo: upscaling && paid,
         items,
         budget,
         confirm_above_usd: config.engine.confirm_above_usd,
@@ -221,4 +250,14 @@ fn budget_check(
         remaining_usd: least as f64 / 1e6,
         message,
     }))
+}
+
+/// A photo's upright size without developing it: the header of a rendered file, else (RAW)
+/// the decoder's output.
+fn dimensions(source: &std::path::Path, config: &Config) -> Result<(usize, usize), JobError> {
+    if let Ok((w, h)) = image::image_dimensions(source) {
+        return Ok((w as usize, h as usize));
+    }
+    let ingested = crate::ingest::ingest(source, &config.limits)?;
+    Ok((ingested.image.width, ingested.image.height))
 }

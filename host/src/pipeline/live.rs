@@ -359,6 +359,14 @@ pub fn run_preview(
         ));
     }
     let (descriptor, plugin) = super::find_preset(registry, &req.preset)?;
+    if descriptor.kind == luminary_plugin_api::PresetKind::Upscale {
+        // A preview of an upscale would be the photo, smaller: nothing to see, and it
+        // would send the whole photo out.
+        return Err(JobError::new(
+            ErrorCode::BadRequest,
+            "an upscale has no preview: run it, after its estimate",
+        ));
+    }
     let intensity =
         blend::validate_intensity(req.intensity.unwrap_or(descriptor.default_intensity))?;
     let params = resolve_params(descriptor, &req.params)?;
@@ -414,6 +422,7 @@ pub fn run_preview(
                     params: &super::cutout::engine_params(descriptor, &params),
                     prompt: &engine_req.prompt,
                     negative_prompt: &engine_req.negative_prompt,
+                    scale: None,
                     photo: Some(id.ident(config.engine.preview_size)),
                 },
                 status: &status,

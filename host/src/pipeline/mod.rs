@@ -15,6 +15,7 @@ pub mod preview;
 pub mod prompt;
 pub mod publish;
 pub mod render;
+pub mod upscale;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -291,9 +292,9 @@ fn transfer_mode(descriptor: &luminary_plugin_api::PresetDescriptor) -> Mode {
     match descriptor.kind {
         // A cut-out's answer is a matte (`cutout`), never transferred; as a picture it
         // would be content.
-        luminary_plugin_api::PresetKind::Content | luminary_plugin_api::PresetKind::Cutout => {
-            Mode::Content
-        }
+        luminary_plugin_api::PresetKind::Content
+        | luminary_plugin_api::PresetKind::Cutout
+        | luminary_plugin_api::PresetKind::Upscale => Mode::Content,
         luminary_plugin_api::PresetKind::Look => Mode::Look,
     }
 }
@@ -464,7 +465,14 @@ pub fn run_job(
     check_output_dir(&dir)?;
     let is_cutout = descriptor.kind == luminary_plugin_api::PresetKind::Cutout;
     if is_cutout && format == Format::Jpeg {
-        return Err(JobError::new(ErrorCode::BadRequest, encode::NO_ALPHA_IN_JPEG));
+        return Err(JobError::new(
+            ErrorCode::BadRequest,
+            encode::NO_ALPHA_IN_JPEG,
+        ));
+    }
+    let is_upscale = descriptor.kind == luminary_plugin_api::PresetKind::Upscale;
+    if is_upscale && format == Format::Jpeg {
+        return Err(JobError::new(ErrorCode::BadRequest, upscale::NO_JPEG));
     }
     let space = req.output.color_space.unwrap_or(config.output.color_space);
 
@@ -501,6 +509,80 @@ pub fn run_job(
     t.finish("preset");
     check(cancel)?;
 
+    if is_upscale {
+        drop(preview);
+        t.start("engine");
+        let f = upscale::factor(&params)?;
+        let provider = engines.provider(engine.name())?;
+        let model = engine.model();
+        let edit_params = cutout::engine_params(descriptor, &params);
+        let call = upscale::TileCall {
+            provider: &*provider,
+            model: &model,
+            engines,
+            job: EditJob {
+                preset: &descriptor.id,
+                preset_version: descriptor.version,
+                params: &edit_params,
+                prompt: &engine_req.prompt,
+                negative_prompt: &engine_req.negative_prompt,
+                scale: Some(f),
+                photo: None,
+            },
+        };
+        let provenance = metadata::Provenance {
+            preset: descriptor.id.clone(),
+            plugin: plugin_id.clone(),
+            intensity: 1.0,
+            engine: engine.name().to_string(),
+            model: model.clone(),
+            source_name: source_name(&req.source),
+            look: None,
+            prompt: None,
+        };
+        let (ow, oh) = (base.width * f as usize, base.height * f as usize);
+        let meta = encode::OutputMeta {
+            exif: metadata::output_fields(&ingested.meta, ow as u32, oh as u32),
+            xmp: metadata::xmp_packet(&provenance),
+        };
+        let done = upscale::run(
+            &base,
+            f,
+            &call,
+            (format, space),
+            &meta,
+            &dir,
+            &stem,
+            progress,
+            cancel,
+        )?;
+        t.finish("engine");
+        progress("done", 1.0);
+        tracing::info!(
+            "upscaled {}×: {} tiles, {} from the cache, ${:.3}",
+            f,
+            done.tiles.0,
+            done.tiles.1,
+            done.cost
+        );
+        let mut timings = t.timings;
+        timings.insert("total".into(), t.started.elapsed().as_millis() as u64);
+        return Ok(EnhanceResult {
+            input: req.source.clone(),
+            output: done.path,
+            preset: descriptor.id.clone(),
+            plugin: plugin_id,
+            intensity: 1.0,
+            engine: engine.name().to_string(),
+            model,
+            cached: done.tiles.1 == done.tiles.0,
+            cost: done.cost,
+            width: done.width as u32,
+            height: done.height as u32,
+            timings_ms: timings,
+        });
+    }
+
     t.start("engine");
     let mut pixel_output = None;
     if let Some(plugin) = plugin.filter(|_| engine.name() == "local" && descriptor.pixel_function) {
@@ -525,6 +607,7 @@ pub fn run_job(
             params: &cutout::engine_params(descriptor, &params),
             prompt: &engine_req.prompt,
             negative_prompt: &engine_req.negative_prompt,
+            scale: None,
             photo: live::SourceId::of(&req.source)
                 .ok()
                 .map(|id| id.ident(config.engine.preview_size)),
@@ -548,7 +631,13 @@ pub fn run_job(
         // A cut-out: the photo untouched, the matte refined on it as its alpha.
         Edited::Answer { base, answer, .. } if is_cutout => {
             let refine = params.get("refine_edges").and_then(Value::as_bool) != Some(false);
-            alpha = Some(cutout::alpha(&base, &answer, engine.name(), refine, intensity as f32)?);
+            alpha = Some(cutout::alpha(
+                &base,
+                &answer,
+                engine.name(),
+                refine,
+                intensity as f32,
+            )?);
             (base, answer.cached, answer.cost)
         }
         Edited::Answer {

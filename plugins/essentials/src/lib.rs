@@ -322,7 +322,11 @@ mod tests {
         assert_eq!(d.models["fal"], "fal-ai/birefnet/v2");
         assert!(d.models["replicate"].starts_with("men1scus/birefnet:"));
         let req = Essentials
-            .build_request("remove-background", &Params::default(), &ImageFacts::default())
+            .build_request(
+                "remove-background",
+                &Params::default(),
+                &ImageFacts::default(),
+            )
             .unwrap();
         assert_eq!(req.recipe, Recipe::default());
     }

@@ -205,7 +205,9 @@ fn staging_prompt(params: &Params) -> String {
     };
     let furniture = match room {
         "bedroom" => "a bed with bedding, bedside tables with lamps, a rug, a chest of drawers",
-        "dining room" => "a dining table with chairs, a pendant-style lamp on the table, a sideboard, a rug",
+        "dining room" => {
+            "a dining table with chairs, a pendant-style lamp on the table, a sideboard, a rug"
+        }
         "kitchen" => "bar stools, a small table with chairs, a bowl of fruit, a few plants",
         "home office" => "a desk, an office chair, a bookshelf, a desk lamp, a plant",
         "terrace" => "outdoor lounge chairs, a low table, potted plants, an outdoor rug",
@@ -287,6 +289,8 @@ mod tests {
         let kept = Interiors
             .build_request("virtual-staging", &params, &ImageFacts::default())
             .unwrap();
-        assert!(kept.prompt.contains("Keep every piece of furniture already in the room"));
+        assert!(kept
+            .prompt
+            .contains("Keep every piece of furniture already in the room"));
     }
 }

@@ -44,6 +44,7 @@ impl Plugin for Restore {
             .intensity(0.9)
             .params(schema)
             .tags(&["restoration", "scan"]),
+            upscale(),
         ]
     }
 
@@ -53,6 +54,14 @@ impl Plugin for Restore {
         params: &Params,
         facts: &ImageFacts,
     ) -> Result<EngineRequest, String> {
+        if preset == "upscale" {
+            // Super-resolution models take no instruction; the factor reaches them as the
+            // `scale` parameter.
+            return Ok(EngineRequest::new(
+                "Upscale this photograph: recover fine detail, add nothing.",
+                Recipe::default(),
+            ));
+        }
         let s = params.f32_or("strength", 1.0);
         let mut r = Recipe::default();
         // Both start from a full automatic rebalance: a cast is what ageing does.
@@ -93,11 +102,50 @@ impl Plugin for Restore {
     }
 }
 
+/// Super-resolution on an ESRGAN-family model (fal's `fal-ai/esrgan` by default, Replicate's
+/// `nightmareai/real-esrgan` as the alternative). The one preset that sends the whole
+/// full-resolution photo out of the machine, in tiles.
+fn upscale() -> PresetDescriptor {
+    let mut d = PresetDescriptor::look(
+        "upscale",
+        "Upscale 2× / 4×",
+        "Enlarges the photo two or four times with an AI super-resolution model. Unlike every \
+         other preset, it sends the whole full-resolution photo (in tiles) to the engine.",
+    )
+    .intensity(1.0)
+    .params(json!({
+        "type": "object",
+        "properties": {
+            "scale": {"type": "string", "enum": ["2x", "4x"], "default": "2x", "title": "Scale"}
+        },
+        "additionalProperties": false
+    }))
+    .tags(&["restoration", "print"])
+    .prefers_engine("fal")
+    .prefers_model("fal", "fal-ai/esrgan")
+    .prefers_model("replicate", "nightmareai/real-esrgan")
+    .ai_only();
+    d.kind = PresetKind::Upscale;
+    d
+}
+
 export_plugin!(Restore);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn upscale_is_an_ai_only_super_resolution_preset() {
+        let d = upscale();
+        assert_eq!((d.kind, d.ai_only), (PresetKind::Upscale, true));
+        assert_eq!(d.models["fal"], "fal-ai/esrgan");
+        assert_eq!(
+            d.params_schema["properties"]["scale"]["enum"],
+            json!(["2x", "4x"])
+        );
+        assert!(d.description.contains("full-resolution photo"));
+    }
 
     #[test]
     fn monochrome_option_is_honoured() {

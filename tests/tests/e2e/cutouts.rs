@@ -82,7 +82,10 @@ fn a_cutout_is_the_photo_with_its_refined_matte_as_straight_alpha() {
     lum.set_keys(&[("FAL_KEY", TEST_KEY)]);
     let jpeg = lum.failed(&[sp, "--preset", "remove-background", "--format", "jpeg"]);
     assert!(
-        jpeg["message"].as_str().unwrap().contains("JPEG cannot hold"),
+        jpeg["message"]
+            .as_str()
+            .unwrap()
+            .contains("JPEG cannot hold"),
         "{jpeg}"
     );
     assert_eq!(mock.requests().len(), 0);
@@ -98,16 +101,25 @@ fn a_cutout_is_the_photo_with_its_refined_matte_as_straight_alpha() {
     let submits = mock.requests_to("POST", "/fal-ai/birefnet/v2");
     assert_eq!(submits.len(), 1, "{:?}", mock.requests());
     let body = submits[0].json.as_ref().unwrap();
-    assert!(body["image_url"].as_str().unwrap().starts_with("data:image/png;base64,"));
+    assert!(body["image_url"]
+        .as_str()
+        .unwrap()
+        .starts_with("data:image/png;base64,"));
     assert_eq!(
         (body["output_mask"].clone(), body["output_format"].clone()),
         (json!(true), json!("png")),
         "{body}"
     );
-    assert!(body.get("prompt").is_none(), "a segmentation model takes no prompt: {body}");
+    assert!(
+        body.get("prompt").is_none(),
+        "a segmentation model takes no prompt: {body}"
+    );
 
     let out = PathBuf::from(r["output"].as_str().unwrap());
-    assert!(out.to_str().unwrap().ends_with("studio-luminary-remove-background.tif"));
+    assert!(out
+        .to_str()
+        .unwrap()
+        .ends_with("studio-luminary-remove-background.tif"));
     let (rgb, alpha) = rgba16(&out);
     let (w, h) = (s.w, s.h);
     assert_eq!(alpha.len(), w * h);
@@ -127,11 +139,23 @@ fn a_cutout_is_the_photo_with_its_refined_matte_as_straight_alpha() {
     }
     assert!(n > w * h, "no fully transparent background: {n}");
     let (diff, bright) = (diff / n as f64, bright / n as f64);
-    assert!(diff < 1.0 / 255.0, "the colour under alpha is not the photo's: {diff}");
-    assert!(bright > 0.2, "transparent pixels are black (premultiplied?): {bright}");
+    assert!(
+        diff < 1.0 / 255.0,
+        "the colour under alpha is not the photo's: {diff}"
+    );
+    assert!(
+        bright > 0.2,
+        "transparent pixels are black (premultiplied?): {bright}"
+    );
 
     // Only upscaled (refinement off): the same paid answer, from the cache, softer edges.
-    let plain = lum.ok(&[sp, "--preset", "remove-background", "--param", "refine_edges=false"]);
+    let plain = lum.ok(&[
+        sp,
+        "--preset",
+        "remove-background",
+        "--param",
+        "refine_edges=false",
+    ]);
     assert_eq!(plain["cached"], true, "{plain}");
     assert_eq!(mock.requests_to("POST", "/fal-ai/birefnet/v2").len(), 1);
     let (_, up_alpha) = rgba16(Path::new(plain["output"].as_str().unwrap()));
@@ -147,18 +171,37 @@ fn a_cutout_is_the_photo_with_its_refined_matte_as_straight_alpha() {
         upscaled.edge_error
     );
     assert!(refined.iou >= 0.97, "{refined:?}");
-    assert!(refined.iou >= upscaled.iou - 0.002, "{refined:?} vs {upscaled:?}");
+    assert!(
+        refined.iou >= upscaled.iou - 0.002,
+        "{refined:?} vs {upscaled:?}"
+    );
     assert!(
         refined.boundary_f >= upscaled.boundary_f + 0.3,
         "the refinement does not follow the photo's edges: {refined:?} vs {upscaled:?}"
     );
 
     // A 16-bit PNG with alpha too; at intensity 0.5 the background is half transparent.
-    let png = lum.ok(&[sp, "--preset", "remove-background", "--format", "png", "--intensity", "0.5"]);
+    let png = lum.ok(&[
+        sp,
+        "--preset",
+        "remove-background",
+        "--format",
+        "png",
+        "--intensity",
+        "0.5",
+    ]);
     let (_, half) = rgba16(Path::new(png["output"].as_str().unwrap()));
-    let bg = half.iter().zip(&alpha).filter(|(_, a)| **a == 0.0).map(|(h, _)| *h as f64);
+    let bg = half
+        .iter()
+        .zip(&alpha)
+        .filter(|(_, a)| **a == 0.0)
+        .map(|(h, _)| *h as f64);
     let (sum, count) = bg.fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
-    assert!((sum / count as f64 - 0.5).abs() < 0.01, "{}", sum / count as f64);
+    assert!(
+        (sum / count as f64 - 0.5).abs() < 0.01,
+        "{}",
+        sum / count as f64
+    );
 
     // The output's provenance names the model.
     let bytes = std::fs::read(&out).unwrap();
@@ -189,7 +232,13 @@ fn a_cutout_on_replicate_reads_the_models_rgba_answer() {
         "--format",
         "png",
     ]);
-    assert!(r["model"].as_str().unwrap().starts_with("men1scus/birefnet:"), "{r}");
+    assert!(
+        r["model"]
+            .as_str()
+            .unwrap()
+            .starts_with("men1scus/birefnet:"),
+        "{r}"
+    );
     let creates = mock.requests_to("POST", "/v1/predictions");
     assert_eq!(creates.len(), 1, "{:?}", mock.requests());
     let body = creates[0].json.as_ref().unwrap();
@@ -197,7 +246,10 @@ fn a_cutout_on_replicate_reads_the_models_rgba_answer() {
         body["version"],
         "f74986db0355b58403ed20963af156525e2891ea3c2d499bfbfb2a28cd87c5d7"
     );
-    assert!(body["input"]["image"].as_str().unwrap().starts_with("data:image/png"));
+    assert!(body["input"]["image"]
+        .as_str()
+        .unwrap()
+        .starts_with("data:image/png"));
     assert!(body["input"].get("prompt").is_none(), "{body}");
     let (_, alpha) = rgba16(Path::new(r["output"].as_str().unwrap()));
     let sc = score(&alpha, &s.truth, s.w, s.h, 2);

@@ -114,6 +114,9 @@ mod staging;
 #[path = "cutouts.rs"]
 pub(crate) mod cutouts;
 
+#[path = "upscales.rs"]
+mod upscales;
+
 /// `[engines.gemini]` pointing at a mock, with short timeouts so fault tests are quick.
 fn gemini_table(mock: &MockServer) -> String {
     format!(

@@ -371,7 +371,10 @@ fn the_first_party_library_has_distinct_presets_with_everything_bridges_need() {
     // Layout of host/src/sheet.rs: 480×320 thumbnails, 28 px labels, 8 px gaps. Presets
     // only an AI engine can do have nothing to show offline and are left out.
     let offline = presets.iter().filter(|p| p["ai_only"] != true).count();
-    assert!(offline < presets.len(), "no AI-only preset (virtual-staging) listed");
+    assert!(
+        offline < presets.len(),
+        "no AI-only preset (virtual-staging) listed"
+    );
     let n = offline + 1;
     let cols = (n as f64).sqrt().ceil() as u32;
     let rows = (n as u32).div_ceil(cols);
@@ -424,7 +427,11 @@ fn plugins_check_builds_an_ai_only_presets_request_instead_of_running_it() {
         .iter()
         .find(|p| p["preset"] == "virtual-staging")
         .unwrap_or_else(|| panic!("{v}"));
-    assert_eq!((staging["ok"].clone(), staging["ai_only"].clone()), (json!(true), json!(true)), "{v}");
+    assert_eq!(
+        (staging["ok"].clone(), staging["ai_only"].clone()),
+        (json!(true), json!(true)),
+        "{v}"
+    );
     assert!(staging.get("ms_per_megapixel").is_none(), "{v}");
     let human = env.run(&["plugins", "check", lib.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&human.stdout);

@@ -67,7 +67,10 @@ fn staging_furnishes_the_room_on_qwen_and_keeps_every_other_pixel_of_the_photo()
     );
     let offline = lum.failed(&[d, "--preset", "virtual-staging", "--engine", "local"]);
     assert_eq!(offline["code"], "bad_request", "{offline}");
-    assert_eq!(visible_files(&lum.env.work), vec!["DSC_0815.dng".to_string()]);
+    assert_eq!(
+        visible_files(&lum.env.work),
+        vec!["DSC_0815.dng".to_string()]
+    );
     assert_eq!(mock.requests().len(), 0);
 
     // With a key, the preset's engine and model are chosen without being named.
@@ -84,13 +87,7 @@ fn staging_furnishes_the_room_on_qwen_and_keeps_every_other_pixel_of_the_photo()
         "--format",
         "tiff",
     ];
-    let est = lum.json(&[
-        "estimate",
-        d,
-        "--preset",
-        "virtual-staging",
-        "--json",
-    ]);
+    let est = lum.json(&["estimate", d, "--preset", "virtual-staging", "--json"]);
     assert_eq!(
         (est["engine"].as_str(), est["calls"].as_u64()),
         (Some("replicate"), Some(1)),
@@ -106,17 +103,26 @@ fn staging_furnishes_the_room_on_qwen_and_keeps_every_other_pixel_of_the_photo()
     assert!((r["cost"].as_f64().unwrap() - 0.03).abs() < 1e-9, "{r}");
     let creates = mock.requests_to("POST", "/v1/models/*");
     assert_eq!(creates.len(), 1);
-    assert_eq!(creates[0].path, "/v1/models/qwen/qwen-image-edit/predictions");
+    assert_eq!(
+        creates[0].path,
+        "/v1/models/qwen/qwen-image-edit/predictions"
+    );
     let input = &creates[0].json.as_ref().unwrap()["input"];
     let prompt = input["prompt"].as_str().unwrap();
     assert!(
         prompt.contains("Virtually stage this bedroom") && prompt.contains("Scandinavian"),
         "{prompt}"
     );
-    assert!(input["image"].as_str().unwrap().starts_with("data:image/png;base64,"));
+    assert!(input["image"]
+        .as_str()
+        .unwrap()
+        .starts_with("data:image/png;base64,"));
     let out_path = PathBuf::from(r["output"].as_str().unwrap());
     let xmp = String::from_utf8_lossy(&std::fs::read(&out_path).unwrap()).into_owned();
-    assert!(xmp.contains("qwen/qwen-image-edit"), "the model is not in the provenance");
+    assert!(
+        xmp.contains("qwen/qwen-image-edit"),
+        "the model is not in the provenance"
+    );
 
     // The room as Luminary renders it: the same job at intensity 0 (the cached answer).
     let mut at0 = args.to_vec();
@@ -137,12 +143,17 @@ fn staging_furnishes_the_room_on_qwen_and_keeps_every_other_pixel_of_the_photo()
         }
     }
     let margin = 0.02;
-    let (room_db, room_n) = psnr_where(&staged, &base, |x, y| region(x, y, w, h, margin) == Some(false));
-    let (furniture_db, furniture_n) =
-        psnr_where(&staged, &ideal, |x, y| region(x, y, w, h, margin) == Some(true));
+    let (room_db, room_n) = psnr_where(&staged, &base, |x, y| {
+        region(x, y, w, h, margin) == Some(false)
+    });
+    let (furniture_db, furniture_n) = psnr_where(&staged, &ideal, |x, y| {
+        region(x, y, w, h, margin) == Some(true)
+    });
     let (edge_db, _) = psnr_where(&staged, &ideal, |x, y| region(x, y, w, h, margin).is_none());
     let (bicubic_room_db, _) = {
-        let answer = image::load_from_memory(&mock_answer(&mock)).unwrap().to_rgb8();
+        let answer = image::load_from_memory(&mock_answer(&mock))
+            .unwrap()
+            .to_rgb8();
         let up = image::imageops::resize(&answer, w, h, image::imageops::FilterType::CatmullRom);
         psnr_where(&up, &base, |x, y| region(x, y, w, h, margin) == Some(false))
     };
@@ -151,10 +162,22 @@ fn staging_furnishes_the_room_on_qwen_and_keeps_every_other_pixel_of_the_photo()
          original (bicubic answer {bicubic_room_db:.2} dB); furniture ({furniture_n} px) \
          {furniture_db:.2} dB against the engine's; edges {edge_db:.2} dB against the ideal"
     );
-    assert!(room_db >= 38.0, "the room lost its own pixels: {room_db:.2} dB");
-    assert!(room_db >= bicubic_room_db + 8.0, "no better than the upscaled answer");
-    assert!(furniture_db >= 35.0, "the furniture does not follow the engine: {furniture_db:.2} dB");
-    assert!(edge_db >= 25.0, "a seam or ghost along the furniture: {edge_db:.2} dB");
+    assert!(
+        room_db >= 38.0,
+        "the room lost its own pixels: {room_db:.2} dB"
+    );
+    assert!(
+        room_db >= bicubic_room_db + 8.0,
+        "no better than the upscaled answer"
+    );
+    assert!(
+        furniture_db >= 35.0,
+        "the furniture does not follow the engine: {furniture_db:.2} dB"
+    );
+    assert!(
+        edge_db >= 25.0,
+        "a seam or ghost along the furniture: {edge_db:.2} dB"
+    );
 
     // Another model for this preset only, by configuration: a new call on that model.
     lum.stop_daemon();
@@ -163,8 +186,14 @@ fn staging_furnishes_the_room_on_qwen_and_keeps_every_other_pixel_of_the_photo()
         "[engines.replicate.preset_models]\nvirtual-staging = \"black-forest-labs/flux-kontext-max\"\n",
     ));
     let kontext = lum.ok(&args);
-    assert_eq!(kontext["model"], "black-forest-labs/flux-kontext-max", "{kontext}");
-    assert_eq!(kontext["cached"], false, "another model's answer came from the cache");
+    assert_eq!(
+        kontext["model"], "black-forest-labs/flux-kontext-max",
+        "{kontext}"
+    );
+    assert_eq!(
+        kontext["cached"], false,
+        "another model's answer came from the cache"
+    );
     let creates = mock.requests_to("POST", "/v1/models/*");
     assert_eq!(
         creates[1].path,
@@ -177,7 +206,10 @@ fn staging_furnishes_the_room_on_qwen_and_keeps_every_other_pixel_of_the_photo()
 /// The PNG the mock answered the first prediction with.
 fn mock_answer(mock: &MockServer) -> Vec<u8> {
     let sent = &mock.requests_to("POST", "/v1/models/*")[0];
-    let uri = sent.json.as_ref().unwrap()["input"]["image"].as_str().unwrap().to_string();
+    let uri = sent.json.as_ref().unwrap()["input"]["image"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let png = base64::Engine::decode(
         &base64::engine::general_purpose::STANDARD,
         uri.split_once(',').unwrap().1,
