@@ -4,6 +4,8 @@
 
 use std::sync::atomic::Ordering;
 
+use std::time::Duration;
+
 use serde_json::{json, Value};
 
 use super::{
@@ -190,7 +192,12 @@ fn submit(shared: &Shared, rec: &Recorded, segs: &[&str]) -> Resp {
         Some(Fault::Hang(d)) => Some(*d),
         _ => None,
     };
-    let mut job = MockJob::new(QUEUE_FOR, run_time(&fault), fault, output);
+    let (queue, run) = if upscaling {
+        (Duration::from_millis(10), super::upscale_time(&fault))
+    } else {
+        (QUEUE_FOR, run_time(&fault))
+    };
+    let mut job = MockJob::new(queue, run, fault, output);
     job.tag = format!("{}/{}", segs[0], segs[1]);
     job.mask = mask.filter(|_| wants_mask);
     let id = shared.uuid();

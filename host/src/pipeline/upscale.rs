@@ -23,6 +23,8 @@ use crate::pipeline::encode::{self, BoxError};
 pub const TILE: usize = 512;
 /// Input pixels two neighbouring tiles share, cross-faded.
 pub const OVERLAP: usize = 32;
+/// Tiles asked for at once (the engine's `concurrency` still caps what is in flight).
+const IN_FLIGHT: usize = 2;
 
 /// The factor of a `scale` parameter (`"2x"` or `"4x"`).
 pub fn factor(params: &serde_json::Map<String, serde_json::Value>) -> Result<u32, JobError> {
@@ -152,22 +154,20 @@ pub fn run(
                     y0 = oy;
                 }
                 strip.resize(oly * row, 0);
-                for (tx, &(sx, lx)) in xs.iter().enumerate() {
-                    check(cancel)?;
+                // Tiles of a row go out a few at a time (the engine's own concurrency limit
+                // decides how many are in flight), and are blended in order.
+                let fetch = |tx: usize| -> Result<crate::engine::remote::Answer, JobError> {
+                    let (sx, lx) = xs[tx];
                     let k = ty * xs.len() + tx;
-                    progress(
-                        &format!("engine · tile {} of {n}", k + 1),
-                        0.2 + 0.75 * k as f32 / n as f32,
-                    );
+                    let at = 0.2 + 0.75 * k as f32 / n as f32;
+                    progress(&format!("engine · tile {} of {n}", k + 1), at);
                     let tile = crop(photo, sx, sy, lx, ly);
-                    let sent = encode::preview_bytes(&tile, true, OutputSpace::Srgb)?;
+                    let sent = encode::preview_bytes(&tile, true, OutputSpace::Srgb)
+                        .map_err(|e| JobError::new(ErrorCode::Internal, e.to_string()))?;
                     let status = |msg: &str| {
-                        progress(
-                            &format!("engine · tile {} of {n} · {msg}", k + 1),
-                            0.2 + 0.75 * k as f32 / n as f32,
-                        )
+                        progress(&format!("engine · tile {} of {n} · {msg}", k + 1), at)
                     };
-                    let answer = call.engines.answer(
+                    call.engines.answer(
                         call.provider,
                         call.model,
                         &sent,
@@ -175,48 +175,74 @@ pub fn run(
                         &call.job,
                         cancel,
                         &status,
-                    )?;
-                    cost += answer.cost;
-                    cached += answer.cached as usize;
-                    let (tw, th) = (lx * f, ly * f);
-                    let big = if (answer.image.width, answer.image.height) == (tw, th) {
-                        answer.image
-                    } else {
-                        // A model that answers another size: brought to the expected one.
-                        tracing::warn!(
-                            "tile {} answered {}×{}, expected {tw}×{th}; resampled",
-                            k + 1,
-                            answer.image.width,
-                            answer.image.height
-                        );
-                        stretch(&answer.image, tw, th)
-                    };
-                    let (ox, _) = oxs[tx];
-                    let wy: Vec<f32> = (0..th)
-                        .map(|y| weight(&oys, ty, oy + y, OVERLAP * f))
-                        .collect();
-                    let wx: Vec<f32> = (0..tw)
-                        .map(|x| weight(&oxs, tx, ox + x, OVERLAP * f))
-                        .collect();
-                    strip
-                        .par_chunks_mut(row)
-                        .take(th)
-                        .zip(big.data.par_chunks(tw * 3))
-                        .enumerate()
-                        .for_each(|(y, (dst, src))| {
-                            for (x, p) in src.chunks_exact(3).enumerate() {
-                                let wgt = wy[y] * wx[x];
-                                if wgt <= 0.0 {
-                                    continue;
+                    )
+                };
+                let columns: Vec<usize> = (0..xs.len()).collect();
+                for group in columns.chunks(IN_FLIGHT) {
+                    check(cancel)?;
+                    let answers: Vec<Result<_, JobError>> = std::thread::scope(|scope| {
+                        let handles: Vec<_> = group
+                            .iter()
+                            .map(|&tx| scope.spawn(move || fetch(tx)))
+                            .collect();
+                        handles
+                            .into_iter()
+                            .map(|h| {
+                                h.join().unwrap_or_else(|_| {
+                                    Err(JobError::new(
+                                        ErrorCode::Internal,
+                                        "a tile's thread panicked",
+                                    ))
+                                })
+                            })
+                            .collect()
+                    });
+                    for (&tx, answer) in group.iter().zip(answers) {
+                        let answer = answer?;
+                        let (_, lx) = xs[tx];
+                        let k = ty * xs.len() + tx;
+                        cost += answer.cost;
+                        cached += answer.cached as usize;
+                        let (tw, th) = (lx * f, ly * f);
+                        let big = if (answer.image.width, answer.image.height) == (tw, th) {
+                            answer.image
+                        } else {
+                            // A model that answers another size: brought to the expected one.
+                            tracing::warn!(
+                                "tile {} answered {}×{}, expected {tw}×{th}; resampled",
+                                k + 1,
+                                answer.image.width,
+                                answer.image.height
+                            );
+                            stretch(&answer.image, tw, th)
+                        };
+                        let (ox, _) = oxs[tx];
+                        let wy: Vec<f32> = (0..th)
+                            .map(|y| weight(&oys, ty, oy + y, OVERLAP * f))
+                            .collect();
+                        let wx: Vec<f32> = (0..tw)
+                            .map(|x| weight(&oxs, tx, ox + x, OVERLAP * f))
+                            .collect();
+                        strip
+                            .par_chunks_mut(row)
+                            .take(th)
+                            .zip(big.data.par_chunks(tw * 3))
+                            .enumerate()
+                            .for_each(|(y, (dst, src))| {
+                                for (x, p) in src.chunks_exact(3).enumerate() {
+                                    let wgt = wy[y] * wx[x];
+                                    if wgt <= 0.0 {
+                                        continue;
+                                    }
+                                    let e = enc.encode(p);
+                                    let d = &mut dst[(ox + x) * 3..(ox + x) * 3 + 3];
+                                    for c in 0..3 {
+                                        let v = d[c] as f32 + wgt * e[c].clamp(0.0, 1.0) * 65535.0;
+                                        d[c] = v.round().min(65535.0) as u16;
+                                    }
                                 }
-                                let e = enc.encode(p);
-                                let d = &mut dst[(ox + x) * 3..(ox + x) * 3 + 3];
-                                for c in 0..3 {
-                                    let v = d[c] as f32 + wgt * e[c].clamp(0.0, 1.0) * 65535.0;
-                                    d[c] = v.round().min(65535.0) as u16;
-                                }
-                            }
-                        });
+                            });
+                    }
                 }
             }
             emit(&strip)?;
