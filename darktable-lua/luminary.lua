@@ -463,6 +463,10 @@ end
 --- The estimate in one line: "9 of 12 photos will call gemini, about $0.35; 3 cached".
 function L.estimate_text(e)
   if not e.paid then return string.format(_("%d photo(s) on the offline engine: free"), e.photos) end
+  if e.sends_full_photo then
+    return string.format(_("upscaling sends the whole full-resolution photo to %s: %d tile(s) for %d photo(s), about %s at most"),
+      e.engine, e.calls, e.photos, dollars(e.cost_usd))
+  end
   local s = string.format(_("%d of %d photo(s) will call %s, about %s"), e.calls, e.photos, e.engine, dollars(e.cost_usd))
   if (e.cached or 0) > 0 then s = s .. string.format(_("; %d cached"), e.cached) end
   if e.budget and e.budget.remaining_usd then s = s .. "; " .. dollars(e.budget.remaining_usd) .. _(" left in the budget") end
@@ -715,7 +719,8 @@ function L.panel_enhance(images)
   if opts.engine ~= "local" and not opts.look then
     local e = L.update_cost(images)
     local key = batch_key(images, opts)
-    if e and e.cost_usd > (e.confirm_above_usd or 0) and ui.armed ~= key then
+    -- An upscale sends the whole photo out: always said first, and run on the second click.
+    if e and (e.cost_usd > (e.confirm_above_usd or 0) or e.sends_full_photo) and ui.armed ~= key then
       ui.armed = key
       ui.cost.label = L.estimate_text(e) .. string.format(_(" — click enhance again to spend about %s"), dollars(e.cost_usd))
       dt.print(ui.cost.label)

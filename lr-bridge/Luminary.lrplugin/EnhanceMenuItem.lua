@@ -37,6 +37,10 @@ LrTasks.startAsyncTask(function()
     end
     local settings = Dialog.run(presetsOrError, nil, nil, selection)
     if not settings then return end
+    if Core.kindOf(presetsOrError, settings.preset) == "upscale"
+      and not Core.confirmFullPhoto(selection, settings) then
+      return
+    end
     settings.reference = target
     local scope = LrProgressScope { title = "Luminary: " .. settings.preset, functionContext = context }
     scope:setCancelable(true)

@@ -77,6 +77,15 @@ function provider.processRenderedPhotos(functionContext, exportContext)
     end
     if scope:isCanceled() then report.cancelled = true break end
   end
+  -- An upscale sends each whole rendering out: asked first, with its cost.
+  if #entries > 0 and not report.cancelled then
+    local ok, presets = LrTasks.pcall(Core.presets)
+    if ok and Core.kindOf(presets, settings.preset) == "upscale" then
+      local files = {}
+      for _, e in ipairs(entries) do files[#files + 1] = e.file end
+      if not Core.confirmFullPhoto(files, settings) then report.cancelled = true end
+    end
+  end
   if #entries > 0 and not report.cancelled then
     local m, fractions = #entries, {}
     local status, results, cancelled = Core.runBatch(entries, settings, function(i, progress)

@@ -293,6 +293,41 @@ function Core.promptOf(text)
   return (string.gsub(text, '"', "'"))
 end
 
+--- The kind of preset `id` in the daemon's list (`look`, `content`, `cutout`, `upscale`).
+function Core.kindOf(presets, id)
+  for _, p in ipairs(presets or {}) do
+    if p.id == id then return p.kind end
+  end
+  return nil
+end
+
+--- Before an upscale: it is the one preset that sends the whole full-resolution photo out
+--- (in tiles), so the photographer is asked first, with what it costs. `paths` are the
+--- photos; returns true to go on.
+function Core.confirmFullPhoto(paths, settings)
+  local list = tempPath("upscale.txt")
+  local fh = io.open(list, "wb")
+  for _, p in ipairs(paths) do fh:write(p, "\n") end
+  fh:close()
+  local args = { "estimate", "--files-from", list, "--preset", settings.preset }
+  if settings.engine and settings.engine ~= "" then args[#args + 1] = "--engine"; args[#args + 1] = settings.engine end
+  for k, v in pairs(settings.params or {}) do args[#args + 1] = "--param"; args[#args + 1] = k .. "=" .. tostring(v) end
+  local _, lines = Core.runForResult(args)
+  LrFileUtils.delete(list)
+  local e = lines[#lines]
+  local info
+  if e and e.sends_full_photo then
+    info = string.format("Upscaling sends the whole full-resolution photo, not a small preview, to %s: "
+      .. "%d tile(s) for %d photo(s), about $%.3f at most.", tostring(e.engine), e.calls or 0, e.photos or 0,
+      tonumber(e.cost_usd) or 0)
+  elseif e and e.type == "result" and e.ok == false then
+    info = tostring(e.message)
+  else
+    info = "Upscaling sends the whole full-resolution photo, not a small preview, to the engine."
+  end
+  return LrDialogs.confirm("Send the full photos to be upscaled?", info, "Upscale", "Cancel") == "ok"
+end
+
 --- The preset the daemon is asked for: `prompt` (the built-in free-text edit) when the
 --- dialog has words, else the chosen preset.
 function Core.presetOf(props)

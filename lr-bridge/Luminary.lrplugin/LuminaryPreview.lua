@@ -35,6 +35,10 @@ end
 function Preview.summary(e)
   if not e then return "" end
   if not e.paid then return string.format("%d photo(s) on the offline engine: free", e.photos or 0) end
+  if e.sends_full_photo then
+    return string.format("Sends the whole full-resolution photo to %s: %d tile(s), about %s at most",
+      tostring(e.engine), e.calls or 0, dollars(e.cost_usd))
+  end
   local s = string.format("%d of %d photo(s) will call %s, about %s", e.calls or 0, e.photos or 0,
     tostring(e.engine), dollars(e.cost_usd))
   if (e.cached or 0) > 0 then s = s .. string.format("; %d cached", e.cached) end

@@ -282,6 +282,13 @@ local LrDialogs = {}
 function LrDialogs.message(title, text, kind)
   SDK.messages[#SDK.messages + 1] = { title = title, text = text, kind = kind }
 end
+--- A yes/no question: recorded in `SDK.confirms`, answered with `SDK.confirmAnswer`
+--- ("ok" unless a scenario says otherwise), as Lightroom's `LrDialogs.confirm` does.
+function LrDialogs.confirm(message, info, actionVerb, cancelVerb, otherVerb)
+  SDK.confirms = SDK.confirms or {}
+  SDK.confirms[#SDK.confirms + 1] = { message = message, info = info, action = actionVerb, cancel = cancelVerb }
+  return SDK.confirmAnswer or "ok"
+end
 --- The open panel: records its arguments and answers `SDK.openPanelAnswer` (a list of
 --- paths, or nil for Cancel).
 function LrDialogs.runOpenPanel(args)

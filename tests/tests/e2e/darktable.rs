@@ -553,3 +553,76 @@ dt.gui.action("global/quit", 0, "", "", 1.0)
         );
     }
 }
+
+/// #21 point 4 in real darktable: an upscale sends the whole photo out, so whatever it
+/// costs the panel says so (tiles, price) and runs it on the second click only.
+#[test]
+fn darktable_says_an_upscale_sends_the_whole_photo_before_the_second_click() {
+    use luminary_engines::mock::{MockKind, MockServer, TEST_KEY};
+    let f = fixtures();
+    let env = Env::new();
+    let mock = MockServer::start(MockKind::Fal, vec![]);
+    env.write_config(&format!(
+        "[engines.fal]\nbase_url = \"{}\"\nconnect_timeout_s = 2\n",
+        mock.base_url
+    ));
+    let started = env
+        .cmd()
+        .env("FAL_KEY", TEST_KEY)
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    assert!(started.status.success());
+    let conf = env.root.path().join("dtconf");
+    assert!(env
+        .run(&["install", "darktable", "--configdir", conf.to_str().unwrap()])
+        .status
+        .success());
+    let tif = copy_into(&env, &f.tiff8);
+    let result = env.root.path().join("dt-result.txt");
+    let lua = format!(
+        r#"
+local dt = require "darktable"
+local out = io.open("{result}", "w")
+local function say(...) out:write(table.concat({{...}}, " "), "\n") out:flush() end
+local ok, err = pcall(function()
+  local lum = require "luminary"
+  local tif = dt.database.import("{tif}")
+  for i, p in ipairs(lum.presets()) do
+    if p.id == "upscale" then lum.ui.preset.selected = i end
+  end
+  lum.ui.engine.selected = 4 -- fal
+  say("engine", lum.panel_options().engine)
+  local first = lum.panel_enhance({{tif}})
+  say("first", tostring(first), lum.ui.cost.label)
+  local second = lum.panel_enhance({{tif}})
+  say("second", #second)
+end)
+say(ok and "OK" or ("ERR " .. tostring(err)))
+out:close()
+dt.gui.action("global/quit", 0, "", "", 1.0)
+"#,
+        result = result.display(),
+        tif = tif.display()
+    );
+    let log = run_darktable(&env, &conf, &lua);
+    let said = std::fs::read_to_string(&result)
+        .unwrap_or_else(|_| panic!("the test script did not run:\n{log}"));
+    assert!(said.contains("\nOK"), "{said}\n{log}");
+    assert!(said.contains("engine fal"), "{said}");
+    let first = said.lines().find(|l| l.starts_with("first")).unwrap();
+    assert!(
+        first.starts_with("first nil")
+            && first.contains("sends the whole full-resolution photo to fal")
+            && first.contains("tile(s) for 1 photo(s)")
+            && first.contains("click enhance again"),
+        "{first}"
+    );
+    assert!(said.contains("second 1"), "{said}");
+    let (w, h) = image::image_dimensions(&f.tiff8).unwrap();
+    assert_eq!(
+        mock.requests_to("POST", "/fal-ai/esrgan").len(),
+        luminary::pipeline::upscale::tile_count(w as usize, h as usize),
+        "tiles sent before the second click, or twice"
+    );
+}

@@ -581,3 +581,49 @@ end
         "the saved look's result"
     );
 }
+
+/// #21 point 4: an upscale sends the whole photo out, so Lightroom asks first, saying so
+/// and what it costs; "Cancel" sends nothing, "Upscale" runs it.
+#[test]
+fn an_upscale_is_confirmed_with_its_cost_before_any_tile_is_sent() {
+    use luminary_engines::mock::{MockKind, MockServer, TEST_KEY};
+    let f = fixtures();
+    let env = Env::new();
+    let mock = MockServer::start(MockKind::Fal, vec![]);
+    env.write_config(&format!(
+        "[engines.fal]\nbase_url = \"{}\"\nconnect_timeout_s = 2\n",
+        mock.base_url
+    ));
+    let tif = copy_into(&env, &f.tiff8);
+    let scenario = format!(
+        r#"
+local A = SDK.photo {{ path = {tif:?} }}
+SDK.catalog.selected = {{ A }}
+SDK.prefs.preset = "upscale"
+SDK.prefs.engine = "fal"
+SDK.prefs.source = "original"
+SDK.prefs.format = "tiff"
+SDK.confirmAnswer = "cancel"
+SDK.runMenuItem()
+SDK.check(SDK.confirms and #SDK.confirms == 1, "no question before the upscale")
+local info = SDK.confirms[1].info
+SDK.check(string.find(info, "whole full-resolution photo", 1, true), info)
+SDK.check(string.find(info, "tile(s) for 1 photo(s), about $", 1, true), info)
+SDK.check(#SDK.added == 0, "cancelled, yet something was imported")
+SDK.confirmAnswer = "ok"
+SDK.runMenuItem()
+SDK.check(#SDK.added == 1, "the upscale was not imported: " .. #SDK.added)
+"#
+    );
+    let before = mock.requests().len();
+    run_scenario_with(&env, &scenario, false, &[("FAL_KEY", TEST_KEY)]);
+    let tiles = mock.requests_to("POST", "/fal-ai/esrgan").len();
+    assert!(tiles > 0, "no tile sent after the confirmation");
+    // Nothing but the tiles of the one confirmed run.
+    let (w, h) = image::image_dimensions(&f.tiff8).unwrap();
+    assert_eq!(
+        tiles,
+        luminary::pipeline::upscale::tile_count(w as usize, h as usize),
+        "{before} requests before"
+    );
+}
