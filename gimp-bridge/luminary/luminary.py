@@ -215,6 +215,34 @@ def run_luminary(args, on_progress, lines=None):
     return result
 
 
+def full_photo_notice(sources, preset, engine, params):
+    """What an upscale sends and costs (`luminary estimate`), in one sentence, or None when
+    the preset sends only a preview."""
+    proc = subprocess.run([luminary_binary(), "estimate"] + list(sources) + ["--preset", preset, "--engine", engine]
+                          + list(params) + ["--json"], capture_output=True, text=True, **popen_options())
+    try:
+        e = json.loads(proc.stdout)
+    except ValueError:
+        raise RuntimeError((proc.stderr or "luminary estimate failed").strip())
+    if not e.get("sends_full_photo"):
+        return None
+    return ("Upscaling sends the whole full-resolution image, not a small preview, to %s: %d tile(s) for %d image(s), "
+            "about $%.3f at most." % (e.get("engine"), int(e.get("calls", 0)), int(e.get("photos", 0)),
+                                       float(e.get("cost_usd", 0))))
+
+
+def confirm(text):
+    """A yes/no question in GIMP's interface; True to go on."""
+    gi.require_version("Gtk", "3.0")
+    from gi.repository import Gtk
+    dialog = Gtk.MessageDialog(message_type=Gtk.MessageType.QUESTION, buttons=Gtk.ButtonsType.OK_CANCEL,
+                               text="Send the full image to be upscaled?")
+    dialog.format_secondary_text(text)
+    answer = dialog.run()
+    dialog.destroy()
+    return answer == Gtk.ResponseType.OK
+
+
 def settings_of(config, presets):
     """The chosen preset, intensity, engine and the preset's parameters (`--param` words).
     Own words make it the built-in free-text edit `prompt`, the words its one parameter."""
@@ -461,6 +489,17 @@ class Luminary(Gimp.PlugIn):
                 source = os.path.join(work, "layer-%d.tif" % i)
                 export_layer(img, lay, source)
                 entries.append((img, lay, source, os.path.join(work, "enhanced-%d.tif" % i)))
+            # An upscale sends the whole image out: said before the first tile goes, and
+            # asked when a person is at the dialog.
+            kind = next((p.get("kind") for p in presets if p.get("id") == preset), None)
+            if kind == "upscale" and not look:
+                notice = full_photo_notice([e[2] for e in entries], preset, engine, settings["params"])
+                if notice and run_mode == Gimp.RunMode.INTERACTIVE:
+                    if not confirm(notice):
+                        Gimp.progress_end()
+                        return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
+                elif notice:
+                    Gimp.message("Luminary: " + notice)
             listing = os.path.join(work, "photos.txt")
             with open(listing, "w", encoding="utf-8") as fh:
                 for _img, _lay, source, out in entries:

@@ -410,10 +410,15 @@ pub fn confirm_batch(e: &Estimate, json: bool) -> anyhow::Result<bool> {
         }
     }
     let stdin = std::io::stdin();
-    if e.cost_usd <= e.confirm_above_usd || !stdin.is_terminal() {
+    // An upscale sends whole photos out: a person at the terminal is asked whatever it costs.
+    if (e.cost_usd <= e.confirm_above_usd && !e.sends_full_photo) || !stdin.is_terminal() {
         return Ok(true);
     }
-    eprint!("Spend about {}? [y/N] ", usd(e.cost_usd));
+    if e.sends_full_photo {
+        eprint!("Send the whole photo(s) and spend about {}? [y/N] ", usd(e.cost_usd));
+    } else {
+        eprint!("Spend about {}? [y/N] ", usd(e.cost_usd));
+    }
     let _ = std::io::stderr().flush();
     let mut answer = String::new();
     stdin.lock().read_line(&mut answer)?;

@@ -724,3 +724,72 @@ img.delete()
     assert!(res["layer_alpha_corner"].as_f64().unwrap() > 0.99, "{res}");
     assert_eq!(mock.requests_to("POST", "/fal-ai/birefnet/v2").len(), 1);
 }
+
+/// #21 point 4 in GIMP 3: an upscale says it sends the whole image (tiles, cost) before the
+/// first tile goes — in a script as GIMP's message; at the dialog it asks — and its result
+/// arrives as a layer twice the size.
+#[test]
+fn gimp_3_says_an_upscale_sends_the_whole_image_and_adds_it_as_a_layer() {
+    use luminary_engines::mock::{MockKind, MockServer, TEST_KEY};
+    let f = fixtures();
+    let mock = MockServer::start(MockKind::Fal, vec![]);
+    let (inside, _bin) = gimp_with_plugin("upscale", &f.tiff8);
+    let cfg = inside.host().join("cfg/luminary");
+    std::fs::create_dir_all(&cfg).unwrap();
+    let config = cfg.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[engines.fal]\nbase_url = \"{}\"\napi_key = \"{TEST_KEY}\"\nconnect_timeout_s = 2\n",
+            mock.base_url
+        ),
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let batch = format!(
+        r#"
+import json
+import gi
+gi.require_version("Gimp", "3.0")
+from gi.repository import Gimp, Gio
+res = {{}}
+img = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path("{photo}"))
+src = img.get_layers()[0]
+res["source"] = [src.get_width(), src.get_height()]
+proc = Gimp.get_pdb().lookup_procedure("python-fu-luminary-enhance")
+config = proc.create_config()
+config.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+config.set_property("image", img)
+config.set_core_object_array("drawables", [src])
+config.set_property("preset", "upscale")
+config.set_property("intensity", 1.0)
+config.set_property("engine", "fal")
+r = proc.run(config)
+res["success"] = int(r.index(0)) == int(Gimp.PDBStatusType.SUCCESS)
+res["message"] = r.index(1) if r.length() > 1 else ""
+new = img.get_layers()[0]
+res["name"] = new.get_name()
+res["size"] = [new.get_width(), new.get_height()]
+json.dump(res, open("{result}", "w"))
+img.delete()
+"#,
+        photo = inside.path("work/photo.tif"),
+        result = inside.path("work/result.json"),
+    );
+    let (res, log) = run_gimp_batch(&inside, &batch);
+    assert_eq!(res["success"], true, "{res}\n{log}");
+    assert_eq!(res["name"], "Luminary — upscale", "{res}");
+    let (w, h) = (res["source"][0].as_u64().unwrap(), res["source"][1].as_u64().unwrap());
+    assert_eq!(res["size"], serde_json::json!([2 * w, 2 * h]), "{res}");
+    assert!(
+        log.contains("sends the whole full-resolution image") && log.contains("tile(s) for 1 image(s)"),
+        "the notice is not in GIMP's messages:\n{log}"
+    );
+    assert_eq!(
+        mock.requests_to("POST", "/fal-ai/esrgan").len(),
+        luminary::pipeline::upscale::tile_count(w as usize, h as usize)
+    );
+}
