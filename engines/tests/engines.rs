@@ -1257,3 +1257,54 @@ fn the_staging_and_cutout_models_fail_with_the_same_errors_as_the_others() {
         );
     }
 }
+
+/// #21 point 4: super-resolution models get the factor the way each expects it and answer
+/// the tile that much larger.
+#[test]
+fn upscaling_models_get_their_factor_and_answer_larger_tiles() {
+    let photo = need_photo!();
+    for (kind, model, scale) in [
+        (MockKind::Fal, "fal-ai/esrgan", 2u32),
+        (MockKind::Replicate, "nightmareai/real-esrgan", 4),
+    ] {
+        let (mock, p) = start(kind, vec![]);
+        let input = EditInput {
+            model: Some(model),
+            scale: Some(scale),
+            ..input(photo)
+        };
+        let out = Job::default().run(&*p, &input).expect("edit");
+        assert_eq!(
+            (out.width, out.height),
+            (photo.width * scale, photo.height * scale),
+            "{model}"
+        );
+        let sent = mock
+            .requests()
+            .into_iter()
+            .find(|r| r.method == "POST" && r.json.is_some())
+            .unwrap();
+        let body = sent.json.unwrap();
+        match kind {
+            MockKind::Fal => {
+                assert_eq!(sent.path, "/fal-ai/esrgan");
+                assert_eq!(
+                    (body["scale"].as_u64(), body["model"].as_str()),
+                    (Some(2), Some("RealESRGAN_x2plus")),
+                    "{body}"
+                );
+                assert!(body.get("prompt").is_none(), "{body}");
+            }
+            _ => {
+                assert_eq!(sent.path, "/v1/models/nightmareai/real-esrgan/predictions");
+                assert_eq!(body["input"]["scale"].as_u64(), Some(4), "{body}");
+                assert_eq!(body["input"]["face_enhance"], json!(false), "{body}");
+                assert!(
+                    body["input"]["image"].is_string() && body["input"].get("prompt").is_none(),
+                    "{body}"
+                );
+            }
+        }
+        assert!((p.price_for(model) - 0.002).abs() < 1e-12);
+    }
+}

@@ -415,7 +415,10 @@ pub fn confirm_batch(e: &Estimate, json: bool) -> anyhow::Result<bool> {
         return Ok(true);
     }
     if e.sends_full_photo {
-        eprint!("Send the whole photo(s) and spend about {}? [y/N] ", usd(e.cost_usd));
+        eprint!(
+            "Send the whole photo(s) and spend about {}? [y/N] ",
+            usd(e.cost_usd)
+        );
     } else {
         eprint!("Spend about {}? [y/N] ", usd(e.cost_usd));
     }

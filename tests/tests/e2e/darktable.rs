@@ -575,7 +575,12 @@ fn darktable_says_an_upscale_sends_the_whole_photo_before_the_second_click() {
     assert!(started.status.success());
     let conf = env.root.path().join("dtconf");
     assert!(env
-        .run(&["install", "darktable", "--configdir", conf.to_str().unwrap()])
+        .run(&[
+            "install",
+            "darktable",
+            "--configdir",
+            conf.to_str().unwrap()
+        ])
         .status
         .success());
     let tif = copy_into(&env, &f.tiff8);

@@ -495,7 +495,7 @@ img.delete()
     for id in ["auto", "warm-film", "bw-classic", "virtual-twilight"] {
         assert!(presets.contains(&id), "{id} not offered: {presets:?}");
     }
-    assert_eq!(presets.len(), 22, "{presets:?}");
+    assert_eq!(presets.len(), 24, "{presets:?}");
     assert_eq!(res["bw_label"], "Classic black & white", "{res}");
     assert!(
         res["bw_help"]
@@ -782,10 +782,14 @@ img.delete()
     let (res, log) = run_gimp_batch(&inside, &batch);
     assert_eq!(res["success"], true, "{res}\n{log}");
     assert_eq!(res["name"], "Luminary — upscale", "{res}");
-    let (w, h) = (res["source"][0].as_u64().unwrap(), res["source"][1].as_u64().unwrap());
+    let (w, h) = (
+        res["source"][0].as_u64().unwrap(),
+        res["source"][1].as_u64().unwrap(),
+    );
     assert_eq!(res["size"], serde_json::json!([2 * w, 2 * h]), "{res}");
     assert!(
-        log.contains("sends the whole full-resolution image") && log.contains("tile(s) for 1 image(s)"),
+        log.contains("sends the whole full-resolution image")
+            && log.contains("tile(s) for 1 image(s)"),
         "the notice is not in GIMP's messages:\n{log}"
     );
     assert_eq!(

@@ -348,10 +348,15 @@ fn the_first_party_library_has_distinct_presets_with_everything_bridges_need() {
         ] {
             assert!(!p[key].is_null(), "{} lacks {key}", p["id"]);
         }
-        assert!(["look", "content"].contains(&p["kind"].as_str().unwrap()));
+        assert!(["look", "content", "cutout", "upscale"].contains(&p["kind"].as_str().unwrap()));
         assert_eq!(p["params_schema"]["type"], "object");
     }
-    assert!(presets.iter().any(|p| p["kind"] == "content"));
+    for kind in ["content", "cutout", "upscale"] {
+        assert!(
+            presets.iter().any(|p| p["kind"] == kind),
+            "no {kind} preset"
+        );
+    }
 
     // The contact sheet: every preset on one photo, and each visibly different.
     let photo = luminary_tests::photos_dir().unwrap().join("flower.png");

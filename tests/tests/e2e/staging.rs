@@ -200,6 +200,30 @@ fn staging_furnishes_the_room_on_qwen_and_keeps_every_other_pixel_of_the_photo()
         "/v1/models/black-forest-labs/flux-kontext-max/predictions"
     );
     assert!(creates[1].json.as_ref().unwrap()["input"]["input_image"].is_string());
+
+    // Gemini works too, on its own model, with the same staging instruction.
+    let gemini = MockServer::start(MockKind::Gemini, vec![]);
+    lum.stop_daemon();
+    lum.env.write_config(&format!(
+        "{}{}",
+        replicate_table(&mock, ""),
+        gemini_table(&gemini)
+    ));
+    lum.set_keys(&[
+        ("REPLICATE_API_TOKEN", TEST_KEY),
+        ("GEMINI_API_KEY", TEST_KEY),
+    ]);
+    let mut on_gemini = args.to_vec();
+    on_gemini.extend(["--engine", "gemini"]);
+    let g = lum.ok(&on_gemini);
+    assert_eq!(
+        (g["engine"].as_str(), g["model"].as_str()),
+        (Some("gemini"), Some("gemini-2.5-flash-image")),
+        "{g}"
+    );
+    let posts = gemini_posts(&gemini);
+    assert_eq!(posts.len(), 1);
+    assert!(String::from_utf8_lossy(&posts[0].body).contains("Virtually stage this bedroom"));
     lum.assert_no_secret(&[TEST_KEY], &[]);
 }
 

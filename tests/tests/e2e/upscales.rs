@@ -210,7 +210,10 @@ fn cancelling_an_upscale_stops_its_tiles_and_keeps_the_paid_ones() {
     };
     assert_eq!(end["code"], "cancelled", "{end}");
     let sent = mock.requests_to("POST", "/fal-ai/esrgan").len();
-    assert!((4..12).contains(&sent), "{sent} tiles sent before the cancel");
+    assert!(
+        (4..12).contains(&sent),
+        "{sent} tiles sent before the cancel"
+    );
     assert!(all_files(&out).is_empty(), "{:?}", all_files(&out));
     let r = lum.ok(&[
         src.to_str().unwrap(),
