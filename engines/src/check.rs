@@ -186,7 +186,7 @@ mod tests {
             prompt: "",
             negative_prompt: "",
             model: None,
-            scale: None,
+            task: Default::default(),
         };
         let err = check_image("x", &png, &input).err().unwrap().to_string();
         assert!(err.contains("100×100") && err.contains("15 %"), "{err}");

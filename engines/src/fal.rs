@@ -24,12 +24,8 @@ pub(crate) struct Fal;
 const CANCEL_WAIT: Duration = Duration::from_millis(800);
 
 fn price(model: &str) -> f64 {
-    if crate::is_matting(model) {
-        // Billed by compute time (about a second on fal's GPUs); an estimate.
-        0.005
-    } else if crate::is_upscaler(model) {
-        // Per tile of up to 512×512, billed by compute time; an estimate.
-        0.002
+    if let Some(p) = crate::utility_price(model) {
+        p
     } else if model.contains("kontext/max") {
         0.08
     } else if model.contains("nano-banana-pro") {
@@ -48,28 +44,34 @@ fn price(model: &str) -> f64 {
 /// The submit body. Models differ in how they take the image: multi-image models want
 /// `image_urls`, the others `image_url`; only Qwen has a negative prompt field.
 fn request_body(model: &str, input: &EditInput<'_>) -> Value {
-    if crate::is_matting(model) {
-        // BiRefNet: no instruction. Its own mask (not its cut-out, whose colours it may
-        // have "refined") is what Luminary refines at full resolution.
-        return json!({
-            "image_url": data_uri(input),
-            "output_format": "png",
-            "output_mask": true,
-            "refine_foreground": false,
-            "operating_resolution": "1024x1024",
-        });
-    }
-    if crate::is_upscaler(model) {
-        // ESRGAN: the factor and the matching Real-ESRGAN weights, PNG out, no face model
-        // (it repaints faces).
-        let scale = input.scale.unwrap_or(2);
-        return json!({
-            "image_url": data_uri(input),
-            "scale": scale,
-            "model": if scale == 2 { "RealESRGAN_x2plus" } else { "RealESRGAN_x4plus" },
-            "face": false,
-            "output_format": "png",
-        });
+    match input.task {
+        crate::Task::Matte => {
+            // No instruction. BiRefNet's own mask (not its cut-out, whose colours it may
+            // have "refined") is what Luminary refines at full resolution.
+            let mut body = json!({"image_url": data_uri(input), "output_format": "png"});
+            if model.contains("birefnet") {
+                body["output_mask"] = json!(true);
+                body["refine_foreground"] = json!(false);
+                body["operating_resolution"] = json!("1024x1024");
+            }
+            return body;
+        }
+        crate::Task::Upscale(scale) => {
+            // The factor, PNG out; for ESRGAN the matching Real-ESRGAN weights and no face
+            // model (it repaints faces).
+            let mut body =
+                json!({"image_url": data_uri(input), "scale": scale, "output_format": "png"});
+            if model.contains("esrgan") {
+                body["model"] = json!(if scale == 2 {
+                    "RealESRGAN_x2plus"
+                } else {
+                    "RealESRGAN_x4plus"
+                });
+                body["face"] = json!(false);
+            }
+            return body;
+        }
+        crate::Task::Edit => {}
     }
     let qwen = model.contains("qwen-image");
     let multi = model.contains("nano-banana")

@@ -42,26 +42,32 @@ pub use error::EngineError;
 /// The engine names the daemon accepts in `[engines.<name>]`, in the order the docs list them.
 pub const NAMES: [&str; 5] = ["gemini", "openai", "fal", "replicate", "comfyui"];
 
-/// Whether `model` is a segmentation (background removal) model, which answers a matte
-/// (an RGBA cut-out or a grey mask) and takes no instruction.
-pub fn is_matting(model: &str) -> bool {
-    let m = model.to_ascii_lowercase();
-    [
-        "birefnet",
-        "rembg",
-        "remove-bg",
-        "background-remover",
-        "rmbg",
-    ]
-    .iter()
-    .any(|k| m.contains(k))
+/// What an edit asks of the model. The request's shape follows from it (the host knows it
+/// from the preset's kind), not from guessing at the model's name, so any segmentation or
+/// super-resolution model a photographer configures gets the right request.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Task {
+    /// An edit by instruction: the picture back, changed.
+    #[default]
+    Edit,
+    /// Background removal: a matte back (an RGBA cut-out or a grey mask); no instruction.
+    Matte,
+    /// Super-resolution: the picture back this many times larger; no instruction.
+    Upscale(u32),
 }
 
-/// Whether `model` is a super-resolution (upscaling) model, which takes a scale factor
-/// instead of an instruction and answers the picture that much larger.
-pub fn is_upscaler(model: &str) -> bool {
+/// The list price of the well-known segmentation and super-resolution models (both billed by
+/// compute time: estimates per call), else `None`.
+pub(crate) fn utility_price(model: &str) -> Option<f64> {
     let m = model.to_ascii_lowercase();
-    ["esrgan", "swinir", "upscal"].iter().any(|k| m.contains(k))
+    let any = |keys: &[&str]| keys.iter().any(|k| m.contains(k));
+    if any(&["birefnet", "rembg", "remove-bg", "background", "rmbg"]) {
+        Some(0.005)
+    } else if any(&["esrgan", "swinir", "upscal"]) {
+        Some(0.002)
+    } else {
+        None
+    }
 }
 
 /// One edit request. Borrowed so that a retry never copies the image more than the wire needs.
@@ -83,8 +89,8 @@ pub struct EditInput<'a> {
     /// engine's connection pool, concurrency limit and circuit breaker stay shared.
     /// ComfyUI runs its workflow whatever this says.
     pub model: Option<&'a str>,
-    /// For super-resolution models: how many times larger the answer is to be (2 or 4).
-    pub scale: Option<u32>,
+    /// What is asked: an edit, a matte or an upscale.
+    pub task: Task,
 }
 
 /// A checked edit result.

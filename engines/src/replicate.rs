@@ -20,12 +20,8 @@ pub(crate) struct Replicate;
 const CANCEL_WAIT: Duration = Duration::from_millis(800);
 
 fn price(model: &str) -> f64 {
-    if crate::is_matting(model) {
-        // Community models are billed by run time (a few seconds on a T4); an estimate.
-        0.005
-    } else if crate::is_upscaler(model) {
-        // Per tile, billed by run time; an estimate.
-        0.002
+    if let Some(p) = crate::utility_price(model) {
+        p
     } else if model.contains("kontext-max") {
         0.08
     } else if model.contains("kontext-dev") {
@@ -41,13 +37,14 @@ fn price(model: &str) -> f64 {
 /// "plus" variant as an array). Negative prompts only exist as text here.
 fn model_input(model: &str, input: &EditInput<'_>) -> Value {
     let uri = data_uri(input);
-    if crate::is_matting(model) {
+    match input.task {
         // Background removal models take the image alone (and answer an RGBA cut-out or a
         // mask, which Luminary reads either way).
-        return json!({ "image": uri });
-    }
-    if crate::is_upscaler(model) {
-        return json!({ "image": uri, "scale": input.scale.unwrap_or(2), "face_enhance": false });
+        crate::Task::Matte => return json!({ "image": uri }),
+        crate::Task::Upscale(scale) => {
+            return json!({ "image": uri, "scale": scale, "face_enhance": false })
+        }
+        crate::Task::Edit => {}
     }
     let mut v = json!({
         "prompt": prompt_with_avoid(input),

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use luminary_engines::mock::{mock_grade, Fault, MockKind, MockServer, TEST_KEY};
-use luminary_engines::{provider, EditInput, EngineError, ProviderConfig, Tuning, NAMES};
+use luminary_engines::{provider, EditInput, EngineError, ProviderConfig, Task, Tuning, NAMES};
 use serde_json::{json, Value};
 use util::*;
 
@@ -1212,17 +1212,27 @@ fn the_staging_and_cutout_models_fail_with_the_same_errors_as_the_others() {
             MockKind::Replicate,
             "qwen/qwen-image-edit",
             "REPLICATE_API_TOKEN",
+            Task::Edit,
         ),
-        (MockKind::Fal, "fal-ai/birefnet/v2", "FAL_KEY"),
+        (MockKind::Fal, "fal-ai/birefnet/v2", "FAL_KEY", Task::Matte),
+        (MockKind::Fal, "fal-ai/esrgan", "FAL_KEY", Task::Upscale(2)),
+        (
+            MockKind::Replicate,
+            "nightmareai/real-esrgan",
+            "REPLICATE_API_TOKEN",
+            Task::Upscale(4),
+        ),
         (
             MockKind::Replicate,
             "men1scus/birefnet:f74986db0355b58403ed20963af156525e2891ea3c2d499bfbfb2a28cd87c5d7",
             "REPLICATE_API_TOKEN",
+            Task::Matte,
         ),
     ];
-    for (kind, model, var) in models {
+    for (kind, model, var, task) in models {
         let on = |i: EditInput<'static>| EditInput {
             model: Some(model),
+            task,
             ..i
         };
         let input = on(util::input(photo));
@@ -1270,7 +1280,7 @@ fn upscaling_models_get_their_factor_and_answer_larger_tiles() {
         let (mock, p) = start(kind, vec![]);
         let input = EditInput {
             model: Some(model),
-            scale: Some(scale),
+            task: Task::Upscale(scale),
             ..input(photo)
         };
         let out = Job::default().run(&*p, &input).expect("edit");

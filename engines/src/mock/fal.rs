@@ -74,8 +74,8 @@ fn submit(shared: &Shared, rec: &Recorded, segs: &[&str]) -> Resp {
         );
     };
     // Segmentation apps (BiRefNet) take no prompt; edit models require one.
-    let matting = crate::is_matting(segs[1]);
-    let upscaling = crate::is_upscaler(segs[1]);
+    let matting = super::hosts_matting(segs[1]);
+    let upscaling = super::hosts_upscaler(segs[1]);
     if upscaling {
         let scale = body.get("scale").and_then(Value::as_u64).unwrap_or(2);
         if !(1..=8).contains(&scale) {
@@ -294,7 +294,7 @@ fn result(shared: &Shared, app: &str, id: &str) -> Resp {
         .lock()
         .unwrap()
         .insert(name.clone(), (body, ctype));
-    if crate::is_matting(app) {
+    if super::hosts_matting(app) {
         // BiRefNet's output: `image` (the cut-out) and, with `output_mask`, `mask_image`.
         let file = |name: &str, bytes: &[u8]| {
             json!({"url": format!("{}/files/{name}", shared.base_url),

@@ -740,3 +740,13 @@ pub(crate) fn upscale_bytes(bytes: &[u8], scale: u32) -> Result<(Vec<u8>, u32, u
     .map_err(|e| format!("cannot encode PNG: {e}"))?;
     Ok((out, w, h))
 }
+
+/// The segmentation apps the mocks host (by the model's name, as the real services route).
+pub(crate) fn hosts_matting(model: &str) -> bool {
+    model.contains("birefnet")
+}
+
+/// The super-resolution apps the mocks host.
+pub(crate) fn hosts_upscaler(model: &str) -> bool {
+    model.contains("esrgan")
+}

@@ -90,8 +90,8 @@ fn create(shared: &Shared, rec: &Recorded, model: &str) -> Resp {
         return invalid("- input is required");
     };
     // A version id names its model only to the service: the mock knows BiRefNet's.
-    let matting = crate::is_matting(model) || model == BIREFNET_VERSION;
-    let upscaling = crate::is_upscaler(model);
+    let matting = super::hosts_matting(model) || model == BIREFNET_VERSION;
+    let upscaling = super::hosts_upscaler(model);
     if !matting
         && !upscaling
         && input

@@ -156,7 +156,7 @@ pub fn input(photo: &Photo) -> EditInput<'_> {
         prompt: PROMPT,
         negative_prompt: NEGATIVE,
         model: None,
-        scale: None,
+        task: Default::default(),
     }
 }
 

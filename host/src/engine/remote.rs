@@ -296,8 +296,8 @@ pub struct EditJob<'a> {
     pub preset_version: u32,
     /// Resolved parameters.
     pub params: &'a serde_json::Map<String, serde_json::Value>,
-    /// For an upscale, its factor (sent to the model as its `scale`).
-    pub scale: Option<u32>,
+    /// What the model is asked (from the preset's kind).
+    pub task: luminary_engines::Task,
     /// Prompt.
     pub prompt: &'a str,
     /// Negative prompt.
@@ -388,7 +388,7 @@ impl Engines {
             prompt: job.prompt,
             negative_prompt: job.negative_prompt,
             model: (model != provider.model()).then_some(model.as_str()),
-            scale: job.scale,
+            task: job.task,
         };
         let price = provider.price_for(&model);
         let pending = self.begin_call(&engine, &model, job.preset, price)?;

@@ -25,6 +25,15 @@ pub fn engine_params(
     p
 }
 
+/// What the model is asked for a preset of this kind that runs through the one-answer path
+/// (an upscale asks per tile, with its factor).
+pub fn task_of(descriptor: &luminary_plugin_api::PresetDescriptor) -> luminary_engines::Task {
+    match descriptor.kind {
+        luminary_plugin_api::PresetKind::Cutout => luminary_engines::Task::Matte,
+        _ => luminary_engines::Task::Edit,
+    }
+}
+
 /// The alpha channel of `photo` from the engine's answer.
 pub fn alpha(
     photo: &RgbF32,

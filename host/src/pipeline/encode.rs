@@ -205,6 +205,28 @@ fn write_tiff<W: Write + Seek>(
     writer.write(w, true).map_err(BoxError::from)
 }
 
+/// A 16-bit PNG's writer with the output's ICC profile, EXIF and XMP, its header written.
+pub(crate) fn png_writer<W: Write>(
+    w: W,
+    (width, height): (usize, usize),
+    color: png::ColorType,
+    space: OutputSpace,
+    meta: &OutputMeta,
+) -> Result<png::Writer<W>, BoxError> {
+    let exif = crate::metadata::exif_blob(&meta.exif);
+    let mut info = png::Info::with_size(width as u32, height as u32);
+    info.color_type = color;
+    info.bit_depth = png::BitDepth::Sixteen;
+    info.icc_profile = Some(space.icc().into());
+    if !exif.is_empty() {
+        info.exif_metadata = Some(exif.into());
+    }
+    let mut enc = png::Encoder::with_info(w, info)?;
+    enc.set_compression(png::Compression::Fast);
+    enc.add_itxt_chunk("XML:com.adobe.xmp".into(), meta.xmp.clone())?;
+    Ok(enc.write_header()?)
+}
+
 fn write_png<W: Write>(
     w: W,
     img: &RgbF32,
@@ -212,24 +234,13 @@ fn write_png<W: Write>(
     opts: &EncodeOptions,
     meta: &OutputMeta,
 ) -> Result<(), BoxError> {
-    let exif = crate::metadata::exif_blob(&meta.exif);
-    let mut info = png::Info::with_size(img.width as u32, img.height as u32);
     // PNG's alpha is straight (unassociated) by definition.
-    info.color_type = if alpha.is_some() {
+    let color = if alpha.is_some() {
         png::ColorType::Rgba
     } else {
         png::ColorType::Rgb
     };
-    info.bit_depth = png::BitDepth::Sixteen;
-    info.icc_profile = Some(opts.space.icc().into());
-    if !exif.is_empty() {
-        info.exif_metadata = Some(exif.into());
-    }
-    let mut enc = png::Encoder::with_info(w, info).map_err(BoxError::from)?;
-    enc.set_compression(png::Compression::Fast);
-    enc.add_itxt_chunk("XML:com.adobe.xmp".into(), meta.xmp.clone())
-        .map_err(BoxError::from)?;
-    let mut writer = enc.write_header().map_err(BoxError::from)?;
+    let mut writer = png_writer(w, (img.width, img.height), color, opts.space, meta)?;
     let bytes = to_u16_bytes(img, alpha, opts.space, false);
     writer.write_image_data(&bytes).map_err(BoxError::from)?;
     writer.finish().map_err(BoxError::from)

@@ -50,6 +50,19 @@ pub struct EstimateItem {
     pub calls: usize,
 }
 
+impl EstimateItem {
+    /// A photo that cannot be enhanced (`not_found`, …): it costs nothing.
+    fn failed(source: &std::path::Path, e: &JobError) -> EstimateItem {
+        EstimateItem {
+            source: source.to_path_buf(),
+            cached: false,
+            price: 0.0,
+            error: Some(serde_json::json!({"code": e.code.as_str(), "message": e.message})),
+            calls: 0,
+        }
+    }
+}
+
 /// An estimate (the `done` event's body).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct Estimate {
@@ -137,13 +150,7 @@ pub fn estimate(
     let mut items = Vec::with_capacity(req.sources.len());
     for source in &req.sources {
         let item = match SourceId::of(source) {
-            Err(e) => EstimateItem {
-                source: source.clone(),
-                cached: false,
-                price: 0.0,
-                error: Some(serde_json::json!({"code": e.code.as_str(), "message": e.message})),
-                calls: 0,
-            },
+            Err(e) => EstimateItem::failed(source, &e),
             // An upscale: one call per tile of the full photo (the photo's size is read;
             // tiles already paid for are not looked up, so this is the most it costs).
             Ok(_) if upscaling => match dimensions(source, config) {
@@ -157,13 +164,7 @@ pub fn estimate(
                         calls: if paid { n } else { 0 },
                     }
                 }
-                Err(e) => EstimateItem {
-                    source: source.clone(),
-                    cached: false,
-                    price: 0.0,
-                    error: Some(serde_json::json!({"code": e.code.as_str(), "message": e.message})),
-                    calls: 0,
-                },
+                Err(e) => EstimateItem::failed(source, &e),
             },
             Ok(id) => {
                 let cached = paid

@@ -422,7 +422,7 @@ pub fn run_preview(
                     params: &super::cutout::engine_params(descriptor, &params),
                     prompt: &engine_req.prompt,
                     negative_prompt: &engine_req.negative_prompt,
-                    scale: None,
+                    task: super::cutout::task_of(descriptor),
                     photo: Some(id.ident(config.engine.preview_size)),
                 },
                 status: &status,

@@ -280,7 +280,7 @@ pub fn run_learn(
                 params: &params,
                 prompt: &engine_req.prompt,
                 negative_prompt: &engine_req.negative_prompt,
-                scale: None,
+                task: Default::default(),
                 photo: live::SourceId::of(source)
                     .ok()
                     .map(|id| id.ident(config.engine.preview_size)),

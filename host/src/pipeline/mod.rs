@@ -526,7 +526,7 @@ pub fn run_job(
                 params: &edit_params,
                 prompt: &engine_req.prompt,
                 negative_prompt: &engine_req.negative_prompt,
-                scale: Some(f),
+                task: luminary_engines::Task::Upscale(f),
                 photo: None,
             },
         };
@@ -607,7 +607,7 @@ pub fn run_job(
             params: &cutout::engine_params(descriptor, &params),
             prompt: &engine_req.prompt,
             negative_prompt: &engine_req.negative_prompt,
-            scale: None,
+            task: cutout::task_of(descriptor),
             photo: live::SourceId::of(&req.source)
                 .ok()
                 .map(|id| id.ident(config.engine.preview_size)),

@@ -214,7 +214,7 @@ pub fn run(
                                 answer.image.width,
                                 answer.image.height
                             );
-                            stretch(&answer.image, tw, th)
+                            crate::transfer::resize_bilinear(&answer.image, tw, th)
                         };
                         let (ox, _) = oxs[tx];
                         let wy: Vec<f32> = (0..th)
@@ -276,30 +276,6 @@ fn crop(img: &RgbF32, x: usize, y: usize, w: usize, h: usize) -> RgbF32 {
         data.extend_from_slice(&img.data[start..start + w * 3]);
     }
     RgbF32::new(w, h, data)
-}
-
-/// Bilinear resize to exactly `w`×`h`.
-fn stretch(img: &RgbF32, w: usize, h: usize) -> RgbF32 {
-    let mut out = vec![0f32; w * h * 3];
-    out.par_chunks_mut(w * 3).enumerate().for_each(|(y, row)| {
-        let sy = ((y as f32 + 0.5) * img.height as f32 / h as f32 - 0.5)
-            .clamp(0.0, (img.height - 1) as f32);
-        let (y0, fy) = (sy.floor() as usize, sy.fract());
-        let y1 = (y0 + 1).min(img.height - 1);
-        for x in 0..w {
-            let sx = ((x as f32 + 0.5) * img.width as f32 / w as f32 - 0.5)
-                .clamp(0.0, (img.width - 1) as f32);
-            let (x0, fx) = (sx.floor() as usize, sx.fract());
-            let x1 = (x0 + 1).min(img.width - 1);
-            for c in 0..3 {
-                let p = |yy: usize, xx: usize| img.data[(yy * img.width + xx) * 3 + c];
-                let t = p(y0, x0) + fx * (p(y0, x1) - p(y0, x0));
-                let b = p(y1, x0) + fx * (p(y1, x1) - p(y1, x0));
-                row[x * 3 + c] = t + fy * (b - t);
-            }
-        }
-    });
-    RgbF32::new(w, h, out)
 }
 
 type Produce<'a> =
@@ -397,18 +373,7 @@ fn stream_png<W: Write>(
     meta: &encode::OutputMeta,
     produce: &mut Produce<'_>,
 ) -> Result<(), BoxError> {
-    let mut info = png::Info::with_size(w as u32, h as u32);
-    info.color_type = png::ColorType::Rgb;
-    info.bit_depth = png::BitDepth::Sixteen;
-    info.icc_profile = Some(space.icc().into());
-    let exif = crate::metadata::exif_blob(&meta.exif);
-    if !exif.is_empty() {
-        info.exif_metadata = Some(exif.into());
-    }
-    let mut enc = png::Encoder::with_info(out, info)?;
-    enc.set_compression(png::Compression::Fast);
-    enc.add_itxt_chunk("XML:com.adobe.xmp".into(), meta.xmp.clone())?;
-    let mut writer = enc.write_header()?;
+    let mut writer = encode::png_writer(out, (w, h), png::ColorType::Rgb, space, meta)?;
     let mut stream = writer.stream_writer()?;
     let mut be = Vec::new();
     produce(&mut |rows: &[u16]| {

@@ -649,26 +649,12 @@ b.delete()
 /// matte (the layer itself the opaque photo), through a mock of fal's BiRefNet.
 #[test]
 fn gimp_3_gets_a_cutout_as_a_layer_with_its_matte_as_layer_mask() {
-    use luminary_engines::mock::{MockKind, MockServer, TEST_KEY};
+    use luminary_engines::mock::{MockKind, MockServer};
     let studio = super::engines::cutouts::studio();
     let mock = MockServer::start(MockKind::Fal, vec![]);
     mock.set_matte(super::engines::cutouts::truth_image(studio));
     let (inside, _bin) = gimp_with_plugin("cutout", &studio.tif);
-    let cfg = inside.host().join("cfg/luminary");
-    std::fs::create_dir_all(&cfg).unwrap();
-    let config = cfg.join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[engines.fal]\nbase_url = \"{}\"\napi_key = \"{TEST_KEY}\"\nconnect_timeout_s = 2\n",
-            mock.base_url
-        ),
-    )
-    .unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
+    use_fal_mock(&inside, &mock);
     let batch = format!(
         r#"
 import json
@@ -730,25 +716,11 @@ img.delete()
 /// arrives as a layer twice the size.
 #[test]
 fn gimp_3_says_an_upscale_sends_the_whole_image_and_adds_it_as_a_layer() {
-    use luminary_engines::mock::{MockKind, MockServer, TEST_KEY};
+    use luminary_engines::mock::{MockKind, MockServer};
     let f = fixtures();
     let mock = MockServer::start(MockKind::Fal, vec![]);
     let (inside, _bin) = gimp_with_plugin("upscale", &f.tiff8);
-    let cfg = inside.host().join("cfg/luminary");
-    std::fs::create_dir_all(&cfg).unwrap();
-    let config = cfg.join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[engines.fal]\nbase_url = \"{}\"\napi_key = \"{TEST_KEY}\"\nconnect_timeout_s = 2\n",
-            mock.base_url
-        ),
-    )
-    .unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
+    use_fal_mock(&inside, &mock);
     let batch = format!(
         r#"
 import json
@@ -796,4 +768,23 @@ img.delete()
         mock.requests_to("POST", "/fal-ai/esrgan").len(),
         luminary::pipeline::upscale::tile_count(w as usize, h as usize)
     );
+}
+
+/// The chroot's Luminary talks to `mock` as fal, its key in a private config file (GIMP
+/// starts the daemon, so an environment variable would not reach it).
+fn use_fal_mock(inside: &Inside, mock: &luminary_engines::mock::MockServer) {
+    use std::os::unix::fs::PermissionsExt;
+    let cfg = inside.host().join("cfg/luminary");
+    std::fs::create_dir_all(&cfg).unwrap();
+    let config = cfg.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[engines.fal]\nbase_url = \"{}\"\napi_key = \"{}\"\nconnect_timeout_s = 2\n",
+            mock.base_url,
+            luminary_engines::mock::TEST_KEY
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
