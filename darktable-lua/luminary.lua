@@ -456,7 +456,10 @@ function L.estimate(images, opts)
     if v.items then estimate = v elseif v.text then messages[#messages + 1] = v.text end
   end)
   os.remove(list_file)
-  if not estimate then error(table.concat(messages, " "), 0) end
+  -- Never an empty message: the cost line is where the photographer looks.
+  if not estimate then
+    error(#messages > 0 and table.concat(messages, " ") or _("no estimate: luminary estimate gave no answer"), 0)
+  end
   return estimate
 end
 
