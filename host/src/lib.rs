@@ -31,6 +31,7 @@ pub mod resample;
 pub mod server;
 pub mod sheet;
 pub mod shm;
+pub mod simd;
 pub mod spawn;
 pub mod transfer;
 pub mod transport;

@@ -16,7 +16,9 @@ use super::filters::GuidedCoefficients;
 use super::{Edited, Engine};
 use crate::error::{check, Cancel, JobError};
 use crate::image::{luma, RgbF32, LUMA};
-use crate::pipeline::render::compress_to_display;
+use pass::fast_log2;
+
+mod pass;
 
 /// The offline engine.
 pub struct LocalEngine;
@@ -44,11 +46,6 @@ impl Engine for LocalEngine {
         plan.apply_blended(&mut base, intensity, cancel)?;
         Ok(Edited::Blended(base))
     }
-}
-
-fn smoothstep(e0: f32, e1: f32, x: f32) -> f32 {
-    let t = ((x - e0) / (e1 - e0)).clamp(0.0, 1.0);
-    t * t * (3.0 - 2.0 * t)
 }
 
 /// A zero-luminance colour offset for a hue, largest component 1.
@@ -377,10 +374,20 @@ impl Plan {
         let (w, h) = (img.width, img.height);
         self.apply_to(w, h, &mut img.data, intensity, cancel)
     }
+}
 
-    /// [`Plan::apply_blended`] on raw interleaved RGB samples (e.g. shared memory).
-    pub fn apply_to(
-        &self,
+#[cfg(test)]
+mod tests {
+    use super::pass::{fast_exp2, hash, smoothstep};
+    use super::*;
+    use crate::pipeline::render::compress_to_display;
+    use crate::simd::Simd;
+    use luminary_plugin_api::{Grain, Tone};
+
+    /// The pass one pixel at a time, as it was before the block kernels: the reference
+    /// every kernel must reproduce.
+    fn reference_apply(
+        plan: &Plan,
         w: usize,
         h: usize,
         data: &mut [f32],
@@ -391,14 +398,14 @@ impl Plan {
             return Ok(());
         }
         let t = std::time::Instant::now();
-        let base = self.base_layer(w, h, data);
+        let base = plan.base_layer(w, h, data);
         tracing::debug!("base layer {:?}", t.elapsed());
         check(cancel)?;
         let columns = base.as_ref().map(|g| g.columns(w)).unwrap_or_default();
         let diag = ((w * w + h * h) as f32).sqrt();
         let half_diag = diag / 2.0;
         let (cx, cy) = (w as f32 / 2.0, h as f32 / 2.0);
-        let (v_amount, v_mid, v_feather) = self.vignette;
+        let (v_amount, v_mid, v_feather) = plan.vignette;
         let v_end = (v_mid + (1.0 - v_mid) * (0.3 + 0.7 * v_feather)).max(v_mid + 1e-3);
         // Vignette gain as a function of the squared radius: no sqrt or exp per pixel.
         const VIG: usize = 4096;
@@ -412,10 +419,10 @@ impl Plan {
         } else {
             Vec::new()
         };
-        let (g_amount, g_size) = self.grain;
+        let (g_amount, g_size) = plan.grain;
         let grain_cell = (g_size * diag / 3000.0).max(0.5);
         let inv_cell = 1.0 / grain_cell;
-        let lut = self.tone_lut.as_deref();
+        let lut = plan.tone_lut.as_deref();
 
         data.par_chunks_mut(w * 3)
             .enumerate()
@@ -439,7 +446,7 @@ impl Plan {
                 for (x, p) in row.chunks_exact_mut(3).enumerate() {
                     let orig = [p[0], p[1], p[2]];
                     for k in 0..3 {
-                        p[k] *= self.gains[k];
+                        p[k] *= plan.gains[k];
                     }
                     // Highlights, shadows, clarity: move the smooth base, scale the detail.
                     if base.is_some() {
@@ -450,15 +457,15 @@ impl Plan {
                         let mask_h = smoothstep(-3.32, -0.15, bl);
                         let mask_s = 1.0 - smoothstep(-6.64, -2.0, bl);
                         let mid = (1.0 - (bl + 2.5).abs() / 4.0).clamp(0.0, 1.0);
-                        let delta = self.highlights * 1.2 * mask_h
-                            + self.shadows * 1.5 * mask_s
-                            + 0.8 * self.clarity * mid * detail;
+                        let delta = plan.highlights * 1.2 * mask_h
+                            + plan.shadows * 1.5 * mask_s
+                            + 0.8 * plan.clarity * mid * detail;
                         let ratio = fast_exp2(delta);
                         for v in p.iter_mut() {
                             *v *= ratio;
                         }
                     }
-                    if let Some(m) = self.mono {
+                    if let Some(m) = plan.mono {
                         let v = (m[0] * p[0] + m[1] * p[1] + m[2] * p[2]).max(0.0);
                         p.fill(v);
                     }
@@ -476,7 +483,7 @@ impl Plan {
                             p.fill(y2);
                         }
                     }
-                    if self.vibrance != 0.0 || self.saturation != 0.0 {
+                    if plan.vibrance != 0.0 || plan.saturation != 0.0 {
                         let yl = luma(p);
                         let max = p[0].max(p[1]).max(p[2]);
                         let min = p[0].min(p[1]).min(p[2]);
@@ -486,12 +493,12 @@ impl Plan {
                             0.0
                         };
                         let skin = if p[0] > p[1] && p[1] > p[2] { 0.5 } else { 1.0 };
-                        let vib = if self.vibrance > 0.0 {
-                            1.0 + self.vibrance * (1.0 - sat).powi(2) * skin
+                        let vib = if plan.vibrance > 0.0 {
+                            1.0 + plan.vibrance * (1.0 - sat).powi(2) * skin
                         } else {
-                            1.0 + self.vibrance
+                            1.0 + plan.vibrance
                         };
-                        let mut f = vib * (1.0 + self.saturation);
+                        let mut f = vib * (1.0 + plan.saturation);
                         // Stay inside the working gamut: no channel may go negative.
                         for k in 0..3 {
                             let d = p[k] - yl;
@@ -503,7 +510,7 @@ impl Plan {
                             *v = yl + (*v - yl) * f;
                         }
                     }
-                    if let Some((os, om, oh, split)) = &self.grade {
+                    if let Some((os, om, oh, split)) = &plan.grade {
                         let v = luma(p).max(0.0).sqrt().min(1.0);
                         let ws = (1.0 - v / split).clamp(0.0, 1.0).powi(2);
                         let wh = ((v - split) / (1.0 - split)).clamp(0.0, 1.0).powi(2);
@@ -554,48 +561,6 @@ impl Plan {
                 Ok(())
             })
     }
-}
-
-/// log2 for positive normal floats, to ~1e-6: exponent from the bits, an odd series in
-/// (m-1)/(m+1) for the mantissa. Several times faster than `f32::log2` and accurate far
-/// beyond what a tone adjustment can show.
-#[inline(always)]
-fn fast_log2(x: f32) -> f32 {
-    let bits = x.max(f32::MIN_POSITIVE).to_bits();
-    let e = ((bits >> 23) & 0xff) as i32 - 127;
-    let m = f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000);
-    let t = (m - 1.0) / (m + 1.0);
-    let t2 = t * t;
-    e as f32 + t * (2.885_39 + t2 * (0.961_797 + t2 * (0.577_078 + t2 * 0.412_199)))
-}
-
-/// 2^x to ~2e-5 relative, for |x| < 126.
-#[inline(always)]
-fn fast_exp2(x: f32) -> f32 {
-    let x = x.clamp(-125.0, 125.0);
-    // floor without libm: baseline x86-64 has no SSE4.1 `roundss`, so `f32::floor` is a call.
-    let t = x as i32;
-    let i = (if (t as f32) > x { t - 1 } else { t }) as f32;
-    let f = x - i;
-    let p = 1.0
-        + f * (std::f32::consts::LN_2
-            + f * (0.240_226_5
-                + f * (0.055_504_1 + f * (0.009_618_13 + f * (0.001_333_36 + f * 0.000_154_0)))));
-    f32::from_bits(((i as i32 + 127) as u32) << 23) * p
-}
-
-/// Deterministic noise in [-1, 1]: the same photo always gets the same grain.
-fn hash(x: i32, y: i32) -> f32 {
-    let mut h = (x as u32).wrapping_mul(0x8da6_b343) ^ (y as u32).wrapping_mul(0xd816_3841);
-    h ^= h >> 13;
-    h = h.wrapping_mul(0x5bd1_e995);
-    h ^= h >> 15;
-    (h & 0xffff) as f32 / 32767.5 - 1.0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
     use luminary_plugin_api::{Monochrome, Vignette};
 
     fn gradient(w: usize, h: usize) -> RgbF32 {
@@ -617,6 +582,100 @@ mod tests {
 
     fn mean_luma(img: &RgbF32) -> f32 {
         img.data.chunks_exact(3).map(luma).sum::<f32>() / img.pixels() as f32
+    }
+
+    /// A real photo (the developer's photo cache, as `scripts/fetch-photos` fills it) at
+    /// about 1.5 MP in the working space, or a smooth gradient where there is none.
+    fn photo() -> RgbF32 {
+        let path = std::env::var_os("HOME")
+            .map(std::path::PathBuf::from)
+            .map(|h| h.join(".cache/luminary-dev/photos/flower.png"));
+        match path.and_then(|p| ::image::open(p).ok()) {
+            Some(img) => {
+                let img = img
+                    .resize(1500, 1500, ::image::imageops::FilterType::Triangle)
+                    .to_rgb32f();
+                let (w, h) = (img.width() as usize, img.height() as usize);
+                let data = img
+                    .into_raw()
+                    .into_iter()
+                    .map(|v| if v <= 0.04045 { v / 12.92 } else { ((v + 0.055) / 1.055).powf(2.4) })
+                    .collect();
+                RgbF32::new(w, h, data)
+            }
+            None => gradient(1500, 1000),
+        }
+    }
+
+    /// Recipes with every operator on, each setting drawn across its range.
+    fn every_operator(seed: u32) -> Recipe {
+        let mut k = seed;
+        let mut u = move |lo: f32, hi: f32| {
+            k = k.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            lo + (hi - lo) * (k >> 8) as f32 / (1u32 << 24) as f32
+        };
+        let mut r = Recipe::default();
+        r.white_balance.auto = u(0.0, 1.0);
+        r.white_balance.temperature = u(-1.0, 1.0);
+        r.white_balance.tint = u(-1.0, 1.0);
+        r.exposure.ev = u(-1.5, 1.5);
+        r.exposure.auto = u(0.0, 1.0);
+        r.tone = Tone {
+            contrast: u(-1.0, 1.0),
+            highlights: u(-1.0, 1.0),
+            shadows: u(-1.0, 1.0),
+            whites: u(-1.0, 1.0),
+            blacks: u(-1.0, 1.0),
+            fade: u(0.0, 1.0),
+            auto: u(0.0, 1.0),
+        };
+        r.clarity = u(-1.0, 1.0);
+        r.vibrance = u(-1.0, 1.0);
+        r.saturation = u(-1.0, 1.0);
+        r.grade.shadows = Tint { hue: u(0.0, 360.0), amount: u(0.0, 1.0) };
+        r.grade.midtones = Tint { hue: u(0.0, 360.0), amount: u(0.0, 1.0) };
+        r.grade.highlights = Tint { hue: u(0.0, 360.0), amount: u(0.0, 1.0) };
+        r.grade.balance = u(-1.0, 1.0);
+        if seed % 3 == 0 {
+            r.monochrome = Some(Monochrome { red: u(0.0, 1.0), green: u(0.0, 1.0), blue: u(0.0, 1.0) });
+        }
+        r.vignette = Vignette { amount: u(-1.0, 1.0), midpoint: u(0.0, 1.0), feather: u(0.0, 1.0) };
+        r.grain = Grain { amount: u(0.0, 1.0), size: u(0.5, 4.0) };
+        r
+    }
+
+    /// Every kernel this CPU runs (AVX-512, AVX2, the portable build) gives, for recipes
+    /// that use every operator at once, at full and partial intensity, the picture of the
+    /// pass one pixel at a time, to the bit: same arithmetic, same order.
+    #[test]
+    fn every_kernel_gives_the_picture_of_the_pixel_at_a_time_pass() {
+        let img = photo();
+        let (w, h) = (img.width, img.height);
+        let kernels: Vec<Simd> = [Simd::Avx512, Simd::Avx2, Simd::Portable]
+            .into_iter()
+            .filter(|s| s.available() == *s)
+            .collect();
+        assert!(kernels.contains(&Simd::Portable));
+        for seed in 0..12 {
+            let plan = Plan::resolve(&every_operator(seed), &img);
+            let intensity = if seed % 2 == 0 { 1.0 } else { 0.6 };
+            let mut want = img.data.clone();
+            reference_apply(&plan, w, h, &mut want, intensity, &Cancel::default()).unwrap();
+            for &simd in &kernels {
+                let mut got = img.data.clone();
+                plan.apply_to_with(w, h, &mut got, intensity, simd, &Cancel::default())
+                    .unwrap();
+                let worst = got
+                    .iter()
+                    .zip(&want)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0f32, f32::max);
+                assert!(
+                    got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{simd:?}, recipe {seed}: differs from the reference by up to {worst}"
+                );
+            }
+        }
     }
 
     #[test]
