@@ -16,7 +16,6 @@ use super::filters::GuidedCoefficients;
 use super::{Edited, Engine};
 use crate::error::{check, Cancel, JobError};
 use crate::image::{luma, RgbF32, LUMA};
-use pass::fast_log2;
 
 mod pass;
 
@@ -316,7 +315,13 @@ impl Plan {
 
     /// Low-resolution fit of the edge-aware base layer of log-luminance, or `None` when no
     /// operator needs it.
-    fn base_layer(&self, width: usize, height: usize, data: &[f32]) -> Option<GuidedCoefficients> {
+    fn base_layer(
+        &self,
+        width: usize,
+        height: usize,
+        data: &[f32],
+        simd: crate::simd::Simd,
+    ) -> Option<GuidedCoefficients> {
         if self.highlights == 0.0 && self.shadows == 0.0 && self.clarity == 0.0 {
             return None;
         }
@@ -324,29 +329,7 @@ impl Plan {
         let radius = (0.012 * diag).max(2.0);
         let s = ((radius / 8.0) as usize).max(1);
         let (lw, lh) = (width.div_ceil(s), height.div_ceil(s));
-        let gains = self.gains;
-        // Box-average log-luminance over s×s blocks.
-        let low: Vec<f32> = (0..lh)
-            .into_par_iter()
-            .flat_map_iter(|ly| {
-                let rows = ly * s..((ly + 1) * s).min(height);
-                (0..lw).map(move |lx| {
-                    let cols = lx * s..((lx + 1) * s).min(width);
-                    let (mut acc, mut n) = (0f32, 0f32);
-                    for y in rows.clone() {
-                        for x in cols.clone() {
-                            let p = &data[(y * width + x) * 3..][..3];
-                            let l = LUMA[0] * gains[0] * p[0]
-                                + LUMA[1] * gains[1] * p[1]
-                                + LUMA[2] * gains[2] * p[2];
-                            acc += fast_log2(l.max(1e-5));
-                            n += 1.0;
-                        }
-                    }
-                    acc / n
-                })
-            })
-            .collect();
+        let low = self.log_luma_blocks(width, height, data, s, simd);
         Some(GuidedCoefficients::fit(
             &low,
             lw,
@@ -355,6 +338,42 @@ impl Plan {
             ((radius / s as f32) as usize).max(1),
             0.04,
         ))
+    }
+
+    /// Log-luminance (after the gains) box-averaged over `s`×`s` blocks.
+    fn log_luma_blocks(
+        &self,
+        width: usize,
+        height: usize,
+        data: &[f32],
+        s: usize,
+        simd: crate::simd::Simd,
+    ) -> Vec<f32> {
+        let (lw, lh) = (width.div_ceil(s), height.div_ceil(s));
+        let gains = self.gains;
+        // Box-average log-luminance over s×s blocks: each full row's log-luminance by the
+        // vector kernel, then summed into its blocks (per block in the order y, then x).
+        (0..lh)
+            .into_par_iter()
+            .flat_map_iter(|ly| {
+                let rows = ly * s..((ly + 1) * s).min(height);
+                let mut acc = vec![0f32; lw];
+                let mut logs = vec![0f32; width];
+                for y in rows.clone() {
+                    pass::log_luma_row(&data[y * width * 3..(y + 1) * width * 3], gains, &mut logs, simd);
+                    for (lx, a) in acc.iter_mut().enumerate() {
+                        for &v in &logs[lx * s..((lx + 1) * s).min(width)] {
+                            *a += v;
+                        }
+                    }
+                }
+                let n_rows = rows.len();
+                acc.into_iter().enumerate().map(move |(lx, a)| {
+                    let n_cols = ((lx + 1) * s).min(width) - lx * s;
+                    a / (n_rows * n_cols) as f32
+                })
+            })
+            .collect()
     }
 
     /// Applies the plan to `img` in place.
@@ -378,7 +397,7 @@ impl Plan {
 
 #[cfg(test)]
 mod tests {
-    use super::pass::{fast_exp2, hash, smoothstep};
+    use super::pass::{fast_exp2, fast_log2, hash, smoothstep};
     use super::*;
     use crate::pipeline::render::compress_to_display;
     use crate::simd::Simd;
@@ -398,7 +417,7 @@ mod tests {
             return Ok(());
         }
         let t = std::time::Instant::now();
-        let base = plan.base_layer(w, h, data);
+        let base = plan.base_layer(w, h, data, Simd::Portable);
         tracing::debug!("base layer {:?}", t.elapsed());
         check(cancel)?;
         let columns = base.as_ref().map(|g| g.columns(w)).unwrap_or_default();
@@ -675,6 +694,43 @@ mod tests {
                     "{simd:?}, recipe {seed}: differs from the reference by up to {worst}"
                 );
             }
+        }
+    }
+
+    /// The block averages of log-luminance under the base layer are, with every kernel,
+    /// the sums taken one pixel at a time, to the bit.
+    #[test]
+    fn every_kernel_averages_log_luminance_like_the_direct_loop() {
+        let img = photo();
+        let (w, h) = (img.width, img.height);
+        let plan = Plan::resolve(&every_operator(1), &img);
+        let s = 7;
+        let mut want = Vec::new();
+        for ly in 0..h.div_ceil(s) {
+            for lx in 0..w.div_ceil(s) {
+                let (mut acc, mut n) = (0f32, 0f32);
+                for y in ly * s..((ly + 1) * s).min(h) {
+                    for x in lx * s..((lx + 1) * s).min(w) {
+                        let p = &img.data[(y * w + x) * 3..][..3];
+                        let g = plan.gains;
+                        let l = LUMA[0] * g[0] * p[0] + LUMA[1] * g[1] * p[1] + LUMA[2] * g[2] * p[2];
+                        acc += fast_log2(l.max(1e-5));
+                        n += 1.0;
+                    }
+                }
+                want.push(acc / n);
+            }
+        }
+        for simd in [Simd::Avx512, Simd::Avx2, Simd::Portable] {
+            if simd.available() != simd {
+                continue;
+            }
+            let got = plan.log_luma_blocks(w, h, &img.data, s, simd);
+            assert_eq!(got.len(), want.len());
+            assert!(
+                got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{simd:?}"
+            );
         }
     }
 

@@ -87,7 +87,7 @@ impl Plan {
         }
         let simd = simd.available();
         let t = std::time::Instant::now();
-        let base = self.base_layer(w, h, data);
+        let base = self.base_layer(w, h, data, simd);
         tracing::debug!("base layer {:?}", t.elapsed());
         check(cancel)?;
         let pass = Pass::new(self, w, h, intensity, base);
@@ -398,6 +398,36 @@ impl<'a> Pass<'a> {
             b[i] = if inside { cb } else { 0.5 * (cb * inv + e) };
         }
     }
+}
+
+/// `log2` of each pixel's luminance after `gains` (at least 1e-5), for the base layer.
+pub(super) fn log_luma_row(row: &[f32], gains: [f32; 3], out: &mut [f32], simd: Simd) {
+    #[inline(always)]
+    fn plain(row: &[f32], gains: [f32; 3], out: &mut [f32]) {
+        let k = [LUMA[0] * gains[0], LUMA[1] * gains[1], LUMA[2] * gains[2]];
+        for (o, p) in out.iter_mut().zip(row.chunks_exact(3)) {
+            *o = fast_log2((k[0] * p[0] + k[1] * p[1] + k[2] * p[2]).max(1e-5));
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,avx2,fma")]
+        unsafe fn wide(row: &[f32], gains: [f32; 3], out: &mut [f32]) {
+            plain(row, gains, out)
+        }
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2(row: &[f32], gains: [f32; 3], out: &mut [f32]) {
+            plain(row, gains, out)
+        }
+        match simd {
+            // SAFETY: `Simd::available` detected the features on this CPU.
+            Simd::Avx512 => return unsafe { wide(row, gains, out) },
+            Simd::Avx2 => return unsafe { avx2(row, gains, out) },
+            _ => {}
+        }
+    }
+    let _ = simd;
+    plain(row, gains, out)
 }
 
 #[inline(always)]
