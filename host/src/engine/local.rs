@@ -360,7 +360,12 @@ impl Plan {
                 let mut acc = vec![0f32; lw];
                 let mut logs = vec![0f32; width];
                 for y in rows.clone() {
-                    pass::log_luma_row(&data[y * width * 3..(y + 1) * width * 3], gains, &mut logs, simd);
+                    pass::log_luma_row(
+                        &data[y * width * 3..(y + 1) * width * 3],
+                        gains,
+                        &mut logs,
+                        simd,
+                    );
                     for (lx, a) in acc.iter_mut().enumerate() {
                         for &v in &logs[lx * s..((lx + 1) * s).min(width)] {
                             *a += v;
@@ -618,7 +623,13 @@ mod tests {
                 let data = img
                     .into_raw()
                     .into_iter()
-                    .map(|v| if v <= 0.04045 { v / 12.92 } else { ((v + 0.055) / 1.055).powf(2.4) })
+                    .map(|v| {
+                        if v <= 0.04045 {
+                            v / 12.92
+                        } else {
+                            ((v + 0.055) / 1.055).powf(2.4)
+                        }
+                    })
                     .collect();
                 RgbF32::new(w, h, data)
             }
@@ -651,15 +662,35 @@ mod tests {
         r.clarity = u(-1.0, 1.0);
         r.vibrance = u(-1.0, 1.0);
         r.saturation = u(-1.0, 1.0);
-        r.grade.shadows = Tint { hue: u(0.0, 360.0), amount: u(0.0, 1.0) };
-        r.grade.midtones = Tint { hue: u(0.0, 360.0), amount: u(0.0, 1.0) };
-        r.grade.highlights = Tint { hue: u(0.0, 360.0), amount: u(0.0, 1.0) };
+        r.grade.shadows = Tint {
+            hue: u(0.0, 360.0),
+            amount: u(0.0, 1.0),
+        };
+        r.grade.midtones = Tint {
+            hue: u(0.0, 360.0),
+            amount: u(0.0, 1.0),
+        };
+        r.grade.highlights = Tint {
+            hue: u(0.0, 360.0),
+            amount: u(0.0, 1.0),
+        };
         r.grade.balance = u(-1.0, 1.0);
         if seed % 3 == 0 {
-            r.monochrome = Some(Monochrome { red: u(0.0, 1.0), green: u(0.0, 1.0), blue: u(0.0, 1.0) });
+            r.monochrome = Some(Monochrome {
+                red: u(0.0, 1.0),
+                green: u(0.0, 1.0),
+                blue: u(0.0, 1.0),
+            });
         }
-        r.vignette = Vignette { amount: u(-1.0, 1.0), midpoint: u(0.0, 1.0), feather: u(0.0, 1.0) };
-        r.grain = Grain { amount: u(0.0, 1.0), size: u(0.5, 4.0) };
+        r.vignette = Vignette {
+            amount: u(-1.0, 1.0),
+            midpoint: u(0.0, 1.0),
+            feather: u(0.0, 1.0),
+        };
+        r.grain = Grain {
+            amount: u(0.0, 1.0),
+            size: u(0.5, 4.0),
+        };
         r
     }
 
@@ -690,7 +721,9 @@ mod tests {
                     .map(|(a, b)| (a - b).abs())
                     .fold(0f32, f32::max);
                 assert!(
-                    got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()),
+                    got.iter()
+                        .zip(&want)
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
                     "{simd:?}, recipe {seed}: differs from the reference by up to {worst}"
                 );
             }
@@ -713,7 +746,8 @@ mod tests {
                     for x in lx * s..((lx + 1) * s).min(w) {
                         let p = &img.data[(y * w + x) * 3..][..3];
                         let g = plan.gains;
-                        let l = LUMA[0] * g[0] * p[0] + LUMA[1] * g[1] * p[1] + LUMA[2] * g[2] * p[2];
+                        let l =
+                            LUMA[0] * g[0] * p[0] + LUMA[1] * g[1] * p[1] + LUMA[2] * g[2] * p[2];
                         acc += fast_log2(l.max(1e-5));
                         n += 1.0;
                     }
@@ -728,7 +762,9 @@ mod tests {
             let got = plan.log_luma_blocks(w, h, &img.data, s, simd);
             assert_eq!(got.len(), want.len());
             assert!(
-                got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()),
+                got.iter()
+                    .zip(&want)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
                 "{simd:?}"
             );
         }

@@ -12,6 +12,7 @@
 //! file, an existing file is never replaced (the name gets `-2`, `-3`, …), and a failed,
 //! cancelled or killed job leaves nothing behind.
 
+use crate::simd::Simd;
 use std::io::{BufWriter, Seek, Write};
 use std::path::{Path, PathBuf};
 
@@ -76,14 +77,7 @@ pub fn to_u16(img: &RgbF32, space: OutputSpace) -> Vec<u16> {
     let mut out = vec![0u16; img.data.len()];
     out.par_chunks_mut(3 * 4096)
         .zip(img.data.par_chunks(3 * 4096))
-        .for_each(|(o, i)| {
-            for (op, ip) in o.chunks_exact_mut(3).zip(i.chunks_exact(3)) {
-                let e = enc.encode(ip);
-                for k in 0..3 {
-                    op[k] = (e[k] * 65535.0 + 0.5) as u16;
-                }
-            }
-        });
+        .for_each(|(o, i)| enc.encode_u16(i, o, Simd::Best));
     out
 }
 
@@ -99,6 +93,20 @@ fn to_u16_bytes(
 ) -> Vec<u8> {
     let enc = space.encoder();
     let n = if alpha.is_some() { 4 } else { 3 };
+    if alpha.is_none() && little_endian == cfg!(target_endian = "little") {
+        // The common case: the code values' own bytes.
+        let mut out = vec![0u8; img.data.len() * 2];
+        out.par_chunks_mut(2 * 3 * 4096)
+            .zip(img.data.par_chunks(3 * 4096))
+            .for_each(|(o, i)| {
+                let mut buf = vec![0u16; i.len()];
+                enc.encode_u16(i, &mut buf, Simd::Best);
+                for (b, v) in o.chunks_exact_mut(2).zip(&buf) {
+                    b.copy_from_slice(&v.to_ne_bytes());
+                }
+            });
+        return out;
+    }
     let mut out = vec![0u8; img.width * img.height * n * 2];
     let put = |op: &mut [u8], k: usize, v: f32| {
         let v = (v * 65535.0 + 0.5) as u16;

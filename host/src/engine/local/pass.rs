@@ -19,8 +19,7 @@ use rayon::prelude::*;
 
 use super::{Plan, TONE_MAX, TONE_SAMPLES};
 
-/// Pixels per block: three channel arrays of it stay in L1 with room to spare.
-const BLOCK: usize = 64;
+use crate::pipeline::render::{compress_block, BLOCK};
 
 /// Entries of the vignette table, indexed by the squared radius over 0..1.
 pub(super) const VIG: usize = 4096;
@@ -386,17 +385,8 @@ impl<'a> Pass<'a> {
                 b[i] = if lit { b[i] * q } else { b[i] };
             }
         }
-        // Into the display cube along the hue (`render::compress_to_display`).
-        for i in 0..BLOCK {
-            let (cr, cg, cb) = (r[i].max(0.0), g[i].max(0.0), b[i].max(0.0));
-            let max = cr.max(cg).max(cb);
-            let inv = 1.0 / max;
-            let e = ((cr * cr + cg * cg + cb * cb) / 3.0).sqrt().min(1.0);
-            let inside = max <= 1.0;
-            r[i] = if inside { cr } else { 0.5 * (cr * inv + e) };
-            g[i] = if inside { cg } else { 0.5 * (cg * inv + e) };
-            b[i] = if inside { cb } else { 0.5 * (cb * inv + e) };
-        }
+        // Into the display cube along the hue.
+        compress_block(r, g, b);
     }
 }
 
