@@ -21,6 +21,7 @@ pub mod ledger;
 pub mod lifetime;
 pub mod look;
 pub mod matte;
+pub mod memory;
 pub mod metadata;
 pub mod paths;
 pub mod pipeline;

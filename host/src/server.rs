@@ -88,6 +88,9 @@ struct State {
     /// makes the daemon idle.
     connections: AtomicUsize,
     last_active: Mutex<Instant>,
+    /// When the last job ended, and whether the free memory went back since.
+    last_job_end: Mutex<Instant>,
+    gave_back: AtomicBool,
     next_job: AtomicU64,
 }
 
@@ -180,6 +183,8 @@ pub fn serve(paths: Paths, config: Config) -> anyhow::Result<()> {
         in_flight: AtomicUsize::new(0),
         connections: AtomicUsize::new(0),
         last_active: Mutex::new(Instant::now()),
+        last_job_end: Mutex::new(Instant::now()),
+        gave_back: AtomicBool::new(true),
         next_job: AtomicU64::new(0),
     });
     #[cfg(unix)]
@@ -225,6 +230,7 @@ pub fn serve(paths: Paths, config: Config) -> anyhow::Result<()> {
     }
     while !state.shutdown.load(Ordering::SeqCst) {
         std::thread::sleep(WATCH_EVERY);
+        give_back_when_idle(&state);
         let idle_for = (state.connections.load(Ordering::SeqCst) == 0
             && state.in_flight.load(Ordering::SeqCst) == 0)
             .then(|| state.last_active.lock().unwrap().elapsed());
@@ -254,6 +260,23 @@ pub fn serve(paths: Paths, config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// After a batch, the memory its jobs freed goes back to the system (`memory`): once no
+/// job has run for `memory::GIVE_BACK_AFTER`.
+fn give_back_when_idle(state: &State) {
+    if state.in_flight.load(Ordering::SeqCst) > 0
+        || state.gave_back.load(Ordering::SeqCst)
+        || state.last_job_end.lock().unwrap().elapsed() < crate::memory::GIVE_BACK_AFTER
+    {
+        return;
+    }
+    state.gave_back.store(true, Ordering::SeqCst);
+    let before = crate::memory::resident_bytes();
+    crate::memory::give_back();
+    if let (Some(b), Some(a)) = (before, crate::memory::resident_bytes()) {
+        tracing::debug!("idle: resident memory {} MB -> {} MB", b >> 20, a >> 20);
+    }
+}
+
 fn status(state: &State) -> Value {
     let reg = state.registry.read().unwrap();
     let held_mb = {
@@ -273,6 +296,7 @@ fn status(state: &State) -> Value {
         "max_jobs": state.config.daemon.max_jobs,
         "memory_budget_mb": state.slots.budget_mb,
         "preview_memory_mb": held_mb,
+        "resident_mb": crate::memory::resident_bytes().map(|b| b >> 20),
         "plugins": reg.reports().len(),
         "presets": reg.presets().count(),
         "config_file": state.paths.config_file,
@@ -502,6 +526,8 @@ fn handle_connection(stream: Connection, state: Arc<State>) {
                 std::thread::spawn(move || {
                     run_work(&state, &tx, &id, &work, &cancel);
                     jobs.lock().unwrap().remove(&id);
+                    *state.last_job_end.lock().unwrap() = Instant::now();
+                    state.gave_back.store(false, Ordering::SeqCst);
                     state.in_flight.fetch_sub(1, Ordering::SeqCst);
                 });
             }

@@ -234,3 +234,63 @@ fn an_idle_daemon_exits_after_idle_exit_s_but_not_while_a_client_is_connected() 
     // A client starts a new one.
     assert_ne!(daemon_pid(&env), pid);
 }
+
+/// A field of `/proc/PID/status` in MB (`VmRSS`, `VmHWM`).
+fn proc_mb(pid: i32, field: &str) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = s
+        .lines()
+        .find(|l| l.starts_with(field))
+        .unwrap_or_else(|| panic!("{field} not in /proc/{pid}/status"));
+    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kb / 1024
+}
+
+/// Issue #20: after a batch, an idle daemon gives its memory back. Twenty jobs on real
+/// photos (each its own file, so nothing comes from a cache) take the daemon well past
+/// 128 MB; within 10 s of the last one it is back under 64 MB resident.
+#[test]
+fn an_idle_daemon_gives_its_memory_back_after_a_batch() {
+    let env = Env::new();
+    let photos = luminary_tests::photos_dir().unwrap();
+    let mut files = Vec::new();
+    for i in 0..20 {
+        let name = ["flower.png", "blossom.png", "portrait.png"][i % 3];
+        let f = env.work.join(format!("shot-{i:02}.png"));
+        std::fs::copy(photos.join(name), &f).unwrap();
+        files.push(f.to_string_lossy().into_owned());
+    }
+    let out_dir = env.work.join("out");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let mut args = vec!["enhance", "--json", "--preset", "auto", "--out-dir"];
+    args.push(out_dir.to_str().unwrap());
+    args.extend(files.iter().map(String::as_str));
+    let out = env.run(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let finished = Instant::now();
+    let pid = daemon_pid(&env);
+    let peak = proc_mb(pid, "VmHWM:");
+    let mut rss = proc_mb(pid, "VmRSS:");
+    while rss >= 64 && finished.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(250));
+        rss = proc_mb(pid, "VmRSS:");
+    }
+    println!(
+        "daemon: peak {peak} MB during the batch, {rss} MB resident {:.1} s after it",
+        finished.elapsed().as_secs_f64()
+    );
+    // Twice the target: the batch really took memory that had to be given back.
+    assert!(
+        peak >= 128,
+        "the batch should have taken memory (peak {peak} MB)"
+    );
+    assert!(
+        rss < 64,
+        "{rss} MB resident 10 s after the batch (peak {peak} MB)\n{}",
+        env.daemon_log()
+    );
+}
