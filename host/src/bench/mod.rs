@@ -105,6 +105,10 @@ pub struct BenchArgs {
     /// With `--colour`: one JSON object per file instead of a table.
     #[arg(long, requires = "colour")]
     pub json: bool,
+    /// After the job's table: every offline preset (AI-only ones left out) run once on
+    /// FILE, its engine stage and whole job in wall and CPU time.
+    #[arg(long, conflicts_with_all = ["transfer", "colour", "preview", "look", "matte"])]
+    pub every_preset: bool,
     /// Python interpreter with rawpy for the LibRaw reference ("" to skip).
     #[arg(long, default_value = "python3")]
     pub python: String,
@@ -225,6 +229,9 @@ pub fn run(paths: &Paths, args: BenchArgs) -> anyhow::Result<i32> {
         );
     }
     isolation_cost(&registry, &config, &req, mp, med["total"] as f64)?;
+    if args.every_preset {
+        every_preset(&registry, &config, &req, mp)?;
+    }
     if args.python.is_empty() {
         return Ok(0);
     }
@@ -347,6 +354,74 @@ fn isolation_cost(
         "  isolation cost {cost:.1} ms = {:.1}% of the job (target < 10%)",
         100.0 * cost / job_ms
     );
+    Ok(())
+}
+
+/// CPU time of this process so far (user + system), in ms.
+fn cpu_ms() -> f64 {
+    #[cfg(unix)]
+    {
+        let mut u = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+        // SAFETY: getrusage fills the struct it is given.
+        if unsafe { libc::getrusage(libc::RUSAGE_SELF, u.as_mut_ptr()) } == 0 {
+            // SAFETY: initialised by the successful call.
+            let u = unsafe { u.assume_init() };
+            let ms = |t: libc::timeval| t.tv_sec as f64 * 1e3 + t.tv_usec as f64 / 1e3;
+            return ms(u.ru_utime) + ms(u.ru_stime);
+        }
+    }
+    f64::NAN
+}
+
+/// `--every-preset`: each offline preset once, engine stage and whole job, wall and CPU.
+fn every_preset(
+    registry: &Registry,
+    config: &Config,
+    req: &EnhanceRequest,
+    mp: f64,
+) -> anyhow::Result<()> {
+    let mut ids: Vec<String> = registry
+        .presets()
+        .filter(|p| !p.descriptor.ai_only)
+        .map(|p| p.descriptor.id.clone())
+        .collect();
+    ids.sort();
+    println!(
+        "every offline preset, one run each ({mp:.1} MP; CPU is the whole process's, both cores)"
+    );
+    println!(
+        "{:<28} {:>10} {:>10} {:>10} {:>10} {:>9}",
+        "preset", "engine ms", "engine MP/s", "job ms", "job CPU ms", "CPU/wall"
+    );
+    let engines = crate::engine::remote::Engines::without_storage(config);
+    for id in ids {
+        let req = EnhanceRequest {
+            preset: id.clone(),
+            ..req.clone()
+        };
+        let (t, c) = (std::time::Instant::now(), cpu_ms());
+        let r = run_job(
+            &req,
+            config,
+            registry,
+            &engines,
+            &|_, _| {},
+            &Cancel::default(),
+        )
+        .map_err(|e| anyhow::anyhow!("{id}: {e}"))?;
+        let (wall, cpu) = (t.elapsed().as_secs_f64() * 1e3, cpu_ms() - c);
+        std::fs::remove_file(&r.output).ok();
+        let engine = r.timings_ms.get("engine").copied().unwrap_or(0);
+        println!(
+            "{:<28} {:>10} {:>10.1} {:>10.0} {:>10.0} {:>9.2}",
+            id,
+            engine,
+            mp / (engine.max(1) as f64 / 1e3),
+            wall,
+            cpu,
+            cpu / wall
+        );
+    }
     Ok(())
 }
 

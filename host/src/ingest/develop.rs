@@ -43,14 +43,6 @@ impl Samples<'_> {
             Samples::F32(v) => v.len(),
         }
     }
-
-    #[inline(always)]
-    fn at(&self, i: usize) -> f32 {
-        match self {
-            Samples::U16(v) => v[i] as f32,
-            Samples::F32(v) => v[i],
-        }
-    }
 }
 
 /// A developed RAW.
@@ -373,7 +365,22 @@ impl<'a> Normaliser<'a> {
     /// Calls `f(x, plane, value)` for every sample of row `y`, value normalised to 0..1
     /// of the white level (negative values raised to 0).
     #[inline(always)]
-    fn row(&self, s: &Samples<'_>, y: usize, planes: usize, mut f: impl FnMut(usize, usize, f32)) {
+    fn row(&self, s: &Samples<'_>, y: usize, planes: usize, f: impl FnMut(usize, usize, f32)) {
+        // The sample type decided once per row, not per sample.
+        match s {
+            Samples::U16(v) => self.row_of(|i| v[i] as f32, y, planes, f),
+            Samples::F32(v) => self.row_of(|i| v[i], y, planes, f),
+        }
+    }
+
+    #[inline(always)]
+    fn row_of(
+        &self,
+        at: impl Fn(usize) -> f32,
+        y: usize,
+        planes: usize,
+        mut f: impl FnMut(usize, usize, f32),
+    ) {
         let h = self.header;
         let lv = &h.levels;
         let [ox, oy] = lv.origin;
@@ -399,7 +406,7 @@ impl<'a> Normaliser<'a> {
             let cell = (ry * cols + rx) * planes;
             for p in 0..planes {
                 let (black, scale) = self.cells[cell + p];
-                let v = (s.at(base + x * planes + p) - black - dh - dv).max(0.0) * scale;
+                let v = (at(base + x * planes + p) - black - dh - dv).max(0.0) * scale;
                 f(x, p, v);
             }
             rx += 1;
