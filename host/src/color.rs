@@ -157,8 +157,9 @@ impl Encoder {
     #[inline(always)]
     pub fn transfer(&self, linear: f32) -> f32 {
         let t = linear.clamp(0.0, 1.0).sqrt() * LUT_SIZE as f32;
-        // Through `i32`, which vectorises (`t` is never negative; NaN gives 0 either way).
-        let i = (t as i32).min(LUT_SIZE as i32 - 1) as usize;
+        // Through `i32`, which vectorises; clamped at both ends so the compiler sees the
+        // index in bounds (`t` is never negative; NaN gives 0 either way).
+        let i = (t as i32).clamp(0, LUT_SIZE as i32 - 1) as usize;
         let f = t - i as f32;
         let (a, b) = (self.lut[i], self.lut[i + 1]);
         a + (b - a) * f

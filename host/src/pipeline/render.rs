@@ -183,7 +183,7 @@ impl Tone {
         let table: &[f32; TABLE + 1] = &self.table;
         let map = |x: f32| {
             let s = x.clamp(0.0, 1.0).sqrt() * TABLE as f32;
-            let i = (s as i32).min(TABLE as i32 - 1) as usize;
+            let i = (s as i32).clamp(0, TABLE as i32 - 1) as usize;
             let f = s - i as f32;
             table[i] + f * (table[i + 1] - table[i])
         };

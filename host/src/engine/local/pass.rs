@@ -291,7 +291,7 @@ impl<'a> Pass<'a> {
             for i in 0..BLOCK {
                 let yl = (l0 * r[i] + l1 * g[i] + l2 * b[i]).max(0.0);
                 let t = (yl.sqrt() / TONE_MAX).min(1.0) * (TONE_SAMPLES - 1) as f32;
-                let j = (t as i32).min(TONE_SAMPLES as i32 - 2) as usize;
+                let j = (t as i32).clamp(0, TONE_SAMPLES as i32 - 2) as usize;
                 let f = t - j as f32;
                 let v = lut[j] * (1.0 - f) + lut[j + 1] * f;
                 let y2 = v * v;
@@ -354,7 +354,7 @@ impl<'a> Pass<'a> {
             let dx2: &[f32; BLOCK] = self.dx2[x0..x0 + BLOCK].try_into().unwrap();
             for i in 0..BLOCK {
                 let r2 = (dx2[i] + dy2).min(1.0);
-                let gain = vig[((r2 * VIG as f32) as i32).min(VIG as i32) as usize];
+                let gain = vig[((r2 * VIG as f32) as i32).clamp(0, VIG as i32) as usize];
                 r[i] *= gain;
                 g[i] *= gain;
                 b[i] *= gain;
