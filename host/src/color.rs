@@ -270,13 +270,7 @@ mod tests {
     /// output space.
     #[test]
     fn every_kernel_quantises_like_encode_per_pixel() {
-        let path = std::env::var_os("HOME")
-            .map(std::path::PathBuf::from)
-            .map(|h| h.join(".cache/luminary-dev/photos/flower.png"))
-            .unwrap();
-        let photo = ::image::open(&path)
-            .unwrap_or_else(|e| panic!("{}: {e} (run scripts/fetch-photos)", path.display()))
-            .to_rgb32f();
+        let photo = crate::image::test_photo().to_rgb32f();
         let src: Vec<f32> = photo
             .into_raw()
             .chunks_exact(3)

@@ -90,6 +90,19 @@ pub fn luma(p: &[f32]) -> f32 {
     LUMA[0] * p[0] + LUMA[1] * p[1] + LUMA[2] * p[2]
 }
 
+/// A real photo for the kernel tests: `flower.png` from the developer's photo cache, as
+/// `scripts/fetch-photos` fills it (which `scripts/test` and CI run first).
+#[cfg(test)]
+pub(crate) fn test_photo() -> ::image::DynamicImage {
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache")))
+        .unwrap_or_default();
+    let path = cache.join("luminary-dev/photos/flower.png");
+    ::image::open(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (run scripts/fetch-photos)", path.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -608,33 +608,24 @@ mod tests {
         img.data.chunks_exact(3).map(luma).sum::<f32>() / img.pixels() as f32
     }
 
-    /// A real photo (the developer's photo cache, as `scripts/fetch-photos` fills it) at
-    /// about 1.5 MP in the working space, or a smooth gradient where there is none.
+    /// A real photo at about 1.5 MP in the working space.
     fn photo() -> RgbF32 {
-        let path = std::env::var_os("HOME")
-            .map(std::path::PathBuf::from)
-            .map(|h| h.join(".cache/luminary-dev/photos/flower.png"));
-        match path.and_then(|p| ::image::open(p).ok()) {
-            Some(img) => {
-                let img = img
-                    .resize(1500, 1500, ::image::imageops::FilterType::Triangle)
-                    .to_rgb32f();
-                let (w, h) = (img.width() as usize, img.height() as usize);
-                let data = img
-                    .into_raw()
-                    .into_iter()
-                    .map(|v| {
-                        if v <= 0.04045 {
-                            v / 12.92
-                        } else {
-                            ((v + 0.055) / 1.055).powf(2.4)
-                        }
-                    })
-                    .collect();
-                RgbF32::new(w, h, data)
-            }
-            None => gradient(1500, 1000),
-        }
+        let img = crate::image::test_photo()
+            .resize(1500, 1500, ::image::imageops::FilterType::Triangle)
+            .to_rgb32f();
+        let (w, h) = (img.width() as usize, img.height() as usize);
+        let data = img
+            .into_raw()
+            .into_iter()
+            .map(|v| {
+                if v <= 0.04045 {
+                    v / 12.92
+                } else {
+                    ((v + 0.055) / 1.055).powf(2.4)
+                }
+            })
+            .collect();
+        RgbF32::new(w, h, data)
     }
 
     /// Recipes with every operator on, each setting drawn across its range.

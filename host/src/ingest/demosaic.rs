@@ -275,12 +275,7 @@ mod tests {
     /// (crop rectangles that touch the borders and ones that do not).
     #[test]
     fn every_kernel_gives_the_values_of_mhc_per_photosite() {
-        let path = std::env::var_os("HOME")
-            .map(std::path::PathBuf::from)
-            .map(|h| h.join(".cache/luminary-dev/photos/flower.png"))
-            .unwrap();
-        let photo = ::image::open(&path)
-            .unwrap_or_else(|e| panic!("{}: {e} (run scripts/fetch-photos)", path.display()))
+        let photo = crate::image::test_photo()
             .resize(1201, 1201, ::image::imageops::FilterType::Triangle)
             .to_rgb32f();
         let (w, h) = (photo.width() as usize, photo.height() as usize);

@@ -269,13 +269,7 @@ mod tests {
     /// compression runs too) to the values of the pixel-at-a-time functions, to the bit.
     #[test]
     fn every_kernel_renders_like_the_pixel_functions() {
-        let path = std::env::var_os("HOME")
-            .map(std::path::PathBuf::from)
-            .map(|h| h.join(".cache/luminary-dev/photos/flower.png"))
-            .unwrap();
-        let photo = ::image::open(&path)
-            .unwrap_or_else(|e| panic!("{}: {e} (run scripts/fetch-photos)", path.display()))
-            .to_rgb32f();
+        let photo = crate::image::test_photo().to_rgb32f();
         let (w, h) = (photo.width() as usize, photo.height() as usize);
         // Linear, 1.5 stops over, with a colour matrix's negative lobes.
         let data: Vec<f32> = photo
