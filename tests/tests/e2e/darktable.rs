@@ -378,10 +378,15 @@ local ok, err = pcall(function()
   local raw = dt.database.import("{raw}")
   local tif = dt.database.import("{tif}")
   local images = {{raw, tif}}
+  -- The panel's widgets refresh the cost line from the selection in darktable's own
+  -- (asynchronous) callbacks: select what the test enhances, so a late callback says
+  -- the same as the explicit call.
+  dt.gui.selection(images)
   for i, p in ipairs(lum.presets()) do
     if p.id == "warm-film" then lum.ui.preset.selected = i end
   end
   lum.ui.engine.selected = 2 -- gemini
+  dt.control.sleep(300) -- lets the widgets' callbacks run before the explicit calls
   say("engine", lum.panel_options().engine)
   lum.update_cost(images)
   say("cost", lum.ui.cost.label)
@@ -475,11 +480,13 @@ local ok, err = pcall(function()
   local tif = dt.database.import("{tif}")
   local jpg = dt.database.import("{jpg}")
   local images = {{tif, raw, jpg}}
+  dt.gui.selection(images) -- see the cost test: callbacks read the selection
   for i, p in ipairs(lum.presets()) do
     if p.id == "warm-film" then lum.ui.preset.selected = i end
   end
   lum.ui.engine.selected = 2 -- gemini
   lum.ui.same_look.value = true
+  dt.control.sleep(300) -- lets the widgets' callbacks run before the explicit calls
   lum.update_cost(images)
   say("cost", lum.ui.cost.label)
   local imported, errors, cancelled, summary = lum.enhance(images, lum.panel_options())
@@ -488,6 +495,7 @@ local ok, err = pcall(function()
   for _, img in ipairs(imported) do say("grouped", img.filename, tostring(img.group_leader.id ~= img.id)) end
   lum.ui.same_look.value = false
   lum.ui.look_file.text = summary.look
+  dt.control.sleep(300)
   lum.update_cost({{raw}})
   say("saved cost", lum.ui.cost.label)
   local again = lum.panel_enhance({{raw}})
@@ -593,10 +601,12 @@ local function say(...) out:write(table.concat({{...}}, " "), "\n") out:flush() 
 local ok, err = pcall(function()
   local lum = require "luminary"
   local tif = dt.database.import("{tif}")
+  dt.gui.selection({{tif}}) -- the widgets' callbacks read the selection
   for i, p in ipairs(lum.presets()) do
     if p.id == "upscale" then lum.ui.preset.selected = i end
   end
   lum.ui.engine.selected = 4 -- fal
+  dt.control.sleep(300) -- lets those callbacks run before the explicit calls
   say("engine", lum.panel_options().engine)
   local first = lum.panel_enhance({{tif}})
   say("first", tostring(first), lum.ui.cost.label)
