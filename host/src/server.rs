@@ -25,16 +25,41 @@ use crate::protocol::{
 };
 use crate::transport::{self, Connection};
 
-/// Admission for jobs: a count of slots and a memory budget. A job waits until a slot
-/// and its estimated memory are free; one larger than the whole budget runs alone.
+/// Admission for jobs: CPU slots (`max_jobs`) and a memory budget. A job waits until a
+/// slot and its estimated memory are free; one larger than the whole budget runs alone.
+///
+/// A job waiting on an AI engine needs no CPU: it lends its slot for the wait (keeping
+/// its memory) and takes one back after, ahead of jobs not yet started, so it can finish
+/// and free its memory. So a batch keeps the engine's `concurrency` calls in flight
+/// while the pixel work stays at `max_jobs`, and memory bounds how many wait.
 struct Slots {
-    /// (free slots, megabytes in use).
-    state: Mutex<(usize, u64)>,
+    state: Mutex<Admission>,
     budget_mb: u64,
     cv: Condvar,
 }
 
+struct Admission {
+    /// CPU slots free.
+    free: usize,
+    /// Megabytes held by admitted jobs (running or waiting on an engine).
+    mb: u64,
+    /// Jobs back from an engine waiting for a slot: they go first.
+    returning: usize,
+}
+
 impl Slots {
+    fn new(slots: usize, budget_mb: u64) -> Slots {
+        Slots {
+            state: Mutex::new(Admission {
+                free: slots.max(1),
+                mb: 0,
+                returning: 0,
+            }),
+            budget_mb,
+            cv: Condvar::new(),
+        }
+    }
+
     /// Waits for a slot and `mb` of the budget, giving up when `cancel` is set. Returns
     /// whether they were taken.
     fn acquire(&self, mb: u64, cancel: &Cancel) -> bool {
@@ -43,10 +68,10 @@ impl Slots {
             if cancel.load(Ordering::Relaxed) {
                 return false;
             }
-            let fits = st.1 + mb <= self.budget_mb || st.1 == 0;
-            if st.0 > 0 && fits {
-                st.0 -= 1;
-                st.1 += mb;
+            let fits = st.mb + mb <= self.budget_mb || st.mb == 0;
+            if st.free > 0 && st.returning == 0 && fits {
+                st.free -= 1;
+                st.mb += mb;
                 return true;
             }
             st = self
@@ -57,10 +82,33 @@ impl Slots {
         }
     }
 
+    /// Runs `wait` with the caller's CPU slot lent to other jobs, then takes a slot back
+    /// (not giving up on cancel: the job must hold a slot to end and release it).
+    fn lend_during(&self, wait: &mut dyn FnMut()) {
+        {
+            let mut st = self.state.lock().unwrap();
+            st.free += 1;
+            self.cv.notify_all();
+        }
+        wait();
+        let mut st = self.state.lock().unwrap();
+        st.returning += 1;
+        while st.free == 0 {
+            st = self
+                .cv
+                .wait_timeout(st, std::time::Duration::from_millis(100))
+                .unwrap()
+                .0;
+        }
+        st.free -= 1;
+        st.returning -= 1;
+        self.cv.notify_all();
+    }
+
     fn release(&self, mb: u64) {
         let mut st = self.state.lock().unwrap();
-        st.0 += 1;
-        st.1 = st.1.saturating_sub(mb);
+        st.free += 1;
+        st.mb = st.mb.saturating_sub(mb);
         self.cv.notify_all();
     }
 }
@@ -164,11 +212,7 @@ pub fn serve(paths: Paths, config: Config) -> anyhow::Result<()> {
     crate::pipeline::live::prune(&paths.cache_dir.join("previews"), 0);
     let state = Arc::new(State {
         live,
-        slots: Slots {
-            budget_mb: config.daemon.memory_budget_mb(),
-            state: Mutex::new((config.daemon.max_jobs.max(1), 0)),
-            cv: Condvar::new(),
-        },
+        slots: Slots::new(config.daemon.max_jobs, config.daemon.memory_budget_mb()),
         config,
         paths: paths.clone(),
         registry: RwLock::new(registry),
@@ -609,6 +653,7 @@ fn run_work(state: &State, tx: &Writer, id: &str, work: &Work, cancel: &Cancel) 
                 &registry,
                 &state.engines,
                 &progress,
+                &|wait: &mut dyn FnMut()| state.slots.lend_during(wait),
                 cancel,
             )
             .map(|r| {
@@ -705,4 +750,56 @@ fn stop(state: &Arc<State>) {
             cancel.store(true, Ordering::SeqCst);
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    /// One CPU slot: a job waiting on an engine lets another start, and when its answer
+    /// comes it goes ahead of jobs not yet started; the memory it holds stays taken.
+    #[test]
+    fn a_job_at_the_engine_lends_its_slot_and_comes_back_first() {
+        let slots = Arc::new(Slots::new(1, 1000));
+        let cancel = Cancel::default();
+        assert!(slots.acquire(600, &cancel)); // A
+        let (at_engine, answer) = (mpsc::channel::<()>(), mpsc::channel::<()>());
+        let (order_tx, order) = mpsc::channel::<&str>();
+        std::thread::scope(|s| {
+            let (sl, tx) = (&slots, order_tx.clone());
+            let (reached, release) = (at_engine.0, answer.1);
+            s.spawn(move || {
+                sl.lend_during(&mut || {
+                    reached.send(()).unwrap();
+                    release.recv().unwrap();
+                });
+                tx.send("A back").unwrap();
+                sl.release(600);
+            });
+            at_engine.1.recv().unwrap();
+            // B fits in the memory left and takes the lent slot.
+            assert!(slots.acquire(300, &cancel));
+            assert_eq!(slots.state.lock().unwrap().mb, 900);
+            // A's answer arrives while B runs; C is admitted after A, not before.
+            answer.0.send(()).unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+            let (sl, tx) = (&slots, order_tx.clone());
+            s.spawn(move || {
+                assert!(sl.acquire(50, &Cancel::default()));
+                tx.send("C").unwrap();
+                sl.release(50);
+            });
+            std::thread::sleep(Duration::from_millis(50));
+            assert!(
+                order.try_recv().is_err(),
+                "someone ran while B held the slot"
+            );
+            slots.release(300); // B ends
+        });
+        assert_eq!(order.try_iter().collect::<Vec<_>>(), ["A back", "C"]);
+        let st = slots.state.lock().unwrap();
+        assert_eq!((st.free, st.mb, st.returning), (1, 0, 0));
+    }
 }

@@ -35,12 +35,25 @@ pub enum Edited {
     },
 }
 
+/// Runs a wait that needs no CPU (an AI engine's answer) so that the job's CPU slot can go
+/// to another job meanwhile: the daemon lends the slot for the wait and takes it back
+/// after, so a batch keeps the engine's `concurrency` calls in flight while `max_jobs`
+/// still bounds the pixel work. Outside the daemon, [`stay_on_cpu`].
+pub type OffCpu<'a> = &'a (dyn Fn(&mut dyn FnMut()) + Sync);
+
+/// An [`OffCpu`] that just runs the wait (nothing to lend).
+pub fn stay_on_cpu(wait: &mut dyn FnMut()) {
+    wait()
+}
+
 /// What an engine may need to know about the job besides pixels.
 pub struct JobInfo<'a> {
     /// The edit's identity (cache key, ledger).
     pub edit: EditJob<'a>,
     /// Human status lines while waiting ("queued (position 3)").
     pub status: &'a (dyn Fn(&str) + Sync),
+    /// Where the wait for an AI engine runs.
+    pub off_cpu: OffCpu<'a>,
 }
 
 /// An engine. Implementations must be cancellable through `cancel` and must never log
@@ -93,15 +106,19 @@ impl Engine for RemoteEngine<'_> {
         cancel: &Cancel,
     ) -> Result<Edited, JobError> {
         let (sent, seen) = remote::outgoing_preview(preview);
-        let answer = self.engines.answer(
-            &*self.provider,
-            &self.model,
-            &sent,
-            (preview.width, preview.height),
-            &job.edit,
-            cancel,
-            job.status,
-        )?;
+        let mut answer = None;
+        (job.off_cpu)(&mut || {
+            answer = Some(self.engines.answer(
+                &*self.provider,
+                &self.model,
+                &sent,
+                (preview.width, preview.height),
+                &job.edit,
+                cancel,
+                job.status,
+            ))
+        });
+        let answer = answer.expect("OffCpu runs the wait")?;
         Ok(Edited::Answer { base, seen, answer })
     }
 }

@@ -426,6 +426,7 @@ pub fn run_preview(
                     photo: Some(id.ident(config.engine.preview_size)),
                 },
                 status: &status,
+                off_cpu: &crate::engine::stay_on_cpu,
             };
             let base = bases.at(size);
             let display = (*base).clone();

@@ -286,6 +286,7 @@ pub fn run_learn(
                     .map(|id| id.ident(config.engine.preview_size)),
             },
             status: &status,
+            off_cpu: &crate::engine::stay_on_cpu,
         };
         let (seen, answer, key) =
             match engine.run(&engine_req, &info, shown.clone(), &shown, 1.0, cancel)? {

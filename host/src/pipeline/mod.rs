@@ -27,7 +27,7 @@ use serde_json::{Map, Value};
 use crate::color::OutputSpace;
 use crate::config::{Config, Format};
 use crate::engine::remote::{EditJob, Engines};
-use crate::engine::{engine_for, Edited, JobInfo};
+use crate::engine::{engine_for, Edited, JobInfo, OffCpu};
 use crate::error::{check, Cancel, ErrorCode, JobError};
 use crate::ingest;
 use crate::metadata;
@@ -415,13 +415,15 @@ fn write_result(
 }
 
 /// Runs one enhance job to the end. Never writes to the source; on any error, including
-/// cancellation, nothing is left in the output folder.
+/// cancellation, nothing is left in the output folder. An AI engine's wait runs through
+/// `off_cpu` (the daemon lends the job's CPU slot for it).
 pub fn run_job(
     req: &EnhanceRequest,
     config: &Config,
     registry: &Registry,
     engines: &Engines,
     progress: Progress<'_>,
+    off_cpu: OffCpu<'_>,
     cancel: &Cancel,
 ) -> Result<EnhanceResult, JobError> {
     // Everything cheap first.
@@ -613,6 +615,7 @@ pub fn run_job(
                 .map(|id| id.ident(config.engine.preview_size)),
         },
         status: &status,
+        off_cpu,
     };
     let edited = match pixel_output {
         Some(()) => Edited::Blended(base),

@@ -76,6 +76,7 @@ pub fn run(
             &registry,
             &crate::engine::remote::Engines::without_storage(&config),
             &|_, _| {},
+            &crate::engine::stay_on_cpu,
             &Cancel::default(),
         ) {
             Ok(r) => {

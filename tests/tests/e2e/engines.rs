@@ -1300,6 +1300,64 @@ fn a_45_mp_raw_through_gemini_peaks_under_2_gb() {
     lum.assert_no_secret(&[TEST_KEY], &[]);
 }
 
+/// Issue #20 point 5: a job waiting on an AI engine lends its CPU slot, so a batch keeps the
+/// engine's `concurrency` calls in flight even when `max_jobs` allows one pixel job at a
+/// time (before, the engine saw one call at a time: each waiting job held the only slot).
+#[test]
+fn a_batch_keeps_the_engines_concurrency_busy_with_one_cpu_slot() {
+    const PHOTOS: usize = 6;
+    const CONCURRENCY: usize = 3;
+    let latency = Duration::from_millis(1500);
+    let mock = MockServer::start(MockKind::Gemini, vec![Fault::Latency(latency); PHOTOS]);
+    let lum = Lum::new();
+    lum.env.write_config(&format!(
+        "[daemon]\nmax_jobs = 1\n{}concurrency = {CONCURRENCY}\n",
+        gemini_table(&mock)
+    ));
+    lum.set_keys(&[("GEMINI_API_KEY", TEST_KEY)]);
+    // Different photos (different crops of a real one): no answer comes from the cache.
+    let flower = load_photo("flower.png").unwrap();
+    let sources: Vec<PathBuf> = (0..PHOTOS)
+        .map(|i| {
+            let path = lum.env.work.join(format!("shot-{i}.tif"));
+            write_tiff(&path, &flower.mirror_tile(1600 + 32 * i, 1066), false, None).unwrap();
+            path
+        })
+        .collect();
+    let out = lum.env.work.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let mut args: Vec<&str> = sources.iter().map(|p| p.to_str().unwrap()).collect();
+    args.extend([
+        "--preset",
+        "warm-film",
+        "--engine",
+        "gemini",
+        "--out-dir",
+        out.to_str().unwrap(),
+    ]);
+    let t = Instant::now();
+    let (res, o) = lum.enhance(&args);
+    let took = t.elapsed();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let done: Vec<&Value> = res.iter().filter(|r| r["ok"] == true).collect();
+    assert_eq!(done.len(), PHOTOS, "{res:?}");
+    assert!(done.iter().all(|r| r["cached"] == false), "{res:?}");
+    assert_eq!(mock.billed(), PHOTOS);
+    println!(
+        "{PHOTOS} photos, {} s per answer, concurrency {CONCURRENCY}, max_jobs 1: {took:?} \
+         (one call at a time would take at least {:?}); at most {} calls at once",
+        latency.as_secs_f64(),
+        latency * PHOTOS as u32,
+        mock.max_in_flight()
+    );
+    assert_eq!(
+        mock.max_in_flight(),
+        CONCURRENCY,
+        "the engine never had its {CONCURRENCY} calls in flight at once"
+    );
+    assert_eq!(visible_files(&out).len(), PHOTOS);
+}
+
 /// Issue #4 point 1: with no `--engine`, a preset's hint picks its engine when that engine
 /// is set up (here `virtual-twilight` prefers Gemini), and the configured default otherwise —
 /// a missing key never turns a preset's preference into a failed job.
