@@ -179,25 +179,51 @@ impl Encoder {
     /// `src`), with the best kernel this CPU runs: the same values as [`Encoder::encode`]
     /// one pixel at a time, a block of pixels split into channel arrays so it vectorises.
     pub fn encode_u16(&self, src: &[f32], dst: &mut [u16], simd: Simd) {
-        #[cfg(target_arch = "x86_64")]
+        let e = self;
+        crate::simd::dispatch!(simd, Encoder::encode_u16_plain(e: &Encoder, src: &[f32], dst: &mut [u16]))
+    }
+
+    /// Interleaved working-space pixels of row `y` → interleaved 8-bit code values with
+    /// triangular dither ([`tpdf`], by position so a picture always dithers the same),
+    /// with the best kernel this CPU runs: the same values as [`Encoder::encode`] and the
+    /// dither one pixel at a time.
+    pub fn encode_u8_dithered(&self, src: &[f32], dst: &mut [u8], y: u32, simd: Simd) {
+        let e = self;
+        crate::simd::dispatch!(simd, Encoder::encode_u8_dithered_plain(e: &Encoder, src: &[f32], dst: &mut [u8], y: u32))
+    }
+
+    #[inline(always)]
+    fn encode_u8_dithered_plain(&self, src: &[f32], dst: &mut [u8], y: u32) {
+        const BLOCK: usize = 64;
+        assert_eq!(src.len(), dst.len());
+        let m = &self.matrix;
+        for (b, (s, d)) in src
+            .chunks(3 * BLOCK)
+            .zip(dst.chunks_mut(3 * BLOCK))
+            .enumerate()
         {
-            #[target_feature(enable = "avx512f,avx2,fma")]
-            unsafe fn wide(e: &Encoder, src: &[f32], dst: &mut [u16]) {
-                e.encode_u16_plain(src, dst)
+            let mut px = [[0f32; BLOCK]; 3];
+            for (i, p) in s.chunks_exact(3).enumerate() {
+                px[0][i] = p[0];
+                px[1][i] = p[1];
+                px[2][i] = p[2];
             }
-            #[target_feature(enable = "avx2,fma")]
-            unsafe fn avx2(e: &Encoder, src: &[f32], dst: &mut [u16]) {
-                e.encode_u16_plain(src, dst)
+            let x0 = (b * BLOCK) as u32;
+            let mut out = [[0u8; BLOCK]; 3];
+            for i in 0..BLOCK {
+                let p = [px[0][i], px[1][i], px[2][i]];
+                for c in 0..3 {
+                    let v = m[c][0] * p[0] + m[c][1] * p[1] + m[c][2] * p[2];
+                    let n = tpdf(x0 + i as u32, y, c as u32);
+                    out[c][i] = (self.transfer(v) * 255.0 + 0.5 + n).clamp(0.0, 255.0) as u8;
+                }
             }
-            match simd.available() {
-                // SAFETY: `Simd::available` detected the features on this CPU.
-                Simd::Avx512 => return unsafe { wide(self, src, dst) },
-                Simd::Avx2 => return unsafe { avx2(self, src, dst) },
-                _ => {}
+            for (i, o) in d.chunks_exact_mut(3).enumerate() {
+                o[0] = out[0][i];
+                o[1] = out[1][i];
+                o[2] = out[2][i];
             }
         }
-        let _ = simd;
-        self.encode_u16_plain(src, dst)
     }
 
     #[inline(always)]
@@ -227,6 +253,21 @@ impl Encoder {
             }
         }
     }
+}
+
+/// Triangular (TPDF) dither noise in (-1, 1) code values for sample `c` of pixel (x, y):
+/// a hash of the position, so the same picture always gets the same dither (outputs are
+/// reproducible) and no two neighbours share it.
+#[inline(always)]
+pub fn tpdf(x: u32, y: u32, c: u32) -> f32 {
+    let mut h =
+        x.wrapping_mul(0x9E37_79B1) ^ y.wrapping_mul(0x85EB_CA77) ^ c.wrapping_mul(0xC2B2_AE3D);
+    h ^= h >> 15;
+    h = h.wrapping_mul(0x2C1B_3C6D);
+    h ^= h >> 12;
+    let a = (h & 0xffff) as f32 / 65535.0;
+    let b = (h >> 16) as f32 / 65535.0;
+    a - b
 }
 
 /// Converts encoded RGB (0..1) described by `icc` (sRGB when none) into the working space.
@@ -294,6 +335,45 @@ mod tests {
                 let mut got = vec![0u16; src.len()];
                 enc.encode_u16(&src, &mut got, simd);
                 assert!(got == want, "{simd:?} {space:?}");
+            }
+        }
+    }
+
+    /// Every kernel dithers a real photo's rows (values past white and below black, a
+    /// width that is not a whole number of blocks) to the 8-bit codes of `encode` and
+    /// `tpdf` one pixel at a time, in every output space.
+    #[test]
+    fn every_kernel_dithers_like_encode_per_pixel() {
+        let photo = crate::image::test_photo().to_rgb32f();
+        let w = photo.width() as usize;
+        assert!(w % 64 != 0, "the test wants a partial last block");
+        let src: Vec<f32> = photo
+            .into_raw()
+            .chunks_exact(3)
+            .flat_map(|p| [p[0] * p[0] * 1.3 - 0.02, p[1] * p[1], p[2] * p[2] * 1.1])
+            .collect();
+        for space in OutputSpace::ALL {
+            let enc = space.encoder();
+            for (y, row) in src.chunks_exact(3 * w).enumerate().step_by(7) {
+                let want: Vec<u8> = row
+                    .chunks_exact(3)
+                    .enumerate()
+                    .flat_map(|(x, p)| {
+                        let e = enc.encode(p);
+                        (0..3).map(move |k| {
+                            let n = tpdf(x as u32, y as u32, k as u32);
+                            (e[k] * 255.0 + 0.5 + n).clamp(0.0, 255.0) as u8
+                        })
+                    })
+                    .collect();
+                for simd in [Simd::Avx512, Simd::Avx2, Simd::Portable] {
+                    if simd.available() != simd {
+                        continue;
+                    }
+                    let mut got = vec![0u8; row.len()];
+                    enc.encode_u8_dithered(row, &mut got, y as u32, simd);
+                    assert!(got == want, "{simd:?} {space:?} row {y}");
+                }
             }
         }
     }

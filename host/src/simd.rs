@@ -36,3 +36,33 @@ impl Simd {
         Simd::Portable
     }
 }
+
+/// Runs `$kernel(args…)`, an `#[inline(always)]` function, compiled for the best
+/// instruction set `$simd` allows on this CPU: AVX-512, AVX2 with FMA, or the baseline.
+/// One body, three builds, without each kernel repeating the `#[target_feature]` wrappers.
+/// The arguments are named variables in scope, given with their types:
+/// `dispatch!(simd, plain(row: &mut [f32], gain: f32))`.
+macro_rules! dispatch {
+    ($simd:expr, $($kernel:ident)::+ ( $($arg:ident : $ty:ty),* $(,)? ) $(-> $ret:ty)?) => {{
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx512f,avx2,fma")]
+        unsafe fn wide($($arg: $ty),*) $(-> $ret)? {
+            $($kernel)::+($($arg),*)
+        }
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
+            $($kernel)::+($($arg),*)
+        }
+        match $crate::simd::Simd::available($simd) {
+            // SAFETY: `Simd::available` detected the features on this CPU.
+            #[cfg(target_arch = "x86_64")]
+            $crate::simd::Simd::Avx512 => unsafe { wide($($arg),*) },
+            // SAFETY: as above.
+            #[cfg(target_arch = "x86_64")]
+            $crate::simd::Simd::Avx2 => unsafe { avx2($($arg),*) },
+            _ => $($kernel)::+($($arg),*),
+        }
+    }};
+}
+pub(crate) use dispatch;

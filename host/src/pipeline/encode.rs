@@ -139,31 +139,13 @@ fn to_u16_bytes(
 fn to_u8_dithered(img: &RgbF32, space: OutputSpace) -> Vec<u8> {
     let enc = space.encoder();
     let w = img.width;
+    let simd = crate::simd::Simd::Best.available();
     let mut out = vec![0u8; img.data.len()];
     out.par_chunks_mut(w * 3)
         .zip(img.data.par_chunks(w * 3))
         .enumerate()
-        .for_each(|(y, (o, i))| {
-            for (x, (op, ip)) in o.chunks_exact_mut(3).zip(i.chunks_exact(3)).enumerate() {
-                let e = enc.encode(ip);
-                for k in 0..3 {
-                    let n = tpdf(x as u32, y as u32, k as u32);
-                    op[k] = (e[k] * 255.0 + 0.5 + n).clamp(0.0, 255.0) as u8;
-                }
-            }
-        });
+        .for_each(|(y, (o, i))| enc.encode_u8_dithered(i, o, y as u32, simd));
     out
-}
-
-fn tpdf(x: u32, y: u32, c: u32) -> f32 {
-    let mut h =
-        x.wrapping_mul(0x9E37_79B1) ^ y.wrapping_mul(0x85EB_CA77) ^ c.wrapping_mul(0xC2B2_AE3D);
-    h ^= h >> 15;
-    h = h.wrapping_mul(0x2C1B_3C6D);
-    h ^= h >> 12;
-    let a = (h & 0xffff) as f32 / 65535.0;
-    let b = (h >> 16) as f32 / 65535.0;
-    a - b
 }
 
 fn write_tiff<W: Write + Seek>(

@@ -240,25 +240,7 @@ fn render_chunk(chunk: &mut [f32], tone: Option<&Tone>, simd: Simd) {
             }
         }
     }
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f,avx2,fma")]
-        unsafe fn wide(chunk: &mut [f32], tone: Option<&Tone>) {
-            plain(chunk, tone)
-        }
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn avx2(chunk: &mut [f32], tone: Option<&Tone>) {
-            plain(chunk, tone)
-        }
-        match simd {
-            // SAFETY: `Simd::available` detected the features on this CPU.
-            Simd::Avx512 => return unsafe { wide(chunk, tone) },
-            Simd::Avx2 => return unsafe { avx2(chunk, tone) },
-            _ => {}
-        }
-    }
-    let _ = simd;
-    plain(chunk, tone)
+    crate::simd::dispatch!(simd, plain(chunk: &mut [f32], tone: Option<&Tone>))
 }
 
 #[cfg(test)]

@@ -181,25 +181,7 @@ fn lerp_nodes(out: &mut [f32], a: &[f32], b: &[f32], f: f32, simd: Simd) {
             *o = a + f * (b - a);
         }
     }
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f,avx2,fma")]
-        unsafe fn wide(out: &mut [f32], a: &[f32], b: &[f32], f: f32) {
-            plain(out, a, b, f)
-        }
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn avx2(out: &mut [f32], a: &[f32], b: &[f32], f: f32) {
-            plain(out, a, b, f)
-        }
-        match simd {
-            // SAFETY: `Simd::available` detected the features on this CPU.
-            Simd::Avx512 => return unsafe { wide(out, a, b, f) },
-            Simd::Avx2 => return unsafe { avx2(out, a, b, f) },
-            _ => {}
-        }
-    }
-    let _ = simd;
-    plain(out, a, b, f)
+    crate::simd::dispatch!(simd, plain(out: &mut [f32], a: &[f32], b: &[f32], f: f32))
 }
 
 fn to_sqrt(lin: &[f32]) -> Vec<f32> {

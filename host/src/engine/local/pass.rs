@@ -171,25 +171,8 @@ impl<'a> Pass<'a> {
     /// Runs one row with `simd`, which [`Simd::available`] has checked.
     fn run_row(&self, y: usize, row: &mut [f32], s: &mut Scratch, simd: Simd) {
         self.prepare_row(y, s);
-        #[cfg(target_arch = "x86_64")]
-        {
-            #[target_feature(enable = "avx512f,avx2,fma")]
-            unsafe fn wide(p: &Pass, y: usize, row: &mut [f32], s: &Scratch) {
-                p.row(y, row, s)
-            }
-            #[target_feature(enable = "avx2,fma")]
-            unsafe fn avx2(p: &Pass, y: usize, row: &mut [f32], s: &Scratch) {
-                p.row(y, row, s)
-            }
-            match simd {
-                // SAFETY: `Simd::available` detected the features on this CPU.
-                Simd::Avx512 => return unsafe { wide(self, y, row, s) },
-                Simd::Avx2 => return unsafe { avx2(self, y, row, s) },
-                _ => {}
-            }
-        }
-        let _ = simd;
-        self.row(y, row, s)
+        let (p, s) = (self, &*s);
+        crate::simd::dispatch!(simd, Pass::row(p: &Pass, y: usize, row: &mut [f32], s: &Scratch))
     }
 
     /// The row's base-layer coefficients and grain lattice, padded to whole blocks.
@@ -399,25 +382,7 @@ pub(super) fn log_luma_row(row: &[f32], gains: [f32; 3], out: &mut [f32], simd: 
             *o = fast_log2((k[0] * p[0] + k[1] * p[1] + k[2] * p[2]).max(1e-5));
         }
     }
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f,avx2,fma")]
-        unsafe fn wide(row: &[f32], gains: [f32; 3], out: &mut [f32]) {
-            plain(row, gains, out)
-        }
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn avx2(row: &[f32], gains: [f32; 3], out: &mut [f32]) {
-            plain(row, gains, out)
-        }
-        match simd {
-            // SAFETY: `Simd::available` detected the features on this CPU.
-            Simd::Avx512 => return unsafe { wide(row, gains, out) },
-            Simd::Avx2 => return unsafe { avx2(row, gains, out) },
-            _ => {}
-        }
-    }
-    let _ = simd;
-    plain(row, gains, out)
+    crate::simd::dispatch!(simd, plain(row: &[f32], gains: [f32; 3], out: &mut [f32]))
 }
 
 #[inline(always)]
