@@ -8,6 +8,7 @@ pub mod blend;
 pub mod cutout;
 pub mod encode;
 pub mod estimate;
+pub mod jpeg;
 pub mod live;
 pub mod looks;
 pub mod names;
