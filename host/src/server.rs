@@ -645,6 +645,8 @@ fn run_work(state: &State, tx: &Writer, id: &str, work: &Work, cancel: &Cancel) 
             );
         };
         let registry = state.registry.read().unwrap();
+        // The wait for an AI engine gives this job's CPU slot to another meanwhile.
+        let lend = |wait: &mut dyn FnMut()| state.slots.lend_during(wait);
         // A bug must fail this job, not take the daemon down.
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match work {
             Work::Enhance(job) => run_job(
@@ -653,7 +655,7 @@ fn run_work(state: &State, tx: &Writer, id: &str, work: &Work, cancel: &Cancel) 
                 &registry,
                 &state.engines,
                 &progress,
-                &|wait: &mut dyn FnMut()| state.slots.lend_during(wait),
+                &lend,
                 cancel,
             )
             .map(|r| {
@@ -673,6 +675,7 @@ fn run_work(state: &State, tx: &Writer, id: &str, work: &Work, cancel: &Cancel) 
                 &state.live,
                 &state.paths.cache_dir,
                 &progress,
+                &lend,
                 cancel,
             )
             .map(|r| {
@@ -690,6 +693,7 @@ fn run_work(state: &State, tx: &Writer, id: &str, work: &Work, cancel: &Cancel) 
                 &registry,
                 &state.engines,
                 &progress,
+                &lend,
                 cancel,
             )
             .map(|r| {

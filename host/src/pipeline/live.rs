@@ -339,6 +339,7 @@ pub fn run_preview(
     live: &Live,
     cache_dir: &Path,
     progress: Progress<'_>,
+    off_cpu: crate::engine::OffCpu<'_>,
     cancel: &Cancel,
 ) -> Result<PreviewResult, JobError> {
     let started = Instant::now();
@@ -426,7 +427,7 @@ pub fn run_preview(
                     photo: Some(id.ident(config.engine.preview_size)),
                 },
                 status: &status,
-                off_cpu: &crate::engine::stay_on_cpu,
+                off_cpu,
             };
             let base = bases.at(size);
             let display = (*base).clone();

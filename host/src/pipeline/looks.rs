@@ -194,6 +194,7 @@ pub fn run_learn(
     registry: &Registry,
     engines: &Engines,
     progress: Progress<'_>,
+    off_cpu: crate::engine::OffCpu<'_>,
     cancel: &Cancel,
 ) -> Result<LearnResult, JobError> {
     let started = Instant::now();
@@ -286,7 +287,7 @@ pub fn run_learn(
                     .map(|id| id.ident(config.engine.preview_size)),
             },
             status: &status,
-            off_cpu: &crate::engine::stay_on_cpu,
+            off_cpu,
         };
         let (seen, answer, key) =
             match engine.run(&engine_req, &info, shown.clone(), &shown, 1.0, cancel)? {
