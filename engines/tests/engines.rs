@@ -581,7 +581,10 @@ fn the_total_timeout_while_running_cancels_the_remote_job() {
         "{err:?}"
     );
     assert!((0.9..2.0).contains(&secs(t)), "took {} s", secs(t));
-    assert_eq!(mock.cancels(), 1, "fal was asked to cancel");
+    assert!(
+        eventually(Duration::from_secs(10), || mock.cancels() == 1),
+        "fal was asked to cancel"
+    );
     assert_eq!(
         mock.requests_to("PUT", "/fal-ai/flux-pro/requests/*").len(),
         1
@@ -771,7 +774,10 @@ fn cancelling_a_running_job_stops_it_remotely_within_a_second() {
             log.iter().any(|m| m == "running"),
             "{kind:?}: the job was running: {log:?}"
         );
-        assert_eq!(mock.cancels(), 1, "{kind:?}: the remote job was cancelled");
+        assert!(
+            eventually(Duration::from_secs(10), || mock.cancels() == 1),
+            "{kind:?}: the remote job was cancelled"
+        );
         assert_eq!(mock.billed(), 1, "{kind:?}: it had started, so it may bill");
     }
 }
@@ -1260,10 +1266,12 @@ fn the_staging_and_cutout_models_fail_with_the_same_errors_as_the_others() {
             matches!(err, EngineError::Timeout { .. }),
             "{model}: {err:?}"
         );
-        assert_eq!(
-            mock.cancels(),
-            1,
-            "{model}: the remote job was not cancelled"
+        // The cancel is sent at once but acknowledged in the background (the job does not
+        // wait more than 800 ms for it): on a loaded machine it may land just after.
+        assert!(
+            eventually(Duration::from_secs(10), || mock.cancels() == 1),
+            "{model}: the remote job was not cancelled ({} cancels)",
+            mock.cancels()
         );
     }
 }
