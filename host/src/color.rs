@@ -276,7 +276,20 @@ pub fn tpdf(x: u32, y: u32, c: u32) -> f32 {
 pub fn to_working(
     width: usize,
     height: usize,
-    mut encoded: Vec<f32>,
+    encoded: Vec<f32>,
+    icc: Option<&[u8]>,
+) -> Result<RgbF32, String> {
+    samples_to_working(width, height, &encoded, |v| v, icc)
+}
+
+/// [`to_working`] from integer samples, each made 0..1 by `unit` as it is converted: an
+/// 8- or 16-bit photo goes into the working space in one parallel pass, without a
+/// full-size 0..1 copy first.
+pub fn samples_to_working<T: Copy + Sync>(
+    width: usize,
+    height: usize,
+    encoded: &[T],
+    unit: impl Fn(T) -> f32 + Sync,
     icc: Option<&[u8]>,
 ) -> Result<RgbF32, String> {
     let src = match icc {
@@ -296,9 +309,15 @@ pub fn to_working(
     let mut out = vec![0f32; encoded.len()];
     out.par_chunks_mut(CHUNK)
         .zip(encoded.par_chunks(CHUNK))
-        .try_for_each(|(dst, src)| transform.transform(src, dst))
+        .try_for_each_init(
+            || Vec::with_capacity(CHUNK),
+            |unit_chunk: &mut Vec<f32>, (dst, src)| {
+                unit_chunk.clear();
+                unit_chunk.extend(src.iter().map(|&v| unit(v)));
+                transform.transform(unit_chunk, dst)
+            },
+        )
         .map_err(|e| format!("colour transform failed: {e}"))?;
-    encoded.clear();
     Ok(RgbF32::new(width, height, out))
 }
 
@@ -375,6 +394,33 @@ mod tests {
                     assert!(got == want, "{simd:?} {space:?} row {y}");
                 }
             }
+        }
+    }
+
+    /// 8- and 16-bit samples go into the working space exactly as their `image`
+    /// conversion to 0..1 would, with no profile and with one.
+    #[test]
+    fn integer_samples_convert_like_their_float_copy() {
+        let photo = crate::image::test_photo();
+        let (w, h) = (photo.width() as usize, photo.height() as usize);
+        for icc in [None, Some(OutputSpace::DisplayP3.icc())] {
+            let rgb8 = photo.to_rgb8();
+            let want = to_working(w, h, photo.to_rgb32f().into_raw(), icc).unwrap();
+            let got = samples_to_working(w, h, rgb8.as_raw(), |v| v as f32 / 255.0, icc).unwrap();
+            assert!(got.data == want.data, "8-bit, profile {}", icc.is_some());
+            let rgb16 = photo.to_rgb16();
+            let want = to_working(
+                w,
+                h,
+                ::image::DynamicImage::ImageRgb16(rgb16.clone())
+                    .into_rgb32f()
+                    .into_raw(),
+                icc,
+            )
+            .unwrap();
+            let got =
+                samples_to_working(w, h, rgb16.as_raw(), |v| v as f32 / 65535.0, icc).unwrap();
+            assert!(got.data == want.data, "16-bit, profile {}", icc.is_some());
         }
     }
 

@@ -40,9 +40,19 @@ pub(crate) fn decode(path: &Path, limits: &Limits) -> Result<(RgbF32, SourceMeta
                 .unwrap_or(1);
             let img = image::DynamicImage::from_decoder(decoder)
                 .map_err(|e| corrupt(format!("the image data is damaged or truncated ({e})")))?;
-            let encoded = img.into_rgb32f().into_raw();
-            let linear = crate::color::to_working(w as usize, h as usize, encoded, icc.as_deref())
-                .map_err(|e| JobError::file(ErrorCode::UnsupportedFormat, path, e))?;
+            // 8- and 16-bit RGB (most JPEGs and TIFFs) straight into the working space;
+            // the 0..1 values are `image`'s own (`v / MAX`).
+            let (w, h, icc) = (w as usize, h as usize, icc.as_deref());
+            let linear = match img {
+                image::DynamicImage::ImageRgb8(b) => {
+                    crate::color::samples_to_working(w, h, b.as_raw(), |v| v as f32 / 255.0, icc)
+                }
+                image::DynamicImage::ImageRgb16(b) => {
+                    crate::color::samples_to_working(w, h, b.as_raw(), |v| v as f32 / 65535.0, icc)
+                }
+                other => crate::color::to_working(w, h, other.into_rgb32f().into_raw(), icc),
+            }
+            .map_err(|e| JobError::file(ErrorCode::UnsupportedFormat, path, e))?;
             let mut meta = metadata::read_exif(path);
             meta.orientation = orientation;
             Ok((linear.oriented(orientation), meta))
