@@ -41,19 +41,7 @@ struct Run {
 /// Runs the batch benchmark: `count` copies of `file` with `preset`.
 pub fn run(file: &Path, preset: &str, count: usize) -> anyhow::Result<i32> {
     let source = std::path::absolute(file)?;
-    let home = tempfile::tempdir()?;
-    // The daemons this starts resolve their folders from these: nothing of the user's.
-    for (k, d) in [
-        ("XDG_CONFIG_HOME", "config"),
-        ("XDG_DATA_HOME", "data"),
-        ("XDG_CACHE_HOME", "cache"),
-        ("XDG_RUNTIME_DIR", "runtime"),
-    ] {
-        let dir = home.path().join(d);
-        std::fs::create_dir_all(&dir)?;
-        // SAFETY (edition 2021: a safe call): only this thread runs at this point.
-        std::env::set_var(k, &dir);
-    }
+    let home = super::private_home()?;
     let shots = home.path().join("shots");
     std::fs::create_dir_all(&shots)?;
     let ext = source

@@ -25,6 +25,45 @@ mod batch;
 mod colour;
 mod preview;
 
+/// One job in this process on the offline engine, its output removed: what the stage
+/// tables time.
+fn local_job(
+    req: &EnhanceRequest,
+    config: &Config,
+    registry: &Registry,
+) -> anyhow::Result<crate::pipeline::EnhanceResult> {
+    let r = run_job(
+        req,
+        config,
+        registry,
+        &crate::engine::remote::Engines::without_storage(config),
+        &|_, _| {},
+        &crate::engine::stay_on_cpu,
+        &Cancel::default(),
+    )
+    .map_err(|e| anyhow::anyhow!("{}: {e}", req.preset))?;
+    std::fs::remove_file(&r.output).ok();
+    Ok(r)
+}
+
+/// Points `XDG_*` at folders inside a new temporary one, so the daemons a benchmark
+/// starts use nothing of the user's. Call before any other thread starts.
+fn private_home() -> anyhow::Result<tempfile::TempDir> {
+    let home = tempfile::tempdir()?;
+    for (k, d) in [
+        ("XDG_CONFIG_HOME", "config"),
+        ("XDG_DATA_HOME", "data"),
+        ("XDG_CACHE_HOME", "cache"),
+        ("XDG_RUNTIME_DIR", "runtime"),
+    ] {
+        let dir = home.path().join(d);
+        std::fs::create_dir_all(&dir)?;
+        // SAFETY (edition 2021: a safe call): only this thread runs at this point.
+        std::env::set_var(k, &dir);
+    }
+    Ok(home)
+}
+
 /// `bench --look`: the look table (`look::fidelity`) over the photos given.
 fn looks(files: &[PathBuf]) -> anyhow::Result<i32> {
     use crate::look::fidelity::{cross, header, line, Photo};
@@ -190,17 +229,7 @@ pub fn run(paths: &Paths, args: BenchArgs) -> anyhow::Result<i32> {
     let mut runs: Vec<BTreeMap<String, u64>> = Vec::new();
     let mut mp = 0.0;
     for i in 0..=args.runs.max(1) {
-        let r = run_job(
-            &req,
-            &config,
-            &registry,
-            &crate::engine::remote::Engines::without_storage(&config),
-            &|_, _| {},
-            &crate::engine::stay_on_cpu,
-            &Cancel::default(),
-        )
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-        std::fs::remove_file(&r.output).ok();
+        let r = local_job(&req, &config, &registry)?;
         mp = r.width as f64 * r.height as f64 / 1e6;
         if i > 0 {
             runs.push(r.timings_ms);
@@ -243,17 +272,7 @@ pub fn run(paths: &Paths, args: BenchArgs) -> anyhow::Result<i32> {
         };
         let mut encode = Vec::new();
         for i in 0..=args.runs.max(1) {
-            let r = run_job(
-                &req,
-                &config,
-                &registry,
-                &crate::engine::remote::Engines::without_storage(&config),
-                &|_, _| {},
-                &crate::engine::stay_on_cpu,
-                &Cancel::default(),
-            )
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-            std::fs::remove_file(&r.output).ok();
+            let r = local_job(&req, &config, &registry)?;
             if i > 0 {
                 encode.push(r.timings_ms["encode"]);
             }

@@ -51,19 +51,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// Runs the preview benchmark on `file` (`runs` timed requests per kind).
 pub fn run(file: &Path, runs: usize) -> anyhow::Result<i32> {
     let source = std::path::absolute(file)?;
-    let home = tempfile::tempdir()?;
-    // The daemon this starts resolves its folders from these: nothing of the user's.
-    for (k, d) in [
-        ("XDG_CONFIG_HOME", "config"),
-        ("XDG_DATA_HOME", "data"),
-        ("XDG_CACHE_HOME", "cache"),
-        ("XDG_RUNTIME_DIR", "runtime"),
-    ] {
-        let dir = home.path().join(d);
-        std::fs::create_dir_all(&dir)?;
-        // SAFETY (edition 2021: a safe call): only this thread runs at this point.
-        std::env::set_var(k, &dir);
-    }
+    let home = super::private_home()?;
     let socket = home.path().join("runtime/bench.sock");
     let paths = Paths::resolve(None, Some(socket.to_string_lossy().into_owned()))?;
     let mut client = Client::connect(&paths, true).context("starting the bench daemon")?;
