@@ -83,14 +83,23 @@ impl Slots {
     }
 
     /// Runs `wait` with the caller's CPU slot lent to other jobs, then takes a slot back
-    /// (not giving up on cancel: the job must hold a slot to end and release it).
+    /// (not giving up on cancel: the job must hold a slot to end and release it). A panic
+    /// in `wait` takes the slot back too before it goes on, so the job's release still
+    /// balances.
     fn lend_during(&self, wait: &mut dyn FnMut()) {
         {
             let mut st = self.state.lock().unwrap();
             st.free += 1;
             self.cv.notify_all();
         }
-        wait();
+        let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(wait));
+        self.take_back();
+        if let Err(panic) = waited {
+            std::panic::resume_unwind(panic);
+        }
+    }
+
+    fn take_back(&self) {
         let mut st = self.state.lock().unwrap();
         st.returning += 1;
         while st.free == 0 {
@@ -803,6 +812,26 @@ mod tests {
             slots.release(300); // B ends
         });
         assert_eq!(order.try_iter().collect::<Vec<_>>(), ["A back", "C"]);
+        let st = slots.state.lock().unwrap();
+        assert_eq!((st.free, st.mb, st.returning), (1, 0, 0));
+    }
+
+    /// A wait that panics (the daemon fails that job) still gives the slot back to the job,
+    /// so its release does not leave an extra slot behind.
+    #[test]
+    fn a_panicking_wait_keeps_the_slot_count() {
+        let slots = Slots::new(1, 1000);
+        assert!(slots.acquire(100, &Cancel::default()));
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            slots.lend_during(&mut || panic!("engine bug"))
+        }));
+        assert!(r.is_err());
+        assert_eq!(
+            slots.state.lock().unwrap().free,
+            0,
+            "the job holds its slot again"
+        );
+        slots.release(100);
         let st = slots.state.lock().unwrap();
         assert_eq!((st.free, st.mb, st.returning), (1, 0, 0));
     }
