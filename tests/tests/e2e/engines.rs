@@ -1307,7 +1307,9 @@ fn a_45_mp_raw_through_gemini_peaks_under_2_gb() {
 fn a_batch_keeps_the_engines_concurrency_busy_with_one_cpu_slot() {
     const PHOTOS: usize = 6;
     const CONCURRENCY: usize = 3;
-    let latency = Duration::from_millis(1500);
+    // Long enough that three small photos are decoded and sent well within it, even with
+    // the other tests loading the machine.
+    let latency = Duration::from_millis(2500);
     let mock = MockServer::start(MockKind::Gemini, vec![Fault::Latency(latency); PHOTOS]);
     let lum = Lum::new();
     lum.env.write_config(&format!(
