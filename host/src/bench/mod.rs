@@ -119,6 +119,11 @@ pub struct BenchArgs {
     /// apply, best and median of `--runs`), for quick measurements while optimising.
     #[arg(long, requires = "transfer")]
     pub speed_only: bool,
+    /// With `--transfer`: only the rows for answers as generative models give them (their
+    /// canvas, moved content, re-drawn texture, JPEG), each degradation alone and all
+    /// together.
+    #[arg(long, requires = "transfer", conflicts_with = "speed_only")]
+    pub generative: bool,
     /// Instead of a job: for every camera RAW in DIR, the base's colour and brightness
     /// against the JPEG preview the camera embedded, beside LibRaw's (rawpy) on the same
     /// file.
@@ -569,6 +574,86 @@ fn transfer_speed(scene: &crate::transfer::fidelity::Scene, runs: usize) -> anyh
     Ok(0)
 }
 
+/// `luminary bench --transfer --generative PHOTO`: the fidelity rows for answers as
+/// generative models give them (`transfer::generative`), on the photo tiled to 24 MP at
+/// 3:2 and at 4:3 (where the models' canvases differ from the photo's aspect).
+fn generative(img: &crate::image::RgbF32) -> anyhow::Result<i32> {
+    use crate::transfer::fidelity::{mirror_tile, Edit, Row, Scene};
+    use crate::transfer::generative::{Degradation, GEMINI, MOVED, PROVIDERS, RESYNTHESISED};
+    println!(
+        "{:<14} {:<40} {:>8} {:>8} {:>6} {:>7} {:>11} {:>7} {:>6}  registration",
+        "edit", "answer", "bicubic", "luminary", "gain", "HF dB", "HF lum/bic", "fit ms", "reg ms"
+    );
+    let print = |edit: Edit, d: &Degradation, r: &Row| {
+        let reg = &r.report;
+        println!(
+            "{:<14} {:<40} {:>8.2} {:>8.2} {:>+6.2} {:>7.2} {:>5.2}/{:<5.2} {:>7.1} {:>6.1}  {}{}",
+            edit.name(),
+            d.label(),
+            r.bicubic_db,
+            r.luminary_db,
+            r.luminary_db - r.bicubic_db,
+            r.detail.luminary_db,
+            r.detail.luminary_ratio,
+            r.detail.bicubic_ratio,
+            r.fit_ms,
+            reg.register_ms,
+            reg.registration,
+            r.changed
+                .map(|(f, _)| format!("; inside the object follows the engine at {f:.1} dB"))
+                .unwrap_or_default()
+        );
+    };
+    for (label, (w, h)) in [("3:2", (6000, 4000)), ("4:3", (5600, 4200))] {
+        let scene = Scene::new(mirror_tile(img, w, h), 1024);
+        println!("-- {label} photo, {w}×{h}");
+        let mut rows: Vec<(Edit, Degradation)> = Vec::new();
+        if label == "3:2" {
+            let alone = [
+                Degradation::default(),
+                Degradation {
+                    canvas: Some(GEMINI),
+                    ..Degradation::default()
+                },
+                Degradation {
+                    geometry: Some(MOVED),
+                    ..Degradation::default()
+                },
+                Degradation {
+                    texture: Some(RESYNTHESISED),
+                    ..Degradation::default()
+                },
+                Degradation {
+                    jpeg: Some(95),
+                    ..Degradation::default()
+                },
+                Degradation {
+                    jpeg: Some(75),
+                    ..Degradation::default()
+                },
+            ];
+            rows.extend(alone.into_iter().map(|d| (Edit::Combined, d)));
+            rows.extend(
+                Edit::ALL
+                    .into_iter()
+                    .map(|e| (e, Degradation::all(GEMINI, 75))),
+            );
+        } else {
+            rows.extend(
+                PROVIDERS
+                    .into_iter()
+                    .map(|p| (Edit::Combined, Degradation::all(p, 75))),
+            );
+            rows.push((Edit::PasteObject, Degradation::all(GEMINI, 75)));
+        }
+        for (edit, d) in rows {
+            let r = scene.row_generative(edit, &d);
+            print(edit, &d, &r);
+        }
+    }
+    Ok(0)
+}
+
 /// `luminary bench --transfer PHOTO`: the fidelity table and the transfer's speed, with a
 /// plain copy of the same image as the in-run reference for the apply pass.
 fn transfer(file: &std::path::Path, args: &BenchArgs) -> anyhow::Result<i32> {
@@ -579,6 +664,9 @@ fn transfer(file: &std::path::Path, args: &BenchArgs) -> anyhow::Result<i32> {
         .with_context(|| format!("{}: cannot open", file.display()))?
         .into_rgb32f();
     let img = RgbF32::new(img.width() as usize, img.height() as usize, img.into_raw());
+    if args.generative {
+        return generative(&img);
+    }
     let full = if img.pixels() < 20_000_000 {
         mirror_tile(&img, 6000, 4000)
     } else {

@@ -255,17 +255,71 @@ fn from8(w: usize, h: usize, v: &[u8]) -> RgbF32 {
 pub fn through_format(w: usize, h: usize, rgb8: Vec<u8>, format: AnswerFormat) -> Vec<u8> {
     match format {
         AnswerFormat::Png => rgb8,
-        AnswerFormat::Jpeg90 => {
-            let mut buf = Vec::new();
-            let mut enc = jpeg_encoder::Encoder::new(&mut buf, 90);
-            enc.set_sampling_factor(jpeg_encoder::SamplingFactor::R_4_2_0);
-            enc.encode(&rgb8, w as u16, h as u16, jpeg_encoder::ColorType::Rgb)
-                .expect("encoding to memory");
-            image::load_from_memory(&buf)
-                .expect("own JPEG decodes")
-                .into_rgb8()
-                .into_raw()
-        }
+        AnswerFormat::Jpeg90 => jpeg_round_trip(w, h, rgb8, 90),
+    }
+}
+
+/// 8-bit sRGB through a 4:2:0 JPEG of `quality` and back.
+pub fn jpeg_round_trip(w: usize, h: usize, rgb8: Vec<u8>, quality: u8) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let mut enc = jpeg_encoder::Encoder::new(&mut buf, quality);
+    enc.set_sampling_factor(jpeg_encoder::SamplingFactor::R_4_2_0);
+    enc.encode(&rgb8, w as u16, h as u16, jpeg_encoder::ColorType::Rgb)
+        .expect("encoding to memory");
+    image::load_from_memory(&buf)
+        .expect("own JPEG decodes")
+        .into_rgb8()
+        .into_raw()
+}
+
+/// High-frequency detail: luma minus its 5×5 mean, the scale of texture and noise that a
+/// look must leave as the camera recorded it.
+fn high_pass(img: &[f32], w: usize, h: usize) -> Vec<f32> {
+    let luma: Vec<f32> = img
+        .par_chunks_exact(3)
+        .map(|p| {
+            luma(&[
+                p[0].clamp(0.0, 1.0),
+                p[1].clamp(0.0, 1.0),
+                p[2].clamp(0.0, 1.0),
+            ])
+        })
+        .collect();
+    let mut low = luma.clone();
+    super::blur::box_blur(&mut low, w, h, 1, 2, 1);
+    luma.par_iter().zip(&low).map(|(a, b)| a - b).collect()
+}
+
+/// The detail kept: how a result's high frequencies compare with the ground truth's.
+#[derive(Clone, Copy, Debug)]
+pub struct Detail {
+    /// PSNR of the result's high-pass luma against the truth's (peak 1): texture imprinted
+    /// from the answer, or the camera's detail lost, both lower it.
+    pub luminary_db: f64,
+    /// The result's high-frequency energy over the truth's: 1 is the camera's detail
+    /// kept, below 1 lost, above 1 noise added.
+    pub luminary_ratio: f64,
+    /// The same ratio for bicubic upscaling of the answer.
+    pub bicubic_ratio: f64,
+}
+
+fn detail(out: &[f32], bicubic: &[f32], truth: &[f32], w: usize, h: usize) -> Detail {
+    let (o, b, t) = (
+        high_pass(out, w, h),
+        high_pass(bicubic, w, h),
+        high_pass(truth, w, h),
+    );
+    let energy = |v: &[f32]| v.par_iter().map(|x| (*x as f64).powi(2)).sum::<f64>();
+    let et = energy(&t).max(1e-12);
+    let se: f64 = o
+        .par_iter()
+        .zip(&t)
+        .map(|(a, b)| ((a - b) as f64).powi(2))
+        .sum();
+    Detail {
+        luminary_db: 10.0 * (1.0 / (se / t.len() as f64).max(1e-20)).log10(),
+        luminary_ratio: energy(&o) / et,
+        bicubic_ratio: energy(&b) / et,
     }
 }
 
@@ -308,8 +362,12 @@ pub struct Row {
     /// Pasted object only: inside the object, Luminary vs the bicubic-upscaled answer
     /// (how closely the changed region follows the engine), and bicubic vs ground truth.
     pub changed: Option<(f64, f64)>,
+    /// High-frequency detail against the truth's.
+    pub detail: Detail,
     /// Fit time.
     pub fit_ms: f64,
+    /// What the fit found (registration, notes).
+    pub report: super::FitReport,
     /// Apply (slice + blend) throughput at full resolution, wall clock.
     pub apply_mps: f64,
     /// The same per CPU-second of this process: what each core does, independent of
@@ -352,6 +410,12 @@ impl Scene {
         (seen, srgb_to_working(&answer_srgb))
     }
 
+    /// What the engine saw (working space) and its exact answer (sRGB-encoded), for rows
+    /// that degrade the answer in their own way before [`Scene::measure`].
+    pub fn exact_answer(&self, edit: Edit) -> (RgbF32, RgbF32) {
+        self.engine_answer(edit, AnswerFormat::Png, None)
+    }
+
     /// The preview as the engine received it (working space) and its answer (sRGB).
     fn engine_answer(
         &self,
@@ -387,18 +451,52 @@ impl Scene {
         mode: Mode,
         moved: Option<super::align::Similarity>,
     ) -> Row {
-        let (w, h) = (self.base.width, self.base.height);
         let (seen, answer_srgb) = self.engine_answer(edit, format, moved);
-        let (pw, ph) = (seen.width, seen.height);
-        let answer_lin = srgb_to_working(&answer_srgb);
+        let lossy = format == AnswerFormat::Jpeg90;
+        let mut row = self.measure(edit, mode, &seen, &answer_srgb, lossy, moved.is_none());
+        row.format = format;
+        row
+    }
+
+    /// Runs one row with the exact answer degraded as a generative model would give it
+    /// ([`super::generative`]): its canvas, moved content, re-drawn texture, JPEG.
+    pub fn row_generative(&self, edit: Edit, d: &super::generative::Degradation) -> Row {
+        let (seen, exact) = self.engine_answer(edit, AnswerFormat::Png, None);
+        let answer = super::generative::answer(&exact, d);
+        let in_place = d.canvas.is_none() && d.geometry.is_none();
+        self.measure(
+            edit,
+            edit.mode(),
+            &seen,
+            &answer,
+            d.jpeg.is_some(),
+            in_place,
+        )
+    }
+
+    /// Transfers `answer_srgb` (any size) learned against `seen`, and scores the result
+    /// and bicubic upscaling of the same answer against the edit made at full resolution.
+    /// `in_place`: the answer's content lies where the preview's does (not moved, not on
+    /// another canvas).
+    pub fn measure(
+        &self,
+        edit: Edit,
+        mode: Mode,
+        seen: &RgbF32,
+        answer_srgb: &RgbF32,
+        lossy: bool,
+        in_place: bool,
+    ) -> Row {
+        let (w, h) = (self.base.width, self.base.height);
+        let answer_lin = srgb_to_working(answer_srgb);
         // Ground truth.
         let mut truth = self.full_srgb.clone();
         apply_edit(edit, &mut truth);
-        // Peer method.
+        // Peer method: the answer, whatever its canvas, stretched to the photo.
         let bicubic = {
             let img = image::ImageBuffer::<image::Rgb<f32>, _>::from_raw(
-                pw as u32,
-                ph as u32,
+                answer_srgb.width as u32,
+                answer_srgb.height as u32,
                 answer_srgb.data.clone(),
             )
             .expect("sizes match");
@@ -411,7 +509,7 @@ impl Scene {
             up.into_raw()
         };
         // Luminary.
-        let t = Transfer::fit_answer(&seen, &answer_lin, mode, format == AnswerFormat::Jpeg90);
+        let t = Transfer::fit_answer(seen, &answer_lin, mode, lossy);
         let mut out = self.base.clone();
         let started = Instant::now();
         let cpu0 = cpu_seconds();
@@ -420,6 +518,7 @@ impl Scene {
         let apply_s = started.elapsed().as_secs_f64();
         let apply_cpu_s = cpu_seconds().map_or(f64::NAN, |c| c - cpu0.unwrap_or(c));
         let out_srgb = working_to_srgb(&out);
+        let pw = seen.width;
 
         let (bicubic_db, luminary_db, changed) = if edit == Edit::PasteObject {
             // The changed region, and the unchanged area: everything farther than four
@@ -443,7 +542,15 @@ impl Scene {
                 .collect();
             let b = psnr(&bicubic, &truth.data, Some((&grow, false)));
             let l = psnr(&out_srgb.data, &truth.data, Some((&grow, false)));
-            let follows = psnr(&out_srgb.data, &bicubic, Some((&core, true)));
+            // An answer that was moved has its object moved too: the transfer puts it back
+            // where the preview had it, so "follows the engine" compares against the
+            // object drawn in place, at full resolution.
+            let reference = if in_place {
+                &bicubic[..]
+            } else {
+                &truth.data[..]
+            };
+            let follows = psnr(&out_srgb.data, reference, Some((&core, true)));
             let bic_truth = psnr(&bicubic, &truth.data, Some((&core, true)));
             (b, l, Some((follows, bic_truth)))
         } else {
@@ -455,11 +562,17 @@ impl Scene {
         };
         Row {
             edit,
-            format,
+            format: if lossy {
+                AnswerFormat::Jpeg90
+            } else {
+                AnswerFormat::Png
+            },
             bicubic_db,
             luminary_db,
             changed,
+            detail: detail(&out_srgb.data, &bicubic, &truth.data, w, h),
             fit_ms: t.report.fit_ms,
+            report: t.report.clone(),
             apply_mps: (w * h) as f64 / 1e6 / apply_s,
             apply_mp_per_cpu_s: (w * h) as f64 / 1e6 / apply_cpu_s,
         }
