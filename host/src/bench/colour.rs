@@ -395,7 +395,7 @@ fn pair(candidate: &RgbF32, reference: &RgbF32) -> Option<Pair> {
         cand,
         refr: warped,
         valid,
-        scale: t.scale,
+        scale: t.scale(),
         score: sab / (saa * sbb).sqrt().max(1e-12),
     })
 }
