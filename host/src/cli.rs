@@ -812,6 +812,13 @@ fn enhance(paths: &Paths, args: EnhanceArgs) -> anyhow::Result<i32> {
                         Some(b) => b.println(msg),
                         None => println!("{msg}"),
                     }
+                    for note in line["notes"].as_array().into_iter().flatten() {
+                        let msg = format!("  note: {}", note.as_str().unwrap_or_default());
+                        match &bar {
+                            Some(b) => b.println(msg),
+                            None => println!("{msg}"),
+                        }
+                    }
                 }
                 sinks.results.push(line);
             }

@@ -154,6 +154,157 @@ fn a_shifted_and_rescaled_answer_is_registered_first() {
     assert!(r.luminary_db >= r.bicubic_db + 8.0);
 }
 
+/// Issue #19: answers as generative models give them — the model's canvas, content moved
+/// and rescaled per axis, texture re-drawn, a 4:2:0 JPEG at quality 75 — on each
+/// provider's canvas. The registration must find and confirm the motion; the transfer must
+/// keep the camera's detail rather than the answer's texture, and stay far above bicubic
+/// upscaling of the same answer.
+///
+/// The thresholds hold what this code reaches (combined look 33.5 dB, single operators
+/// 36.3–40.5 dB, pasted object 33.5 dB outside it and 31.3 dB inside it against the object
+/// drawn in place, measured when written), a dB or so below, so a change that loses
+/// ground fails. They are below #19's targets (38 / 40 /
+/// 38 dB), which are not met yet.
+#[test]
+fn generative_answers_keep_the_edit_and_the_camera_detail() {
+    use luminary::transfer::align::Quality;
+    use luminary::transfer::generative::{Degradation, GEMINI, PROVIDERS};
+    let scene = scene();
+    let mut failures = Vec::new();
+    let mut rows = vec![(Edit::Combined, Degradation::all(GEMINI, 75))];
+    rows.extend(
+        [Edit::ToneCurve, Edit::Clarity, Edit::Vignette].map(|e| (e, Degradation::all(GEMINI, 75))),
+    );
+    rows.extend(
+        PROVIDERS[1..]
+            .iter()
+            .map(|&p| (Edit::Combined, Degradation::all(p, 75))),
+    );
+    rows.push((Edit::PasteObject, Degradation::all(GEMINI, 75)));
+    for (edit, d) in rows {
+        let r = scene.row_generative(edit, &d);
+        println!(
+            "{:<14} {:<44} bicubic {:>6.2}  luminary {:>6.2}  HF {:.2} dB, energy {:.2} (bicubic {:.2})  {}",
+            edit.name(),
+            d.label(),
+            r.bicubic_db,
+            r.luminary_db,
+            r.detail.luminary_db,
+            r.detail.luminary_ratio,
+            r.detail.bicubic_ratio,
+            r.report.registration
+        );
+        let mut need = |ok: bool, what: String| {
+            if !ok {
+                failures.push(format!("{} / {}: {what}", edit.name(), d.label()));
+            }
+        };
+        need(
+            matches!(r.report.registration, Quality::Checked { .. }),
+            format!("registration {}", r.report.registration),
+        );
+        need(r.report.note.is_none(), format!("note {:?}", r.report.note));
+        let floor = match edit {
+            Edit::Combined | Edit::PasteObject => 32.5,
+            Edit::Clarity => 35.3,
+            _ => 37.0,
+        };
+        need(
+            r.luminary_db >= floor,
+            format!("{:.2} dB < {floor}", r.luminary_db),
+        );
+        need(
+            r.luminary_db >= r.bicubic_db + 8.0,
+            format!("only {:.2} dB above bicubic", r.luminary_db - r.bicubic_db),
+        );
+        // The camera's detail, not the answer's: the result's fine luma within 20 % of
+        // the truth's energy and close to it pixel by pixel; bicubic keeps almost none.
+        need(
+            (0.85..=1.2).contains(&r.detail.luminary_ratio),
+            format!(
+                "fine detail at {:.2}× the truth's energy",
+                r.detail.luminary_ratio
+            ),
+        );
+        need(
+            r.detail.luminary_db >= 43.0,
+            format!(
+                "fine detail only {:.2} dB from the truth's",
+                r.detail.luminary_db
+            ),
+        );
+        if let Some((inside, _)) = r.changed {
+            need(
+                inside >= 29.0,
+                format!("inside the object only {inside:.1} dB from the object drawn in place"),
+            );
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "generative-answer targets missed:\n{}",
+        failures.join("\n")
+    );
+}
+
+/// An answer whose halves moved apart (a model that redrew the scene unevenly) cannot be
+/// lined up by one motion. The registration must say it is unsure, the job's note must say
+/// so, and the transfer must not print misaligned edges onto the photo: the look is
+/// carried by the colour maps alone, which stays close to the edit made in place.
+#[test]
+fn an_answer_that_cannot_be_lined_up_falls_back_and_says_so() {
+    use luminary::transfer::align::Quality;
+    use luminary::transfer::fidelity::srgb_to_working;
+    let scene = scene();
+    let (seen, exact) = scene.exact_answer(Edit::GlobalLook);
+    let (w, h) = (exact.width, exact.height);
+    // Left half 5 px left, right half 5 px right.
+    let mut torn = exact.data.clone();
+    for y in 0..h {
+        for x in 0..w {
+            let sx = if x < w / 2 {
+                (x + 5).min(w - 1)
+            } else {
+                x.saturating_sub(5)
+            };
+            torn[(y * w + x) * 3..][..3].copy_from_slice(&exact.data[(y * w + sx) * 3..][..3]);
+        }
+    }
+    let torn = RgbF32::new(w, h, torn);
+    let t = luminary::transfer::Transfer::fit(
+        &seen,
+        &srgb_to_working(&torn),
+        luminary::transfer::Mode::Look,
+    );
+    println!("{:?}", t.report);
+    assert!(
+        matches!(t.report.registration, Quality::Unsure { .. }),
+        "{}",
+        t.report.registration
+    );
+    let note = t.report.note.clone().expect("a note for the job's result");
+    assert!(note.contains("could not be lined up"), "{note}");
+    let r = scene.measure(
+        Edit::GlobalLook,
+        luminary::transfer::Mode::Look,
+        &seen,
+        &torn,
+        false,
+        false,
+    );
+    println!(
+        "torn answer: luminary {:.2} dB, bicubic {:.2} dB, fine detail {:.2} dB",
+        r.luminary_db, r.bicubic_db, r.detail.luminary_db
+    );
+    // 33.8 dB and 51.0 dB when written; bicubic upscaling of the torn answer 14.6 dB.
+    assert!(r.luminary_db >= 32.5, "{:.2} dB", r.luminary_db);
+    assert!(
+        r.detail.luminary_db >= 48.0,
+        "ghosted detail: {:.2} dB",
+        r.detail.luminary_db
+    );
+}
+
 /// Every row kernel computes the same picture: the explicit-SIMD one the CPU picks and
 /// the portable one (ARM Macs, old x86), and the per-pixel interpolation down the grid
 /// (previews, the live slider) against the per-row one (full resolution). A kernel that

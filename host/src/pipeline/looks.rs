@@ -119,6 +119,7 @@ pub fn run_look_job(
         width: base.width as u32,
         height: base.height as u32,
         timings_ms: timings,
+        notes: Vec::new(),
     })
 }
 

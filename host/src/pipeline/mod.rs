@@ -107,6 +107,10 @@ pub struct EnhanceResult {
     pub height: u32,
     /// Milliseconds per stage, and `total`.
     pub timings_ms: BTreeMap<String, u64>,
+    /// What the user should know about how the result was made (e.g. an engine's picture
+    /// that could not be lined up with the photo with confidence); absent when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// Stage names and their share of the whole job, for progress fractions.
@@ -583,6 +587,7 @@ pub fn run_job(
             width: done.width as u32,
             height: done.height as u32,
             timings_ms: timings,
+            notes: Vec::new(),
         });
     }
 
@@ -630,6 +635,7 @@ pub fn run_job(
     // same pass (so `blend` reads 0 ms: there is no separate pass).
     t.start("transfer");
     let mut alpha = None;
+    let mut notes = Vec::new();
     let (out, cached, cost) = match edited {
         Edited::Blended(out) => (out, false, 0.0),
         // A cut-out: the photo untouched, the matte refined on it as its alpha.
@@ -652,6 +658,14 @@ pub fn run_job(
             let mode = transfer_mode(descriptor);
             let transfer = Transfer::fit_answer(&seen, &answer.image, mode, answer.lossy);
             tracing::debug!("transfer fit: {:?}", transfer.report);
+            if let Some(note) = &transfer.report.note {
+                tracing::warn!("{}: {note}", req.source.display());
+                notes.push(note.clone());
+            }
+            t.timings.insert(
+                "register".into(),
+                transfer.report.register_ms.round() as u64,
+            );
             transfer.apply_blend(&mut base, intensity as f32, cancel)?;
             (base, answer.cached, answer.cost)
         }
@@ -700,5 +714,6 @@ pub fn run_job(
         width: w,
         height: h,
         timings_ms: timings,
+        notes,
     })
 }
