@@ -386,6 +386,13 @@ fn smoothstep(lo: f32, hi: f32, x: f32) -> f32 {
 /// hands nodes with few pixels to the coarser level.
 const EPS: f32 = 2e-5;
 const KAPPA: f32 = 2e-3;
+/// How much harder a lossy answer's nodes lean on the coarser level. A JPEG's errors are
+/// whole 8×8 blocks, so a fine node's pixels share one error and its slopes chase it.
+/// Measured on the fidelity photo (×1 → ×64): JPEG q90 rows +0.05 to +2.0 dB, the
+/// all-degradations rows +1.2 to +2.0 dB for single operators and +0.3 dB combined;
+/// ×256 starts to lose the combined look again (−0.2 dB against ×64). Lossless answers
+/// keep `KAPPA`: ×64 would cost them 0.1–1.8 dB.
+const LOSSY_KAPPA: f32 = 64.0 * KAPPA;
 
 impl Transfer {
     /// Learns the edit: `seen` is the preview exactly as the engine received it (linear
@@ -446,6 +453,7 @@ impl Transfer {
             (None, None, Some((a, b))) => (&a[..], &b[..]),
             (None, None, None) => (&src[..], &dst[..]),
         };
+        let kappa = if lossy { LOSSY_KAPPA } else { KAPPA };
         // What the maps predict the answer from.
         let predict_from: &[f32] = softened.as_deref().unwrap_or(&src);
         let grid = Grid::fit(
@@ -456,7 +464,7 @@ impl Transfer {
             pw,
             ph,
             EPS,
-            KAPPA,
+            kappa,
         );
         trace("grid fit", started);
         let mut look = Transfer::look_only(grid, pw, ph);
@@ -513,7 +521,7 @@ impl Transfer {
                     ok * (1.0 - smoothstep(th.low * 0.5, th.low, v))
                 })
                 .collect();
-            let grid = Grid::fit(shape, fit_src, fit_dst, Some(&weights), pw, ph, EPS, KAPPA);
+            let grid = Grid::fit(shape, fit_src, fit_dst, Some(&weights), pw, ph, EPS, kappa);
             look = Transfer::look_only(grid, pw, ph);
             residual = residual_of(look.slice_preview(predict_from));
             residual_low = low(&residual);
