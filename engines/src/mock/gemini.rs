@@ -5,7 +5,9 @@ use std::sync::atomic::Ordering;
 
 use serde_json::{json, Value};
 
-use super::{b64, grade_bytes, secs, Fault, Recorded, Resp, Shared, TEST_KEY};
+use super::{
+    b64, edit_bytes, grade_bytes, secs, torn_grade, Fault, Recorded, Resp, Shared, TEST_KEY,
+};
 
 fn field<'v>(v: &'v Value, camel: &str, snake: &str) -> Option<&'v Value> {
     v.get(camel).or_else(|| v.get(snake))
@@ -184,7 +186,12 @@ pub(crate) fn handle(shared: &Shared, rec: &Recorded) -> Resp {
                                          "finishReason": "STOP", "index": 0}],
                                         "usageMetadata": usage, "modelVersion": model, "responseId": response_id}),
         other => {
-            let (png, _, _) = match grade_bytes(&image, matches!(other, Some(Fault::WrongAspect))) {
+            let edited = if matches!(other, Some(Fault::Torn)) {
+                edit_bytes(&image, false, torn_grade)
+            } else {
+                grade_bytes(&image, matches!(other, Some(Fault::WrongAspect)))
+            };
+            let (png, _, _) = match edited {
                 Ok(x) => x,
                 Err(e) => {
                     return error(

@@ -76,6 +76,10 @@ pub enum Fault {
     TextOnly,
     /// A square crop of the graded image, far from the input's aspect ratio.
     WrongAspect,
+    /// The graded image with its halves moved apart (the top right, the bottom left, by
+    /// 1/200 of the width each): a model that redrew the scene unevenly, which no single
+    /// motion lines up. (Gemini only.)
+    Torn,
     /// Queue providers: the job stays in progress this long (sync providers: like `Latency`).
     SlowJob(Duration),
     /// Answer (or finish the job) only after this long; for concurrency tests.
@@ -654,6 +658,18 @@ pub(crate) fn edit_bytes(
         .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
         .map_err(|e| format!("cannot encode PNG: {e}"))?;
     Ok((png, graded.width(), graded.height()))
+}
+
+/// [`mock_grade`], then the halves moved apart (the `Torn` fault).
+pub(crate) fn torn_grade(img: &image::RgbImage) -> image::RgbImage {
+    let graded = mock_grade(img);
+    let (w, h) = graded.dimensions();
+    let d = (w / 200).max(3) as i64;
+    image::RgbImage::from_fn(w, h, |x, y| {
+        let dx = if y < h / 2 { -d } else { d };
+        let sx = (x as i64 + dx).clamp(0, w as i64 - 1) as u32;
+        *graded.get_pixel(sx, y)
+    })
 }
 
 /// The bytes of a `data:…;base64,…` URI.

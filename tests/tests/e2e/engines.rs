@@ -771,6 +771,86 @@ fn the_preview_sent_is_upright_small_and_carries_no_metadata() {
     lum.assert_no_secret(&[TEST_KEY], &[]);
 }
 
+/// Issue #19: an answer that no single motion lines up with the photo (its halves moved
+/// apart) is carried by the colour maps alone, and the result says so — in the `done`
+/// message's `notes` and under the CLI's result — rather than printing two misaligned
+/// pictures over each other. The same grade answered cleanly (another preset: the mock
+/// grades every preset alike) is the reference: the fallback stays close to it (31.5 dB
+/// when written), where the full transfer of the torn answer, ghosts and all, is 21.4 dB.
+#[test]
+fn a_torn_answer_falls_back_to_colour_alone_and_the_result_says_so() {
+    let p = photos();
+    let mock = MockServer::start(MockKind::Gemini, vec![Fault::Torn]);
+    let lum = Lum::new();
+    lum.env.write_config(&gemini_table(&mock));
+    lum.set_keys(&[("GEMINI_API_KEY", TEST_KEY)]);
+    let src = copy_to(&lum.env.work, &p.tiff16);
+    let before = fingerprint(&src);
+    let out = lum.env.work.join("out");
+    std::fs::create_dir(&out).unwrap();
+    let args = |preset: &'static str| {
+        vec![
+            src.to_str().unwrap().to_string(),
+            "--preset".into(),
+            preset.into(),
+            "--engine".into(),
+            "gemini".into(),
+            "--out-dir".into(),
+            out.to_str().unwrap().to_string(),
+        ]
+    };
+    let torn_args = args("moody");
+    let torn_args: Vec<&str> = torn_args.iter().map(String::as_str).collect();
+    let torn = lum.ok(&torn_args);
+    let notes: Vec<&str> = torn["notes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no notes in {torn}"))
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    assert!(
+        notes.len() == 1 && notes[0].contains("could not be lined up"),
+        "{notes:?}"
+    );
+    assert!(torn["timings_ms"]["register"].is_u64(), "{torn}");
+
+    let clean_args = args("warm-film");
+    let clean_args: Vec<&str> = clean_args.iter().map(String::as_str).collect();
+    let clean = lum.ok(&clean_args);
+    assert!(
+        clean.get("notes").is_none(),
+        "a clean answer has notes: {clean}"
+    );
+    let a = decode8(Path::new(torn["output"].as_str().unwrap()));
+    let b = decode8(Path::new(clean["output"].as_str().unwrap()));
+    let db = psnr8(&a, &b);
+    println!("torn answer's result against the clean answer's: {db:.1} dB");
+    assert!(
+        db >= 30.0,
+        "the torn answer's result is {db:.1} dB from the clean one's"
+    );
+
+    // The CLI prints the note under the result (the torn answer now comes from the cache).
+    let plain = lum.run(&[
+        "enhance",
+        torn_args[0],
+        "--preset",
+        "moody",
+        "--engine",
+        "gemini",
+        "--out-dir",
+        torn_args[6],
+    ]);
+    let text = String::from_utf8_lossy(&plain.stdout);
+    assert!(plain.status.success(), "{text}");
+    assert!(
+        text.contains("note: ") && text.contains("could not be lined up"),
+        "{text}"
+    );
+    assert_eq!(mock.billed(), 2, "the torn answer was paid for again");
+    assert_eq!(fingerprint(&src), before, "the original changed");
+}
+
 /// Test 5: a refusal, a rate limit, a wrong key and no key, through the daemon.
 #[test]
 fn engine_faults_give_clear_errors_leave_nothing_and_the_daemon_stays_up() {
