@@ -411,6 +411,13 @@ function Core.collect(catalog, report, entry, result, status, settings)
     log:error(entry.name .. ": " .. err)
   else
     report.imported[#report.imported + 1] = Core.importResult(catalog, entry.photo, result.output, Core.label(settings))
+    -- How the result was made, where the photographer should know (e.g. an AI answer that
+    -- could not be lined up with the photo): shown in the summary.
+    for _, note in ipairs(type(result.notes) == "table" and result.notes or {}) do
+      report.notes = report.notes or {}
+      report.notes[#report.notes + 1] = entry.name .. ": " .. tostring(note)
+      log:warn(entry.name .. ": " .. tostring(note))
+    end
   end
 end
 
@@ -496,6 +503,10 @@ function Core.summarize(report)
       what, tonumber(s.photos) or 0, tostring(s.look))
   end
   if report.cancelled then lines[#lines + 1] = "Cancelled: the remaining photos were not enhanced." end
+  if report.notes and #report.notes > 0 then
+    lines[#lines + 1] = "\nNotes:"
+    for _, n in ipairs(report.notes) do lines[#lines + 1] = "  " .. n end
+  end
   if #report.skipped > 0 then
     lines[#lines + 1] = "\nSkipped:"
     for _, s in ipairs(report.skipped) do lines[#lines + 1] = "  " .. s end

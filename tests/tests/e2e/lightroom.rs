@@ -363,6 +363,40 @@ SDK.check(string.find(lines, "--files-from", 1, true), "the photos were not pass
     );
 }
 
+/// #19 in Lightroom: a result the daemon adds a note to (here an AI answer torn in two,
+/// which could not be lined up with the photo) is still imported, and the summary names
+/// the photo and says what happened.
+#[test]
+fn a_result_note_reaches_the_summary() {
+    use luminary_engines::mock::{Fault, MockKind, MockServer, TEST_KEY};
+    let f = fixtures();
+    let env = Env::new();
+    let mock = MockServer::start(MockKind::Gemini, vec![Fault::Torn]);
+    env.write_config(&format!(
+        "[engines.gemini]\nbase_url = \"{}\"\nconnect_timeout_s = 2\n",
+        mock.base_url
+    ));
+    let tif = copy_into(&env, &f.tiff8);
+    let scenario = format!(
+        r#"
+local A = SDK.photo {{ path = {tif:?} }}
+SDK.catalog.selected = {{ A }}
+SDK.prefs.preset = "warm-film"
+SDK.prefs.engine = "gemini"
+SDK.prefs.source = "original"
+SDK.dialogAnswer = "ok"
+SDK.runMenuItem()
+SDK.check(#SDK.added == 1, "added " .. #SDK.added .. ": " .. tostring((SDK.messages[#SDK.messages] or {{}}).text))
+local m = SDK.messages[#SDK.messages]
+SDK.check(m.kind == "info", "a note is not a failure: " .. m.kind)
+SDK.check(string.find(m.text, "Notes:\n  scan8.tif: the engine's picture could not be lined up", 1, true), m.text)
+"#,
+        tif = tif.to_string_lossy()
+    );
+    run_scenario_with(&env, &scenario, false, &[("GEMINI_API_KEY", TEST_KEY)]);
+    assert_eq!(mock.billed(), 1);
+}
+
 /// #16 point 5: the dialog shows before and after of the first selected photo, following
 /// the intensity (the picture's file changes); every preset on the photo in a strip; the
 /// selection's cost; on Gemini nothing is sent on a slider move, only on the button's click,
