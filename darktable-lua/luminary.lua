@@ -312,7 +312,8 @@ local list_counter = 0
 --- `opts.same_look`: one engine call for the whole selection — the look is learned on the
 --- first image (the one acted on) and applied to all; `opts.look`: a saved `.look` file,
 --- applied with no engine (the preset and engine are then not used). With either, the
---- fourth value returned is the run's summary {photos, engine_calls, cost, look}.
+--- fourth value returned is the run's summary {photos, engine_calls, cost, look}. The fifth
+--- is the results' notes ("file: note"), also shown with the count of photos enhanced.
 function L.enhance(images, opts)
   opts = opts or {}
   if opts.look and opts.look ~= "" then
@@ -327,7 +328,7 @@ function L.enhance(images, opts)
   local list = {}
   for _, img in pairs(images or {}) do list[#list + 1] = img end
   if #list == 0 then error(_("no images selected")) end
-  local imported, errors = {}, {}
+  local imported, errors, notes = {}, {}, {}
   local function failed(image, why)
     local msg = image.filename .. ": " .. tostring(why)
     errors[#errors + 1] = msg
@@ -404,6 +405,12 @@ function L.enhance(images, opts)
     else
       local ok, res = pcall(import_result, e.image, result.output, label)
       if ok then imported[#imported + 1] = res else failed(e.image, res) end
+      -- How the result was made, where the photographer should know (e.g. an AI answer
+      -- that could not be lined up with the photo).
+      for _, note in ipairs(type(result.notes) == "table" and result.notes or {}) do
+        notes[#notes + 1] = e.image.filename .. ": " .. tostring(note)
+        dt.print_log("Luminary: " .. notes[#notes])
+      end
     end
   end
   if job then job.valid = false end
@@ -412,7 +419,9 @@ function L.enhance(images, opts)
     error(table.concat(errors, "\n"), 0)
   end
   if #imported > 0 then
-    dt.print(string.format(_("Luminary: %d of %d photos enhanced"), #imported, #list))
+    local text = string.format(_("Luminary: %d of %d photos enhanced"), #imported, #list)
+    if #notes > 0 then text = text .. "\n" .. table.concat(notes, "\n") end
+    dt.print(text)
   end
   if summary then
     -- "1 engine call ($0.040) for 48 photos": what the same look for all cost.
@@ -423,7 +432,7 @@ function L.enhance(images, opts)
       what, tonumber(summary.photos) or #list, tostring(summary.look))
     dt.print(summary.text)
   end
-  return imported, errors, cancelled, summary
+  return imported, errors, cancelled, summary, notes
 end
 
 local function dollars(v)

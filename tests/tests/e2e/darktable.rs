@@ -562,6 +562,70 @@ dt.gui.action("global/quit", 0, "", "", 1.0)
     }
 }
 
+/// #19 in real darktable: a result the daemon adds a note to (an AI answer torn in two,
+/// which could not be lined up with the photo) is imported, and the note comes back with
+/// the photo's name, shown with the count of photos enhanced.
+#[test]
+fn darktable_shows_a_results_note() {
+    use luminary_engines::mock::{Fault, MockKind, MockServer, TEST_KEY};
+    let f = fixtures();
+    let env = Env::new();
+    let mock = MockServer::start(MockKind::Gemini, vec![Fault::Torn]);
+    env.write_config(&format!(
+        "[engines.gemini]\nbase_url = \"{}\"\nconnect_timeout_s = 2\n",
+        mock.base_url
+    ));
+    let started = env
+        .cmd()
+        .env("GEMINI_API_KEY", TEST_KEY)
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    assert!(started.status.success());
+    let conf = env.root.path().join("dtconf");
+    assert!(env
+        .run(&[
+            "install",
+            "darktable",
+            "--configdir",
+            conf.to_str().unwrap()
+        ])
+        .status
+        .success());
+    let tif = copy_into(&env, &f.tiff16);
+    let result = env.root.path().join("dt-result.txt");
+    let lua = format!(
+        r#"
+local dt = require "darktable"
+local out = io.open("{result}", "w")
+local function say(...) out:write(table.concat({{...}}, " "), "\n") out:flush() end
+local ok, err = pcall(function()
+  local lum = require "luminary"
+  local tif = dt.database.import("{tif}")
+  local imported, errors, cancelled, summary, notes = lum.enhance({{tif}},
+    {{ preset = "warm-film", intensity = 0.8, engine = "gemini", source = "raw" }})
+  say("imported", #imported, #errors)
+  for _, n in ipairs(notes) do say("note", n) end
+end)
+say(ok and "OK" or ("ERR " .. tostring(err)))
+out:close()
+dt.gui.action("global/quit", 0, "", "", 1.0)
+"#,
+        result = result.display(),
+        tif = tif.display(),
+    );
+    let log = run_darktable(&env, &conf, &lua);
+    let said = std::fs::read_to_string(&result)
+        .unwrap_or_else(|_| panic!("the test script did not run:\n{log}"));
+    assert!(said.contains("\nOK"), "{said}\n{log}");
+    assert!(said.contains("imported 1 0"), "{said}");
+    assert!(
+        said.contains("note scan16.tif: the engine's picture could not be lined up"),
+        "{said}"
+    );
+    assert_eq!(mock.billed(), 1, "{said}");
+}
+
 /// #21 point 4 in real darktable: an upscale sends the whole photo out, so whatever it
 /// costs the panel says so (tiles, price) and runs it on the second click only.
 #[test]
