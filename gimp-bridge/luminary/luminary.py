@@ -520,12 +520,16 @@ class Luminary(Gimp.PlugIn):
             for i, (img, lay, _source, _out) in enumerate(entries):
                 r = results.get(i + 1)
                 if r is None or not r.get("ok"):
-                    failed.append("%s: %s" % (img.get_name(), (r or {}).get("message", "no result")))
+                    failed.append("%s: %s" % (image_label(img), (r or {}).get("message", "no result")))
                     continue
                 if not os.path.exists(r["output"]):
-                    failed.append("%s: Luminary reported %s, which does not exist" % (img.get_name(), r["output"]))
+                    failed.append("%s: Luminary reported %s, which does not exist" % (image_label(img), r["output"]))
                     continue
                 add_result_layer(img, lay, r["output"], "Luminary — %s" % label)
+                # How the result was made, where the user should know (e.g. an AI answer that
+                # could not be lined up with the image).
+                for note in r.get("notes") or []:
+                    Gimp.message("Luminary: %s: %s" % (image_label(img), note))
             summary = next((r for r in lines if r.get("type") == "summary"), None)
             if summary:
                 calls = int(summary.get("engine_calls", 0))
@@ -541,6 +545,13 @@ class Luminary(Gimp.PlugIn):
             return error(procedure, "Luminary: %s" % e)
         finally:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def image_label(image):
+    """The image's file name, as the user knows it (GIMP's name for an image without a file
+    is "[Untitled]", which is used then)."""
+    f = image.get_file()
+    return f.get_basename() if f is not None else image.get_name()
 
 
 def add_result_layer(image, layer, output, name):

@@ -770,9 +770,61 @@ img.delete()
     );
 }
 
+/// #19 in GIMP 3: a result the daemon adds a note to (an AI answer torn in two, which
+/// could not be lined up with the image) still arrives as a layer, and the note is GIMP's
+/// message, naming the image (a script's image has no file: GIMP names it "[Untitled]").
+#[test]
+fn gimp_3_shows_a_results_note_as_a_message() {
+    use luminary_engines::mock::{Fault, MockKind, MockServer};
+    let f = fixtures();
+    let mock = MockServer::start(MockKind::Gemini, vec![Fault::Torn]);
+    let (inside, _bin) = gimp_with_plugin("note", &f.tiff8);
+    use_mock(&inside, &mock, "gemini");
+    let batch = format!(
+        r#"
+import json
+import gi
+gi.require_version("Gimp", "3.0")
+from gi.repository import Gimp, Gio
+res = {{}}
+img = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path("{photo}"))
+src = img.get_layers()[0]
+proc = Gimp.get_pdb().lookup_procedure("python-fu-luminary-enhance")
+config = proc.create_config()
+config.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+config.set_property("image", img)
+config.set_core_object_array("drawables", [src])
+config.set_property("preset", "warm-film")
+config.set_property("intensity", 0.8)
+config.set_property("engine", "gemini")
+r = proc.run(config)
+res["success"] = int(r.index(0)) == int(Gimp.PDBStatusType.SUCCESS)
+res["message"] = r.index(1) if r.length() > 1 else ""
+res["name"] = img.get_layers()[0].get_name()
+json.dump(res, open("{result}", "w"))
+img.delete()
+"#,
+        photo = inside.path("work/photo.tif"),
+        result = inside.path("work/result.json"),
+    );
+    let (res, log) = run_gimp_batch(&inside, &batch);
+    assert_eq!(res["success"], true, "{res}\n{log}");
+    assert_eq!(res["name"], "Luminary — warm-film", "{res}");
+    assert!(
+        log.contains("Luminary: [Untitled]: the engine's picture could not be lined up"),
+        "the note is not in GIMP's messages:\n{log}"
+    );
+    assert_eq!(mock.billed(), 1);
+}
+
 /// The chroot's Luminary talks to `mock` as fal, its key in a private config file (GIMP
 /// starts the daemon, so an environment variable would not reach it).
 fn use_fal_mock(inside: &Inside, mock: &luminary_engines::mock::MockServer) {
+    use_mock(inside, mock, "fal")
+}
+
+/// The chroot's Luminary talks to `mock` as `engine`, its key in a private config file.
+fn use_mock(inside: &Inside, mock: &luminary_engines::mock::MockServer, engine: &str) {
     use std::os::unix::fs::PermissionsExt;
     let cfg = inside.host().join("cfg/luminary");
     std::fs::create_dir_all(&cfg).unwrap();
@@ -780,7 +832,7 @@ fn use_fal_mock(inside: &Inside, mock: &luminary_engines::mock::MockServer) {
     std::fs::write(
         &config,
         format!(
-            "[engines.fal]\nbase_url = \"{}\"\napi_key = \"{}\"\nconnect_timeout_s = 2\n",
+            "[engines.{engine}]\nbase_url = \"{}\"\napi_key = \"{}\"\nconnect_timeout_s = 2\n",
             mock.base_url,
             luminary_engines::mock::TEST_KEY
         ),
