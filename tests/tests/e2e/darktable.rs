@@ -3,7 +3,7 @@
 //! and driven through its own entry point and its panel's button; darktable's databases
 //! are checked afterwards.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use luminary_tests::daemon::Env;
@@ -89,6 +89,30 @@ fn run_darktable(env: &Env, conf: &Path, lua: &str) -> String {
         );
     }
     unreachable!()
+}
+
+/// Starts the daemon darktable's commands will talk to, with `key_var` set to the mocks'
+/// key (started here, before darktable, whose environment does not carry it), and installs
+/// the script into a darktable config folder, returned.
+fn install_with_daemon(env: &Env, key_var: &str) -> PathBuf {
+    let started = env
+        .cmd()
+        .env(key_var, luminary_engines::mock::TEST_KEY)
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    assert!(started.status.success());
+    let conf = env.root.path().join("dtconf");
+    assert!(env
+        .run(&[
+            "install",
+            "darktable",
+            "--configdir",
+            conf.to_str().unwrap()
+        ])
+        .status
+        .success());
+    conf
 }
 
 fn query(db: &Path, sql: &str) -> Value {
@@ -338,7 +362,7 @@ print(ok and "no limit" or err)
 /// darktable as one sheet grouped with it.
 #[test]
 fn darktable_shows_the_cost_asks_with_a_second_click_and_compares_presets() {
-    use luminary_engines::mock::{MockKind, MockServer, TEST_KEY};
+    use luminary_engines::mock::{MockKind, MockServer};
     let f = fixtures();
     let env = Env::new();
     let mock = MockServer::start(MockKind::Gemini, vec![]);
@@ -347,24 +371,7 @@ fn darktable_shows_the_cost_asks_with_a_second_click_and_compares_presets() {
          [engine]\nconfirm_above_usd = 0.05\n",
         mock.base_url
     ));
-    // The daemon darktable's commands talk to has the key (started here, before darktable).
-    let started = env
-        .cmd()
-        .env("GEMINI_API_KEY", TEST_KEY)
-        .args(["status", "--json"])
-        .output()
-        .unwrap();
-    assert!(started.status.success());
-    let conf = env.root.path().join("dtconf");
-    assert!(env
-        .run(&[
-            "install",
-            "darktable",
-            "--configdir",
-            conf.to_str().unwrap()
-        ])
-        .status
-        .success());
+    let conf = install_with_daemon(&env, "GEMINI_API_KEY");
     let raw = copy_into(&env, &f.dng_grbg_12);
     let tif = copy_into(&env, &f.tiff16);
     let result = env.root.path().join("dt-result.txt");
@@ -440,7 +447,7 @@ dt.gui.action("global/quit", 0, "", "", 1.0)
 /// its original, and the saved look is applied later with no engine.
 #[test]
 fn darktable_same_look_for_all_makes_one_engine_call_and_a_saved_look_none() {
-    use luminary_engines::mock::{MockKind, MockServer, TEST_KEY};
+    use luminary_engines::mock::{MockKind, MockServer};
     let f = fixtures();
     let env = Env::new();
     let mock = MockServer::start(MockKind::Gemini, vec![]);
@@ -448,23 +455,7 @@ fn darktable_same_look_for_all_makes_one_engine_call_and_a_saved_look_none() {
         "[engines.gemini]\nbase_url = \"{}\"\nprice_per_image = 0.04\nconnect_timeout_s = 2\n",
         mock.base_url
     ));
-    let started = env
-        .cmd()
-        .env("GEMINI_API_KEY", TEST_KEY)
-        .args(["status", "--json"])
-        .output()
-        .unwrap();
-    assert!(started.status.success());
-    let conf = env.root.path().join("dtconf");
-    assert!(env
-        .run(&[
-            "install",
-            "darktable",
-            "--configdir",
-            conf.to_str().unwrap()
-        ])
-        .status
-        .success());
+    let conf = install_with_daemon(&env, "GEMINI_API_KEY");
     let raw = copy_into(&env, &f.dng_grbg_12);
     let tif = copy_into(&env, &f.tiff16);
     let jpg = copy_into(&env, &f.jpeg_rot);
@@ -567,7 +558,7 @@ dt.gui.action("global/quit", 0, "", "", 1.0)
 /// the photo's name, shown with the count of photos enhanced.
 #[test]
 fn darktable_shows_a_results_note() {
-    use luminary_engines::mock::{Fault, MockKind, MockServer, TEST_KEY};
+    use luminary_engines::mock::{Fault, MockKind, MockServer};
     let f = fixtures();
     let env = Env::new();
     let mock = MockServer::start(MockKind::Gemini, vec![Fault::Torn]);
@@ -575,23 +566,7 @@ fn darktable_shows_a_results_note() {
         "[engines.gemini]\nbase_url = \"{}\"\nconnect_timeout_s = 2\n",
         mock.base_url
     ));
-    let started = env
-        .cmd()
-        .env("GEMINI_API_KEY", TEST_KEY)
-        .args(["status", "--json"])
-        .output()
-        .unwrap();
-    assert!(started.status.success());
-    let conf = env.root.path().join("dtconf");
-    assert!(env
-        .run(&[
-            "install",
-            "darktable",
-            "--configdir",
-            conf.to_str().unwrap()
-        ])
-        .status
-        .success());
+    let conf = install_with_daemon(&env, "GEMINI_API_KEY");
     let tif = copy_into(&env, &f.tiff16);
     let result = env.root.path().join("dt-result.txt");
     let lua = format!(
@@ -630,7 +605,7 @@ dt.gui.action("global/quit", 0, "", "", 1.0)
 /// costs the panel says so (tiles, price) and runs it on the second click only.
 #[test]
 fn darktable_says_an_upscale_sends_the_whole_photo_before_the_second_click() {
-    use luminary_engines::mock::{MockKind, MockServer, TEST_KEY};
+    use luminary_engines::mock::{MockKind, MockServer};
     let f = fixtures();
     let env = Env::new();
     let mock = MockServer::start(MockKind::Fal, vec![]);
@@ -638,23 +613,7 @@ fn darktable_says_an_upscale_sends_the_whole_photo_before_the_second_click() {
         "[engines.fal]\nbase_url = \"{}\"\nconnect_timeout_s = 2\n",
         mock.base_url
     ));
-    let started = env
-        .cmd()
-        .env("FAL_KEY", TEST_KEY)
-        .args(["status", "--json"])
-        .output()
-        .unwrap();
-    assert!(started.status.success());
-    let conf = env.root.path().join("dtconf");
-    assert!(env
-        .run(&[
-            "install",
-            "darktable",
-            "--configdir",
-            conf.to_str().unwrap()
-        ])
-        .status
-        .success());
+    let conf = install_with_daemon(&env, "FAL_KEY");
     let tif = copy_into(&env, &f.tiff8);
     let result = env.root.path().join("dt-result.txt");
     let lua = format!(
