@@ -9,6 +9,13 @@
 
 use rayon::prelude::*;
 
+/// A one-channel plane minus its (2r+1)² box mean: its fine detail, texture and noise.
+pub fn high_pass(v: &[f32], w: usize, h: usize, r: usize) -> Vec<f32> {
+    let mut low = v.to_vec();
+    box_blur(&mut low, w, h, 1, r, 1);
+    v.par_iter().zip(&low).map(|(a, b)| a - b).collect()
+}
+
 /// Blurs `v` (`w`×`h` pixels of `c` interleaved floats) with a `(2r+1)²` box, `passes`
 /// times (three passes ≈ a Gaussian of σ ≈ r).
 pub fn box_blur(v: &mut [f32], w: usize, h: usize, c: usize, r: usize, passes: usize) {

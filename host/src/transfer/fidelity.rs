@@ -285,9 +285,7 @@ fn high_pass(img: &[f32], w: usize, h: usize) -> Vec<f32> {
             ])
         })
         .collect();
-    let mut low = luma.clone();
-    super::blur::box_blur(&mut low, w, h, 1, 2, 1);
-    luma.par_iter().zip(&low).map(|(a, b)| a - b).collect()
+    super::blur::high_pass(&luma, w, h, 2)
 }
 
 /// The detail kept: how a result's high frequencies compare with the ground truth's.

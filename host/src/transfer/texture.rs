@@ -17,7 +17,7 @@
 
 use rayon::prelude::*;
 
-use super::blur::{box_blur, gaussian};
+use super::blur::{self, gaussian};
 use super::grid;
 
 /// The softening candidates, in preview pixels.
@@ -70,9 +70,7 @@ fn planes(v: &[f32], w: usize, h: usize) -> (Vec<f32>, Vec<f32>, usize, usize) {
 
 /// Fine detail: the plane minus its 3×3 mean.
 fn high_pass(v: &[f32], w: usize, h: usize) -> Vec<f32> {
-    let mut low = v.to_vec();
-    box_blur(&mut low, w, h, 1, 1, 1);
-    v.iter().zip(&low).map(|(a, b)| a - b).collect()
+    blur::high_pass(v, w, h, 1)
 }
 
 /// Normalised correlation of two equally long signals.
