@@ -179,8 +179,30 @@ impl Encoder {
     /// `src`), with the best kernel this CPU runs: the same values as [`Encoder::encode`]
     /// one pixel at a time, a block of pixels split into channel arrays so it vectorises.
     pub fn encode_u16(&self, src: &[f32], dst: &mut [u16], simd: Simd) {
-        let e = self;
-        crate::simd::dispatch!(simd, Encoder::encode_u16_plain(e: &Encoder, src: &[f32], dst: &mut [u16]))
+        assert_eq!(src.len(), dst.len());
+        #[cfg(target_arch = "x86_64")]
+        if simd.available() != Simd::Portable {
+            // SAFETY: `available` found AVX2 and FMA on this CPU.
+            return unsafe { self.encode_u16_avx2(src, dst) };
+        }
+        self.blocks(
+            src,
+            dst,
+            |v| v.iter_mut().for_each(|v| *v = self.transfer(*v)),
+            |_, v, _| (v * 65535.0 + 0.5) as u16,
+        )
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn encode_u16_avx2(&self, src: &[f32], dst: &mut [u16]) {
+        // SAFETY (of the closure's call): this function runs only where AVX2 is.
+        self.blocks(
+            src,
+            dst,
+            |v| unsafe { transfer_block_avx2(&self.lut, v) },
+            |_, v, _| (v * 65535.0 + 0.5) as u16,
+        )
     }
 
     /// Interleaved working-space pixels of row `y` → interleaved 8-bit code values with
@@ -188,14 +210,44 @@ impl Encoder {
     /// with the best kernel this CPU runs: the same values as [`Encoder::encode`] and the
     /// dither one pixel at a time.
     pub fn encode_u8_dithered(&self, src: &[f32], dst: &mut [u8], y: u32, simd: Simd) {
-        let e = self;
-        crate::simd::dispatch!(simd, Encoder::encode_u8_dithered_plain(e: &Encoder, src: &[f32], dst: &mut [u8], y: u32))
+        assert_eq!(src.len(), dst.len());
+        #[cfg(target_arch = "x86_64")]
+        if simd.available() != Simd::Portable {
+            // SAFETY: `available` found AVX2 and FMA on this CPU.
+            return unsafe { self.encode_u8_dithered_avx2(src, dst, y) };
+        }
+        self.blocks(
+            src,
+            dst,
+            |v| v.iter_mut().for_each(|v| *v = self.transfer(*v)),
+            |c, v, x| dither_u8(v, x, y, c),
+        )
     }
 
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn encode_u8_dithered_avx2(&self, src: &[f32], dst: &mut [u8], y: u32) {
+        // SAFETY (of the closure's call): this function runs only where AVX2 is.
+        self.blocks(
+            src,
+            dst,
+            |v| unsafe { transfer_block_avx2(&self.lut, v) },
+            |c, v, x| dither_u8(v, x, y, c),
+        )
+    }
+
+    /// The kernels' one loop: a block of pixels split into channel arrays, the matrix,
+    /// `transfer` over each channel's block, `code` per sample (channel, encoded value,
+    /// x), interleaved back. Inlined into each caller, so it is compiled with the
+    /// caller's instruction set.
     #[inline(always)]
-    fn encode_u8_dithered_plain(&self, src: &[f32], dst: &mut [u8], y: u32) {
-        const BLOCK: usize = 64;
-        assert_eq!(src.len(), dst.len());
+    fn blocks<T: Copy + Default>(
+        &self,
+        src: &[f32],
+        dst: &mut [T],
+        transfer: impl Fn(&mut [f32; BLOCK]),
+        code: impl Fn(u32, f32, u32) -> T,
+    ) {
         let m = &self.matrix;
         for (b, (s, d)) in src
             .chunks(3 * BLOCK)
@@ -208,14 +260,18 @@ impl Encoder {
                 px[1][i] = p[1];
                 px[2][i] = p[2];
             }
+            let mut lin = [[0f32; BLOCK]; 3];
+            for (c, l) in lin.iter_mut().enumerate() {
+                for i in 0..BLOCK {
+                    l[i] = m[c][0] * px[0][i] + m[c][1] * px[1][i] + m[c][2] * px[2][i];
+                }
+                transfer(l);
+            }
             let x0 = (b * BLOCK) as u32;
-            let mut out = [[0u8; BLOCK]; 3];
-            for i in 0..BLOCK {
-                let p = [px[0][i], px[1][i], px[2][i]];
-                for c in 0..3 {
-                    let v = m[c][0] * p[0] + m[c][1] * p[1] + m[c][2] * p[2];
-                    let n = tpdf(x0 + i as u32, y, c as u32);
-                    out[c][i] = (self.transfer(v) * 255.0 + 0.5 + n).clamp(0.0, 255.0) as u8;
+            let mut out = [[T::default(); BLOCK]; 3];
+            for c in 0..3 {
+                for i in 0..BLOCK {
+                    out[c][i] = code(c as u32, lin[c][i], x0 + i as u32);
                 }
             }
             for (i, o) in d.chunks_exact_mut(3).enumerate() {
@@ -225,32 +281,44 @@ impl Encoder {
             }
         }
     }
+}
 
-    #[inline(always)]
-    fn encode_u16_plain(&self, src: &[f32], dst: &mut [u16]) {
-        const BLOCK: usize = 64;
-        assert_eq!(src.len(), dst.len());
-        let m = &self.matrix;
-        for (s, d) in src.chunks(3 * BLOCK).zip(dst.chunks_mut(3 * BLOCK)) {
-            let mut px = [[0f32; BLOCK]; 3];
-            for (i, p) in s.chunks_exact(3).enumerate() {
-                px[0][i] = p[0];
-                px[1][i] = p[1];
-                px[2][i] = p[2];
-            }
-            let mut out = [[0u16; BLOCK]; 3];
-            for i in 0..BLOCK {
-                let p = [px[0][i], px[1][i], px[2][i]];
-                for c in 0..3 {
-                    let v = m[c][0] * p[0] + m[c][1] * p[1] + m[c][2] * p[2];
-                    out[c][i] = (self.transfer(v) * 65535.0 + 0.5) as u16;
-                }
-            }
-            for (i, o) in d.chunks_exact_mut(3).enumerate() {
-                o[0] = out[0][i];
-                o[1] = out[1][i];
-                o[2] = out[2][i];
-            }
+/// Pixels per block of the encode kernels: three channel arrays of it stay in registers
+/// and L1.
+const BLOCK: usize = 64;
+
+/// One encoded 0..1 value → an 8-bit code with its triangular dither.
+#[inline(always)]
+fn dither_u8(v: f32, x: u32, y: u32, c: u32) -> u8 {
+    (v * 255.0 + 0.5 + tpdf(x, y, c)).clamp(0.0, 255.0) as u8
+}
+
+/// [`Encoder::transfer`] over a block, eight values at a time with two AVX2 gathers from
+/// the table. The compiler extracts every lane to load the table one value at a time
+/// (about 5x slower); this is the same arithmetic in the same order, without fused
+/// multiply-add, so the same bits — NaN included: `max(0, x)` keeps a NaN as `clamp` does.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn transfer_block_avx2(lut: &[f32; LUT_SIZE + 1], v: &mut [f32; BLOCK]) {
+    use std::arch::x86_64::*;
+    let (zero, one) = (_mm256_setzero_ps(), _mm256_set1_ps(1.0));
+    let size = _mm256_set1_ps(LUT_SIZE as f32);
+    let last = _mm256_set1_epi32(LUT_SIZE as i32 - 1);
+    for c in v.chunks_exact_mut(8) {
+        // SAFETY: `c` is 8 floats; indices are clamped to 0..LUT_SIZE-1, so `i` and `i + 1`
+        // are inside the table's LUT_SIZE + 1 entries.
+        unsafe {
+            let x = _mm256_min_ps(one, _mm256_max_ps(zero, _mm256_loadu_ps(c.as_ptr())));
+            let t = _mm256_mul_ps(_mm256_sqrt_ps(x), size);
+            let i = _mm256_min_epi32(
+                _mm256_max_epi32(_mm256_cvttps_epi32(t), _mm256_setzero_si256()),
+                last,
+            );
+            let f = _mm256_sub_ps(t, _mm256_cvtepi32_ps(i));
+            let a = _mm256_i32gather_ps::<4>(lut.as_ptr(), i);
+            let b = _mm256_i32gather_ps::<4>(lut.as_ptr().add(1), i);
+            let r = _mm256_add_ps(a, _mm256_mul_ps(_mm256_sub_ps(b, a), f));
+            _mm256_storeu_ps(c.as_mut_ptr(), r);
         }
     }
 }

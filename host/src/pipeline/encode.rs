@@ -92,47 +92,49 @@ fn to_u16_bytes(
     little_endian: bool,
 ) -> Vec<u8> {
     let enc = space.encoder();
-    let n = if alpha.is_some() { 4 } else { 3 };
-    if alpha.is_none() && little_endian == cfg!(target_endian = "little") {
-        // The common case: the code values' own bytes.
-        let mut out = vec![0u8; img.data.len() * 2];
-        out.par_chunks_mut(2 * 3 * 4096)
-            .zip(img.data.par_chunks(3 * 4096))
-            .for_each(|(o, i)| {
-                let mut buf = vec![0u16; i.len()];
-                enc.encode_u16(i, &mut buf, Simd::Best);
-                for (b, v) in o.chunks_exact_mut(2).zip(&buf) {
-                    b.copy_from_slice(&v.to_ne_bytes());
-                }
-            });
-        return out;
-    }
-    let mut out = vec![0u8; img.width * img.height * n * 2];
-    let put = |op: &mut [u8], k: usize, v: f32| {
-        let v = (v * 65535.0 + 0.5) as u16;
-        let b = if little_endian {
+    let row_bytes = img.width * if alpha.is_some() { 4 } else { 3 } * 2;
+    let mut out = vec![0u8; row_bytes * img.height];
+    out.par_chunks_mut(row_bytes)
+        .enumerate()
+        .for_each(|(y, row)| row_u16_bytes(img, alpha, enc, little_endian, y, row));
+    out
+}
+
+/// Row `y` of [`to_u16_bytes`].
+fn row_u16_bytes(
+    img: &RgbF32,
+    alpha: Option<&[f32]>,
+    enc: &crate::color::Encoder,
+    little_endian: bool,
+    y: usize,
+    out: &mut [u8],
+) {
+    let w = img.width;
+    let src = &img.data[3 * w * y..3 * w * (y + 1)];
+    let bytes = |v: u16| {
+        if little_endian {
             v.to_le_bytes()
         } else {
             v.to_be_bytes()
-        };
-        op[2 * k..2 * k + 2].copy_from_slice(&b);
+        }
     };
-    const CHUNK: usize = 4096;
-    out.par_chunks_mut(2 * n * CHUNK)
-        .zip(img.data.par_chunks(3 * CHUNK))
-        .enumerate()
-        .for_each(|(c, (o, i))| {
-            for (j, (op, ip)) in o.chunks_exact_mut(2 * n).zip(i.chunks_exact(3)).enumerate() {
-                let e = enc.encode(ip);
-                for k in 0..3 {
-                    put(op, k, e[k]);
-                }
-                if let Some(a) = alpha {
-                    put(op, 3, a[c * CHUNK + j].clamp(0.0, 1.0));
-                }
-            }
-        });
-    out
+    let Some(alpha) = alpha else {
+        // The common case: the block kernel, then each code value's bytes in file order.
+        let mut codes = vec![0u16; src.len()];
+        enc.encode_u16(src, &mut codes, Simd::Best);
+        for (b, v) in out.chunks_exact_mut(2).zip(&codes) {
+            b.copy_from_slice(&bytes(*v));
+        }
+        return;
+    };
+    let alpha = &alpha[w * y..w * (y + 1)];
+    for ((o, p), a) in out.chunks_exact_mut(8).zip(src.chunks_exact(3)).zip(alpha) {
+        let e = enc.encode(p);
+        let samples = [e[0], e[1], e[2], a.clamp(0.0, 1.0)];
+        for (k, v) in samples.into_iter().enumerate() {
+            o[2 * k..2 * k + 2].copy_from_slice(&bytes((v * 65535.0 + 0.5) as u16));
+        }
+    }
 }
 
 /// Quantises to 8 bits with triangular (TPDF) dither, deterministic per pixel.
@@ -231,8 +233,15 @@ fn write_png<W: Write>(
         png::ColorType::Rgb
     };
     let mut writer = png_writer(w, (img.width, img.height), color, opts.space, meta)?;
-    let bytes = to_u16_bytes(img, alpha, opts.space, false);
-    writer.write_image_data(&bytes).map_err(BoxError::from)?;
+    let samples = if alpha.is_some() { 4 } else { 3 };
+    let enc = opts.space.encoder();
+    super::png_bands::write_image_data(
+        &mut writer,
+        img.height,
+        img.width * samples * 2,
+        samples * 2,
+        |y, row| row_u16_bytes(img, alpha, enc, false, y, row),
+    )?;
     writer.finish().map_err(BoxError::from)
 }
 

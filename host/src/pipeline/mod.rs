@@ -12,6 +12,7 @@ pub mod jpeg;
 pub mod live;
 pub mod looks;
 pub mod names;
+mod png_bands;
 pub mod preview;
 pub mod prompt;
 pub mod publish;
