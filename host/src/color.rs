@@ -156,13 +156,27 @@ impl Encoder {
     /// Encodes one linear value of the output space's primaries to 0..1.
     #[inline(always)]
     pub fn transfer(&self, linear: f32) -> f32 {
-        let t = linear.clamp(0.0, 1.0).sqrt() * LUT_SIZE as f32;
-        // Through `i32`, which vectorises; clamped at both ends so the compiler sees the
-        // index in bounds (`t` is never negative; NaN gives 0 either way).
-        let i = (t as i32).clamp(0, LUT_SIZE as i32 - 1) as usize;
+        let t = Self::position(linear);
+        let i = Self::index(t);
         let f = t - i as f32;
         let (a, b) = (self.lut[i], self.lut[i + 1]);
         a + (b - a) * f
+    }
+
+    /// Where `linear` falls in the table: `sqrt` of it clipped to 0..1 (NaN counts as 0:
+    /// `max` and `min` drop it, and compile to one instruction each where `clamp`'s NaN
+    /// rule does not), times the table's size.
+    #[inline(always)]
+    fn position(linear: f32) -> f32 {
+        linear.max(0.0).min(1.0).sqrt() * LUT_SIZE as f32
+    }
+
+    /// The table entry left of `position`, which is finite and in 0..=LUT_SIZE.
+    #[inline(always)]
+    fn index(position: f32) -> usize {
+        // SAFETY: `position` is finite and in 0..=LUT_SIZE, so it fits an i32.
+        let i = unsafe { position.to_int_unchecked::<i32>() };
+        i.clamp(0, LUT_SIZE as i32 - 1) as usize
     }
 
     /// Working-space pixel → encoded output pixel, 0..1, clipped to the output gamut.
@@ -180,29 +194,13 @@ impl Encoder {
     /// one pixel at a time, a block of pixels split into channel arrays so it vectorises.
     pub fn encode_u16(&self, src: &[f32], dst: &mut [u16], simd: Simd) {
         assert_eq!(src.len(), dst.len());
-        #[cfg(target_arch = "x86_64")]
-        if simd.available() != Simd::Portable {
-            // SAFETY: `available` found AVX2 and FMA on this CPU.
-            return unsafe { self.encode_u16_avx2(src, dst) };
-        }
-        self.blocks(
-            src,
-            dst,
-            |v| v.iter_mut().for_each(|v| *v = self.transfer(*v)),
-            |_, v, _| (v * 65535.0 + 0.5) as u16,
-        )
+        let e = self;
+        crate::simd::dispatch!(simd, Encoder::encode_u16_plain(e: &Encoder, src: &[f32], dst: &mut [u16], simd: Simd))
     }
 
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn encode_u16_avx2(&self, src: &[f32], dst: &mut [u16]) {
-        // SAFETY (of the closure's call): this function runs only where AVX2 is.
-        self.blocks(
-            src,
-            dst,
-            |v| unsafe { transfer_block_avx2(&self.lut, v) },
-            |_, v, _| (v * 65535.0 + 0.5) as u16,
-        )
+    #[inline(always)]
+    fn encode_u16_plain(&self, src: &[f32], dst: &mut [u16], simd: Simd) {
+        self.blocks(src, dst, simd, |_, v, _| (v * 65535.0 + 0.5) as u16)
     }
 
     /// Interleaved working-space pixels of row `y` → interleaved 8-bit code values with
@@ -211,41 +209,44 @@ impl Encoder {
     /// dither one pixel at a time.
     pub fn encode_u8_dithered(&self, src: &[f32], dst: &mut [u8], y: u32, simd: Simd) {
         assert_eq!(src.len(), dst.len());
-        #[cfg(target_arch = "x86_64")]
-        if simd.available() != Simd::Portable {
-            // SAFETY: `available` found AVX2 and FMA on this CPU.
-            return unsafe { self.encode_u8_dithered_avx2(src, dst, y) };
-        }
-        self.blocks(
-            src,
-            dst,
-            |v| v.iter_mut().for_each(|v| *v = self.transfer(*v)),
-            |c, v, x| dither_u8(v, x, y, c),
-        )
+        let e = self;
+        crate::simd::dispatch!(simd, Encoder::encode_u8_dithered_plain(e: &Encoder, src: &[f32], dst: &mut [u8], y: u32, simd: Simd))
     }
 
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn encode_u8_dithered_avx2(&self, src: &[f32], dst: &mut [u8], y: u32) {
-        // SAFETY (of the closure's call): this function runs only where AVX2 is.
-        self.blocks(
-            src,
-            dst,
-            |v| unsafe { transfer_block_avx2(&self.lut, v) },
-            |c, v, x| dither_u8(v, x, y, c),
-        )
+    #[inline(always)]
+    fn encode_u8_dithered_plain(&self, src: &[f32], dst: &mut [u8], y: u32, simd: Simd) {
+        self.blocks(src, dst, simd, |c, v, x| {
+            (v * 255.0 + 0.5 + tpdf(x, y, c)).clamp(0.0, 255.0) as u8
+        })
+    }
+
+    /// [`Encoder::transfer`] over a block: the same arithmetic, with the table read by
+    /// [`crate::simd::gather_pairs`].
+    #[inline(always)]
+    fn transfer_block(&self, simd: Simd, v: &mut [f32; BLOCK]) {
+        let (mut t, mut idx) = ([0f32; BLOCK], [0i32; BLOCK]);
+        for i in 0..BLOCK {
+            t[i] = Self::position(v[i]);
+            idx[i] = Self::index(t[i]) as i32;
+        }
+        let (mut a, mut b) = ([0f32; BLOCK], [0f32; BLOCK]);
+        crate::simd::gather_pairs(simd, &self.lut[..], &idx, &mut a, &mut b);
+        for i in 0..BLOCK {
+            let f = t[i] - idx[i] as f32;
+            v[i] = a[i] + (b[i] - a[i]) * f;
+        }
     }
 
     /// The kernels' one loop: a block of pixels split into channel arrays, the matrix,
-    /// `transfer` over each channel's block, `code` per sample (channel, encoded value,
-    /// x), interleaved back. Inlined into each caller, so it is compiled with the
+    /// the transfer curve over each channel's block, `code` per sample (channel, encoded
+    /// value, x), interleaved back. Inlined into each caller, so it is compiled with the
     /// caller's instruction set.
     #[inline(always)]
     fn blocks<T: Copy + Default>(
         &self,
         src: &[f32],
         dst: &mut [T],
-        transfer: impl Fn(&mut [f32; BLOCK]),
+        simd: Simd,
         code: impl Fn(u32, f32, u32) -> T,
     ) {
         let m = &self.matrix;
@@ -265,7 +266,7 @@ impl Encoder {
                 for i in 0..BLOCK {
                     l[i] = m[c][0] * px[0][i] + m[c][1] * px[1][i] + m[c][2] * px[2][i];
                 }
-                transfer(l);
+                self.transfer_block(simd, l);
             }
             let x0 = (b * BLOCK) as u32;
             let mut out = [[T::default(); BLOCK]; 3];
@@ -286,42 +287,6 @@ impl Encoder {
 /// Pixels per block of the encode kernels: three channel arrays of it stay in registers
 /// and L1.
 const BLOCK: usize = 64;
-
-/// One encoded 0..1 value → an 8-bit code with its triangular dither.
-#[inline(always)]
-fn dither_u8(v: f32, x: u32, y: u32, c: u32) -> u8 {
-    (v * 255.0 + 0.5 + tpdf(x, y, c)).clamp(0.0, 255.0) as u8
-}
-
-/// [`Encoder::transfer`] over a block, eight values at a time with two AVX2 gathers from
-/// the table. The compiler extracts every lane to load the table one value at a time
-/// (about 5x slower); this is the same arithmetic in the same order, without fused
-/// multiply-add, so the same bits — NaN included: `max(0, x)` keeps a NaN as `clamp` does.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn transfer_block_avx2(lut: &[f32; LUT_SIZE + 1], v: &mut [f32; BLOCK]) {
-    use std::arch::x86_64::*;
-    let (zero, one) = (_mm256_setzero_ps(), _mm256_set1_ps(1.0));
-    let size = _mm256_set1_ps(LUT_SIZE as f32);
-    let last = _mm256_set1_epi32(LUT_SIZE as i32 - 1);
-    for c in v.chunks_exact_mut(8) {
-        // SAFETY: `c` is 8 floats; indices are clamped to 0..LUT_SIZE-1, so `i` and `i + 1`
-        // are inside the table's LUT_SIZE + 1 entries.
-        unsafe {
-            let x = _mm256_min_ps(one, _mm256_max_ps(zero, _mm256_loadu_ps(c.as_ptr())));
-            let t = _mm256_mul_ps(_mm256_sqrt_ps(x), size);
-            let i = _mm256_min_epi32(
-                _mm256_max_epi32(_mm256_cvttps_epi32(t), _mm256_setzero_si256()),
-                last,
-            );
-            let f = _mm256_sub_ps(t, _mm256_cvtepi32_ps(i));
-            let a = _mm256_i32gather_ps::<4>(lut.as_ptr(), i);
-            let b = _mm256_i32gather_ps::<4>(lut.as_ptr().add(1), i);
-            let r = _mm256_add_ps(a, _mm256_mul_ps(_mm256_sub_ps(b, a), f));
-            _mm256_storeu_ps(c.as_mut_ptr(), r);
-        }
-    }
-}
 
 /// Triangular (TPDF) dither noise in (-1, 1) code values for sample `c` of pixel (x, y):
 /// a hash of the position, so the same picture always gets the same dither (outputs are

@@ -172,7 +172,7 @@ impl<'a> Pass<'a> {
     fn run_row(&self, y: usize, row: &mut [f32], s: &mut Scratch, simd: Simd) {
         self.prepare_row(y, s);
         let (p, s) = (self, &*s);
-        crate::simd::dispatch!(simd, Pass::row(p: &Pass, y: usize, row: &mut [f32], s: &Scratch))
+        crate::simd::dispatch!(simd, Pass::row(p: &Pass, y: usize, row: &mut [f32], s: &Scratch, simd: Simd))
     }
 
     /// The row's base-layer coefficients and grain lattice, padded to whole blocks.
@@ -197,7 +197,7 @@ impl<'a> Pass<'a> {
 
     /// Every operator over one row, block by block.
     #[inline(always)]
-    fn row(&self, y: usize, row: &mut [f32], s: &Scratch) {
+    fn row(&self, y: usize, row: &mut [f32], s: &Scratch, simd: Simd) {
         let npx = row.len() / 3;
         let mut x0 = 0;
         while x0 < npx {
@@ -209,7 +209,7 @@ impl<'a> Pass<'a> {
                 px[1][i] = p[1];
                 px[2][i] = p[2];
             }
-            self.block(y, x0, &mut px, s);
+            self.block(y, x0, &mut px, s, simd);
             let dst = &mut row[x0 * 3..(x0 + n) * 3];
             let t = self.intensity;
             if t < 1.0 {
@@ -232,7 +232,7 @@ impl<'a> Pass<'a> {
     /// The operators, in the recipe's order, over one block (columns `x0..x0 + BLOCK`;
     /// past the row's end the block holds zeros, which every operator takes harmlessly).
     #[inline(always)]
-    fn block(&self, y: usize, x0: usize, px: &mut [[f32; BLOCK]; 3], s: &Scratch) {
+    fn block(&self, y: usize, x0: usize, px: &mut [[f32; BLOCK]; 3], s: &Scratch, simd: Simd) {
         let plan = self.plan;
         let [r, g, b] = px;
         let [l0, l1, l2] = LUMA;
@@ -271,15 +271,20 @@ impl<'a> Pass<'a> {
             }
         }
         if let Some(lut) = self.tone {
+            let (mut yl, mut t, mut j) = ([0f32; BLOCK], [0f32; BLOCK], [0i32; BLOCK]);
             for i in 0..BLOCK {
-                let yl = (l0 * r[i] + l1 * g[i] + l2 * b[i]).max(0.0);
-                let t = (yl.sqrt() / TONE_MAX).min(1.0) * (TONE_SAMPLES - 1) as f32;
-                let j = (t as i32).clamp(0, TONE_SAMPLES as i32 - 2) as usize;
-                let f = t - j as f32;
-                let v = lut[j] * (1.0 - f) + lut[j + 1] * f;
+                yl[i] = (l0 * r[i] + l1 * g[i] + l2 * b[i]).max(0.0);
+                t[i] = (yl[i].sqrt() / TONE_MAX).min(1.0) * (TONE_SAMPLES - 1) as f32;
+                j[i] = (t[i] as i32).clamp(0, TONE_SAMPLES as i32 - 2);
+            }
+            let (mut lo, mut hi) = ([0f32; BLOCK], [0f32; BLOCK]);
+            crate::simd::gather_pairs(simd, &lut[..], &j, &mut lo, &mut hi);
+            for i in 0..BLOCK {
+                let f = t[i] - j[i] as f32;
+                let v = lo[i] * (1.0 - f) + hi[i] * f;
                 let y2 = v * v;
-                let q = y2 / yl;
-                let lit = yl > 1e-6;
+                let q = y2 / yl[i];
+                let lit = yl[i] > 1e-6;
                 r[i] = if lit { r[i] * q } else { y2 };
                 g[i] = if lit { g[i] * q } else { y2 };
                 b[i] = if lit { b[i] * q } else { y2 };
@@ -335,12 +340,17 @@ impl<'a> Pass<'a> {
             let dy = (y as f32 + 0.5 - self.cy) / self.half_diag;
             let dy2 = dy * dy;
             let dx2: &[f32; BLOCK] = self.dx2[x0..x0 + BLOCK].try_into().unwrap();
+            let mut k = [0i32; BLOCK];
             for i in 0..BLOCK {
                 let r2 = (dx2[i] + dy2).min(1.0);
-                let gain = vig[((r2 * VIG as f32) as i32).clamp(0, VIG as i32) as usize];
-                r[i] *= gain;
-                g[i] *= gain;
-                b[i] *= gain;
+                k[i] = ((r2 * VIG as f32) as i32).clamp(0, VIG as i32);
+            }
+            let mut gain = [0f32; BLOCK];
+            crate::simd::gather(simd, &vig[..], &k, &mut gain);
+            for i in 0..BLOCK {
+                r[i] *= gain[i];
+                g[i] *= gain[i];
+                b[i] *= gain[i];
             }
         }
         if self.grain_cells > 0 {
@@ -350,12 +360,18 @@ impl<'a> Pass<'a> {
             let ix: &[i32; BLOCK] = self.grain_ix[x0..x0 + BLOCK].try_into().unwrap();
             let tx: &[f32; BLOCK] = self.grain_tx[x0..x0 + BLOCK].try_into().unwrap();
             let last = self.grain_cells as i32 - 2;
-            let (top, bot) = (&s.top[..], &s.bot[..]);
+            let mut j = [0i32; BLOCK];
             for i in 0..BLOCK {
-                let j = ix[i].clamp(0, last) as usize;
+                j[i] = ix[i].clamp(0, last);
+            }
+            let (mut t0, mut t1, mut b0, mut b1) =
+                ([0f32; BLOCK], [0f32; BLOCK], [0f32; BLOCK], [0f32; BLOCK]);
+            crate::simd::gather_pairs(simd, &s.top, &j, &mut t0, &mut t1);
+            crate::simd::gather_pairs(simd, &s.bot, &j, &mut b0, &mut b1);
+            for i in 0..BLOCK {
                 let t = tx[i];
-                let up = top[j] + (top[j + 1] - top[j]) * t;
-                let down = bot[j] + (bot[j + 1] - bot[j]) * t;
+                let up = t0[i] + (t1[i] - t0[i]) * t;
+                let down = b0[i] + (b1[i] - b0[i]) * t;
                 let n = up + (down - up) * gty;
                 let yl = (l0 * r[i] + l1 * g[i] + l2 * b[i]).max(0.0);
                 let v = yl.sqrt();
