@@ -81,26 +81,10 @@ pub fn to_u16(img: &RgbF32, space: OutputSpace) -> Vec<u16> {
     out
 }
 
-/// Quantises to 16-bit code values laid out as bytes (little- or big-endian), the form
-/// the file writers take, without an intermediate `u16` buffer. With `alpha`, a fourth
-/// sample per pixel: straight (unassociated) alpha — the colour stays the photo's own,
-/// never multiplied by coverage — and linear (coverage is not gamma-encoded).
-fn to_u16_bytes(
-    img: &RgbF32,
-    alpha: Option<&[f32]>,
-    space: OutputSpace,
-    little_endian: bool,
-) -> Vec<u8> {
-    let enc = space.encoder();
-    let row_bytes = img.width * if alpha.is_some() { 4 } else { 3 } * 2;
-    let mut out = vec![0u8; row_bytes * img.height];
-    out.par_chunks_mut(row_bytes)
-        .enumerate()
-        .for_each(|(y, row)| row_u16_bytes(img, alpha, enc, little_endian, y, row));
-    out
-}
-
-/// Row `y` of [`to_u16_bytes`].
+/// Row `y` as 16-bit code values laid out as bytes (little- or big-endian), the form
+/// the file writers take. With `alpha`, a fourth sample per pixel: straight
+/// (unassociated) alpha — the colour stays the photo's own, never multiplied by coverage
+/// — and linear (coverage is not gamma-encoded).
 fn row_u16_bytes(
     img: &RgbF32,
     alpha: Option<&[f32]>,
@@ -150,20 +134,22 @@ fn to_u8_dithered(img: &RgbF32, space: OutputSpace) -> Vec<u8> {
     out
 }
 
-fn write_tiff<W: Write + Seek>(
+fn write_tiff<W: Write + Seek + Send>(
     w: &mut W,
     img: &RgbF32,
     alpha: Option<&[f32]>,
     opts: &EncodeOptions,
     meta: &OutputMeta,
 ) -> Result<(), BoxError> {
-    let t = std::time::Instant::now();
-    let bytes = to_u16_bytes(img, alpha, opts.space, true);
-    tracing::debug!("tiff: quantised in {:?}", t.elapsed());
     let samples = if alpha.is_some() { 4 } else { 3 };
     let row_bytes = img.width * 2 * samples;
     let rows_per_strip = ((1 << 20) / row_bytes).max(1);
-    let strips: Vec<&[u8]> = bytes.chunks(rows_per_strip * row_bytes).collect();
+    let lens: Vec<usize> = (0..img.height)
+        .step_by(rows_per_strip)
+        .map(|y| (img.height - y).min(rows_per_strip) * row_bytes)
+        .collect();
+    let placeholder = vec![0u8; rows_per_strip * row_bytes];
+    let strips: Vec<&[u8]> = lens.iter().map(|&n| &placeholder[..n]).collect();
     let tiff = |n: u16, value: Value| Field {
         tag: Tag(Context::Tiff, n),
         ifd_num: In::PRIMARY,
@@ -194,7 +180,21 @@ fn write_tiff<W: Write + Seek>(
         writer.push_field(f);
     }
     writer.set_strips(&strips, In::PRIMARY);
-    writer.write(w, true).map_err(BoxError::from)
+    let enc = opts.space.encoder();
+    let count = lens.len();
+    let mut out = super::tiff_strips::StripWriter::new(w, &placeholder, lens, |i, buf| {
+        let y0 = i * rows_per_strip;
+        let rows = (img.height - y0).min(rows_per_strip);
+        buf.resize(rows * row_bytes, 0);
+        buf.par_chunks_mut(row_bytes)
+            .enumerate()
+            .for_each(|(k, row)| row_u16_bytes(img, alpha, enc, true, y0 + k, row));
+    });
+    writer.write(&mut out, true).map_err(BoxError::from)?;
+    if out.written() != count {
+        return Err(format!("TIFF writer wrote {} of {count} strips", out.written()).into());
+    }
+    Ok(())
 }
 
 /// A 16-bit PNG's writer with the output's ICC profile, EXIF and XMP, its header written.
@@ -376,7 +376,7 @@ pub fn publish_with(
     dir: &Path,
     stem: &str,
     ext: &str,
-    write: impl FnOnce(&mut BufWriter<&std::fs::File>) -> Result<(), BoxError>,
+    write: impl FnOnce(&mut BufWriter<super::publish::Writeback<'_>>) -> Result<(), BoxError>,
 ) -> Result<PathBuf, JobError> {
     let fail = |why: String| JobError::file(ErrorCode::OutputFailed, dir, why);
     let pending = super::publish::Pending::create(dir).map_err(|e| {
@@ -386,7 +386,7 @@ pub fn publish_with(
         ))
     })?;
     {
-        let mut w = BufWriter::with_capacity(1 << 20, pending.file());
+        let mut w = BufWriter::with_capacity(1 << 20, pending.writer());
         write(&mut w).map_err(|e| match e.downcast::<JobError>() {
             // A job error raised while writing (cancelled, an engine's failure) stays itself.
             Ok(job) => *job,
@@ -460,5 +460,54 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    /// A TIFF whose strips are made as they are written (twenty strips here, the last
+    /// one short) holds every pixel's code values, RGB and RGBA, with the metadata IFD
+    /// entries before them: decoded by the `tiff` crate, it is the per-pixel encode.
+    #[test]
+    fn a_tiff_written_strip_by_strip_is_the_photos_code_values() {
+        let photo = crate::image::test_photo().to_rgb32f();
+        let (w, h) = (photo.width() as usize, photo.height() as usize);
+        let data: Vec<f32> = photo.into_raw().iter().map(|v| v * v).collect();
+        let img = RgbF32::new(w, h, data);
+        let alpha: Vec<f32> = (0..w * h).map(|i| (i % 251) as f32 / 250.0).collect();
+        let meta = OutputMeta {
+            exif: vec![],
+            xmp: "<x:xmpmeta/>".into(),
+        };
+        let opts = EncodeOptions {
+            format: Format::Tiff,
+            space: OutputSpace::AdobeRgb,
+            jpeg_quality: 95,
+        };
+        let enc = opts.space.encoder();
+        for with_alpha in [false, true] {
+            let a = with_alpha.then_some(&alpha[..]);
+            let mut file = std::io::Cursor::new(Vec::new());
+            write_tiff(&mut file, &img, a, &opts, &meta).unwrap();
+            let mut dec =
+                tiff::decoder::Decoder::new(std::io::Cursor::new(file.into_inner())).unwrap();
+            assert_eq!(dec.dimensions().unwrap(), (w as u32, h as u32));
+            let icc = dec.get_tag_u8_vec(tiff::tags::Tag::Unknown(34675)).unwrap();
+            assert_eq!(icc, opts.space.icc());
+            let tiff::decoder::DecodingResult::U16(got) = dec.read_image().unwrap() else {
+                panic!("not 16-bit");
+            };
+            let n = if with_alpha { 4 } else { 3 };
+            assert_eq!(got.len(), w * h * n);
+            for (i, (p, g)) in img
+                .data
+                .chunks_exact(3)
+                .zip(got.chunks_exact(n))
+                .enumerate()
+            {
+                let e = enc.encode(p).map(|v| (v * 65535.0 + 0.5) as u16);
+                assert_eq!(&g[..3], &e, "pixel {i}, alpha {with_alpha}");
+                if with_alpha {
+                    assert_eq!(g[3], (alpha[i] * 65535.0 + 0.5) as u16, "alpha {i}");
+                }
+            }
+        }
     }
 }

@@ -17,6 +17,7 @@ pub mod preview;
 pub mod prompt;
 pub mod publish;
 pub mod render;
+mod tiff_strips;
 pub mod upscale;
 
 use std::collections::BTreeMap;
