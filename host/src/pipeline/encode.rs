@@ -3,9 +3,11 @@
 //! * 16-bit TIFF (default): uncompressed — an LZW 24 MP TIFF takes seconds to write and
 //!   editors import it as a new version anyway. Written through kamadak-exif's TIFF writer,
 //!   which places the EXIF and GPS sub-IFDs, the ICC profile (tag 34675) and XMP (700) in
-//!   one pass with the strips.
+//!   one pass with the strips; the strips are quantised as they are written
+//!   (`tiff_strips.rs`).
 //! * JPEG: 8-bit with triangular dither (no banding in skies), ICC, EXIF and XMP.
-//! * PNG: 16-bit with iCCP, eXIf and an XMP iTXt chunk.
+//! * PNG: 16-bit with iCCP, eXIf and an XMP iTXt chunk; the image data deflated in bands
+//!   on every core (`png_bands.rs`).
 //!
 //! Every output is written under no visible name in the target folder, flushed to disk,
 //! then given its name with no clobbering (`publish.rs`): a reader never sees half a
