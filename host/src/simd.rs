@@ -81,6 +81,8 @@ pub fn gather_pairs<const N: usize>(
     hi: &mut [f32; N],
 ) {
     check_indices(table.len() - 1, idx);
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = simd;
     #[cfg(target_arch = "x86_64")]
     if N % 8 == 0 && simd.available() != Simd::Portable {
         // SAFETY: `available` found AVX2; every index and index + 1 is inside `table`.
@@ -99,6 +101,8 @@ pub fn gather_pairs<const N: usize>(
 #[inline(always)]
 pub fn gather<const N: usize>(simd: Simd, table: &[f32], idx: &[i32; N], out: &mut [f32; N]) {
     check_indices(table.len(), idx);
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = simd;
     #[cfg(target_arch = "x86_64")]
     if N % 8 == 0 && simd.available() != Simd::Portable {
         // SAFETY: `available` found AVX2; every index is inside `table`.
