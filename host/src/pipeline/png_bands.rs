@@ -360,7 +360,7 @@ mod tests {
     #[test]
     fn adler32_combines_like_one_pass() {
         let data: Vec<u8> = (0..100_000u32)
-            .map(|i| (i * 2654435761u32 >> 13) as u8)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
             .collect();
         let adler = |d: &[u8]| {
             let (mut a, mut b) = (1u32, 0u32);
