@@ -2,6 +2,10 @@
 
 use clap::Parser;
 
+/// The system allocator with huge pages asked for on full-size buffers (`memory.rs`).
+#[global_allocator]
+static ALLOCATOR: luminary::memory::Allocator = luminary::memory::Allocator;
+
 fn main() {
     tune_allocator();
     let cli = luminary::cli::Cli::parse();
@@ -38,6 +42,9 @@ fn main() {
 /// transfer fit 59 → 49 ms median, apply 248 → 253 MP/s, the offline 24 MP job the same;
 /// the daemon's peak over twenty jobs 781 → 231 MB). `GLIBC_TUNABLES`, when set, wins.
 fn tune_allocator() {
+    luminary::memory::set_huge_pages(
+        std::env::var_os("LUMINARY_HUGE_PAGES").is_none_or(|v| v != "0"),
+    );
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if std::env::var_os("GLIBC_TUNABLES").is_none() {
         // SAFETY: mallopt only sets tunables; called before any other thread exists.
