@@ -6,8 +6,8 @@
 //! about 360 ms of a 600 ms encode), and no maintained crate joins deflate streams
 //! pigz-style. The deflating itself stays fdeflate's (the `png` crate's own fast
 //! compressor). Each band is one fdeflate block; joining needs only three facts about
-//! its output, all checked on every band (else the whole photo goes through the `png`
-//! crate instead):
+//! its output, all checked on every band (else the write fails with an error, never a
+//! wrong file; the tests below fail first if an fdeflate update changes them):
 //! * the block starts at byte 2, after the zlib header, with BFINAL as its first bit —
 //!   cleared on every band but the last;
 //! * the block ends with end-of-block, whose last bit is a 1, then zero padding — so the
@@ -49,6 +49,9 @@ pub fn write_image_data<W: Write>(
         .step_by(BAND_ROWS)
         .map(|y0| (y0, (y0 + BAND_ROWS).min(height)))
         .collect();
+    if bands.is_empty() {
+        return Err("a PNG needs at least one row".into());
+    }
     let compressed = bands
         .par_iter()
         .map(|&(y0, y1)| deflate_band(y0, y1, row_bytes, bpp, &fill))

@@ -103,16 +103,19 @@ fn install_with_daemon(env: &Env, key_var: &str) -> PathBuf {
         .unwrap();
     assert!(started.status.success());
     let conf = env.root.path().join("dtconf");
-    assert!(env
-        .run(&[
-            "install",
-            "darktable",
-            "--configdir",
-            conf.to_str().unwrap()
-        ])
-        .status
-        .success());
+    let install = install_script(&env, &conf);
+    assert!(install.status.success());
     conf
+}
+
+/// `luminary install darktable` into the config folder `conf`.
+fn install_script(env: &Env, conf: &Path) -> std::process::Output {
+    env.run(&[
+        "install",
+        "darktable",
+        "--configdir",
+        conf.to_str().unwrap(),
+    ])
 }
 
 fn query(db: &Path, sql: &str) -> Value {
@@ -137,27 +140,14 @@ fn darktable_enhances_groups_tags_and_rates_results_through_the_script() {
     let f = fixtures();
     let env = Env::new();
     let conf = env.root.path().join("dtconf");
-    let install = env.run(&[
-        "install",
-        "darktable",
-        "--configdir",
-        conf.to_str().unwrap(),
-    ]);
+    let install = install_script(&env, &conf);
     assert!(
         install.status.success(),
         "{}",
         String::from_utf8_lossy(&install.stderr)
     );
     // Idempotent: a second install does not add a second require.
-    assert!(env
-        .run(&[
-            "install",
-            "darktable",
-            "--configdir",
-            conf.to_str().unwrap()
-        ])
-        .status
-        .success());
+    assert!(install_script(&env, &conf).status.success());
     let luarc = std::fs::read_to_string(conf.join("luarc")).unwrap();
     assert_eq!(luarc.matches("require \"luminary\"").count(), 1);
 
