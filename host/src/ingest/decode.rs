@@ -573,3 +573,74 @@ impl DngTags {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use rawler::decoders::{Camera, RawLoader, CAMERAS_TOML};
+
+    /// rawler is patched (vendor/rawler/PATCHES.md, 2) to parse one camera definition when a
+    /// file asks for it, through an index the build writes, instead of all 738 at start. The
+    /// reference here is rawler's own start-up: every definition in one parse, each model
+    /// alias in each mode, later entries replacing earlier ones. Every camera it knows must
+    /// come back the same from the index, and every headerless file size the same camera.
+    #[test]
+    fn the_camera_index_finds_what_parsing_every_definition_finds() {
+        let all: toml::Value = CAMERAS_TOML.parse().unwrap();
+        let mut full = HashMap::new();
+        let mut naked = HashMap::new();
+        for camera in all["cameras"].as_array().unwrap() {
+            let ct = camera.as_table().unwrap();
+            let modes = ct.get("modes").and_then(|m| m.as_array());
+            let tables: Vec<_> = std::iter::once(ct)
+                .chain(modes.into_iter().flatten().map(|m| m.as_table().unwrap()))
+                .collect();
+            let mut base = Camera::new();
+            base.update_from_toml(ct);
+            let mut names = vec![(base.model.clone(), base.clean_model.clone())];
+            for alias in ct
+                .get("model_aliases")
+                .and_then(|a| a.as_array())
+                .into_iter()
+                .flatten()
+            {
+                let name = |i: usize| alias[i].as_str().unwrap().to_string();
+                names.push((name(0), name(1)));
+            }
+            for (model, clean_model) in names {
+                for table in &tables {
+                    let mut cam = base.clone();
+                    cam.update_from_toml(table);
+                    cam.model = model.clone();
+                    cam.clean_model = clean_model.clone();
+                    let key = (cam.make.clone(), cam.model.clone(), cam.mode.clone());
+                    if cam.filesize > 0 {
+                        naked.insert(cam.filesize, cam.clone());
+                    }
+                    full.insert(key, cam);
+                }
+            }
+        }
+        assert!(full.len() > 1000, "{} cameras", full.len());
+
+        let loader = RawLoader::new();
+        for ((make, model, mode), cam) in &full {
+            let found = loader.camera(make, model, mode);
+            assert_eq!(found.as_ref(), Some(cam), "{make} {model} mode {mode:?}");
+        }
+        for (size, cam) in &naked {
+            assert_eq!(
+                loader.naked_camera(*size).as_ref(),
+                Some(cam),
+                "{size} bytes"
+            );
+        }
+        assert_eq!(
+            loader.camera("NIKON CORPORATION", "NIKON D5000", "no such mode"),
+            None
+        );
+        assert_eq!(loader.naked_camera(12345), None);
+        assert_eq!(loader.get_cameras(), &full);
+    }
+}

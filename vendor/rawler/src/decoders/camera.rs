@@ -11,7 +11,7 @@ use super::BlackLevel;
 use super::WhiteLevel;
 
 /// Contains sanitized information about the raw image's properties
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Camera {
   pub make: String,
   pub model: String,

@@ -830,79 +830,140 @@ pub(crate) fn apply_linearization(image: &mut PixU16, tbl: &Value, bits: u32) {
 }
 
 /// The struct that holds all the info about the cameras and is able to decode a file
+///
+/// Luminary patch: camera definitions are parsed when a file asks for them. Parsing all of
+/// cameras.toml (3 MB) took 42 ms, paid by every process that decodes a single file; the
+/// build script writes an index of the names and file sizes each definition answers to.
 #[derive(Debug, Clone, Default)]
 pub struct RawLoader {
-  cameras: HashMap<(String, String, String), Camera>,
-  #[allow(dead_code)] // TODO: remove once naked cams supported again
-  naked: HashMap<usize, Camera>,
+  /// Byte ranges of the camera definitions in `CAMERAS_TOML`, in file order.
+  chunks: Vec<std::ops::Range<usize>>,
+  /// (make, model or alias) → the definitions that may hold it, in file order.
+  by_name: HashMap<(String, String), Vec<usize>>,
+  /// File size → the definitions that may name it (headerless "naked" files).
+  by_filesize: HashMap<usize, Vec<usize>>,
+  parsed: Vec<std::sync::OnceLock<Vec<Camera>>>,
+  cameras: std::sync::OnceLock<HashMap<(String, String, String), Camera>>,
+}
+
+pub static CAMERAS_INDEX: &str = include_str!(concat!(env!("OUT_DIR"), "/cameras_index.txt"));
+
+/// Every camera one definition from cameras.toml describes: each model alias in each mode.
+fn cameras_of(camera: &toml::Value) -> Vec<Camera> {
+  // Create a list of all the camera modes including the base one
+  let mut cammodes = Vec::new();
+  let ct = camera.as_table().expect("each camera entry must be a table");
+  cammodes.push(ct);
+  if let Some(val) = ct.get("modes") {
+    for mode in val.as_array().expect("'modes' must be an array") {
+      cammodes.push(mode.as_table().expect("each mode entry must be a table"));
+    }
+  }
+
+  // Start with the basic camera
+  let mut cam = Camera::new();
+  cam.update_from_toml(cammodes[0]);
+  // Create a list of alias names including the base one
+  let mut camnames = vec![(cam.model.clone(), cam.clean_model.clone())];
+  if let Some(val) = ct.get("model_aliases") {
+    for alias in val.as_array().expect("'model_aliases' must be an array") {
+      camnames.push((
+        alias[0].as_str().expect("model alias name must be a string").to_string().clone(),
+        alias[1].as_str().expect("model alias clean_name must be a string").to_string().clone(),
+      ));
+    }
+  }
+
+  // For each combination of alias and mode (including the base ones) create Camera
+  let mut cams = Vec::new();
+  for (model, clean_model) in camnames {
+    for ct in cammodes.clone() {
+      let mut mcam = cam.clone();
+      mcam.update_from_toml(ct);
+      mcam.model = model.clone();
+      mcam.clean_model = clean_model.clone();
+      cams.push(mcam);
+    }
+  }
+  cams
 }
 
 impl RawLoader {
   /// Creates a new raw loader using the camera information included in the library
   pub fn new() -> RawLoader {
-    let toml = match CAMERAS_TOML.parse::<toml::Value>() {
-      Ok(val) => val,
-      Err(e) => panic!("{}", format!("Error parsing cameras.toml: {:?}", e)),
-    };
-
-    let mut cams = Vec::new();
-    for camera in toml
-      .get("cameras")
-      .expect("cameras.toml missing 'cameras' key")
-      .as_array()
-      .expect("'cameras' must be an array")
-    {
-      // Create a list of all the camera modes including the base one
-      let mut cammodes = Vec::new();
-      let ct = camera.as_table().expect("each camera entry must be a table");
-      cammodes.push(ct);
-      if let Some(val) = ct.get("modes") {
-        for mode in val.as_array().expect("'modes' must be an array") {
-          cammodes.push(mode.as_table().expect("each mode entry must be a table"));
+    let mut loader = RawLoader::default();
+    for line in CAMERAS_INDEX.lines() {
+      let mut f = line.split('\t');
+      let chunk = loader.chunks.len().wrapping_sub(1);
+      match (f.next(), f.next(), f.next()) {
+        (Some("C"), Some(start), Some(end)) => {
+          loader.chunks.push(start.parse().expect("camera index")..end.parse().expect("camera index"));
         }
-      }
-
-      // Start with the basic camera
-      let mut cam = Camera::new();
-      cam.update_from_toml(cammodes[0]);
-      // Create a list of alias names including the base one
-      let mut camnames = vec![(cam.model.clone(), cam.clean_model.clone())];
-      if let Some(val) = ct.get("model_aliases") {
-        for alias in val.as_array().expect("'model_aliases' must be an array") {
-          camnames.push((
-            alias[0].as_str().expect("model alias name must be a string").to_string().clone(),
-            alias[1].as_str().expect("model alias clean_name must be a string").to_string().clone(),
-          ));
+        (Some("N"), Some(make), Some(model)) => {
+          let list = loader.by_name.entry((make.to_string(), model.to_string())).or_default();
+          if list.last() != Some(&chunk) {
+            list.push(chunk);
+          }
         }
-      }
-
-      // For each combination of alias and mode (including the base ones) create Camera
-      for (model, clean_model) in camnames {
-        for ct in cammodes.clone() {
-          let mut mcam = cam.clone();
-          mcam.update_from_toml(ct);
-          mcam.model = model.clone();
-          mcam.clean_model = clean_model.clone();
-          cams.push(mcam);
+        (Some("F"), Some(size), None) => {
+          let list = loader.by_filesize.entry(size.parse().expect("camera index")).or_default();
+          if list.last() != Some(&chunk) {
+            list.push(chunk);
+          }
         }
+        _ => panic!("invalid camera index line {:?}", line),
       }
     }
+    loader.parsed = vec![std::sync::OnceLock::new(); loader.chunks.len()];
+    loader
+  }
 
-    let mut map = HashMap::new();
-    let mut naked = HashMap::new();
-    for cam in cams {
-      map.insert((cam.make.clone(), cam.model.clone(), cam.mode.clone()), cam.clone());
-      if cam.filesize > 0 {
-        naked.insert(cam.filesize, cam);
+  /// The cameras of definition `i`, parsed on first use.
+  fn chunk(&self, i: usize) -> &[Camera] {
+    self.parsed[i].get_or_init(|| {
+      let text = &CAMERAS_TOML[self.chunks[i].clone()];
+      let toml = match text.parse::<toml::Value>() {
+        Ok(val) => val,
+        Err(e) => panic!("{}", format!("Error parsing cameras.toml: {:?}", e)),
+      };
+      cameras_of(&toml["cameras"][0])
+    })
+  }
+
+  /// The last camera (in file order, as when all were put in one map) of `chunks` that
+  /// `matches`.
+  fn find(&self, chunks: Option<&Vec<usize>>, matches: impl Fn(&Camera) -> bool) -> Option<Camera> {
+    let mut found = None;
+    for &i in chunks.into_iter().flatten() {
+      if let Some(cam) = self.chunk(i).iter().rev().find(|c| matches(c)) {
+        found = Some(cam);
       }
     }
+    found.cloned()
+  }
 
-    RawLoader { cameras: map, naked }
+  /// The camera `get_cameras()` holds under (make, model, mode), without parsing the rest.
+  pub fn camera(&self, make: &str, model: &str, mode: &str) -> Option<Camera> {
+    let chunks = self.by_name.get(&(make.to_string(), model.to_string()));
+    self.find(chunks, |c| c.make == make && c.model == model && c.mode == mode)
+  }
+
+  /// The headerless camera whose files are `size` bytes long.
+  pub fn naked_camera(&self, size: usize) -> Option<Camera> {
+    self.find(self.by_filesize.get(&size), |c| c.filesize == size)
   }
 
   /// Get list of cameras
   pub fn get_cameras(&self) -> &HashMap<(String, String, String), Camera> {
-    &self.cameras
+    self.cameras.get_or_init(|| {
+      let mut map = HashMap::new();
+      for i in 0..self.chunks.len() {
+        for cam in self.chunk(i) {
+          map.insert((cam.make.clone(), cam.model.clone(), cam.mode.clone()), cam.clone());
+        }
+      }
+      map
+    })
   }
 
   /// Returns a decoder for a given buffer
@@ -1048,8 +1109,8 @@ impl RawLoader {
 
     // If all else fails see if we match by filesize to one of those CHDK style files
     let data = rawfile.as_vec()?;
-    if let Some(cam) = self.naked.get(&data.len()) {
-      return Ok(Box::new(nkd::NakedDecoder::new(cam.clone(), self)?));
+    if let Some(cam) = self.naked_camera(data.len()) {
+      return Ok(Box::new(nkd::NakedDecoder::new(cam, self)?));
     }
 
     Err(RawlerError::Unsupported {
@@ -1062,8 +1123,8 @@ impl RawLoader {
 
   /// Check support
   fn check_supported_with_everything<'a>(&'a self, make: &str, model: &str, mode: &str) -> Result<Camera> {
-    match self.cameras.get(&(make.to_string(), model.to_string(), mode.to_string())) {
-      Some(cam) => Ok(cam.clone()),
+    match self.camera(make, model, mode) {
+      Some(cam) => Ok(cam),
       None => Err(RawlerError::Unsupported {
         what: String::from("Unknown camera"),
         model: model.to_string(),
