@@ -643,4 +643,111 @@ mod tests {
         assert_eq!(loader.naked_camera(12345), None);
         assert_eq!(loader.get_cameras(), &full);
     }
+
+    /// The patched lossless-JPEG decoder (vendor/rawler/PATCHES.md 3: predictor 1 through
+    /// an 11-bit table) gives what rawler's own decoder gives, and what was encoded: a real
+    /// photograph as a Bayer mosaic at 12, 14 and 16 bits, coded in 1, 2 and 4 interleaved
+    /// components (as DNG tiles and CR2 slices are), into an offset, padded output, and
+    /// narrower than coded. The 16-bit mosaic holds jumps of exactly 32768, the one
+    /// difference whose bits DNGs store against the standard (`dng_bug`). Damaged streams
+    /// (cut short, bytes changed, a marker in the data) decode to the same samples as
+    /// rawler's decoder gives, wherever that one does not panic.
+    #[test]
+    fn fast_lossless_jpeg_decodes_what_rawler_decodes() {
+        use rawler::decompressors::ljpeg::LjpegDecompressor;
+        use rawler::ljpeg92::LjpegCompressor;
+
+        let photo = crate::image::test_photo().into_rgb16();
+        let (pw, ph) = (512usize, 384usize);
+        let x0 = (photo.width() as usize - pw) / 2;
+        let y0 = (photo.height() as usize - ph) / 2;
+        let mosaic = |bits: u32| -> Vec<u16> {
+            let mut m = Vec::with_capacity(pw * ph);
+            for y in 0..ph {
+                for x in 0..pw {
+                    let c = [[0, 1], [1, 2]][y % 2][x % 2];
+                    let v = photo.get_pixel((x0 + x) as u32, (y0 + y) as u32)[c];
+                    m.push(v >> (16 - bits));
+                }
+            }
+            if bits == 16 {
+                for x in (0..pw).step_by(2) {
+                    m[7 * pw + x] = 0;
+                    m[7 * pw + x + 1] = 32768;
+                }
+            }
+            m
+        };
+        // Decodes with both decoders into an output `pad` samples wider than `width`,
+        // starting at `x`; `None` where rawler's own panics.
+        let both = |src: &[u8], dng_bug: bool, width: usize, x: usize, pad: usize| {
+            let d = LjpegDecompressor::new_full(src, dng_bug, false).unwrap();
+            let stripwidth = x + width + pad;
+            let mut fast = vec![7u16; stripwidth * d.height()];
+            let mut reference = fast.clone();
+            let h = d.height();
+            d.decode(&mut fast, x, stripwidth, width, h, false).unwrap();
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                d.decode_reference(&mut reference, x, stripwidth, width, h)
+            }));
+            match r {
+                Ok(Ok(())) => Some((fast, reference, stripwidth)),
+                _ => None,
+            }
+        };
+        for bits in [12u8, 14, 16] {
+            let m = mosaic(bits as u32);
+            for comps in [1usize, 2, 4] {
+                let what = format!("{bits} bits, {comps} components");
+                let enc = LjpegCompressor::new(&m, pw / comps, ph, comps, bits, 1, 0, 0)
+                    .unwrap()
+                    .encode()
+                    .unwrap();
+                // Whole, as coded: the samples that went in.
+                let (fast, reference, _) = both(&enc, false, pw, 0, 0).unwrap();
+                assert!(fast == m, "{what}: not the encoded samples");
+                assert!(reference == fast, "{what}: differs from rawler's decoder");
+                // Offset and padded, narrower than coded, and with DNG's 16-bit rule.
+                for (dng_bug, width, x, pad) in [
+                    (false, pw, 3 * comps, 5),
+                    (false, pw - 2 * comps, 0, 0),
+                    (true, pw, 0, 0),
+                ] {
+                    let (fast, reference, stripwidth) = both(&enc, dng_bug, width, x, pad).unwrap();
+                    assert!(
+                        reference == fast,
+                        "{what}, x {x}, width {width}, dng_bug {dng_bug}"
+                    );
+                    for y in 0..ph {
+                        let row = &fast[y * stripwidth + x..][..width];
+                        if !dng_bug || bits != 16 {
+                            assert!(row == &m[y * pw..][..width], "{what}: row {y}");
+                        }
+                    }
+                }
+                // Damaged: cut short, changed bytes, a marker inside the data.
+                let mut damaged = vec![enc[..enc.len() * 2 / 3].to_vec(), enc.clone(), enc.clone()];
+                let mid = enc.len() / 2;
+                for (i, b) in damaged[1][mid..mid + 64].iter_mut().enumerate() {
+                    *b = b.wrapping_mul(31).wrapping_add(i as u8);
+                }
+                damaged[2].splice(mid..mid, [0xff, 0xd9]);
+                let mut compared = 0;
+                for src in &damaged {
+                    if let Some((fast, reference, _)) = both(src, false, pw, 0, 0) {
+                        assert!(
+                            reference == fast,
+                            "{what}: a damaged stream decodes differently"
+                        );
+                        compared += 1;
+                    }
+                }
+                assert!(
+                    compared >= 2,
+                    "{what}: rawler's decoder panicked on {} of 3",
+                    3 - compared
+                );
+            }
+        }
+    }
 }

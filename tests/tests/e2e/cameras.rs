@@ -209,6 +209,71 @@ fn every_real_camera_raw_decodes_upright_at_the_size_libraw_gives() {
     }
 }
 
+/// The sensor values themselves, before any develop: rawler (with the patched lossless-JPEG
+/// decoder and Huffman caches, vendor/rawler/PATCHES.md 3) reads these samples exactly as
+/// LibRaw does, every value of every row. The CR2 and the three Nikon DNGs are lossless
+/// JPEG (the DNGs in 204 tiles, two components each); the D30's CRW is Canon's own Huffman
+/// code. One wrong bit in one sample fails. (The Kodak DC50's RADC code is not compared:
+/// rawler's and LibRaw's versions of it differ by a code value or two.)
+#[test]
+fn real_camera_raws_decode_to_the_sensor_values_libraw_reads() {
+    const SAMPLES: [&str; 5] = [
+        "canon_d30__boostgil_RAW_CANON_D30_SRGB.CRW",
+        "canon_eos30d__dcraw_IMG_0848.CR2",
+        "nikon_d5000__hdrmerge_sample1.dng",
+        "nikon_d5000__hdrmerge_sample2.dng",
+        "nikon_d5000__hdrmerge_sample3.dng",
+    ];
+    let dir = raw_samples_dir().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let script = r#"
+import sys, rawpy
+out = sys.argv[1]
+for i, path in enumerate(sys.argv[2:]):
+    a = rawpy.imread(path).raw_image
+    open(f"{out}/{i}.u16", "wb").write(a.astype("<u2").tobytes())
+    print(a.shape[1], a.shape[0])
+"#;
+    let out = std::process::Command::new(python())
+        .arg("-c")
+        .arg(script)
+        .arg(tmp.path())
+        .args(SAMPLES.iter().map(|s| dir.join(s)))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "rawpy: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shapes: Vec<Vec<usize>> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split(' ').map(|v| v.parse().unwrap()).collect())
+        .collect();
+    for (i, sample) in SAMPLES.iter().enumerate() {
+        let raw = rawler::decode_file(dir.join(sample)).unwrap();
+        let rawler::RawImageData::Integer(ours) = &raw.data else {
+            panic!("{sample}: not integer samples")
+        };
+        assert_eq!(
+            (raw.width * raw.cpp, raw.height),
+            (shapes[i][0], shapes[i][1]),
+            "{sample}: rawler's size (width × samples per pixel, height) against LibRaw's"
+        );
+        let bytes = std::fs::read(tmp.path().join(format!("{i}.u16"))).unwrap();
+        let libraw: Vec<u16> = bytes
+            .chunks_exact(2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+            .collect();
+        let differ = ours.iter().zip(&libraw).filter(|(a, b)| a != b).count();
+        assert!(
+            differ == 0 && ours.len() == libraw.len(),
+            "{sample}: {differ} of {} sensor values differ from LibRaw's",
+            libraw.len()
+        );
+    }
+}
+
 /// The header-only files of ExifTool's test images: NEF, RAF, RW2, CR3, IIQ, X3F, MRW, …
 /// None decodes (they hold no pixels), and each must fail with a clear error naming the
 /// file, quickly, without crashing or hanging the decoder.

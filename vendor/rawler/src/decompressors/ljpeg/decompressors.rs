@@ -9,6 +9,14 @@ use crate::pumps::BitPumpMSB32;
 /// be larger than width if each row has padding bytes).
 /// `width` is the output image width in pixels.
 pub fn decode_ljpeg(ljpeg: &LjpegDecompressor, out: &mut [u16], x: usize, stripwidth: usize, width: usize, height: usize) -> Result<(), String> {
+  // Luminary patch: the common case (predictor 1) through a faster decoder, bit-exact.
+  if let Some(done) = super::fast::decode(ljpeg, out, x, stripwidth, width, height) {
+    return done;
+  }
+  decode_ljpeg_reference(ljpeg, out, x, stripwidth, width, height)
+}
+
+pub fn decode_ljpeg_reference(ljpeg: &LjpegDecompressor, out: &mut [u16], x: usize, stripwidth: usize, width: usize, height: usize) -> Result<(), String> {
   let ncomp: usize = ljpeg.components();
   if ljpeg.sof.width * ncomp < width || ljpeg.sof.height < height {
     return Err(format!(

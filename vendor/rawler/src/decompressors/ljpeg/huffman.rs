@@ -46,7 +46,11 @@ pub struct HuffTable {
   // A pregenerated table that goes straight to decoding a diff without first
   // finding a length, fetching bits, and sign extending them. The table is
   // sized by DECODE_CACHE_BITS and can have 99%+ hit rate with 13 bits
-  decodecache: [Option<(u8, i16)>; 1 << DECODE_CACHE_BITS],
+  //
+  // Luminary patch: built on first use and kept on the heap. As an inline array (48 KB) it
+  // was built and copied for each of the four tables of every LJPEG stream, also when the
+  // stream used one table or the fast predictor-1 decoder (a tiled DNG has hundreds).
+  decodecache: std::sync::OnceLock<Box<[Option<(u8, i16)>]>>,
 
   initialized: bool,
 }
@@ -93,7 +97,7 @@ impl HuffTable {
 
       nbits: 0,
       hufftable: Vec::new(),
-      decodecache: [None; 1 << DECODE_CACHE_BITS],
+      decodecache: std::sync::OnceLock::new(),
       initialized: false,
     }
   }
@@ -108,7 +112,7 @@ impl HuffTable {
 
       nbits: 0,
       hufftable: Vec::new(),
-      decodecache: [None; 1 << DECODE_CACHE_BITS],
+      decodecache: std::sync::OnceLock::new(),
       initialized: false,
     };
     tbl.initialize()?;
@@ -141,32 +145,32 @@ impl HuffTable {
       }
     }
 
-    // Create the decode cache by running the slow code over all the possible
-    // values DECODE_CACHE_BITS wide
+    self.decodecache = std::sync::OnceLock::new();
+    self.initialized = true;
+    Ok(())
+  }
+
+  /// The decode cache: runs the slow code over all the possible values DECODE_CACHE_BITS wide.
+  fn build_cache(&self) -> Box<[Option<(u8, i16)>]> {
+    let mut cache = vec![None; 1 << DECODE_CACHE_BITS].into_boxed_slice();
     if !self.disable_cache {
       let mut pump = MockPump::empty();
-      let mut i = 0;
-      loop {
+      for i in 0..1u32 << DECODE_CACHE_BITS {
         pump.set(i, DECODE_CACHE_BITS);
         let (bits, decode) = self.huff_decode_slow(&mut pump);
         if pump.validbits() >= 0 {
-          self.decodecache[i as usize] = Some((bits, decode as i16));
-        }
-        i += 1;
-        if i >= 1 << DECODE_CACHE_BITS {
-          break;
+          cache[i as usize] = Some((bits, decode as i16));
         }
       }
     }
-
-    self.initialized = true;
-    Ok(())
+    cache
   }
 
   #[inline(always)]
   pub fn huff_decode(&self, pump: &mut dyn BitPump) -> Result<i32, String> {
     let code = pump.peek_bits(DECODE_CACHE_BITS) as usize;
-    if let Some((bits, decode)) = self.decodecache[code] {
+    let cache = self.decodecache.get_or_init(|| self.build_cache());
+    if let Some((bits, decode)) = cache[code] {
       match (decode, self.dng_bug) {
         // Special case: for -32768 no SSSS bits are stored
         (-32768, false) => {

@@ -10,6 +10,7 @@ use crate::pixarray::PixU16;
 use crate::pumps::ByteStream;
 
 mod decompressors;
+mod fast;
 pub mod huffman;
 
 /// Decompressor for lossless JPEG (LJPEG)
@@ -33,6 +34,14 @@ impl<'a> Decompressor<'a, u16> for LJpegDecompressor {
   /// Returns `Err` if the LJPEG stream cannot be parsed or decoded.
   fn decompress(&self, src: &[u8], skip_rows: usize, lines: impl LineIteratorMut<'a, u16>, line_width: usize) -> std::result::Result<(), String> {
     let decompressor = LjpegDecompressor::new(src)?;
+    // Luminary patch: rows of full width go straight into `lines` when the fast decoder
+    // takes the stream, without a tile-sized buffer to clear and copy.
+    if skip_rows == 0 && line_width == decompressor.width() {
+      if let Some(plan) = fast::Plan::new(&decompressor, line_width, lines.len().min(decompressor.height())) {
+        plan.run(lines.map(|line| &mut line[..line_width]));
+        return Ok(());
+      }
+    }
     let mut pixbuf = PixU16::new(decompressor.width(), decompressor.height());
 
     decompressor.decode(pixbuf.pixels_mut(), 0, decompressor.width(), decompressor.width(), decompressor.height(), false)?;
@@ -355,6 +364,13 @@ impl<'a> LjpegDecompressor<'a> {
         self.sof.components[0].super_h, self.sof.components[0].super_v
       ))
     }
+  }
+
+  /// `decode` without the fast path for predictor 1 (Luminary patch): the reference the
+  /// fast path is tested against.
+  #[doc(hidden)]
+  pub fn decode_reference(&self, out: &mut [u16], x: usize, stripwidth: usize, width: usize, height: usize) -> Result<(), String> {
+    decode_ljpeg_reference(self, out, x, stripwidth, width, height)
   }
 
   pub fn decode_leaf(&self, width: usize, height: usize) -> Result<PixU16, String> {
