@@ -26,8 +26,9 @@ const KIND: u32 = 3 << 5;
 /// Decodes `ljpeg` into `out` if it is the case this module handles, as `decode_ljpeg`
 /// would; `None` leaves it to `decode_ljpeg`.
 pub(super) fn decode(ljpeg: &LjpegDecompressor, out: &mut [u16], x: usize, stripwidth: usize, width: usize, height: usize) -> Option<Result<(), String>> {
-  if height == 0 || out.len() < (height - 1) * stripwidth + x + width {
-    return None; // decode_ljpeg's own failure
+  let needed = (height.checked_sub(1)?).checked_mul(stripwidth).and_then(|n| n.checked_add(x)).and_then(|n| n.checked_add(width));
+  if stripwidth < width || needed.is_none_or(|n| out.len() < n) {
+    return None; // decode_ljpeg's own handling
   }
   let plan = Plan::new(ljpeg, width, height)?;
   plan.run(out[x..].chunks_mut(stripwidth.max(1)).map(|row| &mut row[..width]));
