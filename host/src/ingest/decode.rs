@@ -749,5 +749,40 @@ mod tests {
                 );
             }
         }
+        // Random damage to the coded data (a fixed sequence): the fast decoder never
+        // panics, and wherever rawler's own decoder gets through, both agree.
+        let m = mosaic(14);
+        let enc = LjpegCompressor::new(&m, pw / 2, ph, 2, 14, 1, 0, 0)
+            .unwrap()
+            .encode()
+            .unwrap();
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let (start, span) = (enc.len() / 10, enc.len() * 9 / 10);
+        let mut agreed = 0;
+        for round in 0..200 {
+            let mut src = enc.clone();
+            for _ in 0..1 + next(4) {
+                // 0xFF a quarter of the time: stuffing and markers inside the data.
+                let byte = if next(4) == 0 { 0xff } else { next(256) as u8 };
+                src[start + next(span)] = byte;
+            }
+            if next(4) == 0 {
+                src.truncate(start + next(span));
+            }
+            if let Some((fast, reference, _)) = both(&src, false, pw, 0, 0) {
+                assert!(fast == reference, "damage {round} decodes differently");
+                agreed += 1;
+            }
+        }
+        assert!(
+            agreed >= 100,
+            "rawler's decoder got through {agreed} of 200"
+        );
     }
 }
