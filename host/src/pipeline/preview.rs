@@ -27,11 +27,13 @@ pub fn facts(preview: &RgbF32, full_w: usize, full_h: usize, is_raw: bool) -> Im
         })
         .sum::<f32>()
         / n as f32;
-    lum.sort_unstable_by(f32::total_cmp);
-    let pct = |q: f32| {
-        lum.get(((lum.len() as f32 - 1.0) * q) as usize)
-            .copied()
-            .unwrap_or(0.0)
+    // The value a full sort would put at each percentile's index, found in linear time.
+    let mut pct = |q: f32| {
+        if lum.is_empty() {
+            return 0.0;
+        }
+        let i = ((lum.len() as f32 - 1.0) * q) as usize;
+        *lum.select_nth_unstable_by(i, f32::total_cmp).1
     };
     ImageFacts {
         width: full_w as u32,
@@ -48,6 +50,22 @@ pub fn facts(preview: &RgbF32, full_w: usize, full_h: usize, is_raw: bool) -> Im
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The luminance percentiles are the values a full sort puts at their indices.
+    #[test]
+    fn percentiles_are_those_of_the_sorted_luminance() {
+        let photo = crate::image::test_photo().to_rgb32f();
+        let (w, h) = (photo.width() as usize, photo.height() as usize);
+        let img = downscale(&RgbF32::new(w, h, photo.into_raw()), 700);
+        let f = facts(&img, w, h, false);
+        let mut lum: Vec<f32> = img.data.chunks_exact(3).map(luma).collect();
+        lum.sort_unstable_by(f32::total_cmp);
+        let at = |q: f32| lum[((lum.len() as f32 - 1.0) * q) as usize];
+        assert_eq!(f.luminance_percentiles, [at(0.01), at(0.5), at(0.99)]);
+        assert!(f.luminance_percentiles[0] < f.luminance_percentiles[2]);
+        let empty = facts(&RgbF32::new(0, 0, Vec::new()), 0, 0, false);
+        assert_eq!(empty.luminance_percentiles, [0.0; 3]);
+    }
 
     #[test]
     fn area_downscale_keeps_the_mean_exactly() {
