@@ -97,10 +97,10 @@ pub fn run(paths: &Paths, out: &Path, photo: &Path) -> anyhow::Result<std::path:
                 let mut shm = crate::shm::SharedPixels::create(img.data.len()).map_err(|e| {
                     crate::error::JobError::new(crate::error::ErrorCode::Internal, e.to_string())
                 })?;
-                shm.as_mut_slice().copy_from_slice(&img.data);
-                Plan::resolve(&req.recipe, &thumb).apply_to(
+                Plan::resolve(&req.recipe, &thumb).apply_into(
                     img.width,
                     img.height,
+                    &img.data,
                     shm.as_mut_slice(),
                     1.0,
                     &cancel,

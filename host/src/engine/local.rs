@@ -721,6 +721,29 @@ mod tests {
         }
     }
 
+    /// The pass from a source into another buffer (a plugin's shared memory) gives the
+    /// picture of copying first and editing in place, to the bit, at every intensity.
+    #[test]
+    fn applying_into_another_buffer_is_copying_then_applying() {
+        let img = photo();
+        let (w, h) = (img.width, img.height);
+        for (seed, intensity) in [(3, 1.0), (4, 0.6), (5, 0.0)] {
+            let plan = Plan::resolve(&every_operator(seed), &img);
+            let mut want = img.data.clone();
+            plan.apply_to(w, h, &mut want, intensity, &Cancel::default())
+                .unwrap();
+            let mut got = vec![f32::NAN; img.data.len()];
+            plan.apply_into(w, h, &img.data, &mut got, intensity, &Cancel::default())
+                .unwrap();
+            assert!(
+                got.iter()
+                    .zip(&want)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "recipe {seed} at intensity {intensity}"
+            );
+        }
+    }
+
     /// The block averages of log-luminance under the base layer are, with every kernel,
     /// the sums taken one pixel at a time, to the bit.
     #[test]

@@ -248,12 +248,9 @@ fn pixel_function(
         )
     })?;
     const CHUNK: usize = 3 << 14;
-    shm.as_mut_slice()
-        .par_chunks_mut(CHUNK)
-        .zip(base.data.par_chunks(CHUNK))
-        .for_each(|(d, s)| d.copy_from_slice(s));
     let plan = crate::engine::local::Plan::resolve(&request.recipe, preview);
-    plan.apply_to(base.width, base.height, shm.as_mut_slice(), 1.0, cancel)?;
+    let (w, h) = (base.width, base.height);
+    plan.apply_into(w, h, &base.data, shm.as_mut_slice(), 1.0, cancel)?;
     if !plugin.process_pixels(preset, params, facts, &shm, base.width, base.height, cancel)? {
         return Ok(None);
     }

@@ -81,12 +81,53 @@ impl Plan {
         simd: Simd,
         cancel: &Cancel,
     ) -> Result<(), JobError> {
+        self.run(w, h, None, data, intensity, simd, cancel)
+    }
+
+    /// [`Plan::apply_to`] from `src` into `dst` (the same size): each row is copied in
+    /// and edited while it is in cache, where a copy of the whole picture followed by
+    /// the pass went over full-size buffers twice more (a plugin's shared memory).
+    pub fn apply_into(
+        &self,
+        w: usize,
+        h: usize,
+        src: &[f32],
+        dst: &mut [f32],
+        intensity: f32,
+        cancel: &Cancel,
+    ) -> Result<(), JobError> {
+        self.run(w, h, Some(src), dst, intensity, Simd::Best, cancel)
+    }
+
+    /// The pass over `data`, whose rows are first copied from `src` if there is one.
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        &self,
+        w: usize,
+        h: usize,
+        src: Option<&[f32]>,
+        data: &mut [f32],
+        intensity: f32,
+        simd: Simd,
+        cancel: &Cancel,
+    ) -> Result<(), JobError> {
+        if let Some(src) = src {
+            assert_eq!(src.len(), data.len(), "source and destination sizes");
+        }
+        let copy_in = |y: usize, row: &mut [f32]| {
+            if let Some(src) = src {
+                row.copy_from_slice(&src[y * row.len()..][..row.len()]);
+            }
+        };
         if intensity <= 0.0 || w == 0 || h == 0 {
+            data.par_chunks_mut((w * 3).max(1))
+                .enumerate()
+                .for_each(|(y, row)| copy_in(y, row));
             return Ok(());
         }
         let simd = simd.available();
         let t = std::time::Instant::now();
-        let base = self.base_layer(w, h, data, simd);
+        let base = self.base_layer(w, h, src.unwrap_or(data), simd);
         tracing::debug!("base layer {:?}", t.elapsed());
         check(cancel)?;
         let pass = Pass::new(self, w, h, intensity, base);
@@ -96,6 +137,7 @@ impl Plan {
                 if y % 64 == 0 {
                     check(cancel)?;
                 }
+                copy_in(y, row);
                 pass.run_row(y, row, scratch, simd);
                 Ok(())
             },
