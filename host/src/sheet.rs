@@ -107,17 +107,8 @@ pub fn run(paths: &Paths, out: &Path, photo: &Path) -> anyhow::Result<std::path:
                 )?;
                 plugin
                     .process_pixels(&d.id, &params, &facts, &shm, img.width, img.height, &cancel)?;
-                for (o, e) in img
-                    .data
-                    .chunks_exact_mut(3)
-                    .zip(shm.as_slice().chunks_exact(3))
-                {
-                    let mut e = [e[0], e[1], e[2]];
-                    render::compress_to_display(&mut e);
-                    for k in 0..3 {
-                        o[k] += intensity * (e[k] - o[k]);
-                    }
-                }
+                // As in a job: non-finite values a plugin wrote become 0, not NaN tiles.
+                crate::pipeline::blend::blend_plugin_edit(&mut img.data, shm.as_slice(), intensity);
             } else {
                 Plan::resolve(&req.recipe, &thumb).apply_blended(&mut img, intensity, &cancel)?;
             }

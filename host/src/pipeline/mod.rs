@@ -240,33 +240,19 @@ fn pixel_function(
     intensity: f32,
     cancel: &Cancel,
 ) -> Result<Option<()>, JobError> {
-    use rayon::prelude::*;
     let mut shm = crate::shm::SharedPixels::create(base.data.len()).map_err(|e| {
         JobError::new(
             ErrorCode::Internal,
             format!("cannot allocate shared memory for the plugin: {e}"),
         )
     })?;
-    const CHUNK: usize = 3 << 14;
     let plan = crate::engine::local::Plan::resolve(&request.recipe, preview);
     let (w, h) = (base.width, base.height);
     plan.apply_into(w, h, &base.data, shm.as_mut_slice(), 1.0, cancel)?;
     if !plugin.process_pixels(preset, params, facts, &shm, base.width, base.height, cancel)? {
         return Ok(None);
     }
-    base.data
-        .par_chunks_mut(CHUNK)
-        .zip(shm.as_slice().par_chunks(CHUNK))
-        .for_each(|(b, e)| {
-            for (bp, ep) in b.chunks_exact_mut(3).zip(e.chunks_exact(3)) {
-                // Whatever the plugin wrote, the result stays a displayable picture.
-                let mut edited = [ep[0], ep[1], ep[2]].map(|v| if v.is_finite() { v } else { 0.0 });
-                render::compress_to_display(&mut edited);
-                for k in 0..3 {
-                    bp[k] += intensity * (edited[k] - bp[k]);
-                }
-            }
-        });
+    blend::blend_plugin_edit(&mut base.data, shm.as_slice(), intensity);
     Ok(Some(()))
 }
 
