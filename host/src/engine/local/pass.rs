@@ -317,7 +317,9 @@ impl<'a> Pass<'a> {
             for i in 0..BLOCK {
                 yl[i] = (l0 * r[i] + l1 * g[i] + l2 * b[i]).max(0.0);
                 t[i] = (yl[i].sqrt() / TONE_MAX).min(1.0) * (TONE_SAMPLES - 1) as f32;
-                j[i] = (t[i] as i32).clamp(0, TONE_SAMPLES as i32 - 2);
+                // SAFETY: `t` is finite and in 0..TONE_SAMPLES (`max` and `min` drop NaN).
+                // Rust's saturating `as` would be built one lane at a time.
+                j[i] = unsafe { t[i].to_int_unchecked::<i32>() }.clamp(0, TONE_SAMPLES as i32 - 2);
             }
             let (mut lo, mut hi) = ([0f32; BLOCK], [0f32; BLOCK]);
             crate::simd::gather_pairs(simd, &lut[..], &j, &mut lo, &mut hi);
@@ -385,7 +387,8 @@ impl<'a> Pass<'a> {
             let mut k = [0i32; BLOCK];
             for i in 0..BLOCK {
                 let r2 = (dx2[i] + dy2).min(1.0);
-                k[i] = ((r2 * VIG as f32) as i32).clamp(0, VIG as i32);
+                // SAFETY: `r2` is finite and in 0..=1 (`min` drops NaN); see the tone's.
+                k[i] = unsafe { (r2 * VIG as f32).to_int_unchecked::<i32>() }.clamp(0, VIG as i32);
             }
             let mut gain = [0f32; BLOCK];
             crate::simd::gather(simd, &vig[..], &k, &mut gain);
@@ -462,19 +465,24 @@ pub(super) fn fast_log2(x: f32) -> f32 {
     e as f32 + t * (2.885_39 + t2 * (0.961_797 + t2 * (0.577_078 + t2 * 0.412_199)))
 }
 
-/// 2^x to ~2e-5 relative, for |x| < 126.
+/// 2^x to ~2e-5 relative, for |x| < 126 (NaN gives 2^-125).
 #[inline(always)]
 pub(super) fn fast_exp2(x: f32) -> f32 {
-    let x = x.clamp(-125.0, 125.0);
+    // `max` and `min` drop NaN (`clamp` keeps it).
+    let x = x.max(-125.0).min(125.0);
     // floor without libm: baseline x86-64 has no SSE4.1 `roundss`, so `f32::floor` is a call.
-    let t = x as i32;
+    // SAFETY: `x` is finite and within ±125. (Rust's saturating `as` would be built one
+    // lane at a time in a vectorised loop.)
+    let t = unsafe { x.to_int_unchecked::<i32>() };
     let i = (if (t as f32) > x { t - 1 } else { t }) as f32;
     let f = x - i;
     let p = 1.0
         + f * (std::f32::consts::LN_2
             + f * (0.240_226_5
                 + f * (0.055_504_1 + f * (0.009_618_13 + f * (0.001_333_36 + f * 0.000_154_0)))));
-    f32::from_bits(((i as i32 + 127) as u32) << 23) * p
+    // SAFETY: `i` is a whole number within -126..=125.
+    let e = unsafe { i.to_int_unchecked::<i32>() };
+    f32::from_bits(((e + 127) as u32) << 23) * p
 }
 
 /// Deterministic noise in [-1, 1]: the same photo always gets the same grain.
