@@ -200,7 +200,13 @@ impl Encoder {
 
     #[inline(always)]
     fn encode_u16_plain(&self, src: &[f32], dst: &mut [u16], simd: Simd) {
-        self.blocks(src, dst, simd, |_, v, _| (v * 65535.0 + 0.5) as u16)
+        self.blocks(src, dst, simd, |_, v, _| {
+            // `(v * 65535.0 + 0.5) as u16` for v in 0..=1 (the table's range), without the
+            // saturating cast, which the compiler builds one lane at a time.
+            let x = v.max(0.0).min(1.0) * 65535.0 + 0.5;
+            // SAFETY: `x` is finite and in 0.5..=65535.5.
+            unsafe { x.to_int_unchecked::<i32>() as u16 }
+        })
     }
 
     /// Interleaved working-space pixels of row `y` → interleaved 8-bit code values with
@@ -216,7 +222,9 @@ impl Encoder {
     #[inline(always)]
     fn encode_u8_dithered_plain(&self, src: &[f32], dst: &mut [u8], y: u32, simd: Simd) {
         self.blocks(src, dst, simd, |c, v, x| {
-            (v * 255.0 + 0.5 + tpdf(x, y, c)).clamp(0.0, 255.0) as u8
+            let q = (v * 255.0 + 0.5 + tpdf(x, y, c)).max(0.0).min(255.0);
+            // SAFETY: `q` is finite (`max` drops NaN) and in 0..=255; as for 16 bits.
+            unsafe { q.to_int_unchecked::<i32>() as u8 }
         })
     }
 
