@@ -44,10 +44,11 @@ pub fn resident_bytes() -> Option<u64> {
 /// of a job. A 24 MP job maps about a gigabyte of them, and each 4 KiB page of it faults
 /// on first touch: about 250 000 faults per job, which made a quarter of a bench run's
 /// samples kernel time. Huge pages fault 2 MiB at a time: measured, a `luminary bench` of
-/// twelve 24 MP jobs 10.33–10.46 s → 9.70–10.02 s wall, system time 3.7–4.2 → 3.1–3.5 s. Where the kernel gives them only on
-/// request (`madvise`, the default of Debian, Ubuntu and Fedora), this is the request;
-/// where it gives them always or never, the hint changes nothing. Freed blocks are still
-/// unmapped at once, so the idle daemon's memory is unaffected.
+/// twelve 24 MP jobs 10.33–10.46 s → 9.70–10.02 s wall, system time 3.7–4.2 → 3.1–3.5 s.
+/// Where the kernel gives them only on request (`madvise`, the default of Debian, Ubuntu
+/// and Fedora), this is the request; where it gives them always or never, the hint changes
+/// nothing. Freed blocks are still unmapped at once, so the idle daemon's memory is
+/// unaffected.
 pub struct Allocator;
 
 /// Blocks from this size on get the hint: the size from which glibc maps them fresh.

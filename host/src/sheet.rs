@@ -93,23 +93,13 @@ pub fn run(paths: &Paths, out: &Path, photo: &Path) -> anyhow::Result<std::path:
             let req = plugin.build_request(&d.id, &params, &facts)?;
             let mut img = thumb.clone();
             let intensity = d.default_intensity as f32;
-            if d.pixel_function {
-                let mut shm = crate::shm::SharedPixels::create(img.data.len()).map_err(|e| {
-                    crate::error::JobError::new(crate::error::ErrorCode::Internal, e.to_string())
-                })?;
-                Plan::resolve(&req.recipe, &thumb).apply_into(
-                    img.width,
-                    img.height,
-                    &img.data,
-                    shm.as_mut_slice(),
-                    1.0,
-                    &cancel,
-                )?;
-                plugin
-                    .process_pixels(&d.id, &params, &facts, &shm, img.width, img.height, &cancel)?;
-                // As in a job: non-finite values a plugin wrote become 0, not NaN tiles.
-                crate::pipeline::blend::blend_plugin_edit(&mut img.data, shm.as_slice(), intensity);
-            } else {
+            // A pixel function runs as in a job; if the plugin had nothing to do, the recipe.
+            let edited = d.pixel_function
+                && crate::pipeline::pixel_function(
+                    plugin, &d.id, &params, &facts, &req, &thumb, &mut img, intensity, &cancel,
+                )?
+                .is_some();
+            if !edited {
                 Plan::resolve(&req.recipe, &thumb).apply_blended(&mut img, intensity, &cancel)?;
             }
             Ok(img)

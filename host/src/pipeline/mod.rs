@@ -229,7 +229,7 @@ fn output_location(
 /// and the result is blended back into `base`. `Ok(None)` when the plugin says it had
 /// nothing to do after all (the caller then runs the recipe alone).
 #[allow(clippy::too_many_arguments)]
-fn pixel_function(
+pub(crate) fn pixel_function(
     plugin: &crate::plugins::runner::PluginHandle,
     preset: &str,
     params: &Map<String, Value>,

@@ -103,7 +103,7 @@ fn install_with_daemon(env: &Env, key_var: &str) -> PathBuf {
         .unwrap();
     assert!(started.status.success());
     let conf = env.root.path().join("dtconf");
-    let install = install_script(&env, &conf);
+    let install = install_script(env, &conf);
     assert!(install.status.success());
     conf
 }
