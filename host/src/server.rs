@@ -313,8 +313,9 @@ pub fn serve(paths: Paths, config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// After a batch, the memory its jobs freed goes back to the system (`memory`): once no
-/// job has run for `memory::GIVE_BACK_AFTER`.
+/// After a batch, the memory its jobs freed goes back to the system (`memory`), and so do
+/// the shared buffers plugins keep for pixel functions: once no job has run for
+/// `memory::GIVE_BACK_AFTER`.
 fn give_back_when_idle(state: &State) {
     if state.in_flight.load(Ordering::SeqCst) > 0
         || state.gave_back.load(Ordering::SeqCst)
@@ -324,6 +325,10 @@ fn give_back_when_idle(state: &State) {
     }
     state.gave_back.store(true, Ordering::SeqCst);
     let before = crate::memory::resident_bytes();
+    let buffers = state.registry.read().unwrap().release_pixels();
+    if buffers > 0 {
+        tracing::debug!("idle: released {buffers} plugin pixel buffer(s)");
+    }
     crate::memory::give_back();
     if let (Some(b), Some(a)) = (before, crate::memory::resident_bytes()) {
         tracing::debug!("idle: resident memory {} MB -> {} MB", b >> 20, a >> 20);

@@ -224,9 +224,9 @@ fn output_location(
     Ok((dir, stem, req.output.format.unwrap_or(config.output.format)))
 }
 
-/// The offline engine for a preset with its own pixel function: the base is copied into
-/// shared memory, the recipe runs there, then the plugin's runner edits the same memory,
-/// and the result is blended back into `base`. `Ok(None)` when the plugin says it had
+/// The offline engine for a preset with its own pixel function: the recipe runs from the
+/// base into shared memory (the plugin's kept buffer, see `plugins::runner`), the plugin's
+/// runner edits that memory, and the result is blended back into `base`. `Ok(None)` when the plugin says it had
 /// nothing to do after all (the caller then runs the recipe alone).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn pixel_function(
@@ -240,7 +240,7 @@ pub(crate) fn pixel_function(
     intensity: f32,
     cancel: &Cancel,
 ) -> Result<Option<()>, JobError> {
-    let mut shm = crate::shm::SharedPixels::create(base.data.len()).map_err(|e| {
+    let mut shm = plugin.pixel_buffer(base.data.len()).map_err(|e| {
         JobError::new(
             ErrorCode::Internal,
             format!("cannot allocate shared memory for the plugin: {e}"),
@@ -248,12 +248,26 @@ pub(crate) fn pixel_function(
     })?;
     let plan = crate::engine::local::Plan::resolve(&request.recipe, preview);
     let (w, h) = (base.width, base.height);
-    plan.apply_into(w, h, &base.data, shm.as_mut_slice(), 1.0, cancel)?;
-    if !plugin.process_pixels(preset, params, facts, &shm, base.width, base.height, cancel)? {
-        return Ok(None);
-    }
-    blend::blend_plugin_edit(&mut base.data, shm.as_slice(), intensity);
-    Ok(Some(()))
+    let t = Instant::now();
+    let recipe = plan.apply_into(w, h, &base.data, shm.as_mut_slice(), 1.0, cancel);
+    let recipe_ms = t.elapsed();
+    let edited =
+        recipe.and_then(|()| plugin.process_pixels(preset, params, facts, &shm, w, h, cancel));
+    let plugin_ms = t.elapsed() - recipe_ms;
+    let edited = match edited {
+        Ok(true) => {
+            blend::blend_plugin_edit(&mut base.data, shm.as_slice(), intensity);
+            tracing::debug!(
+                "pixel function: recipe {recipe_ms:?}, plugin {plugin_ms:?}, blend {:?}",
+                t.elapsed() - recipe_ms - plugin_ms
+            );
+            Ok(Some(()))
+        }
+        Ok(false) => Ok(None),
+        Err(e) => Err(e),
+    };
+    plugin.keep_pixel_buffer(shm);
+    edited
 }
 
 /// The engine a job runs on: the request's; else the preset's (from its built request, or

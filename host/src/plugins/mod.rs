@@ -250,6 +250,12 @@ impl Registry {
         self.plugins.push(plugin);
     }
 
+    /// Gives back the shared pixel buffers plugins keep between pixel calls (the daemon is
+    /// idle). Returns how many there were.
+    pub fn release_pixels(&self) -> usize {
+        self.plugins.iter().filter(|p| p.release_pixels()).count()
+    }
+
     /// Every library tried, loaded or not, with its current state.
     pub fn reports(&self) -> Vec<PluginReport> {
         let mut reports = self.reports.clone();
