@@ -54,6 +54,9 @@ struct Scratch {
     b: Vec<f32>,
     top: Vec<f32>,
     bot: Vec<f32>,
+    /// The grain lattice row `top` holds (`bot` holds the next): a lattice cell spans
+    /// several pixel rows, and a thread's rows mostly come in order.
+    grain_row: Option<i32>,
 }
 
 impl Plan {
@@ -228,12 +231,22 @@ impl<'a> Pass<'a> {
         if self.grain_cells > 0 {
             let gy = y as f32 * self.inv_cell;
             let giy = gy.floor() as i32;
-            s.top.clear();
-            s.bot.clear();
-            s.top
-                .extend((0..self.grain_cells as i32).map(|ix| hash(ix, giy)));
-            s.bot
-                .extend((0..self.grain_cells as i32).map(|ix| hash(ix, giy + 1)));
+            let cells = 0..self.grain_cells as i32;
+            match s.grain_row {
+                Some(r) if r == giy => {}
+                Some(r) if r + 1 == giy => {
+                    std::mem::swap(&mut s.top, &mut s.bot);
+                    s.bot.clear();
+                    s.bot.extend(cells.map(|ix| hash(ix, giy + 1)));
+                }
+                _ => {
+                    s.top.clear();
+                    s.bot.clear();
+                    s.top.extend(cells.clone().map(|ix| hash(ix, giy)));
+                    s.bot.extend(cells.map(|ix| hash(ix, giy + 1)));
+                }
+            }
+            s.grain_row = Some(giy);
         }
     }
 
