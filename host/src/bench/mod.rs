@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::process::Command;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::Args;
@@ -302,28 +302,17 @@ pub fn run(paths: &Paths, args: BenchArgs) -> anyhow::Result<i32> {
         );
     }
     isolation_cost(&registry, &config, &req, mp, med["total"] as f64)?;
+    let libraw_ms = if args.python.is_empty() {
+        None
+    } else {
+        Some(libraw_develop_ms(&args.python, &file, args.runs)?)
+    };
     if args.every_preset {
-        every_preset(&registry, &config, &req, mp)?;
+        every_preset(&registry, &config, &req, mp, args.runs, libraw_ms)?;
     }
-    if args.python.is_empty() {
+    let Some(libraw_ms) = libraw_ms else {
         return Ok(0);
-    }
-    let output = Command::new(&args.python)
-        .args(["-c", LIBRAW_SCRIPT])
-        .arg(&file)
-        .arg(args.runs.max(1).to_string())
-        .output()
-        .with_context(|| format!("cannot run {}", args.python))?;
-    if !output.status.success() {
-        bail!(
-            "LibRaw reference failed (is rawpy installed?): {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    let libraw_ms: f64 = String::from_utf8_lossy(&output.stdout)
-        .trim()
-        .parse()
-        .context("LibRaw reference output")?;
+    };
     let total = med["total"] as f64;
     let without_engine = total - med["engine"] as f64;
     println!("LibRaw develop (rawpy, AHD, 16-bit): {libraw_ms:.0} ms");
@@ -461,12 +450,36 @@ fn cpu_ms() -> f64 {
     f64::NAN
 }
 
-/// `--every-preset`: each offline preset once, engine stage and whole job, wall and CPU.
+/// LibRaw's AHD develop of `file` (rawpy, 16-bit), the median of `runs`, in ms.
+fn libraw_develop_ms(python: &str, file: &Path, runs: usize) -> anyhow::Result<f64> {
+    let output = Command::new(python)
+        .args(["-c", LIBRAW_SCRIPT])
+        .arg(file)
+        .arg(runs.max(1).to_string())
+        .output()
+        .with_context(|| format!("cannot run {python}"))?;
+    if !output.status.success() {
+        bail!(
+            "LibRaw reference failed (is rawpy installed?): {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .context("LibRaw reference output")
+}
+
+/// `--every-preset`: each offline preset, engine stage and whole job (medians of `runs`
+/// after one run to warm up, as for the main table), wall and CPU, and the job's ratio to
+/// LibRaw's develop when that was measured.
 fn every_preset(
     registry: &Registry,
     config: &Config,
     req: &EnhanceRequest,
     mp: f64,
+    runs: usize,
+    libraw_ms: Option<f64>,
 ) -> anyhow::Result<()> {
     let mut ids: Vec<String> = registry
         .presets()
@@ -474,12 +487,13 @@ fn every_preset(
         .map(|p| p.descriptor.id.clone())
         .collect();
     ids.sort();
+    let runs = runs.max(1);
     println!(
-        "every offline preset, one run each ({mp:.1} MP; CPU is the whole process's, both cores)"
+        "every offline preset, median of {runs} runs after one to warm up ({mp:.1} MP; CPU is the whole process's, both cores)"
     );
     println!(
-        "{:<28} {:>10} {:>10} {:>10} {:>10} {:>9}",
-        "preset", "engine ms", "engine MP/s", "job ms", "job CPU ms", "CPU/wall"
+        "{:<28} {:>10} {:>10} {:>10} {:>10} {:>9} {:>12}",
+        "preset", "engine ms", "engine MP/s", "job ms", "job CPU ms", "CPU/wall", "job / LibRaw"
     );
     let engines = crate::engine::remote::Engines::without_storage(config);
     for id in ids {
@@ -487,28 +501,38 @@ fn every_preset(
             preset: id.clone(),
             ..req.clone()
         };
-        let (t, c) = (std::time::Instant::now(), cpu_ms());
-        let r = run_job(
-            &req,
-            config,
-            registry,
-            &engines,
-            &|_, _| {},
-            &crate::engine::stay_on_cpu,
-            &Cancel::default(),
-        )
-        .map_err(|e| anyhow::anyhow!("{id}: {e}"))?;
-        let (wall, cpu) = (t.elapsed().as_secs_f64() * 1e3, cpu_ms() - c);
-        std::fs::remove_file(&r.output).ok();
-        let engine = r.timings_ms.get("engine").copied().unwrap_or(0);
+        let (mut engines_ms, mut walls, mut cpus) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 0..=runs {
+            let (t, c) = (std::time::Instant::now(), cpu_ms());
+            let r = run_job(
+                &req,
+                config,
+                registry,
+                &engines,
+                &|_, _| {},
+                &crate::engine::stay_on_cpu,
+                &Cancel::default(),
+            )
+            .map_err(|e| anyhow::anyhow!("{id}: {e}"))?;
+            let (wall, cpu) = (t.elapsed().as_secs_f64() * 1e3, cpu_ms() - c);
+            std::fs::remove_file(&r.output).ok();
+            if i > 0 {
+                engines_ms.push(r.timings_ms.get("engine").copied().unwrap_or(0));
+                walls.push(wall as u64);
+                cpus.push(cpu as u64);
+            }
+        }
+        let (engine, wall, cpu) = (median(engines_ms), median(walls), median(cpus));
+        let ratio = libraw_ms.map_or("-".to_string(), |l| format!("{:.2}", wall as f64 / l));
         println!(
-            "{:<28} {:>10} {:>10.1} {:>10.0} {:>10.0} {:>9.2}",
+            "{:<28} {:>10} {:>10.1} {:>10} {:>10} {:>9.2} {:>12}",
             id,
             engine,
             mp / (engine.max(1) as f64 / 1e3),
             wall,
             cpu,
-            cpu / wall
+            cpu as f64 / wall.max(1) as f64,
+            ratio
         );
     }
     Ok(())
