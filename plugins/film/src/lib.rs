@@ -240,15 +240,22 @@ fn halation(image: &mut Image<'_>, amount: f32) {
     std::thread::scope(|s| {
         for (i, m) in mask.chunks_mut(band * lw).enumerate() {
             s.spawn(move || {
+                // t² of one row, then summed per cell: two simple loops the compiler
+                // vectorises, where a sum into `cells[x / F]` per pixel could not be.
+                let mut tt = vec![0f32; w];
                 for (k, cells) in m.chunks_mut(lw).enumerate() {
                     let ly = i * band + k;
                     let rows = ly * F..((ly + 1) * F).min(h);
                     let n = rows.len();
                     for y in rows {
-                        for (x, p) in data[y * w * 3..(y + 1) * w * 3].chunks_exact(3).enumerate() {
+                        let row = &data[y * w * 3..(y + 1) * w * 3];
+                        for (t, p) in tt.iter_mut().zip(row.chunks_exact(3)) {
                             let l = 0.2627 * p[0] + 0.6780 * p[1] + 0.0593 * p[2];
-                            let t = ((l - 0.7) / 0.3).clamp(0.0, 1.0);
-                            cells[x / F] += t * t;
+                            let v = ((l - 0.7) / 0.3).max(0.0).min(1.0);
+                            *t = v * v;
+                        }
+                        for (c, t) in cells.iter_mut().zip(tt.chunks(F)) {
+                            *c += t.iter().sum::<f32>();
                         }
                     }
                     for (lx, c) in cells.iter_mut().enumerate() {
@@ -278,6 +285,7 @@ fn halation(image: &mut Image<'_>, amount: f32) {
         for (i, chunk) in image.data.chunks_mut(rows_per * w * 3).enumerate() {
             s.spawn(move || {
                 let mut between = vec![0f32; lw];
+                let mut glow = vec![0f32; w];
                 for (k, row) in chunk.chunks_exact_mut(w * 3).enumerate() {
                     let y = i * rows_per + k;
                     let fy = ((y as f32 + 0.5) / F as f32 - 0.5).clamp(0.0, (lh - 1) as f32);
@@ -287,8 +295,11 @@ fn halation(image: &mut Image<'_>, amount: f32) {
                     for ((b, t), d) in between.iter_mut().zip(top).zip(bot) {
                         *b = t * (1.0 - ty) + d * ty;
                     }
-                    for (p, &(x0, x1, tx)) in row.chunks_exact_mut(3).zip(columns) {
-                        let g = amount * (between[x0] * (1.0 - tx) + between[x1] * tx);
+                    // The row's glow first (table reads), then a plain pass over the pixels.
+                    for (g, &(x0, x1, tx)) in glow.iter_mut().zip(columns) {
+                        *g = amount * (between[x0] * (1.0 - tx) + between[x1] * tx);
+                    }
+                    for (p, &g) in row.chunks_exact_mut(3).zip(&glow) {
                         p[0] += g;
                         p[1] += 0.3 * g;
                         p[2] += 0.08 * g;
