@@ -307,6 +307,9 @@ pub fn serve(paths: Paths, config: Config) -> anyhow::Result<()> {
     while state.in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    // Connection threads may still hold the state (and so the plugins): the buffers the
+    // plugins keep are removed here, not left to a drop that may never come.
+    state.registry.read().unwrap().release_pixels();
     socket.remove();
     drop(lock);
     tracing::info!("stopped");

@@ -156,13 +156,13 @@ pub fn run_runner(file: &Path) -> i32 {
                 height,
             }) => {
                 let samples = width as usize * height as usize * 3;
-                if kept
+                let mapped = kept
                     .as_ref()
-                    .is_none_or(|(id, p)| *id != buffer || p.as_slice().len() != samples)
-                {
-                    kept = None; // unmapped before the next one is mapped
+                    .is_some_and(|(id, p)| *id == buffer && p.as_slice().len() == samples);
+                let mut fresh = None;
+                if !mapped {
                     match crate::shm::SharedPixels::open(&shm, samples) {
-                        Ok(p) => kept = Some((buffer, p)),
+                        Ok(p) => fresh = Some(p),
                         Err(e) => {
                             let reply = Reply::Err {
                                 message: format!("cannot map the shared pixels: {e}"),
@@ -174,8 +174,11 @@ pub fn run_runner(file: &Path) -> i32 {
                         }
                     }
                 }
-                let (_, pixels) = kept.as_mut().expect("mapped above");
-                match plugin.process_pixels(
+                let pixels = match (&mut fresh, &mut kept) {
+                    (Some(p), _) | (None, Some((_, p))) => p,
+                    (None, None) => unreachable!("mapped above"),
+                };
+                let reply = match plugin.process_pixels(
                     &preset,
                     &params,
                     &facts,
@@ -187,7 +190,13 @@ pub fn run_runner(file: &Path) -> i32 {
                         value: Value::Bool(done),
                     },
                     Err(message) => Reply::Err { message },
+                };
+                // A large buffer stays mapped for the next photo (replacing the one kept
+                // before); a small one is unmapped now, as the daemon removes it.
+                if let Some(p) = fresh.filter(|_| keeps(samples)) {
+                    kept = Some((buffer, p));
                 }
+                reply
             }
             Ok(Call::ReleasePixels { buffer }) => {
                 if kept.as_ref().is_some_and(|(id, _)| *id == buffer) {
@@ -284,6 +293,15 @@ fn spawn(file: &Path) -> Result<Runner, String> {
         stdin,
         frames: rx,
     })
+}
+
+/// Buffers from this size on are kept between pixel calls, on both sides; smaller ones
+/// (previews, contact sheets) cost little to make and go after their call.
+const KEEP_PIXELS_FROM: usize = 16 << 20;
+
+/// Whether a pixel buffer of `samples` floats is kept between calls.
+fn keeps(samples: usize) -> bool {
+    samples * 4 >= KEEP_PIXELS_FROM
 }
 
 /// Shared memory for one pixel call ([`PluginHandle::pixel_buffer`]).
@@ -540,12 +558,16 @@ impl PluginHandle {
             .map_err(|e| self.fail(&what, format!("returned an invalid request ({e})")))
     }
 
-    /// Shared memory for a pixel call on `samples` floats: the buffer the last call gave
-    /// back when it has that size (its pages already allocated, and mapped on both sides),
-    /// else a new one. Hand it back with [`Self::keep_pixel_buffer`].
+    /// Shared memory for a pixel call on `samples` floats: for a large one, the buffer the
+    /// last call gave back when it has that size (its pages already allocated, and mapped
+    /// on both sides); else a new one. Hand it back with [`Self::keep_pixel_buffer`].
     pub fn pixel_buffer(&self, samples: usize) -> io::Result<PixelBuffer> {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-        let kept = self.pixels.lock().unwrap().take();
+        let kept = if keeps(samples) {
+            self.pixels.lock().unwrap().take()
+        } else {
+            None // a small call leaves the kept buffer for the next large one
+        };
         match kept {
             Some(b) if b.as_slice().len() == samples => {
                 tracing::debug!("pixel buffer {} kept from the last call", b.id);
@@ -555,15 +577,21 @@ impl PluginHandle {
             None => {}
         }
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!("pixel buffer {id}: new, {} MB", (samples * 4) >> 20);
-        Ok(PixelBuffer {
-            id,
-            shm: crate::shm::SharedPixels::create(samples)?,
-        })
+        let shm = crate::shm::SharedPixels::create(samples)?;
+        tracing::debug!(
+            "pixel buffer {id}: new, {} MB in {}",
+            (samples * 4) >> 20,
+            shm.path().display()
+        );
+        Ok(PixelBuffer { id, shm })
     }
 
-    /// Keeps a pixel call's buffer for the next call (one at a time: a second is released).
+    /// Keeps a large pixel call's buffer for the next call (one at a time: a second is
+    /// released); a small one is removed now (the runner has unmapped it already).
     pub fn keep_pixel_buffer(&self, buffer: PixelBuffer) {
+        if !keeps(buffer.as_slice().len()) {
+            return;
+        }
         let mut slot = self.pixels.lock().unwrap();
         if slot.is_none() {
             *slot = Some(buffer);

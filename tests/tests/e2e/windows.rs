@@ -324,6 +324,7 @@ fn windows_a_crashing_plugin_dll_fails_only_its_own_job() {
     .unwrap();
     env.env
         .push(("LUMINARY_PLUGIN_PATH", env.win_path(&plugins)));
+    env.env.push(("LUMINARY_LOG", "debug".into()));
     let dir = env.profile().join("Pictures");
     let tiff = copy(&f.tiff16, &dir, "scan.tif");
     let pid = daemon_pid(&env);
@@ -379,6 +380,50 @@ fn windows_a_crashing_plugin_dll_fails_only_its_own_job() {
         results(&fine.stdout)[0]["ok"],
         true,
         "the plugin's runner was not restarted"
+    );
+
+    // A pixel function's shared buffer, kept between photos, goes once the daemon is idle:
+    // the runner unmaps it before the daemon deletes the file, which Windows refuses while
+    // a view of it is open. Nothing may be left in the temp folder.
+    let tiff8 = copy(&f.tiff8, &dir, "scan8.tif");
+    for src in [&tiff, &tiff8] {
+        let out = env.run(
+            &[
+                "enhance",
+                "--json",
+                "--preset",
+                "pixels-sepia",
+                &env.win_path(src),
+            ],
+            JOB,
+        );
+        assert_eq!(results(&out.stdout)[0]["ok"], true, "{}", env.daemon_log());
+    }
+    let pixel_files = || -> Vec<PathBuf> {
+        walk(&env.c_drive())
+            .into_iter()
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("luminary-pixels-"))
+            })
+            .collect()
+    };
+    let started = std::time::Instant::now();
+    let released = |log: &str| log.contains("idle: released 1 plugin pixel buffer");
+    while !(released(&env.daemon_log()) && pixel_files().is_empty())
+        && started.elapsed() < Duration::from_secs(20)
+    {
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let log = env.daemon_log();
+    assert!(
+        released(&log),
+        "the kept pixel buffer was not released:\n{log}"
+    );
+    assert!(
+        pixel_files().is_empty(),
+        "left in the temp folder: {:?}",
+        pixel_files()
     );
 }
 
