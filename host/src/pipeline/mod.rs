@@ -495,8 +495,11 @@ pub fn run_job(
     check(cancel)?;
 
     t.start("preview");
+    let t0 = Instant::now();
     let preview = preview::downscale(&base, config.engine.preview_size as usize);
+    let t1 = t0.elapsed();
     let mut facts = preview::facts(&preview, base.width, base.height, ingested.is_raw);
+    tracing::debug!("preview: downscale {t1:?}, facts {:?}", t0.elapsed() - t1);
     facts.make = ingested.meta.text(exif::Tag::Make);
     facts.model = ingested.meta.text(exif::Tag::Model);
     t.finish("preview");
