@@ -626,6 +626,7 @@ impl PluginHandle {
     }
 
     /// Runs the preset's pixel function on the shared pixels. `Ok(false)`: it has none.
+    #[allow(clippy::too_many_arguments)]
     pub fn process_pixels(
         &self,
         preset: &str,

@@ -251,7 +251,7 @@ fn halation(image: &mut Image<'_>, amount: f32) {
                         let row = &data[y * w * 3..(y + 1) * w * 3];
                         for (t, p) in tt.iter_mut().zip(row.chunks_exact(3)) {
                             let l = 0.2627 * p[0] + 0.6780 * p[1] + 0.0593 * p[2];
-                            let v = ((l - 0.7) / 0.3).max(0.0).min(1.0);
+                            let v = ((l - 0.7) / 0.3).clamp(0.0, 1.0);
                             *t = v * v;
                         }
                         for (c, t) in cells.iter_mut().zip(tt.chunks(F)) {
