@@ -370,6 +370,21 @@ impl<'a> Normaliser<'a> {
         Normaliser { header, cells }
     }
 
+    /// Where row `y` starts in the black-level pattern (its row, and the column of its
+    /// first sample) and the row's own black delta.
+    fn row_phase(&self, y: usize) -> (usize, usize, f32) {
+        let lv = &self.header.levels;
+        let [ox, oy] = lv.origin;
+        let cols = lv.repeat[1];
+        let ry = (y as isize - oy as isize).rem_euclid(lv.repeat[0] as isize) as usize;
+        let dv = y
+            .checked_sub(oy)
+            .and_then(|i| lv.delta_v.get(i))
+            .copied()
+            .unwrap_or(0.0);
+        (ry, (cols - ox % cols) % cols, dv)
+    }
+
     /// [`Self::row`] of a Bayer row into `out`, times `wb` by column parity and clipped at
     /// 1, for the usual sensor: `u16` samples, black levels repeating every one or two
     /// columns, no per-column deltas. Two (black, scale) pairs then alternate along the
@@ -388,15 +403,8 @@ impl<'a> Normaliser<'a> {
             return false;
         };
         let w = self.header.width;
-        let [ox, oy] = lv.origin;
         let cols = lv.repeat[1];
-        let ry = (y as isize - oy as isize).rem_euclid(lv.repeat[0] as isize) as usize;
-        let dv = y
-            .checked_sub(oy)
-            .and_then(|i| lv.delta_v.get(i))
-            .copied()
-            .unwrap_or(0.0);
-        let rx0 = (cols - ox % cols) % cols;
+        let (ry, rx0, dv) = self.row_phase(y);
         // Per lane of a 16-sample chunk (even, so parities line up): black, scale, gain.
         let cell = |x: usize| self.cells[ry * cols + (rx0 + x) % cols];
         let black: [f32; 16] = std::array::from_fn(|i| cell(i).0);
@@ -454,17 +462,11 @@ impl<'a> Normaliser<'a> {
     ) {
         let h = self.header;
         let lv = &h.levels;
-        let [ox, oy] = lv.origin;
-        let ry = (y as isize - oy as isize).rem_euclid(lv.repeat[0] as isize) as usize;
-        let dv = y
-            .checked_sub(oy)
-            .and_then(|i| lv.delta_v.get(i))
-            .copied()
-            .unwrap_or(0.0);
+        let ox = lv.origin[0];
         let cols = lv.repeat[1];
+        let (ry, mut rx, dv) = self.row_phase(y);
         let base = y * h.width * planes;
         // The usual case, one black per 2×2 position and no deltas, stays branch-light.
-        let mut rx = (cols - ox % cols) % cols;
         for x in 0..h.width {
             let dh = if lv.delta_h.is_empty() {
                 0.0

@@ -45,6 +45,16 @@ pub fn box_blur(v: &mut [f32], w: usize, h: usize, c: usize, r: usize, passes: u
     }
 }
 
+/// The radius (3σ, rounded up) and the normalised weights of a Gaussian of `sigma`.
+fn gaussian_taps(sigma: f32) -> (isize, Vec<f32>) {
+    let r = (3.0 * sigma).ceil() as isize;
+    let k: Vec<f32> = (-r..=r)
+        .map(|i| (-(i * i) as f32 / (2.0 * sigma * sigma)).exp())
+        .collect();
+    let sum: f32 = k.iter().sum();
+    (r, k.iter().map(|x| x / sum).collect())
+}
+
 /// Blurs `v` (`w`×`h` pixels of `c` interleaved floats) with a Gaussian of `sigma`
 /// pixels (kernel ±3σ), edges clamped: for the small, exact blurs a box cannot give
 /// (matching an answer's softness to a fraction of a pixel).
@@ -53,12 +63,7 @@ pub fn gaussian(v: &mut [f32], w: usize, h: usize, c: usize, sigma: f32) {
     if sigma <= 0.0 || w == 0 || h == 0 {
         return;
     }
-    let r = (3.0 * sigma).ceil() as isize;
-    let k: Vec<f32> = (-r..=r)
-        .map(|i| (-(i * i) as f32 / (2.0 * sigma * sigma)).exp())
-        .collect();
-    let sum: f32 = k.iter().sum();
-    let k: Vec<f32> = k.iter().map(|x| x / sum).collect();
+    let (r, k) = gaussian_taps(sigma);
     let row = w * c;
     let mut tmp = vec![0f32; v.len()];
     let ru = r as usize;
@@ -158,12 +163,7 @@ mod tests {
 
     /// The Gaussian as it was: every tap of every pixel through a clamped index.
     fn gaussian_clamped(v: &mut [f32], w: usize, h: usize, c: usize, sigma: f32) {
-        let r = (3.0 * sigma).ceil() as isize;
-        let k: Vec<f32> = (-r..=r)
-            .map(|i| (-(i * i) as f32 / (2.0 * sigma * sigma)).exp())
-            .collect();
-        let sum: f32 = k.iter().sum();
-        let k: Vec<f32> = k.iter().map(|x| x / sum).collect();
+        let (r, k) = gaussian_taps(sigma);
         let row = w * c;
         let mut tmp = vec![0f32; v.len()];
         for (out, src) in tmp.chunks_mut(row).zip(v.chunks(row)) {

@@ -283,9 +283,10 @@ fn an_idle_daemon_gives_its_memory_back_after_a_batch() {
         "daemon: peak {peak} MB during the batch, {rss} MB resident {:.1} s after it",
         finished.elapsed().as_secs_f64()
     );
-    // Twice the target: the batch really took memory that had to be given back.
+    // Well past the target (1.5×): the batch really took memory that had to be given
+    // back. (Its peak is 127–133 MB here, depending on how the jobs overlap.)
     assert!(
-        peak >= 128,
+        peak >= 96,
         "the batch should have taken memory (peak {peak} MB)"
     );
     assert!(
