@@ -226,8 +226,8 @@ fn output_location(
 
 /// The offline engine for a preset with its own pixel function: the recipe runs from the
 /// base into shared memory (the plugin's kept buffer, see `plugins::runner`), the plugin's
-/// runner edits that memory, and the result is blended back into `base`. `Ok(None)` when the plugin says it had
-/// nothing to do after all (the caller then runs the recipe alone).
+/// runner edits that memory, and the result is blended back into `base`. `Ok(None)` when
+/// the plugin says it had nothing to do after all (the caller then runs the recipe alone).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn pixel_function(
     plugin: &crate::plugins::runner::PluginHandle,
@@ -495,11 +495,8 @@ pub fn run_job(
     check(cancel)?;
 
     t.start("preview");
-    let t0 = Instant::now();
     let preview = preview::downscale(&base, config.engine.preview_size as usize);
-    let t1 = t0.elapsed();
     let mut facts = preview::facts(&preview, base.width, base.height, ingested.is_raw);
-    tracing::debug!("preview: downscale {t1:?}, facts {:?}", t0.elapsed() - t1);
     facts.make = ingested.meta.text(exif::Tag::Make);
     facts.model = ingested.meta.text(exif::Tag::Model);
     t.finish("preview");

@@ -128,6 +128,41 @@ fn a_plugin_that_panics_segfaults_exits_or_hangs_fails_only_its_own_job() {
     assert_eq!(enhance(&env, &src, "fine")["ok"], true);
 }
 
+/// `enhance --json SRC --preset pixels-sepia --intensity 1`: its result, which must be a
+/// success. With `debug`, a daemon this call starts logs at debug level.
+fn sepia(env: &Env, src: &Path, debug: bool) -> Value {
+    let mut cmd = env.cmd();
+    if debug {
+        cmd.env("LUMINARY_LOG", "debug");
+    }
+    let out = cmd
+        .args([
+            "enhance",
+            "--json",
+            src.to_str().unwrap(),
+            "--preset",
+            "pixels-sepia",
+        ])
+        .args(["--intensity", "1"])
+        .output()
+        .unwrap();
+    let r = results(&out.stdout).remove(0);
+    assert_eq!(r["ok"], true, "{r}");
+    r
+}
+
+/// Of the pixels that are neither dark nor bright, the share with red above green above
+/// blue: sepia's.
+fn sepia_share(img: &image::Rgb32FImage) -> f64 {
+    let (warm, n) = img
+        .pixels()
+        .filter(|p| p[1] > 0.1 && p[1] < 0.8)
+        .fold((0u32, 0u32), |(w, n), p| {
+            (w + (p[0] > p[1] && p[1] > p[2]) as u32, n + 1)
+        });
+    warm as f64 / n.max(1) as f64
+}
+
 #[test]
 fn pixel_functions_run_in_the_runner_through_shared_memory() {
     let f = fixtures();
@@ -135,36 +170,13 @@ fn pixel_functions_run_in_the_runner_through_shared_memory() {
     env.install_plugin(&dylib("misbehave"));
     let src = copy_into(&env, &f.tiff16);
     // The daemon this starts logs where it puts its pixel buffers (checked at the end).
-    let out = env
-        .cmd()
-        .env("LUMINARY_LOG", "debug")
-        .args([
-            "enhance",
-            "--json",
-            src.to_str().unwrap(),
-            "--preset",
-            "pixels-sepia",
-            "--intensity",
-            "1",
-        ])
-        .output()
-        .unwrap();
-    let r = results(&out.stdout).remove(0);
-    assert_eq!(r["ok"], true, "{r}");
-    let img = image::open(r["output"].as_str().unwrap())
-        .unwrap()
-        .into_rgb32f();
-    // Sepia: red above green above blue nearly everywhere the picture is not black.
-    let (mut warm, mut n) = (0, 0);
-    for p in img.pixels() {
-        if p[1] > 0.1 && p[1] < 0.8 {
-            n += 1;
-            if p[0] > p[1] && p[1] > p[2] {
-                warm += 1;
-            }
-        }
-    }
-    assert!(warm as f64 > 0.95 * n as f64, "{warm} of {n} pixels sepia");
+    let r = sepia(&env, &src, true);
+    let share = sepia_share(
+        &image::open(r["output"].as_str().unwrap())
+            .unwrap()
+            .into_rgb32f(),
+    );
+    assert!(share > 0.95, "{share} of the pixels sepia");
     let r = enhance(&env, &src, "pixels-panic");
     assert_eq!(r["code"], "plugin_failed");
     assert!(r["message"]
@@ -231,25 +243,6 @@ fn mapped_pixel_buffers(pid: i64) -> Vec<String> {
 #[test]
 fn a_kept_pixel_buffer_gives_the_same_picture_and_is_given_back_when_idle() {
     let f = fixtures();
-    let sepia = |env: &Env, src: &Path, log: bool| -> Value {
-        let mut cmd = env.cmd();
-        if log {
-            cmd.env("LUMINARY_LOG", "debug");
-        }
-        let out = cmd
-            .args([
-                "enhance",
-                "--json",
-                src.to_str().unwrap(),
-                "--preset",
-                "pixels-sepia",
-            ])
-            .output()
-            .unwrap();
-        let r = results(&out.stdout).remove(0);
-        assert_eq!(r["ok"], true, "{r}");
-        r
-    };
     let pixels = |r: &Value| {
         image::open(r["output"].as_str().unwrap())
             .unwrap()
@@ -292,13 +285,8 @@ fn a_kept_pixel_buffer_gives_the_same_picture_and_is_given_back_when_idle() {
         third == first,
         "a small photo should leave the kept buffer alone: {first:?} then {third:?}"
     );
-    let (warm, n) = other
-        .pixels()
-        .filter(|p| p[1] > 0.1 && p[1] < 0.8)
-        .fold((0, 0), |(w, n), p| {
-            (w + (p[0] > p[1] && p[1] > p[2]) as u32, n + 1)
-        });
-    assert!(warm as f64 > 0.95 * n as f64, "{warm} of {n} pixels sepia");
+    let share = sepia_share(&other);
+    assert!(share > 0.95, "{share} of the pixels sepia");
     // Idle: given back by the daemon and its runner, the file gone.
     let files: Vec<String> = third
         .iter()
