@@ -264,11 +264,7 @@ impl Encoder {
             .enumerate()
         {
             let mut px = [[0f32; BLOCK]; 3];
-            for (i, p) in s.chunks_exact(3).enumerate() {
-                px[0][i] = p[0];
-                px[1][i] = p[1];
-                px[2][i] = p[2];
-            }
+            crate::simd::split_rgb(simd, s, &mut px);
             let mut lin = [[0f32; BLOCK]; 3];
             for (c, l) in lin.iter_mut().enumerate() {
                 for i in 0..BLOCK {

@@ -107,26 +107,48 @@ impl GuidedCoefficients {
     /// (length = full width), using `columns` from [`Self::columns`]. Vertical interpolation
     /// happens once per low-res column, so the per-pixel cost is one lerp per coefficient.
     pub fn row(&self, y: usize, columns: &[(u32, f32)], a_out: &mut [f32], b_out: &mut [f32]) {
+        self.row_with(y, columns, &mut [Vec::new(), Vec::new()], a_out, b_out);
+    }
+
+    /// [`Self::row`] with the low-resolution rows' working space `low` (kept between rows
+    /// by the caller).
+    pub fn row_with(
+        &self,
+        y: usize,
+        columns: &[(u32, f32)],
+        low: &mut [Vec<f32>; 2],
+        a_out: &mut [f32],
+        b_out: &mut [f32],
+    ) {
+        let [a_low, b_low] = low;
+        self.low_rows(y, a_low, b_low);
+        for ((ao, bo), &(x0, t)) in a_out.iter_mut().zip(b_out.iter_mut()).zip(columns) {
+            let x0 = x0 as usize;
+            *ao = a_low[x0] + (a_low[x0 + 1] - a_low[x0]) * t;
+            *bo = b_low[x0] + (b_low[x0 + 1] - b_low[x0]) * t;
+        }
+    }
+
+    /// The low-resolution `(a, b)` interpolated to full-resolution row `y`, with the last
+    /// value repeated once more (so column `x0 + 1` exists for every `x0` of
+    /// [`Self::columns`], however narrow).
+    fn low_rows(&self, y: usize, a_low: &mut Vec<f32>, b_low: &mut Vec<f32>) {
         let s = self.s as f32;
         let fy = ((y as f32 + 0.5) / s - 0.5).clamp(0.0, (self.h - 1) as f32);
         let y0 = fy as usize;
         let y1 = (y0 + 1).min(self.h - 1);
         let ty = fy - y0 as f32;
-        let lerp_rows = |v: &[f32]| -> Vec<f32> {
+        let lerp_rows = |v: &[f32], out: &mut Vec<f32>| {
             let (r0, r1) = (
                 &v[y0 * self.w..(y0 + 1) * self.w],
                 &v[y1 * self.w..(y1 + 1) * self.w],
             );
-            r0.iter().zip(r1).map(|(a, b)| a + (b - a) * ty).collect()
+            out.clear();
+            out.extend(r0.iter().zip(r1).map(|(a, b)| a + (b - a) * ty));
+            out.push(out[self.w - 1]);
         };
-        let (a_low, b_low) = (lerp_rows(&self.a), lerp_rows(&self.b));
-        let last = self.w - 1;
-        for ((ao, bo), &(x0, t)) in a_out.iter_mut().zip(b_out.iter_mut()).zip(columns) {
-            let x0 = x0 as usize;
-            let x1 = (x0 + 1).min(last);
-            *ao = a_low[x0] + (a_low[x1] - a_low[x0]) * t;
-            *bo = b_low[x0] + (b_low[x1] - b_low[x0]) * t;
-        }
+        lerp_rows(&self.a, a_low);
+        lerp_rows(&self.b, b_low);
     }
 }
 

@@ -37,24 +37,28 @@ pub fn blend_plugin_edit(base: &mut [f32], edited: &[f32], intensity: f32) {
 fn plugin_edit_chunk(b: &mut [f32], e: &[f32], t: f32, simd: crate::simd::Simd) {
     use super::render::{compress_block, BLOCK};
     #[inline(always)]
-    fn plain(b: &mut [f32], e: &[f32], t: f32) {
+    fn plain(b: &mut [f32], e: &[f32], t: f32, simd: crate::simd::Simd) {
         for (bb, eb) in b.chunks_mut(3 * BLOCK).zip(e.chunks(3 * BLOCK)) {
             let mut px = [[0f32; BLOCK]; 3];
-            for (i, p) in eb.chunks_exact(3).enumerate() {
-                for k in 0..3 {
-                    px[k][i] = if p[k].is_finite() { p[k] } else { 0.0 };
+            crate::simd::split_rgb(simd, eb, &mut px);
+            for c in px.iter_mut() {
+                for v in c.iter_mut() {
+                    *v = if v.is_finite() { *v } else { 0.0 };
                 }
             }
             let [r, g, bl] = &mut px;
             compress_block(r, g, bl);
-            for (i, p) in bb.chunks_exact_mut(3).enumerate() {
-                for k in 0..3 {
-                    p[k] += t * (px[k][i] - p[k]);
+            let mut base = [[0f32; BLOCK]; 3];
+            crate::simd::split_rgb(simd, bb, &mut base);
+            for k in 0..3 {
+                for i in 0..BLOCK {
+                    base[k][i] += t * (px[k][i] - base[k][i]);
                 }
             }
+            crate::simd::merge_rgb(simd, &base, bb);
         }
     }
-    crate::simd::dispatch!(simd, plain(b: &mut [f32], e: &[f32], t: f32))
+    crate::simd::dispatch!(simd, plain(b: &mut [f32], e: &[f32], t: f32, simd: crate::simd::Simd))
 }
 
 /// Blends into `edited` in place (it becomes the output), consuming no extra memory.

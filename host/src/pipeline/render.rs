@@ -163,6 +163,21 @@ pub(crate) const BLOCK: usize = 64;
 /// a branch per pixel (so it vectorises); the same values.
 #[inline(always)]
 pub(crate) fn compress_block(r: &mut [f32; BLOCK], g: &mut [f32; BLOCK], b: &mut [f32; BLOCK]) {
+    // Most blocks of a photograph lie inside the cube, where only the clamp at zero
+    // applies: skip the division and square root there (NaN is outside neither way and
+    // becomes 0 in both paths).
+    let mut outside = false;
+    for i in 0..BLOCK {
+        outside |= (r[i] > 1.0) | (g[i] > 1.0) | (b[i] > 1.0);
+    }
+    if !outside {
+        for i in 0..BLOCK {
+            r[i] = r[i].max(0.0);
+            g[i] = g[i].max(0.0);
+            b[i] = b[i].max(0.0);
+        }
+        return;
+    }
     for i in 0..BLOCK {
         let (cr, cg, cb) = (r[i].max(0.0), g[i].max(0.0), b[i].max(0.0));
         let max = cr.max(cg).max(cb);
@@ -177,32 +192,55 @@ pub(crate) fn compress_block(r: &mut [f32; BLOCK], g: &mut [f32; BLOCK], b: &mut
 
 impl Tone {
     /// [`Tone::apply`] over a block of pixels held as one array per channel; the same
-    /// values, without a branch per pixel.
+    /// values, without a branch per pixel. The table reads are gathers
+    /// ([`crate::simd::gather_pairs`]): read one lane at a time they were a third of the
+    /// render's time.
     #[inline(always)]
-    fn apply_block(&self, r: &mut [f32; BLOCK], g: &mut [f32; BLOCK], b: &mut [f32; BLOCK]) {
-        let table: &[f32; TABLE + 1] = &self.table;
-        let map = |x: f32| {
-            let s = x.clamp(0.0, 1.0).sqrt() * TABLE as f32;
-            // `(s as i32).clamp(0, TABLE - 1)`, without Rust's saturating cast, which the
-            // compiler turns into one scalar conversion and insert per lane (two thirds of
-            // the render's time): `max` maps NaN to 0, and the clamped value fits an i32.
-            let c = s.max(0.0).min((TABLE - 1) as f32);
-            // SAFETY: `c` is finite and in 0..TABLE. (The clamp is a no-op that tells the
-            // compiler the table reads are in bounds.)
-            let i = unsafe { c.to_int_unchecked::<i32>() }.clamp(0, TABLE as i32 - 1) as usize;
-            let f = s - i as f32;
-            table[i] + f * (table[i + 1] - table[i])
-        };
+    fn apply_block(
+        &self,
+        r: &mut [f32; BLOCK],
+        g: &mut [f32; BLOCK],
+        b: &mut [f32; BLOCK],
+        simd: Simd,
+    ) {
+        let (mut hi, mut lo) = ([0f32; BLOCK], [0f32; BLOCK]);
         for i in 0..BLOCK {
             let v = [r[i], g[i], b[i]].map(|c| c.clamp(0.0, 1.0));
-            let (hi, lo) = (v[0].max(v[1]).max(v[2]), v[0].min(v[1]).min(v[2]));
-            let (th, tl) = (map(hi), map(lo));
-            let flat = hi - lo <= 1e-7;
-            let k = (th - tl) / (hi - lo);
-            r[i] = if flat { th } else { tl + (v[0] - lo) * k };
-            g[i] = if flat { th } else { tl + (v[1] - lo) * k };
-            b[i] = if flat { th } else { tl + (v[2] - lo) * k };
+            hi[i] = v[0].max(v[1]).max(v[2]);
+            lo[i] = v[0].min(v[1]).min(v[2]);
         }
+        let (th, tl) = (self.map_block(&hi, simd), self.map_block(&lo, simd));
+        for i in 0..BLOCK {
+            let v = [r[i], g[i], b[i]].map(|c| c.clamp(0.0, 1.0));
+            let flat = hi[i] - lo[i] <= 1e-7;
+            let k = (th[i] - tl[i]) / (hi[i] - lo[i]);
+            r[i] = if flat { th[i] } else { tl[i] + (v[0] - lo[i]) * k };
+            g[i] = if flat { th[i] } else { tl[i] + (v[1] - lo[i]) * k };
+            b[i] = if flat { th[i] } else { tl[i] + (v[2] - lo[i]) * k };
+        }
+    }
+
+    /// The curve at each of a block's values in 0..=1.
+    #[inline(always)]
+    fn map_block(&self, x: &[f32; BLOCK], simd: Simd) -> [f32; BLOCK] {
+        let (mut s, mut idx) = ([0f32; BLOCK], [0i32; BLOCK]);
+        for i in 0..BLOCK {
+            s[i] = x[i].clamp(0.0, 1.0).sqrt() * TABLE as f32;
+            // `(s as i32).clamp(0, TABLE - 1)`, without Rust's saturating cast, which the
+            // compiler turns into one scalar conversion and insert per lane: `max` maps
+            // NaN to 0, and the clamped value fits an i32.
+            let c = s[i].max(0.0).min((TABLE - 1) as f32);
+            // SAFETY: `c` is finite and in 0..TABLE.
+            idx[i] = unsafe { c.to_int_unchecked::<i32>() }.clamp(0, TABLE as i32 - 1);
+        }
+        let (mut a, mut b) = ([0f32; BLOCK], [0f32; BLOCK]);
+        crate::simd::gather_pairs(simd, &self.table[..], &idx, &mut a, &mut b);
+        let mut out = [0f32; BLOCK];
+        for i in 0..BLOCK {
+            let f = s[i] - idx[i] as f32;
+            out[i] = a[i] + f * (b[i] - a[i]);
+        }
+        out
     }
 }
 
@@ -226,27 +264,19 @@ pub fn render_base_with(img: &mut RgbF32, rendering: Rendering, simd: Simd) {
 
 fn render_chunk(chunk: &mut [f32], tone: Option<&Tone>, simd: Simd) {
     #[inline(always)]
-    fn plain(chunk: &mut [f32], tone: Option<&Tone>) {
+    fn plain(chunk: &mut [f32], tone: Option<&Tone>, simd: Simd) {
         for part in chunk.chunks_mut(3 * BLOCK) {
             let mut px = [[0f32; BLOCK]; 3];
-            for (i, p) in part.chunks_exact(3).enumerate() {
-                px[0][i] = p[0];
-                px[1][i] = p[1];
-                px[2][i] = p[2];
-            }
+            crate::simd::split_rgb(simd, part, &mut px);
             let [r, g, b] = &mut px;
             compress_block(r, g, b);
             if let Some(t) = tone {
-                t.apply_block(r, g, b);
+                t.apply_block(r, g, b, simd);
             }
-            for (i, p) in part.chunks_exact_mut(3).enumerate() {
-                p[0] = px[0][i];
-                p[1] = px[1][i];
-                p[2] = px[2][i];
-            }
+            crate::simd::merge_rgb(simd, &px, part);
         }
     }
-    crate::simd::dispatch!(simd, plain(chunk: &mut [f32], tone: Option<&Tone>))
+    crate::simd::dispatch!(simd, plain(chunk: &mut [f32], tone: Option<&Tone>, simd: Simd))
 }
 
 #[cfg(test)]

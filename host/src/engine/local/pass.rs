@@ -50,13 +50,20 @@ struct Pass<'a> {
 /// Per-thread working rows.
 #[derive(Default)]
 struct Scratch {
+    /// The base layer's coefficients for this row (padded to whole blocks), and the
+    /// working space of [`GuidedCoefficients::row_with`].
     a: Vec<f32>,
     b: Vec<f32>,
+    low: [Vec<f32>; 2],
+    /// The grain lattice's rows `grain_row` and the next, interpolated across to every
+    /// column (padded to whole blocks). A lattice cell spans several pixel rows and a
+    /// thread's rows mostly come in order, so these are made once per lattice row, not
+    /// per pixel row; a pixel row then only interpolates between them.
     top: Vec<f32>,
     bot: Vec<f32>,
-    /// The grain lattice row `top` holds (`bot` holds the next): a lattice cell spans
-    /// several pixel rows, and a thread's rows mostly come in order.
     grain_row: Option<i32>,
+    /// One lattice row's hashed values (working space for `top` and `bot`).
+    hashes: Vec<f32>,
 }
 
 impl Plan {
@@ -215,39 +222,64 @@ impl<'a> Pass<'a> {
 
     /// Runs one row with `simd`, which [`Simd::available`] has checked.
     fn run_row(&self, y: usize, row: &mut [f32], s: &mut Scratch, simd: Simd) {
-        self.prepare_row(y, s);
+        self.prepare_row(y, s, simd);
         let (p, s) = (self, &*s);
         crate::simd::dispatch!(simd, Pass::row(p: &Pass, y: usize, row: &mut [f32], s: &Scratch, simd: Simd))
     }
 
     /// The row's base-layer coefficients and grain lattice, padded to whole blocks.
-    fn prepare_row(&self, y: usize, s: &mut Scratch) {
-        let padded = self.w.div_ceil(BLOCK) * BLOCK;
+    fn prepare_row(&self, y: usize, s: &mut Scratch, simd: Simd) {
         if let Some(g) = &self.base {
+            let padded = self.w.div_ceil(BLOCK) * BLOCK;
             s.a.resize(padded, 0.0);
             s.b.resize(padded, 0.0);
-            g.row(y, &self.columns, &mut s.a[..self.w], &mut s.b[..self.w]);
+            g.row_with(y, &self.columns, &mut s.low, &mut s.a[..self.w], &mut s.b[..self.w]);
         }
         if self.grain_cells > 0 {
             let gy = y as f32 * self.inv_cell;
             let giy = gy.floor() as i32;
-            let cells = 0..self.grain_cells as i32;
             match s.grain_row {
                 Some(r) if r == giy => {}
                 Some(r) if r + 1 == giy => {
                     std::mem::swap(&mut s.top, &mut s.bot);
-                    s.bot.clear();
-                    s.bot.extend(cells.map(|ix| hash(ix, giy + 1)));
+                    self.lattice_row(giy + 1, &mut s.hashes, &mut s.bot, simd);
                 }
                 _ => {
-                    s.top.clear();
-                    s.bot.clear();
-                    s.top.extend(cells.clone().map(|ix| hash(ix, giy)));
-                    s.bot.extend(cells.map(|ix| hash(ix, giy + 1)));
+                    self.lattice_row(giy, &mut s.hashes, &mut s.top, simd);
+                    self.lattice_row(giy + 1, &mut s.hashes, &mut s.bot, simd);
                 }
             }
             s.grain_row = Some(giy);
         }
+    }
+
+    /// The grain lattice's row `giy` interpolated to every column (padded to whole
+    /// blocks) into `out`.
+    fn lattice_row(&self, giy: i32, hashes: &mut Vec<f32>, out: &mut Vec<f32>, simd: Simd) {
+        hashes.clear();
+        hashes.extend((0..self.grain_cells as i32).map(|ix| hash(ix, giy)));
+        out.resize(self.grain_ix.len(), 0.0);
+        let last = self.grain_cells as i32 - 2;
+        #[inline(always)]
+        fn interpolate(hashes: &[f32], ix: &[i32], tx: &[f32], last: i32, out: &mut [f32], simd: Simd) {
+            for ((ix, tx), out) in ix
+                .chunks_exact(BLOCK)
+                .zip(tx.chunks_exact(BLOCK))
+                .zip(out.chunks_exact_mut(BLOCK))
+            {
+                let mut j = [0i32; BLOCK];
+                for i in 0..BLOCK {
+                    j[i] = ix[i].clamp(0, last);
+                }
+                let (mut h0, mut h1) = ([0f32; BLOCK], [0f32; BLOCK]);
+                crate::simd::gather_pairs(simd, hashes, &j, &mut h0, &mut h1);
+                for i in 0..BLOCK {
+                    out[i] = h0[i] + (h1[i] - h0[i]) * tx[i];
+                }
+            }
+        }
+        let (ix, tx) = (&self.grain_ix[..], &self.grain_tx[..]);
+        crate::simd::dispatch!(simd, interpolate(hashes: &[f32], ix: &[i32], tx: &[f32], last: i32, out: &mut [f32], simd: Simd))
     }
 
     /// Every operator over one row, block by block.
@@ -258,28 +290,19 @@ impl<'a> Pass<'a> {
         while x0 < npx {
             let n = (npx - x0).min(BLOCK);
             let mut px = [[0f32; BLOCK]; 3];
-            let src = &row[x0 * 3..(x0 + n) * 3];
-            for (i, p) in src.chunks_exact(3).enumerate() {
-                px[0][i] = p[0];
-                px[1][i] = p[1];
-                px[2][i] = p[2];
-            }
-            self.block(y, x0, &mut px, s, simd);
-            let dst = &mut row[x0 * 3..(x0 + n) * 3];
+            let part = &mut row[x0 * 3..(x0 + n) * 3];
+            crate::simd::split_rgb(simd, part, &mut px);
             let t = self.intensity;
-            if t < 1.0 {
-                for (i, p) in dst.chunks_exact_mut(3).enumerate() {
-                    for k in 0..3 {
-                        p[k] += t * (px[k][i] - p[k]);
+            let orig = if t < 1.0 { Some(px) } else { None };
+            self.block(y, x0, &mut px, s, simd);
+            if let Some(orig) = orig {
+                for k in 0..3 {
+                    for i in 0..BLOCK {
+                        px[k][i] = orig[k][i] + t * (px[k][i] - orig[k][i]);
                     }
                 }
-            } else {
-                for (i, p) in dst.chunks_exact_mut(3).enumerate() {
-                    p[0] = px[0][i];
-                    p[1] = px[1][i];
-                    p[2] = px[2][i];
-                }
             }
+            crate::simd::merge_rgb(simd, &px, part);
             x0 += n;
         }
     }
@@ -415,21 +438,10 @@ impl<'a> Pass<'a> {
             let amount = plan.grain.0;
             let gy = y as f32 * self.inv_cell;
             let gty = gy - gy.floor();
-            let ix: &[i32; BLOCK] = self.grain_ix[x0..x0 + BLOCK].try_into().unwrap();
-            let tx: &[f32; BLOCK] = self.grain_tx[x0..x0 + BLOCK].try_into().unwrap();
-            let last = self.grain_cells as i32 - 2;
-            let mut j = [0i32; BLOCK];
+            let top: &[f32; BLOCK] = s.top[x0..x0 + BLOCK].try_into().unwrap();
+            let bot: &[f32; BLOCK] = s.bot[x0..x0 + BLOCK].try_into().unwrap();
             for i in 0..BLOCK {
-                j[i] = ix[i].clamp(0, last);
-            }
-            let (mut t0, mut t1, mut b0, mut b1) =
-                ([0f32; BLOCK], [0f32; BLOCK], [0f32; BLOCK], [0f32; BLOCK]);
-            crate::simd::gather_pairs(simd, &s.top, &j, &mut t0, &mut t1);
-            crate::simd::gather_pairs(simd, &s.bot, &j, &mut b0, &mut b1);
-            for i in 0..BLOCK {
-                let t = tx[i];
-                let up = t0[i] + (t1[i] - t0[i]) * t;
-                let down = b0[i] + (b1[i] - b0[i]) * t;
+                let (up, down) = (top[i], bot[i]);
                 let n = up + (down - up) * gty;
                 let yl = (l0 * r[i] + l1 * g[i] + l2 * b[i]).max(0.0);
                 let v = yl.sqrt();
