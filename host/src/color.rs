@@ -343,7 +343,8 @@ pub fn samples_to_working<T: Copy + Sync>(
         .map_err(|e| format!("unsupported ICC profile: {e}"))?;
     use rayon::prelude::*;
     const CHUNK: usize = 3 * 4096;
-    let mut out = vec![0f32; encoded.len()];
+    // Every sample is written by the transform below.
+    let mut out = crate::memory::reusable_f32(encoded.len());
     out.par_chunks_mut(CHUNK)
         .zip(encoded.par_chunks(CHUNK))
         .try_for_each_init(

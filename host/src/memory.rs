@@ -17,11 +17,98 @@ pub const GIVE_BACK_AFTER: std::time::Duration = std::time::Duration::from_secs(
 /// nothing to do: Windows' heap decommits large free blocks itself, and macOS's malloc
 /// returns free pages under memory pressure.
 pub fn give_back() {
+    drop_reusable();
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only walks and trims the allocator's own free lists.
     unsafe {
         libc::malloc_trim(0);
     }
+}
+
+/// Full-size pixel buffers kept from the last job for the next one.
+///
+/// A fresh block of hundreds of megabytes is mapped by the allocator and every page of it
+/// is zeroed by the kernel on first touch: a 24 MP job's picture is 288 MB, and zeroing
+/// fresh pages was the largest single kernel cost of a job (`clear_page_erms`, about 6 %
+/// of a bench run's samples on this 2-core VM). A batch's photos mostly share one size,
+/// so the last job's picture, kept when the job ends ([`reuse_later`]), takes the next
+/// one's demosaic output, already mapped. Only buffers the caller overwrites whole come
+/// from here ([`reusable_f32`]). The daemon drops them with the rest of its free memory
+/// when idle ([`give_back`]).
+///
+/// Only a job's finished picture is kept, never a buffer freed mid-job (the levels
+/// plane): a kept buffer must not add to the job's peak, which comes after the demosaic
+/// has taken it back.
+static REUSABLE: Kept = Kept(std::sync::Mutex::new(Vec::new()));
+
+/// Buffers from this many samples on (64 MB) are kept for reuse; smaller ones cost little
+/// to map.
+pub const REUSE_FROM: usize = 16 << 20;
+
+/// At most this many buffers are kept: the last finished job's picture (more could only
+/// add to a peak).
+const REUSE_AT_MOST: usize = 1;
+
+/// A buffer of `len` samples whose contents are unspecified (a previous job's pixels, or
+/// zeros): for callers that write every sample before reading any. Takes the smallest kept
+/// buffer that holds `len` without wasting more than a quarter of it; when none fits, the
+/// kept ones are dropped first, so a job of another size never holds both its own buffers
+/// and the last job's.
+pub fn reusable_f32(len: usize) -> Vec<f32> {
+    REUSABLE.take(len)
+}
+
+/// Keeps a full-size buffer the job is done with for [`reusable_f32`] (smaller ones are
+/// simply freed).
+pub fn reuse_later(v: Vec<f32>) {
+    REUSABLE.keep(v)
+}
+
+/// The kept buffers.
+struct Kept(std::sync::Mutex<Vec<Vec<f32>>>);
+
+impl Kept {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Vec<f32>>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn take(&self, len: usize) -> Vec<f32> {
+        if len >= REUSE_FROM {
+            let mut kept = self.lock();
+            let best = (0..kept.len())
+                .filter(|&i| (len..=len + len / 4).contains(&kept[i].len()))
+                .min_by_key(|&i| kept[i].len());
+            if let Some(i) = best {
+                let mut v = kept.swap_remove(i);
+                tracing::debug!("picture buffer of {} MB kept from the last job", v.len() >> 18);
+                v.truncate(len);
+                return v;
+            }
+            // Dropped before the new buffer is made, not after.
+            kept.clear();
+        }
+        vec![0f32; len]
+    }
+
+    fn keep(&self, v: Vec<f32>) {
+        if v.len() >= REUSE_FROM {
+            let mut kept = self.lock();
+            if kept.len() >= REUSE_AT_MOST {
+                kept.remove(0);
+            }
+            kept.push(v);
+        }
+    }
+
+    fn clear(&self) {
+        let kept = std::mem::take(&mut *self.lock());
+        drop(kept);
+    }
+}
+
+/// Frees every kept buffer (part of [`give_back`]).
+fn drop_reusable() {
+    REUSABLE.clear();
 }
 
 /// This process's resident memory in bytes, where the platform tells it cheaply (Linux:
@@ -114,6 +201,42 @@ fn advise_huge(p: *mut u8, len: usize) {
     }
     #[cfg(not(target_os = "linux"))]
     let _ = (p, len);
+}
+
+#[cfg(test)]
+mod reuse_tests {
+    use super::*;
+
+    /// A kept buffer comes back, already mapped, for the next request that it fits; one
+    /// much larger does not serve a small request; a miss frees what is kept.
+    #[test]
+    fn kept_buffers_serve_the_next_job_of_their_size_and_nothing_lingers() {
+        let kept = Kept(std::sync::Mutex::new(Vec::new()));
+        let n = 2 * REUSE_FROM;
+        let v = vec![0.5f32; n];
+        let at = v.as_ptr();
+        kept.keep(v);
+        let w = kept.take(n - 100);
+        assert_eq!(w.as_ptr(), at, "the kept buffer is reused");
+        assert_eq!(w.len(), n - 100);
+        assert!(w.iter().all(|&x| x == 0.5), "its samples are the last job's");
+        kept.keep(w);
+        // Too large to waste on this request: a fresh, zeroed buffer, and the kept one
+        // is dropped rather than held beside it.
+        let small = kept.take(REUSE_FROM);
+        assert_ne!(small.as_ptr(), at);
+        assert!(small.iter().all(|&x| x == 0.0));
+        assert!(kept.lock().is_empty(), "a miss drops the kept buffers");
+        // Small buffers are never kept.
+        kept.keep(vec![1.0; 1000]);
+        assert!(kept.lock().is_empty());
+        for _ in 0..5 {
+            kept.keep(vec![0.0; REUSE_FROM]);
+        }
+        assert_eq!(kept.lock().len(), REUSE_AT_MOST);
+        kept.clear();
+        assert!(kept.lock().is_empty());
+    }
 }
 
 #[cfg(all(test, target_os = "linux"))]

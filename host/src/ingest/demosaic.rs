@@ -41,7 +41,8 @@ pub(crate) fn demosaic_with(
 ) -> RgbF32 {
     let (rx, ry, rw, rh) = rect;
     let simd = simd.available();
-    let mut out = vec![0f32; rw * rh * 3];
+    // Every pixel is written below: the interior by the kernel, the rest one by one.
+    let mut out = crate::memory::reusable_f32(rw * rh * 3);
     out.par_chunks_mut(rw * 3)
         .enumerate()
         .for_each(|(oy, orow)| {

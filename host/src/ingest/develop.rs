@@ -329,7 +329,8 @@ fn crop_and_convert(
     finish: impl Fn([f32; 3]) -> [f32; 3] + Sync,
 ) -> RgbF32 {
     let [cx, cy, cw, ch] = crop;
-    let mut out = vec![0f32; cw * ch * 3];
+    // Every pixel is written below.
+    let mut out = crate::memory::reusable_f32(cw * ch * 3);
     out.par_chunks_mut(cw * 3)
         .enumerate()
         .for_each(|(oy, orow)| {

@@ -697,6 +697,8 @@ pub fn run_job(
     )?;
     t.finish("encode");
     progress("done", 1.0);
+    // The next photo of a batch (mostly the same size) develops into it.
+    crate::memory::reuse_later(out.data);
 
     let mut timings = t.timings;
     timings.insert("total".into(), t.started.elapsed().as_millis() as u64);

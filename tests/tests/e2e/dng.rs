@@ -130,3 +130,61 @@ fn baseline_exposure_brightens_the_base_as_the_dng_says() {
         "BaselineExposure made no difference: {at_zero:.1} dB"
     );
 }
+
+/// A batch's next photo of the same size develops into the last job's picture buffer
+/// (no fresh pages to zero): its result must be exactly what a daemon that never ran a
+/// job gives, with no trace of the photo before, for a RAW and for a rendered photo.
+#[test]
+fn a_picture_buffer_kept_from_the_last_job_gives_the_same_result() {
+    let f = super::fixtures();
+    let env = Env::new();
+    let portrait = load_photo("portrait.png").unwrap().mirror_tile(4256, 2848);
+    let spec = RawSpec {
+        cfa: Cfa::Grbg,
+        bits: 12,
+        black: 256,
+        orientation: 1,
+    };
+    let second = env.work.join("portrait.dng");
+    write_dng(&second, &portrait, &spec).unwrap();
+    // The first call starts the daemon, with debug logging (which says when a buffer is
+    // reused).
+    let run = |env: &Env, path: &std::path::Path| {
+        let out = env
+            .cmd()
+            .env("LUMINARY_LOG", "debug")
+            .args(["enhance", "--json", path.to_str().unwrap()])
+            .args(["--preset", "vivid-landscape"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let r = luminary_tests::daemon::results(&out.stdout);
+        std::path::PathBuf::from(r[0]["output"].as_str().unwrap())
+    };
+    let tiff = env.work.join("portrait.tif");
+    write_tiff(&tiff, &portrait, true, None).unwrap();
+    // The flower DNG first (same size, other pixels), then the portrait as a DNG and as a
+    // 16-bit TIFF (converted into the kept buffer), one right after the other (an idle
+    // daemon drops what it kept).
+    let first = run(&env, &super::copy_into(&env, &f.dng_grbg_12));
+    let reused = run(&env, &second);
+    let reused_tiff = run(&env, &tiff);
+    let (first, reused, reused_tiff) = (decode(&first), decode(&reused), decode(&reused_tiff));
+    let log_count = |env: &Env| env.daemon_log().matches("kept from the last job").count();
+    assert_eq!(
+        log_count(&env),
+        2,
+        "the second and third photos should go into the one before's picture buffer:\n{}",
+        env.daemon_log()
+    );
+    let fresh_env = Env::new();
+    let fresh = decode(&run(&fresh_env, &super::copy_into(&fresh_env, &second)));
+    assert_eq!((reused.width, reused.height), (fresh.width, fresh.height));
+    assert!(reused.data == fresh.data, "a kept picture buffer changed the result");
+    assert!(first.data != fresh.data, "the two photos must differ for this to test anything");
+    let never_ran = Env::new();
+    let fresh = decode(&run(&never_ran, &super::copy_into(&never_ran, &tiff)));
+    assert_eq!(log_count(&fresh_env) + log_count(&never_ran), 0);
+    let reused = reused_tiff;
+    assert!(reused.data == fresh.data, "a kept picture buffer changed a TIFF's result");
+}
