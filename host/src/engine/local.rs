@@ -495,7 +495,7 @@ mod tests {
                     }
                     if let Some(lut) = lut {
                         let yl = luma(p).max(0.0);
-                        let t = (yl.sqrt() / TONE_MAX).min(1.0) * (TONE_SAMPLES - 1) as f32;
+                        let t = (yl.sqrt() * (1.0 / TONE_MAX)).min(1.0) * (TONE_SAMPLES - 1) as f32;
                         let i = (t as usize).min(TONE_SAMPLES - 2);
                         let f = t - i as f32;
                         let v = lut[i] * (1.0 - f) + lut[i + 1] * f;
@@ -536,8 +536,8 @@ mod tests {
                     }
                     if let Some((os, om, oh, split)) = &plan.grade {
                         let v = luma(p).max(0.0).sqrt().min(1.0);
-                        let ws = (1.0 - v / split).clamp(0.0, 1.0).powi(2);
-                        let wh = ((v - split) / (1.0 - split)).clamp(0.0, 1.0).powi(2);
+                        let ws = (1.0 - v * (1.0 / split)).clamp(0.0, 1.0).powi(2);
+                        let wh = ((v - split) * (1.0 / (1.0 - split))).clamp(0.0, 1.0).powi(2);
                         let wm = (1.0 - ws - wh).max(0.0);
                         for k in 0..3 {
                             let q = p[k].max(0.0).sqrt() + ws * os[k] + wm * om[k] + wh * oh[k];

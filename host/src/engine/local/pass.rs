@@ -31,6 +31,7 @@ struct Pass<'a> {
     intensity: f32,
     base: Option<GuidedCoefficients>,
     columns: Vec<(u32, f32)>,
+    spans: Vec<(usize, usize)>,
     tone: Option<&'a [f32; TONE_SAMPLES]>,
     /// Vignette gain by squared radius (`VIG + 1` entries), or `None`.
     vignette: Option<Box<[f32; VIG + 1]>>,
@@ -165,6 +166,7 @@ impl<'a> Pass<'a> {
     ) -> Pass<'a> {
         let padded = w.div_ceil(BLOCK) * BLOCK;
         let columns = base.as_ref().map(|g| g.columns(w)).unwrap_or_default();
+        let spans = crate::engine::filters::spans(&columns);
         let diag = ((w * w + h * h) as f32).sqrt();
         let half_diag = diag / 2.0;
         let cx = w as f32 / 2.0;
@@ -205,6 +207,7 @@ impl<'a> Pass<'a> {
             intensity,
             base,
             columns,
+            spans,
             tone: plan
                 .tone_lut
                 .as_deref()
@@ -233,7 +236,8 @@ impl<'a> Pass<'a> {
             let padded = self.w.div_ceil(BLOCK) * BLOCK;
             s.a.resize(padded, 0.0);
             s.b.resize(padded, 0.0);
-            g.row_with(y, &self.columns, &mut s.low, &mut s.a[..self.w], &mut s.b[..self.w]);
+            let (a, b) = (&mut s.a[..self.w], &mut s.b[..self.w]);
+            g.row_with(y, &self.columns, &self.spans, &mut s.low, a, b);
         }
         if self.grain_cells > 0 {
             let gy = y as f32 * self.inv_cell;
@@ -352,7 +356,7 @@ impl<'a> Pass<'a> {
             let (mut yl, mut t, mut j) = ([0f32; BLOCK], [0f32; BLOCK], [0i32; BLOCK]);
             for i in 0..BLOCK {
                 yl[i] = (l0 * r[i] + l1 * g[i] + l2 * b[i]).max(0.0);
-                t[i] = (yl[i].sqrt() / TONE_MAX).min(1.0) * (TONE_SAMPLES - 1) as f32;
+                t[i] = (yl[i].sqrt() * (1.0 / TONE_MAX)).min(1.0) * (TONE_SAMPLES - 1) as f32;
                 // SAFETY: `t` is finite and in 0..TONE_SAMPLES (`max` and `min` drop NaN).
                 // Rust's saturating `as` would be built one lane at a time.
                 j[i] = unsafe { t[i].to_int_unchecked::<i32>() }.clamp(0, TONE_SAMPLES as i32 - 2);
@@ -403,11 +407,12 @@ impl<'a> Pass<'a> {
             }
         }
         if let Some((os, om, oh, split)) = plan.grade {
+            let (inv_s, inv_h) = (1.0 / split, 1.0 / (1.0 - split));
             for i in 0..BLOCK {
                 let v = (l0 * r[i] + l1 * g[i] + l2 * b[i]).max(0.0).sqrt().min(1.0);
-                let ws = (1.0 - v / split).clamp(0.0, 1.0);
+                let ws = (1.0 - v * inv_s).clamp(0.0, 1.0);
                 let ws = ws * ws;
-                let wh = ((v - split) / (1.0 - split)).clamp(0.0, 1.0);
+                let wh = ((v - split) * inv_h).clamp(0.0, 1.0);
                 let wh = wh * wh;
                 let wm = (1.0 - ws - wh).max(0.0);
                 for (k, c) in [&mut r[i], &mut g[i], &mut b[i]].into_iter().enumerate() {
@@ -473,7 +478,9 @@ pub(super) fn log_luma_row(row: &[f32], gains: [f32; 3], out: &mut [f32], simd: 
 
 #[inline(always)]
 pub(super) fn smoothstep(e0: f32, e1: f32, x: f32) -> f32 {
-    let t = ((x - e0) / (e1 - e0)).clamp(0.0, 1.0);
+    // A multiplication by the reciprocal, which the compiler works out once for constant
+    // edges: a division per pixel costs several multiplications' time.
+    let t = ((x - e0) * (1.0 / (e1 - e0))).clamp(0.0, 1.0);
     t * t * (3.0 - 2.0 * t)
 }
 
