@@ -80,7 +80,10 @@ impl Kept {
                 .min_by_key(|&i| kept[i].len());
             if let Some(i) = best {
                 let mut v = kept.swap_remove(i);
-                tracing::debug!("picture buffer of {} MB kept from the last job", v.len() >> 18);
+                tracing::debug!(
+                    "picture buffer of {} MB kept from the last job",
+                    v.len() >> 18
+                );
                 v.truncate(len);
                 return v;
             }
@@ -219,7 +222,10 @@ mod reuse_tests {
         let w = kept.take(n - 100);
         assert_eq!(w.as_ptr(), at, "the kept buffer is reused");
         assert_eq!(w.len(), n - 100);
-        assert!(w.iter().all(|&x| x == 0.5), "its samples are the last job's");
+        assert!(
+            w.iter().all(|&x| x == 0.5),
+            "its samples are the last job's"
+        );
         kept.keep(w);
         // Too large to waste on this request: a fresh, zeroed buffer, and the kept one
         // is dropped rather than held beside it.

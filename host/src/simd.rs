@@ -227,13 +227,26 @@ mod avx2 {
             // SAFETY: `3 * (k + 8) <= src.len()` and `k + 8 <= N`.
             unsafe {
                 let p = src.as_ptr().add(3 * k);
-                let (a, b, c) = (_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)), _mm256_loadu_ps(p.add(16)));
+                let (a, b, c) = (
+                    _mm256_loadu_ps(p),
+                    _mm256_loadu_ps(p.add(8)),
+                    _mm256_loadu_ps(p.add(16)),
+                );
                 let r = _mm256_blend_ps::<0b0010_0100>(_mm256_blend_ps::<0b1001_0010>(a, b), c);
                 let g = _mm256_blend_ps::<0b0100_1001>(_mm256_blend_ps::<0b0010_0100>(a, b), c);
                 let bl = _mm256_blend_ps::<0b1001_0010>(_mm256_blend_ps::<0b0100_1001>(a, b), c);
-                _mm256_storeu_ps(px[0].as_mut_ptr().add(k), _mm256_permutevar8x32_ps(r, order[0]));
-                _mm256_storeu_ps(px[1].as_mut_ptr().add(k), _mm256_permutevar8x32_ps(g, order[1]));
-                _mm256_storeu_ps(px[2].as_mut_ptr().add(k), _mm256_permutevar8x32_ps(bl, order[2]));
+                _mm256_storeu_ps(
+                    px[0].as_mut_ptr().add(k),
+                    _mm256_permutevar8x32_ps(r, order[0]),
+                );
+                _mm256_storeu_ps(
+                    px[1].as_mut_ptr().add(k),
+                    _mm256_permutevar8x32_ps(g, order[1]),
+                );
+                _mm256_storeu_ps(
+                    px[2].as_mut_ptr().add(k),
+                    _mm256_permutevar8x32_ps(bl, order[2]),
+                );
             }
         }
     }
@@ -251,9 +264,12 @@ mod avx2 {
         for k in (0..N).step_by(8) {
             // SAFETY: `k + 8 <= N` and `3 * (k + 8) <= dst.len()`.
             unsafe {
-                let r = _mm256_permutevar8x32_ps(_mm256_loadu_ps(px[0].as_ptr().add(k)), scatter[0]);
-                let g = _mm256_permutevar8x32_ps(_mm256_loadu_ps(px[1].as_ptr().add(k)), scatter[1]);
-                let bl = _mm256_permutevar8x32_ps(_mm256_loadu_ps(px[2].as_ptr().add(k)), scatter[2]);
+                let r =
+                    _mm256_permutevar8x32_ps(_mm256_loadu_ps(px[0].as_ptr().add(k)), scatter[0]);
+                let g =
+                    _mm256_permutevar8x32_ps(_mm256_loadu_ps(px[1].as_ptr().add(k)), scatter[1]);
+                let bl =
+                    _mm256_permutevar8x32_ps(_mm256_loadu_ps(px[2].as_ptr().add(k)), scatter[2]);
                 // Lanes of a: r g b r g b r g; of b: b r g b r g b r; of c: g b r g b r g b.
                 let a = _mm256_blend_ps::<0b0010_0100>(_mm256_blend_ps::<0b1001_0010>(r, g), bl);
                 let b = _mm256_blend_ps::<0b0100_1001>(_mm256_blend_ps::<0b0010_0100>(r, g), bl);

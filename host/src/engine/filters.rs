@@ -121,7 +121,14 @@ impl GuidedCoefficients {
     /// happens once per low-res column, so the per-pixel cost is one lerp per coefficient.
     pub fn row(&self, y: usize, columns: &[(u32, f32)], a_out: &mut [f32], b_out: &mut [f32]) {
         let spans = spans(columns);
-        self.row_with(y, columns, &spans, &mut [Vec::new(), Vec::new()], a_out, b_out);
+        self.row_with(
+            y,
+            columns,
+            &spans,
+            &mut [Vec::new(), Vec::new()],
+            a_out,
+            b_out,
+        );
     }
 
     /// [`Self::row`] with the low-resolution rows' working space `low` (kept between rows
@@ -240,7 +247,11 @@ mod tests {
         for (w, s) in [(6000usize, 10usize), (997, 7), (5, 8)] {
             let (lw, lh) = (w.div_ceil(s), ph.div_ceil(s).max(2));
             let guide: Vec<f32> = (0..lw * lh)
-                .map(|i| photo.as_raw()[(i / lw % ph) * pw + i % lw % pw].max(1e-4).log2())
+                .map(|i| {
+                    photo.as_raw()[(i / lw % ph) * pw + i % lw % pw]
+                        .max(1e-4)
+                        .log2()
+                })
                 .collect();
             let g = GuidedCoefficients::fit(&guide, lw, lh, s, 3, 0.04);
             let columns = g.columns(w);
@@ -250,12 +261,17 @@ mod tests {
                 let fy = ((y as f32 + 0.5) / s as f32 - 0.5).clamp(0.0, (lh - 1) as f32);
                 let (y0, ty) = (fy as usize, fy - (fy as usize) as f32);
                 let y1 = (y0 + 1).min(lh - 1);
-                let at = |v: &[f32], x: usize| v[y0 * lw + x] + (v[y1 * lw + x] - v[y0 * lw + x]) * ty;
+                let at =
+                    |v: &[f32], x: usize| v[y0 * lw + x] + (v[y1 * lw + x] - v[y0 * lw + x]) * ty;
                 for (x, &(x0, t)) in columns.iter().enumerate() {
                     let (x0, x1) = (x0 as usize, (x0 as usize + 1).min(lw - 1));
                     let want_a = at(&g.a, x0) + (at(&g.a, x1) - at(&g.a, x0)) * t;
                     let want_b = at(&g.b, x0) + (at(&g.b, x1) - at(&g.b, x0)) * t;
-                    assert_eq!((a[x], b[x]), (want_a, want_b), "w {w} s {s} row {y} column {x}");
+                    assert_eq!(
+                        (a[x], b[x]),
+                        (want_a, want_b),
+                        "w {w} s {s} row {y} column {x}"
+                    );
                 }
             }
         }

@@ -537,7 +537,9 @@ mod tests {
                     if let Some((os, om, oh, split)) = &plan.grade {
                         let v = luma(p).max(0.0).sqrt().min(1.0);
                         let ws = (1.0 - v * (1.0 / split)).clamp(0.0, 1.0).powi(2);
-                        let wh = ((v - split) * (1.0 / (1.0 - split))).clamp(0.0, 1.0).powi(2);
+                        let wh = ((v - split) * (1.0 / (1.0 - split)))
+                            .clamp(0.0, 1.0)
+                            .powi(2);
                         let wm = (1.0 - ws - wh).max(0.0);
                         for k in 0..3 {
                             let q = p[k].max(0.0).sqrt() + ws * os[k] + wm * om[k] + wh * oh[k];

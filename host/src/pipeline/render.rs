@@ -214,9 +214,21 @@ impl Tone {
             let v = [r[i], g[i], b[i]].map(|c| c.clamp(0.0, 1.0));
             let flat = hi[i] - lo[i] <= 1e-7;
             let k = (th[i] - tl[i]) / (hi[i] - lo[i]);
-            r[i] = if flat { th[i] } else { tl[i] + (v[0] - lo[i]) * k };
-            g[i] = if flat { th[i] } else { tl[i] + (v[1] - lo[i]) * k };
-            b[i] = if flat { th[i] } else { tl[i] + (v[2] - lo[i]) * k };
+            r[i] = if flat {
+                th[i]
+            } else {
+                tl[i] + (v[0] - lo[i]) * k
+            };
+            g[i] = if flat {
+                th[i]
+            } else {
+                tl[i] + (v[1] - lo[i]) * k
+            };
+            b[i] = if flat {
+                th[i]
+            } else {
+                tl[i] + (v[2] - lo[i]) * k
+            };
         }
     }
 

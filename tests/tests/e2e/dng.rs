@@ -157,7 +157,11 @@ fn a_picture_buffer_kept_from_the_last_job_gives_the_same_result() {
             .args(["--preset", "vivid-landscape"])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let r = luminary_tests::daemon::results(&out.stdout);
         std::path::PathBuf::from(r[0]["output"].as_str().unwrap())
     };
@@ -180,11 +184,20 @@ fn a_picture_buffer_kept_from_the_last_job_gives_the_same_result() {
     let fresh_env = Env::new();
     let fresh = decode(&run(&fresh_env, &super::copy_into(&fresh_env, &second)));
     assert_eq!((reused.width, reused.height), (fresh.width, fresh.height));
-    assert!(reused.data == fresh.data, "a kept picture buffer changed the result");
-    assert!(first.data != fresh.data, "the two photos must differ for this to test anything");
+    assert!(
+        reused.data == fresh.data,
+        "a kept picture buffer changed the result"
+    );
+    assert!(
+        first.data != fresh.data,
+        "the two photos must differ for this to test anything"
+    );
     let never_ran = Env::new();
     let fresh = decode(&run(&never_ran, &super::copy_into(&never_ran, &tiff)));
     assert_eq!(log_count(&fresh_env) + log_count(&never_ran), 0);
     let reused = reused_tiff;
-    assert!(reused.data == fresh.data, "a kept picture buffer changed a TIFF's result");
+    assert!(
+        reused.data == fresh.data,
+        "a kept picture buffer changed a TIFF's result"
+    );
 }

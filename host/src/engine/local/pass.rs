@@ -265,7 +265,14 @@ impl<'a> Pass<'a> {
         out.resize(self.grain_ix.len(), 0.0);
         let last = self.grain_cells as i32 - 2;
         #[inline(always)]
-        fn interpolate(hashes: &[f32], ix: &[i32], tx: &[f32], last: i32, out: &mut [f32], simd: Simd) {
+        fn interpolate(
+            hashes: &[f32],
+            ix: &[i32],
+            tx: &[f32],
+            last: i32,
+            out: &mut [f32],
+            simd: Simd,
+        ) {
             for ((ix, tx), out) in ix
                 .chunks_exact(BLOCK)
                 .zip(tx.chunks_exact(BLOCK))
