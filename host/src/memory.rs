@@ -17,7 +17,7 @@ pub const GIVE_BACK_AFTER: std::time::Duration = std::time::Duration::from_secs(
 /// nothing to do: Windows' heap decommits large free blocks itself, and macOS's malloc
 /// returns free pages under memory pressure.
 pub fn give_back() {
-    drop_reusable();
+    REUSABLE.clear();
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only walks and trims the allocator's own free lists.
     unsafe {
@@ -39,47 +39,42 @@ pub fn give_back() {
 /// Only a job's finished picture is kept, never a buffer freed mid-job (the levels
 /// plane): a kept buffer must not add to the job's peak, which comes after the demosaic
 /// has taken it back.
-static REUSABLE: Kept = Kept(std::sync::Mutex::new(Vec::new()));
+static REUSABLE: Kept = Kept(std::sync::Mutex::new(None));
 
 /// Buffers from this many samples on (64 MB) are kept for reuse; smaller ones cost little
 /// to map.
-pub const REUSE_FROM: usize = 16 << 20;
-
-/// At most this many buffers are kept: the last finished job's picture (more could only
-/// add to a peak).
-const REUSE_AT_MOST: usize = 1;
+const REUSE_FROM: usize = 16 << 20;
 
 /// A buffer of `len` samples whose contents are unspecified (a previous job's pixels, or
-/// zeros): for callers that write every sample before reading any. Takes the smallest kept
-/// buffer that holds `len` without wasting more than a quarter of it; when none fits, the
-/// kept ones are dropped first, so a job of another size never holds both its own buffers
-/// and the last job's.
+/// zeros): for callers that write every sample before reading any. Takes the kept buffer
+/// when it holds `len` without wasting more than a quarter of it; otherwise the kept one
+/// is dropped first, so a job of another size never holds both its own buffer and the
+/// last job's.
 pub fn reusable_f32(len: usize) -> Vec<f32> {
     REUSABLE.take(len)
 }
 
-/// Keeps a full-size buffer the job is done with for [`reusable_f32`] (smaller ones are
+/// Keeps a full-size buffer the job is done with for [`reusable_f32`], in place of the
+/// one kept before (one at most: more could only add to a peak; smaller buffers are
 /// simply freed).
 pub fn reuse_later(v: Vec<f32>) {
     REUSABLE.keep(v)
 }
 
-/// The kept buffers.
-struct Kept(std::sync::Mutex<Vec<Vec<f32>>>);
+/// The kept buffer.
+struct Kept(std::sync::Mutex<Option<Vec<f32>>>);
 
 impl Kept {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Vec<f32>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Vec<f32>>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn take(&self, len: usize) -> Vec<f32> {
         if len >= REUSE_FROM {
-            let mut kept = self.lock();
-            let best = (0..kept.len())
-                .filter(|&i| (len..=len + len / 4).contains(&kept[i].len()))
-                .min_by_key(|&i| kept[i].len());
-            if let Some(i) = best {
-                let mut v = kept.swap_remove(i);
+            // Taken out either way: a buffer that does not fit is dropped before the new
+            // one is made, not after.
+            let kept = self.lock().take();
+            if let Some(mut v) = kept.filter(|v| (len..=len + len / 4).contains(&v.len())) {
                 tracing::debug!(
                     "picture buffer of {} MB kept from the last job",
                     v.len() >> 18
@@ -87,31 +82,21 @@ impl Kept {
                 v.truncate(len);
                 return v;
             }
-            // Dropped before the new buffer is made, not after.
-            kept.clear();
         }
         vec![0f32; len]
     }
 
     fn keep(&self, v: Vec<f32>) {
         if v.len() >= REUSE_FROM {
-            let mut kept = self.lock();
-            if kept.len() >= REUSE_AT_MOST {
-                kept.remove(0);
-            }
-            kept.push(v);
+            let old = self.lock().replace(v);
+            drop(old);
         }
     }
 
     fn clear(&self) {
-        let kept = std::mem::take(&mut *self.lock());
+        let kept = self.lock().take();
         drop(kept);
     }
-}
-
-/// Frees every kept buffer (part of [`give_back`]).
-fn drop_reusable() {
-    REUSABLE.clear();
 }
 
 /// This process's resident memory in bytes, where the platform tells it cheaply (Linux:
@@ -214,7 +199,7 @@ mod reuse_tests {
     /// much larger does not serve a small request; a miss frees what is kept.
     #[test]
     fn kept_buffers_serve_the_next_job_of_their_size_and_nothing_lingers() {
-        let kept = Kept(std::sync::Mutex::new(Vec::new()));
+        let kept = Kept(std::sync::Mutex::new(None));
         let n = 2 * REUSE_FROM;
         let v = vec![0.5f32; n];
         let at = v.as_ptr();
@@ -226,22 +211,22 @@ mod reuse_tests {
             w.iter().all(|&x| x == 0.5),
             "its samples are the last job's"
         );
+        assert!(kept.lock().is_none(), "a taken buffer is no longer kept");
         kept.keep(w);
         // Too large to waste on this request: a fresh, zeroed buffer, and the kept one
         // is dropped rather than held beside it.
         let small = kept.take(REUSE_FROM);
         assert_ne!(small.as_ptr(), at);
         assert!(small.iter().all(|&x| x == 0.0));
-        assert!(kept.lock().is_empty(), "a miss drops the kept buffers");
-        // Small buffers are never kept.
+        assert!(kept.lock().is_none(), "a miss drops the kept buffer");
+        // Small buffers are never kept; a new one replaces the one kept.
         kept.keep(vec![1.0; 1000]);
-        assert!(kept.lock().is_empty());
-        for _ in 0..5 {
-            kept.keep(vec![0.0; REUSE_FROM]);
-        }
-        assert_eq!(kept.lock().len(), REUSE_AT_MOST);
+        assert!(kept.lock().is_none());
+        kept.keep(vec![0.0; REUSE_FROM]);
+        kept.keep(vec![2.0; REUSE_FROM + 1]);
+        assert_eq!(kept.lock().as_ref().map(Vec::len), Some(REUSE_FROM + 1));
         kept.clear();
-        assert!(kept.lock().is_empty());
+        assert!(kept.lock().is_none());
     }
 }
 

@@ -164,8 +164,8 @@ pub(crate) const BLOCK: usize = 64;
 #[inline(always)]
 pub(crate) fn compress_block(r: &mut [f32; BLOCK], g: &mut [f32; BLOCK], b: &mut [f32; BLOCK]) {
     // Most blocks of a photograph lie inside the cube, where only the clamp at zero
-    // applies: skip the division and square root there (NaN is outside neither way and
-    // becomes 0 in both paths).
+    // applies: skip the division and square root there. (A NaN sample counts as inside
+    // and becomes 0, as it does in the full path.)
     let mut outside = false;
     for i in 0..BLOCK {
         outside |= (r[i] > 1.0) | (g[i] > 1.0) | (b[i] > 1.0);
