@@ -348,8 +348,11 @@ fn isolation_cost(
     let ingested =
         crate::ingest::ingest(&req.source, &config.limits).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut base = ingested.image;
-    crate::pipeline::render::render_base(&mut base, ingested.rendering);
-    let preview = crate::pipeline::preview::downscale(&base, config.engine.preview_size as usize);
+    let preview = crate::pipeline::render::render_base_and_downscale(
+        &mut base,
+        ingested.rendering,
+        config.engine.preview_size as usize,
+    );
     let facts = crate::pipeline::preview::facts(&preview, base.width, base.height, false);
     let in_process = LoadedPlugin::open(&handle.file).map_err(|e| anyhow::anyhow!("{e}"))?;
     let cancel = Cancel::default();

@@ -306,8 +306,11 @@ fn bases_of(
     let ingested = crate::ingest::ingest_cancellable(&id.path, &config.limits, cancel)?;
     check(cancel)?;
     let mut base = ingested.image;
-    render::render_base(&mut base, ingested.rendering);
-    let engine_preview = preview::downscale(&base, config.engine.preview_size as usize);
+    let engine_preview = render::render_base_and_downscale(
+        &mut base,
+        ingested.rendering,
+        config.engine.preview_size as usize,
+    );
     let mut facts = preview::facts(&engine_preview, base.width, base.height, ingested.is_raw);
     facts.make = ingested.meta.text(exif::Tag::Make);
     facts.model = ingested.meta.text(exif::Tag::Model);

@@ -248,8 +248,11 @@ pub fn run_learn(
         let ingested = ingest::ingest_cancellable(source, &config.limits, cancel)?;
         check(cancel)?;
         let mut base = ingested.image;
-        render::render_base(&mut base, ingested.rendering);
-        let shown = preview::downscale(&base, config.engine.preview_size as usize);
+        let shown = render::render_base_and_downscale(
+            &mut base,
+            ingested.rendering,
+            config.engine.preview_size as usize,
+        );
         let mut facts = preview::facts(&shown, base.width, base.height, ingested.is_raw);
         facts.make = ingested.meta.text(exif::Tag::Make);
         facts.model = ingested.meta.text(exif::Tag::Model);

@@ -488,14 +488,19 @@ pub fn run_job(
     t.finish("ingest");
     check(cancel)?;
 
+    // The preview is averaged from each row as it is rendered (one pass over the picture),
+    // so its time is render's; "preview" is the facts measured on it.
     t.start("render");
     let mut base = ingested.image;
-    render::render_base(&mut base, ingested.rendering);
+    let preview = render::render_base_and_downscale(
+        &mut base,
+        ingested.rendering,
+        config.engine.preview_size as usize,
+    );
     t.finish("render");
     check(cancel)?;
 
     t.start("preview");
-    let preview = preview::downscale(&base, config.engine.preview_size as usize);
     let mut facts = preview::facts(&preview, base.width, base.height, ingested.is_raw);
     facts.make = ingested.meta.text(exif::Tag::Make);
     facts.model = ingested.meta.text(exif::Tag::Model);

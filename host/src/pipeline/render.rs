@@ -274,6 +274,25 @@ pub fn render_base_with(img: &mut RgbF32, rendering: Rendering, simd: Simd) {
         .for_each(|chunk| render_chunk(chunk, tone.as_deref(), simd));
 }
 
+/// [`render_base`], and the area-averaged downscale of its result to `long_edge` (the
+/// preview, [`crate::resample::downscale`]), in one pass over the picture: each row is
+/// averaged right after it is rendered, while it is in cache. The same bits as the two
+/// one after the other.
+pub fn render_base_and_downscale(
+    img: &mut RgbF32,
+    rendering: Rendering,
+    long_edge: usize,
+) -> RgbF32 {
+    let tone = match rendering {
+        Rendering::AsIs => None,
+        Rendering::Camera { exposure_ev } => Some(tone_for(exposure_ev)),
+    };
+    let simd = Simd::Best.available();
+    crate::resample::downscale_after(img, long_edge, |row| {
+        render_chunk(row, tone.as_deref(), simd)
+    })
+}
+
 fn render_chunk(chunk: &mut [f32], tone: Option<&Tone>, simd: Simd) {
     #[inline(always)]
     fn plain(chunk: &mut [f32], tone: Option<&Tone>, simd: Simd) {
@@ -339,6 +358,29 @@ mod tests {
                         .zip(&want)
                         .all(|(a, b)| a.to_bits() == b.to_bits()),
                     "{simd:?} {rendering:?}"
+                );
+            }
+        }
+    }
+
+    /// Rendering with the preview made in the same pass gives the base and the preview of
+    /// rendering first and downscaling after, to the bit.
+    #[test]
+    fn the_preview_made_while_rendering_is_the_preview_of_the_render() {
+        let photo = crate::image::test_photo().to_rgb32f();
+        let (w, h) = (photo.width() as usize, photo.height() as usize);
+        let data: Vec<f32> = photo.into_raw().iter().map(|v| v * v * 2.2).collect();
+        for rendering in [Rendering::AsIs, Rendering::Camera { exposure_ev: 0.6 }] {
+            let mut want = RgbF32::new(w, h, data.clone());
+            render_base(&mut want, rendering);
+            for long_edge in [w.max(h) / 5, w.max(h)] {
+                let mut got = RgbF32::new(w, h, data.clone());
+                let preview = render_base_and_downscale(&mut got, rendering, long_edge);
+                assert!(got.data == want.data, "{rendering:?} base");
+                let want_preview = crate::resample::downscale(&want, long_edge);
+                assert!(
+                    preview.data == want_preview.data,
+                    "{rendering:?} {long_edge}"
                 );
             }
         }
