@@ -130,7 +130,7 @@ fn call(
 /// `luminary preview`.
 pub fn preview(paths: &Paths, args: PreviewArgs) -> anyhow::Result<i32> {
     let mut client = Client::connect(paths, !args.no_spawn)?;
-    let mut params = crate::cli::parse_params(&args.params)?;
+    let mut params = crate::cli_args::parse_params(&args.params)?;
     if let Some(text) = &args.prompt {
         params.insert("prompt".into(), Value::String(text.clone()));
     }
@@ -248,7 +248,7 @@ pub fn preview(paths: &Paths, args: PreviewArgs) -> anyhow::Result<i32> {
     }
     if let Some(file) = &args.result_file {
         let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
-        crate::cli::write_atomically(file, &text)?;
+        crate::cli_args::write_atomically(file, &text)?;
     }
     Ok(if failures > 0 { 1 } else { 0 })
 }
@@ -272,7 +272,7 @@ fn copy_atomically(from: &Path, to: &Path) -> anyhow::Result<()> {
 }
 
 fn absolute(p: &Path) -> PathBuf {
-    crate::cli::absolute_as_written(p)
+    crate::cli_args::absolute_as_written(p)
 }
 
 /// Asks the daemon for the estimate of a batch; the request's own failure (an unknown
@@ -297,7 +297,7 @@ pub fn estimate(paths: &Paths, args: EstimateArgs) -> anyhow::Result<i32> {
     let mut sources: Vec<PathBuf> = args.photos.iter().map(|p| absolute(p)).collect();
     if let Some(list) = &args.files_from {
         sources.extend(
-            crate::cli::read_file_list(list)?
+            crate::cli_args::read_file_list(list)?
                 .into_iter()
                 .map(|i| absolute(&i.path)),
         );
@@ -308,7 +308,7 @@ pub fn estimate(paths: &Paths, args: EstimateArgs) -> anyhow::Result<i32> {
         EstimateRequest {
             sources,
             preset: args.preset.clone(),
-            params: crate::cli::parse_params(&args.params)?,
+            params: crate::cli_args::parse_params(&args.params)?,
             engine: args.engine.clone(),
         },
     ) {
@@ -316,14 +316,14 @@ pub fn estimate(paths: &Paths, args: EstimateArgs) -> anyhow::Result<i32> {
         Err(e) => {
             if let Some(file) = &args.result_file {
                 let line = json!({"type": "result", "ok": false, "message": format!("{e:#}")});
-                crate::cli::write_atomically(file, &format!("{line}\n"))?;
+                crate::cli_args::write_atomically(file, &format!("{line}\n"))?;
             }
             eprintln!("error: {e:#}");
             return Ok(1);
         }
     };
     if let Some(file) = &args.result_file {
-        crate::cli::write_atomically(file, &format!("{}\n", serde_json::to_value(&e)?))?;
+        crate::cli_args::write_atomically(file, &format!("{}\n", serde_json::to_value(&e)?))?;
     }
     if args.json {
         println!("{}", serde_json::to_value(&e)?);

@@ -93,12 +93,12 @@ pub fn run(paths: &Paths, cmd: LookCommand) -> anyhow::Result<i32> {
                 sources: args
                     .photos
                     .iter()
-                    .map(|p| crate::cli::absolute_as_written(p))
+                    .map(|p| crate::cli_args::absolute_as_written(p))
                     .collect(),
                 preset: args.preset.clone(),
-                params: crate::cli::parse_params(&args.params)?,
+                params: crate::cli_args::parse_params(&args.params)?,
                 engine: args.engine.clone(),
-                out: crate::cli::absolute_as_written(&args.out),
+                out: crate::cli_args::absolute_as_written(&args.out),
             };
             let r = learn(&mut client, req, args.json)?;
             if args.json {

@@ -84,24 +84,6 @@ impl Default for PluginsConfig {
     }
 }
 
-impl PluginsConfig {
-    /// As runner limits.
-    pub fn limits(&self) -> crate::plugins::runner::RunnerLimits {
-        let secs = |s: f64| {
-            std::time::Duration::from_secs_f64(if s.is_finite() {
-                s.clamp(0.05, 86_400.0)
-            } else {
-                10.0
-            })
-        };
-        crate::plugins::runner::RunnerLimits {
-            call_timeout: secs(self.call_timeout_s),
-            pixels_timeout: secs(self.pixels_timeout_s),
-            max_crashes: self.max_crashes.max(1),
-        }
-    }
-}
-
 /// `[daemon]`
 #[derive(Serialize, Deserialize, Clone, Debug)]
 #[serde(default, deny_unknown_fields)]

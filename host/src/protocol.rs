@@ -1,4 +1,5 @@
-//! The wire protocol: frames and messages. The only module that knows the wire format.
+//! The wire protocol's messages. With [`crate::frame`] (which this module re-exports), the
+//! only module that knows the wire format.
 //!
 //! A frame is a 4-byte little-endian length followed by that many bytes of UTF-8 JSON (one
 //! object). Frames over [`MAX_FRAME`] are refused and the connection closed. The first
@@ -6,10 +7,10 @@
 //! `progress` events for that id and then exactly one `done` or `error`. docs/PROTOCOL.md
 //! shows every message.
 
-use std::io::{self, Read, Write};
-
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+
+pub use crate::frame::{read_frame, write_frame, FrameError, MAX_FRAME};
 
 use crate::error::ErrorCode;
 use crate::pipeline::estimate::EstimateRequest;
@@ -19,9 +20,6 @@ use crate::pipeline::EnhanceRequest;
 
 /// Protocol version `major.minor`. A different major is refused with a clear error.
 pub const PROTOCOL_VERSION: &str = "1.0";
-
-/// Largest JSON frame accepted (1 MiB).
-pub const MAX_FRAME: usize = 1 << 20;
 
 /// What the daemon can do, announced in `welcome`.
 pub const CAPABILITIES: &[&str] = &[
@@ -172,55 +170,6 @@ impl Event {
     }
 }
 
-/// Why a frame could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum FrameError {
-    /// The peer sent a length over the limit.
-    #[error("frame of {0} bytes exceeds the limit of {MAX_FRAME} bytes")]
-    TooLarge(usize),
-    /// The connection failed or closed mid-frame.
-    #[error("connection error: {0}")]
-    Io(#[from] io::Error),
-}
-
-/// Reads one frame; `Ok(None)` on a clean end of stream between frames.
-pub fn read_frame(r: &mut impl Read) -> Result<Option<Vec<u8>>, FrameError> {
-    let mut len = [0u8; 4];
-    let mut got = 0;
-    while got < 4 {
-        match r.read(&mut len[got..]) {
-            Ok(0) if got == 0 => return Ok(None),
-            Ok(0) => return Err(FrameError::Io(io::ErrorKind::UnexpectedEof.into())),
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    let len = u32::from_le_bytes(len) as usize;
-    if len > MAX_FRAME {
-        return Err(FrameError::TooLarge(len));
-    }
-    let mut buf = vec![0u8; len];
-    r.read_exact(&mut buf)?;
-    Ok(Some(buf))
-}
-
-/// Writes one message as a frame and flushes.
-pub fn write_frame(w: &mut impl Write, msg: &impl Serialize) -> io::Result<()> {
-    let body = serde_json::to_vec(msg).map_err(io::Error::other)?;
-    if body.len() > MAX_FRAME {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "message exceeds the frame limit",
-        ));
-    }
-    let mut frame = Vec::with_capacity(body.len() + 4);
-    frame.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    frame.extend_from_slice(&body);
-    w.write_all(&frame)?;
-    w.flush()
-}
-
 /// The major part of a `major.minor` version.
 pub fn major(version: &str) -> &str {
     version.split('.').next().unwrap_or(version)
@@ -229,21 +178,6 @@ pub fn major(version: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn frames_round_trip_and_oversized_ones_are_refused() {
-        let mut buf = Vec::new();
-        write_frame(&mut buf, &Request::Status { id: "7".into() }).unwrap();
-        let body = read_frame(&mut &buf[..]).unwrap().unwrap();
-        let back: Request = serde_json::from_slice(&body).unwrap();
-        assert!(matches!(back, Request::Status { id } if id == "7"));
-        let huge = ((MAX_FRAME + 1) as u32).to_le_bytes();
-        assert!(matches!(
-            read_frame(&mut &huge[..]),
-            Err(FrameError::TooLarge(_))
-        ));
-        assert!(read_frame(&mut &[][..]).unwrap().is_none());
-    }
 
     #[test]
     fn enhance_request_wire_shape() {

@@ -204,7 +204,7 @@ pub fn serve(paths: Paths, config: Config) -> anyhow::Result<()> {
 
     let registry = Registry::discover(
         &search_path(&paths.data_dir, &config.daemon.plugin_dirs),
-        &config.plugins.limits(),
+        &crate::plugins::runner::RunnerLimits::from_config(&config.plugins),
     );
     let n_presets = registry.presets().count();
     tracing::info!(
@@ -500,7 +500,7 @@ fn handle_connection(stream: Connection, state: Arc<State>) {
             Request::ReloadPlugins { id } => {
                 let fresh = Registry::discover(
                     &search_path(&state.paths.data_dir, &state.config.daemon.plugin_dirs),
-                    &state.config.plugins.limits(),
+                    &crate::plugins::runner::RunnerLimits::from_config(&state.config.plugins),
                 );
                 // Jobs in flight hold the old registry until they finish; then its
                 // runners stop.

@@ -66,7 +66,7 @@ pub fn run(paths: &Paths, out: &Path, photo: &Path) -> anyhow::Result<std::path:
     let config = Config::load(&paths.config_file)?;
     let registry = Registry::discover(
         &search_path(&paths.data_dir, &config.daemon.plugin_dirs),
-        &config.plugins.limits(),
+        &crate::plugins::runner::RunnerLimits::from_config(&config.plugins),
     );
     let photo = std::path::absolute(photo)?;
     let ingested = ingest::ingest(&photo, &config.limits).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -129,7 +129,7 @@ pub fn run(paths: &Paths, out: &Path, photo: &Path) -> anyhow::Result<std::path:
     sheet
         .data
         .par_chunks_mut(3)
-        .for_each(render::compress_to_display);
+        .for_each(crate::display::compress_to_display);
 
     let format = match out
         .extension()

@@ -216,7 +216,7 @@ pub fn run(paths: &Paths, args: BenchArgs) -> anyhow::Result<i32> {
     let config = Config::load(&paths.config_file)?;
     let registry = Registry::discover(
         &search_path(&paths.data_dir, &config.daemon.plugin_dirs),
-        &config.plugins.limits(),
+        &crate::plugins::runner::RunnerLimits::from_config(&config.plugins),
     );
     let out = tempfile::tempdir()?;
     let req = EnhanceRequest {

@@ -404,7 +404,7 @@ impl Plan {
 mod tests {
     use super::pass::{fast_exp2, fast_log2, hash, smoothstep};
     use super::*;
-    use crate::pipeline::render::compress_to_display;
+    use crate::display::compress_to_display;
     use crate::simd::Simd;
     use luminary_plugin_api::{Grain, Tone};
 

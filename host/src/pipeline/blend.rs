@@ -23,8 +23,8 @@ pub fn validate_intensity(intensity: f64) -> Result<f64, JobError> {
 /// Blends a plugin's pixel function output `edited` (interleaved RGB, e.g. its shared
 /// memory) into `base` at `intensity`. Whatever the plugin wrote, the result stays a
 /// displayable picture: non-finite values become 0 and values past white are brought back
-/// along their hue ([`super::render::compress_to_display`]). Blocks of pixels as channel
-/// arrays through [`super::render::compress_block`] (the same values), so it vectorises.
+/// along their hue ([`crate::display::compress_to_display`]). Blocks of pixels as channel
+/// arrays through [`crate::display::compress_block`] (the same values), so it vectorises.
 pub fn blend_plugin_edit(base: &mut [f32], edited: &[f32], intensity: f32) {
     assert_eq!(base.len(), edited.len(), "blend needs equal sizes");
     const CHUNK: usize = 3 << 14;
@@ -35,7 +35,7 @@ pub fn blend_plugin_edit(base: &mut [f32], edited: &[f32], intensity: f32) {
 }
 
 fn plugin_edit_chunk(b: &mut [f32], e: &[f32], t: f32, simd: crate::simd::Simd) {
-    use super::render::{compress_block, BLOCK};
+    use crate::display::{compress_block, BLOCK};
     #[inline(always)]
     fn plain(b: &mut [f32], e: &[f32], t: f32, simd: crate::simd::Simd) {
         for (bb, eb) in b.chunks_mut(3 * BLOCK).zip(e.chunks(3 * BLOCK)) {
@@ -113,7 +113,7 @@ mod tests {
             let mut want = base.to_vec();
             for (bp, ep) in want.chunks_exact_mut(3).zip(edited.chunks_exact(3)) {
                 let mut e = [ep[0], ep[1], ep[2]].map(|v| if v.is_finite() { v } else { 0.0 });
-                super::super::render::compress_to_display(&mut e);
+                crate::display::compress_to_display(&mut e);
                 for k in 0..3 {
                     bp[k] += t * (e[k] - bp[k]);
                 }

@@ -7,7 +7,6 @@
 //! that fails to load is recorded with a one-line reason and never stops the others. When
 //! two plugins offer the same preset id, the first found wins and the clash is reported.
 
-pub mod check;
 pub mod params;
 pub mod runner;
 

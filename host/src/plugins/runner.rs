@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::{Cancel, ErrorCode, JobError};
-use crate::protocol::{read_frame, write_frame};
+use crate::frame::{read_frame, write_frame};
 
 /// Version of the daemon ↔ runner protocol (both are the same binary, but a daemon that
 /// was upgraded while running could meet a newer runner binary).
@@ -223,6 +223,24 @@ pub struct RunnerLimits {
     pub pixels_timeout: Duration,
     /// Crashes after which the plugin is quarantined.
     pub max_crashes: u32,
+}
+
+impl RunnerLimits {
+    /// The limits `[plugins]` sets, each brought into a sane range.
+    pub fn from_config(c: &crate::config::PluginsConfig) -> RunnerLimits {
+        let secs = |s: f64| {
+            Duration::from_secs_f64(if s.is_finite() {
+                s.clamp(0.05, 86_400.0)
+            } else {
+                10.0
+            })
+        };
+        RunnerLimits {
+            call_timeout: secs(c.call_timeout_s),
+            pixels_timeout: secs(c.pixels_timeout_s),
+            max_crashes: c.max_crashes.max(1),
+        }
+    }
 }
 
 impl Default for RunnerLimits {

@@ -19,7 +19,7 @@ use rayon::prelude::*;
 
 use super::{Plan, TONE_MAX, TONE_SAMPLES};
 
-use crate::pipeline::render::{compress_block, BLOCK};
+use crate::display::{compress_block, BLOCK};
 
 /// Entries of the vignette table, indexed by the squared radius over 0..1.
 pub(super) const VIG: usize = 4096;

@@ -10,13 +10,13 @@ use std::path::Path;
 use anyhow::Context;
 use serde_json::{json, Map};
 
-use super::Registry;
 use crate::config::Config;
 use crate::error::Cancel;
 use crate::paths::Paths;
 use crate::pipeline::{run_job, EnhanceRequest, OutputRequest};
+use crate::plugins::Registry;
 
-const CHECK_PHOTO: &[u8] = include_bytes!("../../assets/check-photo.png");
+const CHECK_PHOTO: &[u8] = include_bytes!("../assets/check-photo.png");
 
 /// Runs the check; exit code 0 when the plugin loaded and every preset ran.
 pub fn run(
@@ -27,7 +27,10 @@ pub fn run(
 ) -> anyhow::Result<i32> {
     let config = Config::load(&paths.config_file)?;
     let file = std::path::absolute(file)?;
-    let registry = Registry::from_files(std::slice::from_ref(&file), &config.plugins.limits());
+    let registry = Registry::from_files(
+        std::slice::from_ref(&file),
+        &crate::plugins::runner::RunnerLimits::from_config(&config.plugins),
+    );
     let report = registry.reports().into_iter().next().context("no report")?;
     let work = tempfile::tempdir()?;
     let photo = match photo {
