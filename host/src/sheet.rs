@@ -95,7 +95,7 @@ pub fn run(paths: &Paths, out: &Path, photo: &Path) -> anyhow::Result<std::path:
             let intensity = d.default_intensity as f32;
             // A pixel function runs as in a job; if the plugin had nothing to do, the recipe.
             let edited = d.pixel_function
-                && crate::pipeline::pixel_function(
+                && crate::pipeline::steps::pixel_function(
                     plugin, &d.id, &params, &facts, &req, &thumb, &mut img, intensity, &cancel,
                 )?
                 .is_some();

@@ -12,8 +12,8 @@
 use luminary_plugin_api::{EngineRequest, Recipe, Tint};
 use rayon::prelude::*;
 
+use super::contract::{Edited, Engine, JobInfo};
 use super::filters::GuidedCoefficients;
-use super::{Edited, Engine};
 use crate::error::{check, Cancel, JobError};
 use crate::image::{luma, RgbF32, LUMA};
 
@@ -34,7 +34,7 @@ impl Engine for LocalEngine {
     fn run(
         &self,
         req: &EngineRequest,
-        _job: &super::JobInfo<'_>,
+        _job: &JobInfo<'_>,
         mut base: RgbF32,
         preview: &RgbF32,
         intensity: f32,

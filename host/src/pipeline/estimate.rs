@@ -119,7 +119,7 @@ pub fn estimate(
             "no photos to estimate",
         ));
     }
-    let (descriptor, _plugin) = super::find_preset(registry, &req.preset)?;
+    let (descriptor, _plugin) = super::steps::find_preset(registry, &req.preset)?;
     let params = resolve_params(descriptor, &req.params)?;
     // As `enhance` chooses: the request's engine, else the preset's declared engine when
     // it is set up, else the default. No plugin code runs (the descriptor says it).

@@ -25,7 +25,8 @@ use serde_json::{Map, Value};
 
 use luminary_plugin_api::ImageFacts;
 
-use super::{blend, preview, render, Progress};
+use super::request::Progress;
+use super::{blend, preview, render};
 use crate::color::OutputSpace;
 use crate::config::Config;
 use crate::engine::remote::{EditJob, Engines};
@@ -346,7 +347,7 @@ pub fn run_preview(
     cancel: &Cancel,
 ) -> Result<PreviewResult, JobError> {
     let started = Instant::now();
-    let mut laps = super::Laps::start();
+    let mut laps = super::steps::Laps::start();
     if req.source.as_os_str().is_empty() {
         return Err(JobError::new(
             ErrorCode::BadRequest,
@@ -362,7 +363,7 @@ pub fn run_preview(
             ),
         ));
     }
-    let (descriptor, plugin) = super::find_preset(registry, &req.preset)?;
+    let (descriptor, plugin) = super::steps::find_preset(registry, &req.preset)?;
     if descriptor.kind == luminary_plugin_api::PresetKind::Upscale {
         // A preview of an upscale would be the photo, smaller: nothing to see, and it
         // would send the whole photo out.
@@ -385,7 +386,7 @@ pub fn run_preview(
     check(cancel)?;
 
     progress("preset", 0.4);
-    let (engine_req, engine_name) = super::engine_request(
+    let (engine_req, engine_name) = super::steps::engine_request(
         descriptor,
         plugin,
         &params,
@@ -439,7 +440,7 @@ pub fn run_preview(
                 plugin.filter(|_| engine.name() == "local" && descriptor.pixel_function)
             {
                 let mut edited = display.clone();
-                if super::pixel_function(
+                if super::steps::pixel_function(
                     plugin,
                     &descriptor.id,
                     &params,
@@ -483,7 +484,7 @@ pub fn run_preview(
                         seen,
                         answer,
                     } => {
-                        let mode = super::transfer_mode(descriptor);
+                        let mode = super::steps::transfer_mode(descriptor);
                         let transfer =
                             Transfer::fit_answer(&seen, &answer.image, mode, answer.lossy);
                         transfer.apply_blend(&mut base, 1.0, cancel)?;

@@ -8,10 +8,11 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{
-    blend, choose_engine, live, output_location, preview, render, source_name, write_result,
-    Progress,
+use super::request::{EnhanceRequest, EnhanceResult, Progress};
+use super::steps::{
+    check_output_dir, choose_engine, output_location, source_name, write_result, Laps,
 };
+use super::{blend, live, preview, render};
 use crate::config::Config;
 use crate::engine::remote::{EditJob, Engines};
 use crate::engine::{engine_for, Edited, JobInfo};
@@ -20,7 +21,6 @@ use crate::image::RgbF32;
 use crate::ingest;
 use crate::look::{self, file::LookInfo, file::Reference, Look};
 use crate::metadata;
-use crate::pipeline::EnhanceRequest;
 use crate::plugins::{resolve_params, Registry};
 
 /// Applies the look file `look_path` to `req.source`: ingest, render, the look blended at
@@ -32,7 +32,7 @@ pub fn run_look_job(
     config: &Config,
     progress: Progress<'_>,
     cancel: &Cancel,
-) -> Result<super::EnhanceResult, JobError> {
+) -> Result<EnhanceResult, JobError> {
     if let Some(engine) = &req.engine {
         return Err(JobError::new(
             ErrorCode::BadRequest,
@@ -65,9 +65,9 @@ pub fn run_look_job(
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "look".into());
     let (dir, stem, format) = output_location(req, &look_name, config)?;
-    super::check_output_dir(&dir)?;
+    check_output_dir(&dir)?;
     let space = req.output.color_space.unwrap_or(config.output.color_space);
-    let mut laps = super::Laps::start();
+    let mut laps = Laps::start();
     laps.lap("look");
 
     progress("ingest", 0.0);
@@ -106,7 +106,7 @@ pub fn run_look_job(
     let mut timings = laps.timings;
     timings.insert("total".into(), started.elapsed().as_millis() as u64);
     progress("done", 1.0);
-    Ok(super::EnhanceResult {
+    Ok(EnhanceResult {
         input: req.source.clone(),
         output,
         preset: look.info.preset.clone(),
@@ -234,7 +234,7 @@ pub fn run_learn(
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    super::check_output_dir(&out_dir)?;
+    check_output_dir(&out_dir)?;
     let n = req.sources.len() as f32;
     let mut pairs: Vec<(RgbF32, RgbF32)> = Vec::new();
     let mut references = Vec::new();

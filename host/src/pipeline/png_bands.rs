@@ -22,7 +22,8 @@ use std::io::Write;
 
 use rayon::prelude::*;
 
-use super::encode::BoxError;
+/// Errors of the writer underneath, passed through (as `encode` and `jpeg` spell them).
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Rows per band: enough that a band's header (55 bytes) and thread hand-off are
 /// nothing, few enough that two cores share the work evenly.
