@@ -1,45 +1,58 @@
-//! The crate's top-level modules call down, never back up: no two of them import each other,
-//! directly or around a circle. Circles (config ↔ the plugin runner, pipeline ↔ engine)
+//! Calls go down the layers, never back up: no two of the crate's top-level modules import
+//! each other, directly or around a circle, and neither do any two of its files (a part
+//! never reaches back into the `mod.rs` that sequences it while that imports the part).
+//! Circles (config ↔ the plugin runner, pipeline ↔ engine, pipeline ↔ its live previews)
 //! made every layer depend on every other, so none could be read, tested or moved alone.
 //!
-//! Read from the source: every `crate::…` path (and `super::…` reaching the crate root)
-//! outside comments and `#[cfg(test)] mod tests`, by the top-level module of the file it
-//! is in and the one it names.
+//! Read from the source: every `crate::…` and `super::…` path, and every path through a
+//! file's own child modules, outside comments and `#[cfg(test)] mod tests`, resolved to the
+//! file that defines what it names.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-/// Module → the modules it uses → the files that do.
+/// Node → the nodes it uses → the files that do.
 type Graph = BTreeMap<String, BTreeMap<String, BTreeSet<String>>>;
 
 #[test]
 fn top_level_modules_import_each_other_in_no_circle() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let graph = graph(&src);
+    let (modules, _) = graphs();
     assert!(
-        graph.len() > 20
-            && graph.contains_key("pipeline")
-            && graph["pipeline"].contains_key("engine"),
-        "the source was not read: {graph:?}"
+        modules.len() > 20 && modules["pipeline"].contains_key("engine"),
+        "the source was not read: {modules:?}"
     );
-    if let Some(circle) = find_circle(&graph) {
+    assert_no_circle(&modules, "modules");
+}
+
+#[test]
+fn files_import_each_other_in_no_circle() {
+    let (_, files) = graphs();
+    assert!(
+        files.len() > 80 && files["pipeline/mod.rs"].contains_key("pipeline/steps.rs"),
+        "the source was not read: {files:?}"
+    );
+    assert_no_circle(&files, "files");
+}
+
+fn assert_no_circle(graph: &Graph, what: &str) {
+    if let Some(circle) = find_circle(graph) {
         let steps: Vec<String> = circle
             .windows(2)
             .map(|w| {
-                let files: Vec<&str> = graph[&w[0]][&w[1]].iter().map(String::as_str).collect();
-                format!("{} → {} ({})", w[0], w[1], files.join(", "))
+                let by: Vec<&str> = graph[&w[0]][&w[1]].iter().map(String::as_str).collect();
+                format!("{} → {} ({})", w[0], w[1], by.join(", "))
             })
             .collect();
         panic!(
-            "modules import each other in a circle:\n  {}",
+            "{what} import each other in a circle:\n  {}",
             steps.join("\n  ")
         );
     }
 }
 
-/// The checker finds a circle where there is one.
+/// The checker finds a circle where there is one, and reads paths as Rust resolves them.
 #[test]
-fn a_circle_is_found() {
+fn a_circle_is_found_and_paths_are_resolved() {
     fn edge(g: &mut Graph, a: &str, b: &str) {
         g.entry(a.into())
             .or_default()
@@ -57,17 +70,46 @@ fn a_circle_is_found() {
     let circle = find_circle(&g).expect("a circle");
     assert_eq!(circle.first(), circle.last());
     assert!(circle.contains(&"config".to_string()) && circle.contains(&"engine".to_string()));
-    let uses = uses_in(
-        "use crate::{\n    a,\n    b::c,\n};\n// crate::commented\nlet x = super::super::d::e(crate::f);\n",
-        &["x".into(), "y".into()],
-    );
-    assert_eq!(uses, ["a", "b", "d", "f"].map(String::from).into());
+
+    let module = |m: &[&str]| m.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let known: BTreeSet<Vec<String>> = [
+        &["a"][..],
+        &["b"],
+        &["b", "c"],
+        &["d"],
+        &["f"],
+        &["x"],
+        &["x", "y"],
+        &["x", "y", "kid"],
+        &["x", "z"],
+    ]
+    .iter()
+    .map(|m| module(m))
+    .collect();
+    let code = "use crate::{\n    a,\n    b::c::Thing,\n};\n// crate::commented\n\
+                let v = super::super::d::e(crate::f);\nuse super::{z, Other};\nkid::go();\n";
+    let uses = uses_in(code, &module(&["x", "y"]), &known);
+    let want: BTreeSet<Vec<String>> = [
+        &["a"][..],
+        &["b", "c"],
+        &["d"],
+        &["f"],
+        &["x", "z"],
+        &["x"],
+        &["x", "y", "kid"],
+    ]
+    .iter()
+    .map(|m| module(m))
+    .collect();
+    assert_eq!(uses, want);
 }
 
-fn graph(src: &Path) -> Graph {
-    let mut graph = Graph::new();
-    for file in rust_files(src) {
-        let rel = file.strip_prefix(src).unwrap();
+/// The graph of top-level modules and the graph of files.
+fn graphs() -> (Graph, Graph) {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = BTreeMap::new(); // module path → file
+    for file in rust_files(&src) {
+        let rel = file.strip_prefix(&src).unwrap().to_path_buf();
         let mut module: Vec<String> = rel
             .with_extension("")
             .iter()
@@ -79,131 +121,155 @@ fn graph(src: &Path) -> Graph {
         ) {
             module.pop();
         }
-        let Some(top) = module.first().cloned() else {
+        files.insert(module, rel);
+    }
+    let known: BTreeSet<Vec<String>> = files.keys().cloned().collect();
+    let (mut by_module, mut by_file) = (Graph::new(), Graph::new());
+    for (module, rel) in &files {
+        let name = rel.display().to_string().replace('\\', "/");
+        by_file.entry(name.clone()).or_default();
+        let Some(top) = module.first() else {
             continue; // lib.rs and main.rs declare and glue; they are above every module
         };
-        let text = std::fs::read_to_string(&file).unwrap();
+        by_module.entry(top.clone()).or_default();
+        let text = std::fs::read_to_string(src.join(rel)).unwrap();
         let code = text
             .split("#[cfg(test)]\nmod tests")
             .next()
             .unwrap_or_default();
-        let entry = graph.entry(top.clone()).or_default();
-        for used in uses_in(code, &module) {
-            if used != top {
-                entry
-                    .entry(used)
+        for used in uses_in(code, module, &known) {
+            let used_file = files[&used].display().to_string().replace('\\', "/");
+            if used_file != name {
+                by_file
+                    .entry(name.clone())
                     .or_default()
-                    .insert(rel.display().to_string());
+                    .entry(used_file)
+                    .or_default()
+                    .insert(name.clone());
+            }
+            if used[0] != *top {
+                by_module
+                    .entry(top.clone())
+                    .or_default()
+                    .entry(used[0].clone())
+                    .or_default()
+                    .insert(name.clone());
             }
         }
     }
-    // Names that are not modules (macros, `crate::Result`) are no edges.
-    let modules: BTreeSet<String> = graph.keys().cloned().collect();
-    for uses in graph.values_mut() {
-        uses.retain(|m, _| modules.contains(m));
-    }
-    graph
+    (by_module, by_file)
 }
 
-/// The top-level modules `code` names, in a file of module path `module`.
-fn uses_in(code: &str, module: &[String]) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
+/// The modules (by path from the crate root, among `known`) that `code` uses, in a file of
+/// module path `module`: the longest known prefix of each path it names.
+fn uses_in(code: &str, module: &[String], known: &BTreeSet<Vec<String>>) -> BTreeSet<Vec<String>> {
     let code: Vec<&str> = code
         .lines()
         .filter(|l| !l.trim_start().starts_with("//"))
         .collect();
     let code = code.join("\n");
-    {
-        let mut rest = code.as_str();
-        while let Some(at) = next_path(rest) {
-            let (path, after) = at;
-            rest = after;
-            // `crate::x` or `super::…::x` with as many `super`s as reach the root.
-            let mut parts = path.split("::").map(str::trim);
-            let head = parts.next().unwrap_or_default();
-            let mut depth = module.len();
-            let mut named = Vec::new();
-            if head == "crate" {
-                depth = 0;
-            } else {
-                depth -= 1; // the first `super`
-                for p in parts.by_ref() {
-                    if p == "super" {
-                        depth = depth.saturating_sub(1);
-                    } else {
-                        named.push(p.to_string());
-                        break;
-                    }
+    let mut out = BTreeSet::new();
+    let mut rest = code.as_str();
+    while let Some((path, after)) = next_path(rest) {
+        rest = after;
+        let (prefix, tail) = match path.find('{') {
+            Some(i) => (&path[..i], Some(path[i + 1..].trim_end_matches('}'))),
+            None => (path, None),
+        };
+        let mut base: Vec<String> = Vec::new();
+        let mut segs = prefix.split("::").map(str::trim).filter(|s| !s.is_empty());
+        let mut first = true;
+        let mut from_child = false;
+        for s in segs.by_ref() {
+            match (first, s) {
+                (true, "crate") => base.clear(),
+                (true, "super") => base = module[..module.len().saturating_sub(1)].to_vec(),
+                (false, "super") => {
+                    base.pop();
                 }
+                (true, child) => {
+                    base = module.to_vec();
+                    base.push(child.to_string());
+                    from_child = true;
+                }
+                (false, name) => base.push(name.to_string()),
             }
-            if depth > 0 {
-                continue; // inside its own top-level module
-            }
-            named.extend(parts.map(String::from));
-            match named.first().map(String::as_str) {
-                Some(group) if group.starts_with('{') => {
-                    let inner = path[path.find('{').unwrap() + 1..].trim_end_matches('}');
-                    for item in inner.split(',') {
-                        let m = item.trim().split("::").next().unwrap_or_default();
-                        if is_ident(m) {
-                            out.insert(m.to_string());
-                        }
-                    }
+            first = false;
+        }
+        if from_child && !known.contains(&base[..module.len() + 1].to_vec()) {
+            continue; // `foo::bar` where `foo` is no child module: a crate or a type
+        }
+        let items: Vec<Vec<String>> = match tail {
+            None => vec![base],
+            Some(group) => group
+                .split(',')
+                .map(|item| {
+                    let mut p = base.clone();
+                    p.extend(
+                        item.trim()
+                            .split("::")
+                            .map(str::trim)
+                            .filter(|s| !s.is_empty() && *s != "self" && *s != "*")
+                            .map(String::from),
+                    );
+                    p
+                })
+                .collect(),
+        };
+        for p in items {
+            if let Some(n) = (1..=p.len()).rev().find(|&n| known.contains(&p[..n])) {
+                if p[..n] != *module {
+                    out.insert(p[..n].to_vec());
                 }
-                Some(m) if is_ident(m) => {
-                    out.insert(m.to_string());
-                }
-                _ => {}
             }
         }
     }
     out
 }
 
-/// The next `crate::…` or `super::…` path in `s` (a `{…}` group whole), and what follows.
+/// The next path in `s` that starts at `crate::`, `super::` or a lower-case name followed
+/// by `::` (a `{…}` group whole), and what follows it.
 fn next_path(s: &str) -> Option<(&str, &str)> {
-    let start = ["crate::", "super::"]
-        .iter()
-        .filter_map(|k| {
-            s.match_indices(k)
-                .find(|(i, _)| {
-                    !s[..*i]
-                        .chars()
-                        .next_back()
-                        .is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':')
-                })
-                .map(|(i, _)| i)
-        })
-        .min()?;
-    let tail = &s[start..];
-    let mut end = 0;
-    let mut braces = 0;
-    for (i, c) in tail.char_indices() {
-        match c {
-            '{' => braces += 1,
-            '}' if braces > 0 => {
-                braces -= 1;
-                if braces == 0 {
-                    end = i + 1;
-                    break;
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+        let starts_word =
+            word(bytes[i]) && (i == 0 || !(word(bytes[i - 1]) || bytes[i - 1] == b':'));
+        if starts_word && bytes[i].is_ascii_lowercase() {
+            let mut j = i;
+            while j < bytes.len() && word(bytes[j]) {
+                j += 1;
+            }
+            if s[j..].starts_with("::") && !s[j..].starts_with("::<") {
+                let tail = &s[i..];
+                let mut end = tail.len();
+                let mut braces = 0;
+                for (k, c) in tail.char_indices() {
+                    match c {
+                        '{' => braces += 1,
+                        '}' if braces > 0 => {
+                            braces -= 1;
+                            if braces == 0 {
+                                end = k + 1;
+                                break;
+                            }
+                        }
+                        c if braces == 0 && !(c.is_alphanumeric() || c == '_' || c == ':') => {
+                            end = k;
+                            break;
+                        }
+                        _ => {}
+                    }
                 }
+                return Some((&tail[..end], &tail[end..]));
             }
-            c if braces == 0 && !(c.is_alphanumeric() || c == '_' || c == ':') => {
-                end = i;
-                break;
-            }
-            _ => {}
+            i = j;
+        } else {
+            i += 1;
         }
-        end = i + c.len_utf8();
     }
-    Some((&tail[..end], &tail[end..]))
-}
-
-fn is_ident(s: &str) -> bool {
-    !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        && !matches!(s, "self" | "super" | "crate")
+    None
 }
 
 fn rust_files(dir: &Path) -> Vec<PathBuf> {
@@ -219,7 +285,7 @@ fn rust_files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// A circle as its modules, the first repeated at the end; `None` when there is none.
+/// A circle as its nodes, the first repeated at the end; `None` when there is none.
 fn find_circle(graph: &Graph) -> Option<Vec<String>> {
     fn visit(
         graph: &Graph,

@@ -41,7 +41,7 @@ struct Run {
 /// Runs the batch benchmark: `count` copies of `file` with `preset`.
 pub fn run(file: &Path, preset: &str, count: usize) -> anyhow::Result<i32> {
     let source = std::path::absolute(file)?;
-    let home = super::private_home()?;
+    let home = super::home::private_home()?;
     let shots = home.path().join("shots");
     std::fs::create_dir_all(&shots)?;
     let ext = source

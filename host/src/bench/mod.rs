@@ -23,6 +23,7 @@ use crate::plugins::{search_path, Registry};
 
 mod batch;
 mod colour;
+mod home;
 mod preview;
 
 /// One job in this process on the offline engine, its output removed: what the stage
@@ -44,24 +45,6 @@ fn local_job(
     .map_err(|e| anyhow::anyhow!("{}: {e}", req.preset))?;
     std::fs::remove_file(&r.output).ok();
     Ok(r)
-}
-
-/// Points `XDG_*` at folders inside a new temporary one, so the daemons a benchmark
-/// starts use nothing of the user's. Call before any other thread starts.
-fn private_home() -> anyhow::Result<tempfile::TempDir> {
-    let home = tempfile::tempdir()?;
-    for (k, d) in [
-        ("XDG_CONFIG_HOME", "config"),
-        ("XDG_DATA_HOME", "data"),
-        ("XDG_CACHE_HOME", "cache"),
-        ("XDG_RUNTIME_DIR", "runtime"),
-    ] {
-        let dir = home.path().join(d);
-        std::fs::create_dir_all(&dir)?;
-        // SAFETY (edition 2021: a safe call): only this thread runs at this point.
-        std::env::set_var(k, &dir);
-    }
-    Ok(home)
 }
 
 /// `bench --look`: the look table (`look::fidelity`) over the photos given.
@@ -439,18 +422,7 @@ fn isolation_cost(
 
 /// CPU time of this process so far (user + system), in ms.
 fn cpu_ms() -> f64 {
-    #[cfg(unix)]
-    {
-        let mut u = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-        // SAFETY: getrusage fills the struct it is given.
-        if unsafe { libc::getrusage(libc::RUSAGE_SELF, u.as_mut_ptr()) } == 0 {
-            // SAFETY: initialised by the successful call.
-            let u = unsafe { u.assume_init() };
-            let ms = |t: libc::timeval| t.tv_sec as f64 * 1e3 + t.tv_usec as f64 / 1e3;
-            return ms(u.ru_utime) + ms(u.ru_stime);
-        }
-    }
-    f64::NAN
+    crate::transfer::trace::cpu_seconds().map_or(f64::NAN, |s| s * 1e3)
 }
 
 /// LibRaw's AHD develop of `file` (rawpy, 16-bit), the median of `runs`, in ms.
@@ -570,10 +542,10 @@ fn transfer_speed(scene: &crate::transfer::fidelity::Scene, runs: usize) -> anyh
         let mut t = None;
         for _ in 0..runs {
             let s = std::time::Instant::now();
-            let c0 = crate::transfer::fidelity::cpu_seconds();
+            let c0 = crate::transfer::trace::cpu_seconds();
             t = Some(crate::transfer::Transfer::fit(&seen, &answer, mode));
             fit_ms.push(s.elapsed().as_secs_f64() * 1e3);
-            if let (Some(a), Some(b)) = (c0, crate::transfer::fidelity::cpu_seconds()) {
+            if let (Some(a), Some(b)) = (c0, crate::transfer::trace::cpu_seconds()) {
                 fit_cpu_ms.push((b - a) * 1e3);
             }
         }
@@ -584,10 +556,10 @@ fn transfer_speed(scene: &crate::transfer::fidelity::Scene, runs: usize) -> anyh
         for _ in 0..runs {
             out.data.copy_from_slice(&scene.base.data);
             let s = std::time::Instant::now();
-            let c0 = crate::transfer::fidelity::cpu_seconds();
+            let c0 = crate::transfer::trace::cpu_seconds();
             t.apply_blend(&mut out, 0.8, &crate::error::Cancel::default())?;
             mps.push(mp / s.elapsed().as_secs_f64());
-            if let (Some(a), Some(b)) = (c0, crate::transfer::fidelity::cpu_seconds()) {
+            if let (Some(a), Some(b)) = (c0, crate::transfer::trace::cpu_seconds()) {
                 cpu.push(mp / (b - a));
             }
         }
@@ -767,13 +739,13 @@ fn transfer(file: &std::path::Path, args: &BenchArgs) -> anyhow::Result<i32> {
     let mut copy_cpu_s = f64::MAX;
     for _ in 0..3 {
         let t = std::time::Instant::now();
-        let c0 = crate::transfer::fidelity::cpu_seconds();
+        let c0 = crate::transfer::trace::cpu_seconds();
         use rayon::prelude::*;
         copy.par_chunks_mut(1 << 16)
             .zip(scene.base.data.par_chunks(1 << 16))
             .for_each(|(d, s)| d.copy_from_slice(s));
         copy_s = copy_s.min(t.elapsed().as_secs_f64());
-        if let (Some(a), Some(b)) = (c0, crate::transfer::fidelity::cpu_seconds()) {
+        if let (Some(a), Some(b)) = (c0, crate::transfer::trace::cpu_seconds()) {
             copy_cpu_s = copy_cpu_s.min(b - a);
         }
     }

@@ -51,7 +51,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// Runs the preview benchmark on `file` (`runs` timed requests per kind).
 pub fn run(file: &Path, runs: usize) -> anyhow::Result<i32> {
     let source = std::path::absolute(file)?;
-    let home = super::private_home()?;
+    let home = super::home::private_home()?;
     let socket = home.path().join("runtime/bench.sock");
     let paths = Paths::resolve(None, Some(socket.to_string_lossy().into_owned()))?;
     let mut client = Client::connect(&paths, true).context("starting the bench daemon")?;

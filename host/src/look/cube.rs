@@ -131,7 +131,7 @@ pub fn write_cube(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::look::{file::LookInfo, Global, Lut};
+    use crate::look::{Global, LookInfo, Lut};
 
     fn look() -> Look {
         let mut lut = Lut::identity(33);

@@ -48,7 +48,7 @@ pub fn learn_on(reference: &Scene, edit: Edit) -> (Look, f64) {
     let ms = started.elapsed().as_secs_f64() * 1e3;
     (
         Look {
-            info: super::file::LookInfo {
+            info: super::LookInfo {
                 preset: edit.name().into(),
                 preset_version: 1,
                 params: Default::default(),

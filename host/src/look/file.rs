@@ -18,10 +18,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 use sha2::Digest;
 
-use super::{Global, Look, Lut};
+use super::{Global, Look, LookInfo, Lut};
 
 /// The magic bytes.
 pub const MAGIC: &[u8; 8] = b"\x89LOOK\r\n\x1a";
@@ -29,39 +28,6 @@ pub const MAGIC: &[u8; 8] = b"\x89LOOK\r\n\x1a";
 pub const VERSION: u32 = 1;
 /// What the LUT's numbers mean.
 pub const ENCODING: &str = "sqrt(linear Rec.2020 D65), 0..1, u16";
-
-/// Where a look came from: one reference photo.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Reference {
-    /// The photo's file name (not its folder: a look is shared).
-    pub name: String,
-    /// SHA-256 of the photo file.
-    pub sha256: String,
-    /// The edit cache's key of the engine answer it was learned from (`None` for the
-    /// offline engine, which is not cached).
-    pub cache_key: Option<String>,
-}
-
-/// What a look is, stored in the header.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct LookInfo {
-    /// Preset id.
-    pub preset: String,
-    /// Preset version.
-    pub preset_version: u32,
-    /// Preset parameters.
-    pub params: Map<String, Value>,
-    /// Engine name.
-    pub engine: String,
-    /// Engine model.
-    pub model: String,
-    /// The reference photos.
-    pub references: Vec<Reference>,
-    /// Share of LUT nodes the references covered.
-    pub coverage: f32,
-    /// When it was learned (seconds since 1970, UTC).
-    pub created: u64,
-}
 
 #[derive(Serialize, Deserialize)]
 struct Header {
@@ -316,6 +282,8 @@ pub fn file_sha256(path: &Path) -> std::io::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::look::Reference;
+    use serde_json::Map;
 
     fn sample() -> Look {
         let mut lut = Lut::identity(33);

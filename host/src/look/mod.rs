@@ -21,6 +21,7 @@ pub mod fit;
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use crate::error::{check, Cancel, JobError};
 use crate::image::RgbF32;
@@ -211,11 +212,44 @@ impl Global {
     }
 }
 
+/// Where a look came from: one reference photo.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Reference {
+    /// The photo's file name (not its folder: a look is shared).
+    pub name: String,
+    /// SHA-256 of the photo file.
+    pub sha256: String,
+    /// The edit cache's key of the engine answer it was learned from (`None` for the
+    /// offline engine, which is not cached).
+    pub cache_key: Option<String>,
+}
+
+/// What a look is, stored in the header.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LookInfo {
+    /// Preset id.
+    pub preset: String,
+    /// Preset version.
+    pub preset_version: u32,
+    /// Preset parameters.
+    pub params: Map<String, Value>,
+    /// Engine name.
+    pub engine: String,
+    /// Engine model.
+    pub model: String,
+    /// The reference photos.
+    pub references: Vec<Reference>,
+    /// Share of LUT nodes the references covered.
+    pub coverage: f32,
+    /// When it was learned (seconds since 1970, UTC).
+    pub created: u64,
+}
+
 /// A learned look, ready to apply.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Look {
     /// Where it came from (stored in the file's header).
-    pub info: file::LookInfo,
+    pub info: LookInfo,
     /// The global part.
     pub global: Global,
     /// The whole mapping.

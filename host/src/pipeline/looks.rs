@@ -19,7 +19,7 @@ use crate::engine::{engine_for, Edited, JobInfo};
 use crate::error::{check, Cancel, ErrorCode, JobError};
 use crate::image::RgbF32;
 use crate::ingest;
-use crate::look::{self, file::LookInfo, file::Reference, Look};
+use crate::look::{self, Look, LookInfo, Reference};
 use crate::metadata;
 use crate::plugins::{resolve_params, Registry};
 

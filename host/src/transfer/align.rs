@@ -282,9 +282,9 @@ fn estimate_from(levels: &Pyramid, bases: &[(f32, f32)]) -> Affine {
     let (cw, ch) = (coarse.2, coarse.3);
     let (ea, eb) = (edges(&coarse.0, cw, ch), edges(&coarse.1, cw, ch));
     let reach = (cw.max(ch) as f32 * 0.06).ceil() as i32;
-    super::trace("align pyramid", t0);
+    super::trace::trace("align pyramid", t0);
     let best = coarse_search(&ea, &eb, cw, ch, reach, bases);
-    super::trace("align coarse", t0);
+    super::trace::trace("align coarse", t0);
     // Prefer the identity when it is as good: engines that do not move anything should
     // not be resampled because of noise in the score.
     let id = score(&ea, &eb, cw, ch, Affine::IDENTITY, 1);
@@ -304,7 +304,7 @@ fn estimate_from(levels: &Pyramid, bases: &[(f32, f32)]) -> Affine {
         t.tx *= 2.0;
         t.ty *= 2.0;
         let (ea, eb) = (edges(la, lw, lh), edges(lb, lw, lh));
-        super::trace("align edges", t0);
+        super::trace::trace("align edges", t0);
         let step_for = |samples: f32| ((lw * lh) as f32 / samples).sqrt().ceil().max(1.0) as usize;
         let step = step_for(if li == 0 { 40_000.0 } else { 20_000.0 });
         let d = 0.5;
@@ -330,10 +330,10 @@ fn estimate_from(levels: &Pyramid, bases: &[(f32, f32)]) -> Affine {
             t = c2;
         }
         if li == 0 {
-            super::trace("align search", t0);
+            super::trace::trace("align search", t0);
             t = subpixel(&ea, &eb, lw, lh, t, step_for(160_000.0));
         }
-        super::trace("align level", t0);
+        super::trace::trace("align level", t0);
     }
     t
 }
@@ -559,11 +559,11 @@ pub fn register(a: &[f32], b: &[f32], w: usize, h: usize, bases: &[(f32, f32)]) 
         ty: m.ty * 2.0,
         ..m
     });
-    super::trace("align tiles half", t0);
+    super::trace::trace("align tiles half", t0);
     let (ea, eb) = (edges(a, w, h), edges(b, w, h));
     let start = fitted.unwrap_or(global);
     let (fine, matched) = match_tiles(&ea, &eb, w, h, start, 64, 2);
-    super::trace("align tiles full", t0);
+    super::trace::trace("align tiles full", t0);
     let Some((motion, agree, rms)) = fit_affine(&fine, w, h) else {
         return Registration {
             motion: global,

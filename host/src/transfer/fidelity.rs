@@ -255,21 +255,8 @@ fn from8(w: usize, h: usize, v: &[u8]) -> RgbF32 {
 pub fn through_format(w: usize, h: usize, rgb8: Vec<u8>, format: AnswerFormat) -> Vec<u8> {
     match format {
         AnswerFormat::Png => rgb8,
-        AnswerFormat::Jpeg90 => jpeg_round_trip(w, h, rgb8, 90),
+        AnswerFormat::Jpeg90 => super::generative::jpeg_round_trip(w, h, rgb8, 90),
     }
-}
-
-/// 8-bit sRGB through a 4:2:0 JPEG of `quality` and back.
-pub fn jpeg_round_trip(w: usize, h: usize, rgb8: Vec<u8>, quality: u8) -> Vec<u8> {
-    let mut buf = Vec::new();
-    let mut enc = jpeg_encoder::Encoder::new(&mut buf, quality);
-    enc.set_sampling_factor(jpeg_encoder::SamplingFactor::R_4_2_0);
-    enc.encode(&rgb8, w as u16, h as u16, jpeg_encoder::ColorType::Rgb)
-        .expect("encoding to memory");
-    image::load_from_memory(&buf)
-        .expect("own JPEG decodes")
-        .into_rgb8()
-        .into_raw()
 }
 
 /// High-frequency detail: luma minus its 5×5 mean, the scale of texture and noise that a
@@ -510,11 +497,11 @@ impl Scene {
         let t = Transfer::fit_answer(seen, &answer_lin, mode, lossy);
         let mut out = self.base.clone();
         let started = Instant::now();
-        let cpu0 = cpu_seconds();
+        let cpu0 = super::trace::cpu_seconds();
         t.apply_blend(&mut out, 1.0, &Cancel::default())
             .expect("not cancelled");
         let apply_s = started.elapsed().as_secs_f64();
-        let apply_cpu_s = cpu_seconds().map_or(f64::NAN, |c| c - cpu0.unwrap_or(c));
+        let apply_cpu_s = super::trace::cpu_seconds().map_or(f64::NAN, |c| c - cpu0.unwrap_or(c));
         let out_srgb = working_to_srgb(&out);
         let pw = seen.width;
 
@@ -601,18 +588,4 @@ pub fn mirror_tile(img: &RgbF32, ow: usize, oh: usize) -> RgbF32 {
             }
         });
     RgbF32::new(ow, oh, data)
-}
-
-/// CPU time of this process so far (user + system), where the platform says.
-pub fn cpu_seconds() -> Option<f64> {
-    #[cfg(unix)]
-    {
-        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-        // SAFETY: getrusage only writes the struct we own.
-        if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } == 0 {
-            let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
-            return Some(t(ru.ru_utime) + t(ru.ru_stime));
-        }
-    }
-    None
 }

@@ -223,7 +223,7 @@ pub fn answer(edited: &RgbF32, d: &Degradation) -> RgbF32 {
         .map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8)
         .collect();
     let rgb8 = match d.jpeg {
-        Some(q) => super::fidelity::jpeg_round_trip(cw, ch, rgb8, q),
+        Some(q) => jpeg_round_trip(cw, ch, rgb8, q),
         None => rgb8,
     };
     RgbF32::new(cw, ch, rgb8.iter().map(|&b| b as f32 / 255.0).collect())
@@ -360,6 +360,19 @@ fn retexture(img: &mut RgbF32, t: Texture) {
                 p[c] += add[c] / 255.0;
             }
         });
+}
+
+/// 8-bit sRGB through a 4:2:0 JPEG of `quality` and back.
+pub fn jpeg_round_trip(w: usize, h: usize, rgb8: Vec<u8>, quality: u8) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let mut enc = jpeg_encoder::Encoder::new(&mut buf, quality);
+    enc.set_sampling_factor(jpeg_encoder::SamplingFactor::R_4_2_0);
+    enc.encode(&rgb8, w as u16, h as u16, jpeg_encoder::ColorType::Rgb)
+        .expect("encoding to memory");
+    image::load_from_memory(&buf)
+        .expect("own JPEG decodes")
+        .into_rgb8()
+        .into_raw()
 }
 
 #[cfg(test)]

@@ -141,7 +141,7 @@ impl Grid {
     ) -> Grid {
         let t0 = std::time::Instant::now();
         let fine = Stats::accumulate(shape, src, dst, weight, w, h);
-        super::trace("grid accumulate", t0);
+        super::trace::trace("grid accumulate", t0);
         let mut levels = vec![fine];
         while {
             let l = levels.last().expect("one level");
@@ -158,12 +158,12 @@ impl Grid {
             nodes: vec![IDENTITY],
         };
         // The root gets a tiny ridge only: with every pixel it is well determined.
-        super::trace("grid pool", t0);
+        super::trace::trace("grid pool", t0);
         for (i, level) in levels.iter().rev().enumerate() {
             let (e, k) = if i == 0 { (1e-6, 0.0) } else { (eps, kappa) };
             prior = level.solve(&prior, e, k);
         }
-        super::trace("grid solve", t0);
+        super::trace::trace("grid solve", t0);
         prior
     }
 

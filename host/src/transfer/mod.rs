@@ -27,6 +27,7 @@ pub mod fidelity;
 pub mod generative;
 pub mod grid;
 pub mod texture;
+pub(crate) mod trace;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -38,6 +39,7 @@ use crate::image::RgbF32;
 use crate::resample as preview;
 use blur::box_blur;
 use grid::{Grid, GridShape, K};
+use trace::{fit_trace_on, trace};
 
 /// Which transfer to use; from the preset's kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1227,25 +1229,6 @@ fn apply_row<const S: usize, const RAW: bool, const TRI: bool>(k: &RowKernel, ro
         leave_block::<RAW>(block, &qs, k.intensity);
         x0 += n / 3;
     }
-}
-
-/// With `LUMINARY_FIT_TRACE` set: prints the milliseconds since `t0` for a step of the
-/// fit (for profiling only).
-/// The process's CPU time so far follows, which a busy host does not inflate.
-pub(crate) fn trace(what: &str, t0: Instant) {
-    if fit_trace_on() {
-        eprintln!(
-            "  {what}: {:.1} ms (process CPU {:.1} ms)",
-            t0.elapsed().as_secs_f64() * 1e3,
-            fidelity::cpu_seconds().unwrap_or(f64::NAN) * 1e3
-        );
-    }
-}
-
-fn fit_trace_on() -> bool {
-    static ON: std::sync::LazyLock<bool> =
-        std::sync::LazyLock::new(|| std::env::var_os("LUMINARY_FIT_TRACE").is_some());
-    *ON
 }
 
 /// Pixels per pass of the row kernel (its scratch stays in L1).

@@ -13,11 +13,11 @@
 
 use crate::engine::filters::GuidedCoefficients;
 use crate::error::{check, Cancel, JobError};
-use crate::image::LUMA;
+use crate::image::{RgbF32, LUMA};
 use crate::simd::Simd;
 use rayon::prelude::*;
 
-use super::{Plan, TONE_MAX, TONE_SAMPLES};
+use super::plan::{Plan, TONE_MAX, TONE_SAMPLES};
 
 use crate::display::{compress_block, BLOCK};
 
@@ -153,6 +153,92 @@ impl Plan {
                 Ok(())
             },
         )
+    }
+
+    /// Low-resolution fit of the edge-aware base layer of log-luminance, or `None` when no
+    /// operator needs it.
+    pub(super) fn base_layer(
+        &self,
+        width: usize,
+        height: usize,
+        data: &[f32],
+        simd: crate::simd::Simd,
+    ) -> Option<GuidedCoefficients> {
+        if self.highlights == 0.0 && self.shadows == 0.0 && self.clarity == 0.0 {
+            return None;
+        }
+        let diag = ((width * width + height * height) as f32).sqrt();
+        let radius = (0.012 * diag).max(2.0);
+        let s = ((radius / 8.0) as usize).max(1);
+        let (lw, lh) = (width.div_ceil(s), height.div_ceil(s));
+        let low = self.log_luma_blocks(width, height, data, s, simd);
+        Some(GuidedCoefficients::fit(
+            &low,
+            lw,
+            lh,
+            s,
+            ((radius / s as f32) as usize).max(1),
+            0.04,
+        ))
+    }
+
+    /// Log-luminance (after the gains) box-averaged over `s`×`s` blocks.
+    pub(super) fn log_luma_blocks(
+        &self,
+        width: usize,
+        height: usize,
+        data: &[f32],
+        s: usize,
+        simd: crate::simd::Simd,
+    ) -> Vec<f32> {
+        let (lw, lh) = (width.div_ceil(s), height.div_ceil(s));
+        let gains = self.gains;
+        // Box-average log-luminance over s×s blocks: each full row's log-luminance by the
+        // vector kernel, then summed into its blocks (per block in the order y, then x).
+        (0..lh)
+            .into_par_iter()
+            .flat_map_iter(|ly| {
+                let rows = ly * s..((ly + 1) * s).min(height);
+                let mut acc = vec![0f32; lw];
+                let mut logs = vec![0f32; width];
+                for y in rows.clone() {
+                    log_luma_row(
+                        &data[y * width * 3..(y + 1) * width * 3],
+                        gains,
+                        &mut logs,
+                        simd,
+                    );
+                    for (lx, a) in acc.iter_mut().enumerate() {
+                        for &v in &logs[lx * s..((lx + 1) * s).min(width)] {
+                            *a += v;
+                        }
+                    }
+                }
+                let n_rows = rows.len();
+                acc.into_iter().enumerate().map(move |(lx, a)| {
+                    let n_cols = ((lx + 1) * s).min(width) - lx * s;
+                    a / (n_rows * n_cols) as f32
+                })
+            })
+            .collect()
+    }
+
+    /// Applies the plan to `img` in place.
+    pub fn apply(&self, img: &mut RgbF32, cancel: &Cancel) -> Result<(), JobError> {
+        self.apply_blended(img, 1.0, cancel)
+    }
+
+    /// Applies the plan in place and blends with the original at `intensity` in the same
+    /// pass: `p + intensity · (edit(p) − p)`, exactly what the blend stage computes, without
+    /// a second full-resolution buffer.
+    pub fn apply_blended(
+        &self,
+        img: &mut RgbF32,
+        intensity: f32,
+        cancel: &Cancel,
+    ) -> Result<(), JobError> {
+        let (w, h) = (img.width, img.height);
+        self.apply_to(w, h, &mut img.data, intensity, cancel)
     }
 }
 
