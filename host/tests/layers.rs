@@ -1,5 +1,5 @@
-//! Calls go down the layers, never back up: no two of the crate's top-level modules import
-//! each other, directly or around a circle, and neither do any two of its files (a part
+//! Calls go down the layers, never back up: in the daemon's crate and the engines' crate,
+//! no two top-level modules import each other, directly or around a circle, and neither do any two of its files (a part
 //! never reaches back into the `mod.rs` that sequences it while that imports the part).
 //! Circles (config ↔ the plugin runner, pipeline ↔ engine, pipeline ↔ its live previews)
 //! made every layer depend on every other, so none could be read, tested or moved alone.
@@ -14,9 +14,19 @@ use std::path::{Path, PathBuf};
 /// Node → the nodes it uses → the files that do.
 type Graph = BTreeMap<String, BTreeMap<String, BTreeSet<String>>>;
 
+/// The daemon's crate.
+fn host() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
+}
+
+/// The providers' crate (with its mock servers).
+fn engines() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../engines/src")
+}
+
 #[test]
 fn top_level_modules_import_each_other_in_no_circle() {
-    let (modules, _) = graphs();
+    let (modules, _) = graphs(&host());
     assert!(
         modules.len() > 20 && modules["pipeline"].contains_key("engine"),
         "the source was not read: {modules:?}"
@@ -26,12 +36,23 @@ fn top_level_modules_import_each_other_in_no_circle() {
 
 #[test]
 fn files_import_each_other_in_no_circle() {
-    let (_, files) = graphs();
+    let (_, files) = graphs(&host());
     assert!(
         files.len() > 80 && files["pipeline/mod.rs"].contains_key("pipeline/steps.rs"),
         "the source was not read: {files:?}"
     );
     assert_no_circle(&files, "files");
+}
+
+#[test]
+fn the_engines_crate_has_no_circle_either() {
+    let (modules, files) = graphs(&engines());
+    assert!(
+        files.len() > 15 && files["mock/mod.rs"].contains_key("mock/shared.rs"),
+        "the source was not read: {files:?}"
+    );
+    assert_no_circle(&modules, "modules of luminary-engines");
+    assert_no_circle(&files, "files of luminary-engines");
 }
 
 fn assert_no_circle(graph: &Graph, what: &str) {
@@ -104,12 +125,11 @@ fn a_circle_is_found_and_paths_are_resolved() {
     assert_eq!(uses, want);
 }
 
-/// The graph of top-level modules and the graph of files.
-fn graphs() -> (Graph, Graph) {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+/// The graph of top-level modules and the graph of files of the crate in `src`.
+fn graphs(src: &Path) -> (Graph, Graph) {
     let mut files = BTreeMap::new(); // module path → file
-    for file in rust_files(&src) {
-        let rel = file.strip_prefix(&src).unwrap().to_path_buf();
+    for file in rust_files(src) {
+        let rel = file.strip_prefix(src).unwrap().to_path_buf();
         let mut module: Vec<String> = rel
             .with_extension("")
             .iter()

@@ -6,7 +6,8 @@ use std::sync::atomic::Ordering;
 
 use serde_json::{json, Value};
 
-use super::{grade_bytes, run_time, Fault, JobState, MockJob, Recorded, Resp, Shared, QUEUE_FOR};
+use super::answers::grade_bytes;
+use super::shared::{run_time, Fault, JobState, MockJob, Recorded, Resp, Shared, QUEUE_FOR};
 
 pub(crate) fn handle(shared: &Shared, rec: &Recorded) -> Resp {
     match (rec.method.as_str(), rec.path.as_str()) {

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::{
-    grade_bytes, run_time, Fault, JobState, MockJob, Recorded, Resp, Shared, QUEUE_FOR, TEST_KEY,
+use super::answers::grade_bytes;
+use super::shared::{
+    run_time, Fault, JobState, MockJob, Recorded, Resp, Shared, QUEUE_FOR, TEST_KEY,
 };
 
 fn detail(status: u16, loc: &str, msg: &str, ty: &str) -> Resp {
@@ -74,8 +75,8 @@ fn submit(shared: &Shared, rec: &Recorded, segs: &[&str]) -> Resp {
         );
     };
     // Segmentation apps (BiRefNet) take no prompt; edit models require one.
-    let matting = super::hosts_matting(segs[1]);
-    let upscaling = super::hosts_upscaler(segs[1]);
+    let matting = super::answers::hosts_matting(segs[1]);
+    let upscaling = super::answers::hosts_upscaler(segs[1]);
     if upscaling {
         let scale = body.get("scale").and_then(Value::as_u64).unwrap_or(2);
         if !(1..=8).contains(&scale) {
@@ -148,7 +149,7 @@ fn submit(shared: &Shared, rec: &Recorded, segs: &[&str]) -> Resp {
     let Some(uri) = uri else {
         return detail(422, "image_url", "Field required", "missing");
     };
-    let Some(image) = super::from_data_uri(uri) else {
+    let Some(image) = super::answers::from_data_uri(uri) else {
         return detail(
             422,
             "image_url",
@@ -175,9 +176,9 @@ fn submit(shared: &Shared, rec: &Recorded, segs: &[&str]) -> Resp {
     }
     let (output, mask) = if upscaling {
         let scale = body.get("scale").and_then(Value::as_u64).unwrap_or(2) as u32;
-        (super::upscale_bytes(&image, scale), None)
+        (super::answers::upscale_bytes(&image, scale), None)
     } else if matting {
-        match super::matte_bytes(shared, &image) {
+        match super::answers::matte_bytes(shared, &image) {
             Ok((cut, mask)) => (Ok(cut), Some(mask)),
             Err(e) => (Err(e), None),
         }
@@ -193,7 +194,10 @@ fn submit(shared: &Shared, rec: &Recorded, segs: &[&str]) -> Resp {
         _ => None,
     };
     let (queue, run) = if upscaling {
-        (Duration::from_millis(10), super::upscale_time(&fault))
+        (
+            Duration::from_millis(10),
+            super::shared::upscale_time(&fault),
+        )
     } else {
         (QUEUE_FOR, run_time(&fault))
     };
@@ -294,7 +298,7 @@ fn result(shared: &Shared, app: &str, id: &str) -> Resp {
         .lock()
         .unwrap()
         .insert(name.clone(), (body, ctype));
-    if super::hosts_matting(app) {
+    if super::answers::hosts_matting(app) {
         // BiRefNet's output: `image` (the cut-out) and, with `output_mask`, `mask_image`.
         let file = |name: &str, bytes: &[u8]| {
             json!({"url": format!("{}/files/{name}", shared.base_url),

@@ -5,9 +5,8 @@ use std::sync::atomic::Ordering;
 
 use serde_json::{json, Value};
 
-use super::{
-    b64, edit_bytes, grade_bytes, secs, torn_grade, Fault, Recorded, Resp, Shared, TEST_KEY,
-};
+use super::answers::{b64, edit_bytes, grade_bytes, torn_grade};
+use super::shared::{secs, Fault, Recorded, Resp, Shared, TEST_KEY};
 
 fn field<'v>(v: &'v Value, camel: &str, snake: &str) -> Option<&'v Value> {
     v.get(camel).or_else(|| v.get(snake))
@@ -105,7 +104,7 @@ pub(crate) fn handle(shared: &Shared, rec: &Recorded) -> Resp {
                 image = inline
                     .get("data")
                     .and_then(Value::as_str)
-                    .and_then(|d| super::from_data_uri(&format!("data:x;base64,{d}")));
+                    .and_then(|d| super::answers::from_data_uri(&format!("data:x;base64,{d}")));
             }
         }
     }

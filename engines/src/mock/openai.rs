@@ -5,7 +5,8 @@ use std::sync::atomic::Ordering;
 
 use serde_json::{json, Value};
 
-use super::{b64, bearer, grade_bytes, secs, Fault, Recorded, Resp, Shared, TEST_KEY};
+use super::answers::{b64, grade_bytes};
+use super::shared::{bearer, secs, Fault, Recorded, Resp, Shared, TEST_KEY};
 
 fn error(status: u16, message: &str, etype: &str, code: Value, request_id: &str) -> Resp {
     Resp::json(

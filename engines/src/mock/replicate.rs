@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::{
-    bearer, grade_bytes, run_time, secs, Fault, JobState, MockJob, Recorded, Resp, Shared, TEST_KEY,
+use super::answers::grade_bytes;
+use super::shared::{
+    bearer, run_time, secs, Fault, JobState, MockJob, Recorded, Resp, Shared, TEST_KEY,
 };
 
 /// The version of `men1scus/birefnet` the mock hosts (the one Luminary's cut-out prefers).
@@ -90,8 +91,8 @@ fn create(shared: &Shared, rec: &Recorded, model: &str) -> Resp {
         return invalid("- input is required");
     };
     // A version id names its model only to the service: the mock knows BiRefNet's.
-    let matting = super::hosts_matting(model) || model == BIREFNET_VERSION;
-    let upscaling = super::hosts_upscaler(model);
+    let matting = super::answers::hosts_matting(model) || model == BIREFNET_VERSION;
+    let upscaling = super::answers::hosts_upscaler(model);
     if !matting
         && !upscaling
         && input
@@ -113,7 +114,7 @@ fn create(shared: &Shared, rec: &Recorded, model: &str) -> Resp {
         v.as_str()
             .or_else(|| v.as_array().and_then(|a| a.first()).and_then(Value::as_str))
     });
-    let Some(image) = uri.and_then(super::from_data_uri) else {
+    let Some(image) = uri.and_then(super::answers::from_data_uri) else {
         return invalid(&format!("- input.{field}: expected a data: URI"));
     };
     if let Some(f) = input.get("output_format") {
@@ -148,11 +149,11 @@ fn create(shared: &Shared, rec: &Recorded, model: &str) -> Resp {
         if !(0.0..=10.0).contains(&scale) || scale.fract() != 0.0 {
             return invalid("- input.scale: the mock takes whole factors up to 10");
         }
-        super::upscale_bytes(&image, scale as u32)
+        super::answers::upscale_bytes(&image, scale as u32)
     } else if matting {
-        super::matte_bytes(shared, &image).map(|(cut, _)| cut)
+        super::answers::matte_bytes(shared, &image).map(|(cut, _)| cut)
     } else if qwen {
-        super::edit_bytes(&image, square, super::stage_room)
+        super::answers::edit_bytes(&image, square, super::stage::stage_room)
     } else {
         grade_bytes(&image, square)
     };
@@ -161,7 +162,7 @@ fn create(shared: &Shared, rec: &Recorded, model: &str) -> Resp {
         _ => None,
     };
     let malformed = matches!(fault, Some(Fault::MalformedJson));
-    let mut job = MockJob::new(super::QUEUE_FOR, run_time(&fault), fault, output);
+    let mut job = MockJob::new(super::shared::QUEUE_FOR, run_time(&fault), fault, output);
     job.number = shared.next_id();
     job.tag = model.to_string();
     let id = format!("mockpred{:012}", job.number);
