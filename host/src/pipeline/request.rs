@@ -77,7 +77,7 @@ pub struct EnhanceResult {
     pub cached: bool,
     /// Estimated cost of the engine call in US dollars (0 offline or cached).
     pub cost: f64,
-    /// Output width and height.
+    /// Output width.
     pub width: u32,
     /// Output height.
     pub height: u32,
