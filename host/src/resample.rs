@@ -17,9 +17,10 @@ pub fn downscale(img: &RgbF32, long_edge: usize) -> RgbF32 {
 
 /// [`downscale`] of what `f` makes of `img`, in the same pass: `f` runs once on each row
 /// of `img`, in place (from several threads, in no fixed order), just before that row is
-/// averaged into the downscale, while it is still in cache. A full-size picture is then
-/// read once instead of twice (render, then the preview: 25–30 ms of memory traffic at
-/// 24 MP). The same bits as `f` on every row followed by [`downscale`].
+/// averaged into the downscale, while it is still in cache, so a full-size picture is read
+/// once instead of twice (render, then the preview). Measured at 24 MP: about 5 ms saved
+/// of 70; the rest of the downscale is arithmetic, not memory traffic. The same bits as
+/// `f` on every row followed by [`downscale`].
 pub fn downscale_after<F>(img: &mut RgbF32, long_edge: usize, f: F) -> RgbF32
 where
     F: Fn(&mut [f32]) + Sync,
