@@ -5,10 +5,17 @@ use anyhow::{bail, Context};
 use luminary_tests::{load_photo, write_dng, Cfa, RawSpec};
 
 fn main() -> anyhow::Result<()> {
+    const USAGE: &str = "usage: make-dng OUT.dng [--mp N] [--bits 12|14] [--cfa rggb] [--black N]";
     let mut args = std::env::args().skip(1);
-    let out = args
-        .next()
-        .context("usage: make-dng OUT.dng [--mp N] [--bits 12|14] [--cfa rggb] [--black N]")?;
+    let out = args.next().context(USAGE)?;
+    // `make-dng --help` once wrote a 48 MB DNG named "--help".
+    if out.starts_with('-') {
+        if out == "--help" || out == "-h" {
+            println!("{USAGE}");
+            return Ok(());
+        }
+        bail!("the output path comes first, not {out}\n{USAGE}");
+    }
     let (mut mp, mut bits, mut cfa, mut black) = (24.0f64, 14u32, Cfa::Rggb, 512u16);
     while let Some(flag) = args.next() {
         let v = args
