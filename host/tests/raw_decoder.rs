@@ -97,6 +97,40 @@ fn regression_a_jpeg_under_a_raw_name_is_refused_before_rawlers_jfif_parser_can_
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
 }
 
+/// Found by the ingest fuzzer (it failed CI as a 30 s timeout): a CR3 whose nested box
+/// claims a size smaller than its own header. rawler's box loops seek to each box's end,
+/// which was its start, and read the same box again forever. Patched in
+/// `vendor/rawler` (`BoxHeader::parse` refuses such sizes), so the file is refused at once
+/// in-process too, where the fuzzer runs rawler and nothing else would stop it (the
+/// daemon's decoder process would have been killed at its deadline, two minutes later).
+#[test]
+fn regression_a_cr3_box_shorter_than_its_header_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = fuzz_input(
+        dir.path(),
+        "fuzz/regressions/ingest-cr3-zero-size-box-hang.bin",
+        "IMG_0001.CR3",
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(ingest_with(
+            &path,
+            &Limits::default(),
+            &in_process(),
+            &Cancel::default(),
+        ));
+    });
+    let err = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("rawler looped on the box")
+        .err()
+        .expect("must be refused");
+    // rawler takes a box structure it cannot parse for "not a CR3" and tries its other
+    // decoders, so the file ends as one no decoder recognises.
+    assert_eq!(err.code, ErrorCode::UnsupportedFormat, "{err:?}");
+    assert!(err.message.contains("IMG_0001.CR3"), "{}", err.message);
+}
+
 #[test]
 fn every_fuzz_regression_input_fails_cleanly_through_the_decoder_process() {
     let dir = tempfile::tempdir().unwrap();
@@ -131,7 +165,7 @@ fn every_fuzz_regression_input_fails_cleanly_through_the_decoder_process() {
         );
         n += 1;
     }
-    assert!(n >= 5, "only {n} regression inputs found");
+    assert!(n >= 6, "only {n} regression inputs found");
 }
 
 #[test]

@@ -82,6 +82,18 @@ impl BoxHeader {
     }
 
     let current = reader.stream_position()?;
+    // A box ends after its header: one that claims less (size 0, "to the end of the file",
+    // is not supported here either) or whose end overflows would send the box loops back
+    // to where they started, forever.
+    if size < current - start || start.checked_add(size).is_none() {
+      return Err(BmffError::Parse(format!(
+        "box {} at offset {} claims {} bytes, less than its {}-byte header or past any file",
+        typ,
+        start,
+        size,
+        current - start
+      )));
+    }
     Ok(BoxHeader {
       size,
       typ,
