@@ -1,4 +1,5 @@
-//! Issue #5's fidelity targets, on a real photograph at 24 MP: every single look
+//! Issue #5's fidelity targets, on each of three real photographs (the flower, a portrait
+//! and a blossom, from `scripts/fetch-photos`) mirror-tiled to 24 MP: every single look
 //! operator ≥ 42 dB, the combined look ≥ 38 dB, each ≥ 8 dB above bicubic upscaling of
 //! the engine's answer (PNG answers); JPEG answers (4:2:0, q90) beat bicubic by ≥ 7 dB; the pasted object
 //! keeps ≥ 38 dB outside it and follows the engine inside it.
@@ -8,24 +9,45 @@ use luminary::transfer::fidelity::{mirror_tile, AnswerFormat, Edit, Scene};
 use luminary_tests::load_photo;
 
 fn scene() -> Scene {
-    let photo = load_photo("flower.png").expect("test photo");
+    scene_of("flower.png")
+}
+
+/// `name` (from `scripts/fetch-photos`) mirror-tiled to 24 MP, with a 1024 px preview.
+fn scene_of(name: &str) -> Scene {
+    let photo = load_photo(name).expect("test photo");
     let img = RgbF32::new(photo.width, photo.height, photo.data);
     Scene::new(mirror_tile(&img, 6000, 4000), 1024)
 }
 
 #[test]
 fn transferred_edits_match_full_resolution_edits() {
-    let scene = scene();
+    clean_rows("flower.png");
+}
+
+/// [`transferred_edits_match_full_resolution_edits`] on the portrait.
+#[test]
+fn transferred_edits_match_full_resolution_edits_on_the_portrait() {
+    clean_rows("portrait.png");
+}
+
+/// [`transferred_edits_match_full_resolution_edits`] on the blossom.
+#[test]
+fn transferred_edits_match_full_resolution_edits_on_the_blossom() {
+    clean_rows("blossom.png");
+}
+
+fn clean_rows(photo: &str) {
+    let scene = scene_of(photo);
     let mut failures = Vec::new();
     println!(
-        "{:<14} {:<5} {:>9} {:>9} {:>8}",
-        "edit", "fmt", "bicubic", "luminary", "fit ms"
+        "{:<12} {:<14} {:<5} {:>9} {:>9} {:>8}",
+        "photo", "edit", "fmt", "bicubic", "luminary", "fit ms"
     );
     for format in [AnswerFormat::Png, AnswerFormat::Jpeg90] {
         for edit in Edit::ALL {
             let r = scene.row(edit, format);
             println!(
-                "{:<14} {:<5} {:>9.2} {:>9.2} {:>8.1} {}",
+                "{photo:<12} {:<14} {:<5} {:>9.2} {:>9.2} {:>8.1} {}",
                 edit.name(),
                 format!("{format:?}"),
                 r.bicubic_db,
@@ -39,7 +61,7 @@ fn transferred_edits_match_full_resolution_edits() {
             );
             let mut need = |ok: bool, what: String| {
                 if !ok {
-                    failures.push(format!("{} {format:?}: {what}", edit.name()));
+                    failures.push(format!("{photo}: {} {format:?}: {what}", edit.name()));
                 }
             };
             match (format, edit) {
@@ -160,16 +182,88 @@ fn a_shifted_and_rescaled_answer_is_registered_first() {
 /// keep the camera's detail rather than the answer's texture, and stay far above bicubic
 /// upscaling of the same answer.
 ///
-/// The thresholds hold what this code reaches (combined look 33.9–34.5 dB, single
-/// operators 37.4–41.9 dB, pasted object 33.8 dB outside it and 30.3 dB inside it against
-/// the object drawn in place, measured when written), a dB or so below, so a change that
-/// loses ground fails. They are below #19's targets (38 / 40 /
-/// 38 dB), which are not met yet.
+/// On each of the three fidelity photos, so that no choice in the fit is tuned to one
+/// scene (a texture rule tuned on the flower alone gained 1 dB there and lost 1.2 dB of
+/// clarity on the portrait). The floors hold what this code reaches on that photo, a dB
+/// or so below (see `GenerativeFloors`), so a change that loses ground on any scene fails.
+/// They are below #19's targets (38 / 40 / 38 dB), which are not met yet.
+///
+/// The flower, measured when written: combined look 33.9–34.5 dB, single operators
+/// 37.4–41.9 dB, pasted object 33.8 dB outside it and 30.3 dB inside it against the
+/// object drawn in place; fine detail 45.0–59.1 dB at 0.86–1.08× the truth's energy.
 #[test]
 fn generative_answers_keep_the_edit_and_the_camera_detail() {
+    generative_rows(
+        "flower.png",
+        GenerativeFloors {
+            combined: 32.8,
+            clarity: 36.4,
+            single: 38.3,
+            detail_db: 43.0,
+            energy: (0.85, 1.2),
+        },
+    );
+}
+
+/// [`generative_answers_keep_the_edit_and_the_camera_detail`] on a portrait: skin, hair
+/// and a soft background, where the answer's re-drawn texture is most of the fine detail.
+/// Measured when written: combined look 34.6–35.2 dB, single operators 37.1–43.9 dB,
+/// pasted object 34.4 dB outside it and 32.4 dB inside; fine detail 48.7–60.2 dB at
+/// 0.98–1.20× the truth's energy (the tone curve's row the highest).
+#[test]
+fn generative_answers_keep_the_portraits_edit_and_detail() {
+    generative_rows(
+        "portrait.png",
+        GenerativeFloors {
+            combined: 33.4,
+            clarity: 36.1,
+            single: 38.7,
+            detail_db: 47.5,
+            energy: (0.9, 1.3),
+        },
+    );
+}
+
+/// [`generative_answers_keep_the_edit_and_the_camera_detail`] on blossom against sky:
+/// fine branches and large flat areas. Measured when written: combined look 34.3–34.4 dB,
+/// single operators 38.2–44.3 dB, pasted object 34.2 dB outside it and 30.1 dB inside;
+/// fine detail 42.8–55.2 dB at 0.93–1.09× the truth's energy.
+#[test]
+fn generative_answers_keep_the_blossoms_edit_and_detail() {
+    generative_rows(
+        "blossom.png",
+        GenerativeFloors {
+            combined: 33.2,
+            clarity: 37.2,
+            single: 40.8,
+            detail_db: 41.5,
+            energy: (0.85, 1.2),
+        },
+    );
+}
+
+/// The least each generative row must reach on one photo (dB against the edit made at
+/// full resolution), about a dB under what the code reached when they were set.
+struct GenerativeFloors {
+    /// The combined look on every provider's canvas, and the pasted object's unchanged
+    /// area.
+    combined: f64,
+    /// Clarity, the operator whose edit is itself fine detail.
+    clarity: f64,
+    /// The other single operators (tone curve, vignette).
+    single: f64,
+    /// The result's fine luma against the truth's (dB), the least on any row: how much of
+    /// the camera's detail, pixel by pixel, survives.
+    detail_db: f64,
+    /// The result's fine-luma energy over the truth's, on every row: below, the answer's
+    /// softness got through; above, its re-drawn texture did (or the fit sharpened).
+    energy: (f64, f64),
+}
+
+fn generative_rows(photo: &str, floors: GenerativeFloors) {
     use luminary::transfer::align::Quality;
     use luminary::transfer::generative::{Degradation, GEMINI, PROVIDERS};
-    let scene = scene();
+    let scene = scene_of(photo);
     let mut failures = Vec::new();
     let mut rows = vec![(Edit::Combined, Degradation::all(GEMINI, 75))];
     rows.extend(
@@ -184,7 +278,7 @@ fn generative_answers_keep_the_edit_and_the_camera_detail() {
     for (edit, d) in rows {
         let r = scene.row_generative(edit, &d);
         println!(
-            "{:<14} {:<44} bicubic {:>6.2}  luminary {:>6.2}  HF {:.2} dB, energy {:.2} (bicubic {:.2})  {}",
+            "{photo:<12} {:<14} {:<44} bicubic {:>6.2}  luminary {:>6.2}  HF {:.2} dB, energy {:.2} (bicubic {:.2})  {}{}",
             edit.name(),
             d.label(),
             r.bicubic_db,
@@ -192,11 +286,14 @@ fn generative_answers_keep_the_edit_and_the_camera_detail() {
             r.detail.luminary_db,
             r.detail.luminary_ratio,
             r.detail.bicubic_ratio,
-            r.report.registration
+            r.report.registration,
+            r.changed
+                .map(|(inside, _)| format!(", inside the object {inside:.1} dB"))
+                .unwrap_or_default()
         );
         let mut need = |ok: bool, what: String| {
             if !ok {
-                failures.push(format!("{} / {}: {what}", edit.name(), d.label()));
+                failures.push(format!("{photo}: {} / {}: {what}", edit.name(), d.label()));
             }
         };
         need(
@@ -205,9 +302,9 @@ fn generative_answers_keep_the_edit_and_the_camera_detail() {
         );
         need(r.report.note.is_none(), format!("note {:?}", r.report.note));
         let floor = match edit {
-            Edit::Combined | Edit::PasteObject => 32.8,
-            Edit::Clarity => 36.4,
-            _ => 38.3,
+            Edit::Combined | Edit::PasteObject => floors.combined,
+            Edit::Clarity => floors.clarity,
+            _ => floors.single,
         };
         need(
             r.luminary_db >= floor,
@@ -217,17 +314,18 @@ fn generative_answers_keep_the_edit_and_the_camera_detail() {
             r.luminary_db >= r.bicubic_db + 8.0,
             format!("only {:.2} dB above bicubic", r.luminary_db - r.bicubic_db),
         );
-        // The camera's detail, not the answer's: the result's fine luma within 20 % of
-        // the truth's energy and close to it pixel by pixel; bicubic keeps almost none.
+        // The camera's detail, not the answer's: the result's fine luma near the truth's
+        // energy and close to it pixel by pixel; bicubic keeps almost none.
+        let (low, high) = floors.energy;
         need(
-            (0.85..=1.2).contains(&r.detail.luminary_ratio),
+            (low..=high).contains(&r.detail.luminary_ratio),
             format!(
-                "fine detail at {:.2}× the truth's energy",
+                "fine detail at {:.2}× the truth's energy, outside {low}–{high}",
                 r.detail.luminary_ratio
             ),
         );
         need(
-            r.detail.luminary_db >= 43.0,
+            r.detail.luminary_db >= floors.detail_db,
             format!(
                 "fine detail only {:.2} dB from the truth's",
                 r.detail.luminary_db
