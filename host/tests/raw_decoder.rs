@@ -131,6 +131,44 @@ fn regression_a_cr3_box_shorter_than_its_header_is_refused_at_once() {
     assert!(err.message.contains("IMG_0001.CR3"), "{}", err.message);
 }
 
+/// A DNG whose first IFD names itself as the next one. rawler follows a chain of IFDs
+/// until a zero pointer, collecting a copy of each, so it would go round until the
+/// decoder's memory limit stopped it, reported as a file "too large". The structure check
+/// sees the loop first and says what is wrong, before any decoder runs.
+#[test]
+fn a_tiff_whose_ifd_chain_loops_is_refused_as_damaged() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = fuzz_input(dir.path(), "fuzz/corpus/ingest/dng", "looped.dng");
+    let mut bytes = std::fs::read(&path).unwrap();
+    assert_eq!(&bytes[..4], b"II*\0", "the seed is a little-endian DNG");
+    let ifd0 = u32::from_le_bytes(bytes[4..8].try_into().unwrap()) as usize;
+    let count = u16::from_le_bytes([bytes[ifd0], bytes[ifd0 + 1]]) as usize;
+    let next = ifd0 + 2 + 12 * count;
+    assert_eq!(
+        &bytes[next..next + 4],
+        &[0; 4],
+        "the seed has one IFD in its chain"
+    );
+    bytes[next..next + 4].copy_from_slice(&(ifd0 as u32).to_le_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    for how in [in_process(), luminary()] {
+        let t = Instant::now();
+        let err = ingest_with(&path, &Limits::default(), &how, &Cancel::default())
+            .err()
+            .expect("must be refused");
+        assert_eq!(err.code, ErrorCode::CorruptInput, "{err:?}");
+        assert!(
+            err.message.contains("looped.dng")
+                && err
+                    .message
+                    .contains(&format!("loops back to the IFD at offset {ifd0}")),
+            "{}",
+            err.message
+        );
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    }
+}
+
 #[test]
 fn every_fuzz_regression_input_fails_cleanly_through_the_decoder_process() {
     let dir = tempfile::tempdir().unwrap();

@@ -213,10 +213,22 @@ fn check_tiff_structure(path: &Path, max_pixels: u64) -> Result<(), String> {
             _ => 1,
         }
     };
-    let mut queue = vec![u32_at(&head[4..8]) as u64];
+    // IFDs to visit, each with whether it is a link of the main chain (IFD0 and its "next
+    // IFD" pointers). The stack visits the whole chain before any sub-IFD, so a link to an
+    // IFD already seen is a loop: rawler would follow it forever, collecting copies of the
+    // same IFDs until the decoder's memory limit stopped it with a misleading "too large".
+    let mut queue = vec![(u32_at(&head[4..8]) as u64, true)];
     let mut seen = std::collections::HashSet::new();
-    while let Some(offset) = queue.pop() {
-        if offset == 0 || !seen.insert(offset) {
+    while let Some((offset, link)) = queue.pop() {
+        if offset == 0 {
+            continue;
+        }
+        if !seen.insert(offset) {
+            if link {
+                return Err(format!(
+                    "the chain of IFDs loops back to the IFD at offset {offset}"
+                ));
+            }
             continue;
         }
         if seen.len() > 256 {
@@ -282,13 +294,13 @@ fn check_tiff_structure(path: &Path, max_pixels: u64) -> Result<(), String> {
             // Follow sub-IFDs (SubIFDs, EXIF, GPS, Interop) so their entries are checked too.
             if matches!(tag, 330 | 34665 | 34853 | 40965) && (typ == 4 || typ == 13) {
                 if n == 1 {
-                    queue.push(value);
+                    queue.push((value, false));
                 } else if bytes <= len {
                     let mut offs = vec![0u8; bytes as usize];
                     f.seek(SeekFrom::Start(value))
                         .and_then(|_| f.read_exact(&mut offs))
                         .map_err(|e| e.to_string())?;
-                    queue.extend(offs.chunks_exact(4).map(|o| u32_at(o) as u64));
+                    queue.extend(offs.chunks_exact(4).map(|o| (u32_at(o) as u64, false)));
                 }
             }
         }
@@ -299,7 +311,7 @@ fn check_tiff_structure(path: &Path, max_pixels: u64) -> Result<(), String> {
                 max_pixels as f64 / 1e6
             ));
         }
-        queue.push(u32_at(&entries[(count * 12) as usize..]) as u64);
+        queue.push((u32_at(&entries[(count * 12) as usize..]) as u64, true));
     }
     Ok(())
 }
