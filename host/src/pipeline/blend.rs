@@ -48,6 +48,12 @@ fn plugin_edit_chunk(b: &mut [f32], e: &[f32], t: f32, simd: crate::simd::Simd) 
             }
             let [r, g, bl] = &mut px;
             compress_block(r, g, bl);
+            if t >= 1.0 {
+                // The edit itself, exactly (`b + 1·(e − b)` can round off it), without
+                // reading the base.
+                crate::simd::merge_rgb(simd, &px, bb);
+                continue;
+            }
             let mut base = [[0f32; BLOCK]; 3];
             crate::simd::split_rgb(simd, bb, &mut base);
             for k in 0..3 {
@@ -92,7 +98,8 @@ mod tests {
 
     /// The block kernel gives what the pixel-at-a-time blend gave, to the bit, on a real
     /// photo with what a plugin may write: values past white, negative, NaN and infinite,
-    /// a length that does not fill the last block.
+    /// a length that does not fill the last block. At intensity 1 that is the (displayable)
+    /// edit itself, not `base + 1·(edit − base)`, which can round a bit off it.
     #[test]
     fn a_plugin_edit_blends_like_the_pixel_at_a_time_loop() {
         let photo = crate::image::test_photo().to_rgb32f();
@@ -115,7 +122,12 @@ mod tests {
                 let mut e = [ep[0], ep[1], ep[2]].map(|v| if v.is_finite() { v } else { 0.0 });
                 crate::display::compress_to_display(&mut e);
                 for k in 0..3 {
-                    bp[k] += t * (e[k] - bp[k]);
+                    // At full intensity the edit itself, to the bit.
+                    bp[k] = if t >= 1.0 {
+                        e[k]
+                    } else {
+                        bp[k] + t * (e[k] - bp[k])
+                    };
                 }
             }
             let mut got = base.to_vec();
