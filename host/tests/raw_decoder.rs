@@ -97,6 +97,24 @@ fn regression_a_jpeg_under_a_raw_name_is_refused_before_rawlers_jfif_parser_can_
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
 }
 
+/// Ingests `path` in this process (as the fuzzer does: rawler runs here, with no deadline
+/// but this one) and gives the error it must end in, within `secs`.
+fn refused_in_process_within(path: PathBuf, secs: u64) -> luminary::error::JobError {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(ingest_with(
+            &path,
+            &Limits::default(),
+            &in_process(),
+            &Cancel::default(),
+        ));
+    });
+    rx.recv_timeout(Duration::from_secs(secs))
+        .expect("the decoder did not finish")
+        .err()
+        .expect("must be refused")
+}
+
 /// Found by the ingest fuzzer (it failed CI as a 30 s timeout): a CR3 whose nested box
 /// claims a size smaller than its own header. rawler's box loops seek to each box's end,
 /// which was its start, and read the same box again forever. Patched in
@@ -111,24 +129,33 @@ fn regression_a_cr3_box_shorter_than_its_header_is_refused_at_once() {
         "fuzz/regressions/ingest-cr3-zero-size-box-hang.bin",
         "IMG_0001.CR3",
     );
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(ingest_with(
-            &path,
-            &Limits::default(),
-            &in_process(),
-            &Cancel::default(),
-        ));
-    });
-    let err = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("rawler looped on the box")
-        .err()
-        .expect("must be refused");
+    let err = refused_in_process_within(path, 20);
     // rawler takes a box structure it cannot parse for "not a CR3" and tries its other
     // decoders, so the file ends as one no decoder recognises.
     assert_eq!(err.code, ErrorCode::UnsupportedFormat, "{err:?}");
     assert!(err.message.contains("IMG_0001.CR3"), "{}", err.message);
+}
+
+/// A 152-byte CRW whose CIFF directory holds 12 entries that each name the directory's
+/// own range as a sub-directory. rawler bounded only the depth (10), so it built 12^9
+/// copies; patched in `vendor/rawler` with a budget of directories and entries per file.
+#[test]
+fn regression_a_crw_directory_nested_into_itself_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = fuzz_input(
+        dir.path(),
+        "fuzz/regressions/ingest-crw-ciff-self-nesting-hang.bin",
+        "CRW_0001.CRW",
+    );
+    let err = refused_in_process_within(path, 20);
+    assert!(
+        matches!(
+            err.code,
+            ErrorCode::CorruptInput | ErrorCode::UnsupportedFormat
+        ),
+        "{err:?}"
+    );
+    assert!(err.message.contains("CRW_0001.CRW"), "{}", err.message);
 }
 
 /// A DNG whose first IFD names itself as the next one. rawler follows a chain of IFDs
@@ -203,7 +230,7 @@ fn every_fuzz_regression_input_fails_cleanly_through_the_decoder_process() {
         );
         n += 1;
     }
-    assert!(n >= 6, "only {n} regression inputs found");
+    assert!(n >= 7, "only {n} regression inputs found");
 }
 
 #[test]

@@ -45,6 +45,16 @@ pub fn is_ciff(file: &RawSource) -> bool {
   }
 }
 
+/// The most directories and entries one file's CIFF may hold, all levels together. Real
+/// CRWs hold a few dozen. Sub-directories are only bounded in depth (10), so without this a
+/// directory of k entries that all name its own range nests itself k^9 times: a crafted
+/// 152-byte file of 12 such entries ran for minutes.
+const MAX_ITEMS: usize = 4096;
+
+fn too_many() -> String {
+  format!("CIFF: more than {} directories and entries, the file is damaged", MAX_ITEMS)
+}
+
 impl CiffIFD {
   pub fn new_file(file: &RawSource) -> Result<CiffIFD, String> {
     let data = file.as_vec().map_err(|err| format!("Failed to read whole file: {:?}", err))?;
@@ -53,20 +63,37 @@ impl CiffIFD {
   }
 
   pub fn new(buf: &[u8], start: usize, end: usize, depth: u32) -> Result<CiffIFD, String> {
+    let mut budget = MAX_ITEMS;
+    Self::parse(buf, start, end, depth, &mut budget)
+  }
+
+  /// [`CiffIFD::new`], each directory and each entry taken from `budget`.
+  fn parse(buf: &[u8], start: usize, end: usize, depth: u32, budget: &mut usize) -> Result<CiffIFD, String> {
     let mut entries = HashMap::new();
     let mut subifds = Vec::new();
+    if *budget == 0 {
+      return Err(too_many());
+    }
+    *budget -= 1;
 
     let valuedata_size = LEu32(buf, end - 4) as usize;
     let dircount = LEu16(buf, start + valuedata_size) as usize;
 
     for i in 0..dircount {
+      if *budget == 0 {
+        return Err(too_many());
+      }
+      *budget -= 1;
       let entry_offset: usize = start + valuedata_size + 2 + i * 10;
       let e = CiffEntry::new(buf, start, entry_offset)?;
       if e.typ == 0x2800 || e.typ == 0x3000 {
         // SubIFDs
         if depth < 10 {
           // Avoid infinite looping IFDs
-          let ifd = CiffIFD::new(buf, e.data_offset, e.data_offset + e.bytesize, depth + 1);
+          let ifd = CiffIFD::parse(buf, e.data_offset, e.data_offset + e.bytesize, depth + 1, budget);
+          if *budget == 0 {
+            return Err(too_many());
+          }
           match ifd {
             Ok(val) => {
               subifds.push(val);
