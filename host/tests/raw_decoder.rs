@@ -158,6 +158,29 @@ fn regression_a_crw_directory_nested_into_itself_is_refused_at_once() {
     assert!(err.message.contains("CRW_0001.CRW"), "{}", err.message);
 }
 
+/// An MRW whose first block claims a length of nearly 4 GB. rawler stepped to the next
+/// block by `(len + 8) as usize` in `u32`, which wraps to 0: a release build (no overflow
+/// checks) stayed on that block forever, and this test's build stopped with "attempt to
+/// add with overflow" as the file's error. Patched in `vendor/rawler`; now the walk ends
+/// and the file is refused for what it is.
+#[test]
+fn an_mrw_block_length_near_4_gb_neither_loops_nor_overflows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("PICT0001.MRW");
+    let mut bytes = Vec::new();
+    bytes.extend_from_slice(b"\0MRM");
+    bytes.extend_from_slice(&100u32.to_be_bytes()); // blocks up to offset 108
+    bytes.extend_from_slice(b"\0AAA"); // a block rawler does not know
+    bytes.extend_from_slice(&0xFFFF_FFF8u32.to_be_bytes());
+    bytes.resize(160, 0);
+    std::fs::write(&path, &bytes).unwrap();
+    let err = refused_in_process_within(path, 20);
+    assert!(
+        err.message.contains("PICT0001.MRW") && !err.message.contains("overflow"),
+        "{err:?}"
+    );
+}
+
 /// A DNG whose first IFD names itself as the next one. rawler follows a chain of IFDs
 /// until a zero pointer, collecting a copy of each, so it would go round until the
 /// decoder's memory limit stopped it, reported as a file "too large". The structure check

@@ -182,7 +182,9 @@ impl<'a> MrwDecoder<'a> {
         }
         _ => {}
       }
-      currpos += (len + 8) as usize;
+      // In usize: `len + 8` in u32 wraps to 0 for a length near 4 GB, and the loop
+      // would stay on this block forever (release builds do not check overflow).
+      currpos += len as usize + 8;
     }
 
     let tiff_data = file.subview_until_eof(tiffpos as u64)?;
