@@ -224,9 +224,14 @@ impl Plugin for Film {
 
 /// Adds a red-orange glow around highlights: a blurred highlight mask, computed at 1/8
 /// resolution (the glow is soft anyway) and added back with bilinear upsampling. Both
-/// full-resolution passes run on every core, in bands of rows.
+/// full-resolution passes run on every core, in bands of rows, as plain loops over whole
+/// rows that the compiler vectorises (no per-pixel table reads or per-cell sums): the
+/// mask sums t² down each column of a cell row first, the glow is interpolated across once
+/// per low-resolution row, already weighted per channel, and only blended down per row.
 fn halation(image: &mut Image<'_>, amount: f32) {
     const F: usize = 8;
+    /// The glow's share per channel: red-orange.
+    const TINT: [f32; 3] = [1.0, 0.3, 0.08];
     let (w, h) = (image.width, image.height);
     if w == 0 || h == 0 {
         return;
@@ -240,26 +245,22 @@ fn halation(image: &mut Image<'_>, amount: f32) {
     std::thread::scope(|s| {
         for (i, m) in mask.chunks_mut(band * lw).enumerate() {
             s.spawn(move || {
-                // t² of one row, then summed per cell: two simple loops the compiler
-                // vectorises, where a sum into `cells[x / F]` per pixel could not be.
-                let mut tt = vec![0f32; w];
+                let mut columns = vec![0f32; w];
                 for (k, cells) in m.chunks_mut(lw).enumerate() {
                     let ly = i * band + k;
                     let rows = ly * F..((ly + 1) * F).min(h);
                     let n = rows.len();
+                    columns.fill(0.0);
                     for y in rows {
                         let row = &data[y * w * 3..(y + 1) * w * 3];
-                        for (t, p) in tt.iter_mut().zip(row.chunks_exact(3)) {
+                        for (c, p) in columns.iter_mut().zip(row.chunks_exact(3)) {
                             let l = 0.2627 * p[0] + 0.6780 * p[1] + 0.0593 * p[2];
                             let v = ((l - 0.7) / 0.3).clamp(0.0, 1.0);
-                            *t = v * v;
-                        }
-                        for (c, t) in cells.iter_mut().zip(tt.chunks(F)) {
-                            *c += t.iter().sum::<f32>();
+                            *c += v * v;
                         }
                     }
-                    for (lx, c) in cells.iter_mut().enumerate() {
-                        *c /= ((w - lx * F).min(F) * n) as f32;
+                    for (c, col) in cells.iter_mut().zip(columns.chunks(F)) {
+                        *c = col.iter().sum::<f32>() / (col.len() * n) as f32;
                     }
                 }
             });
@@ -270,8 +271,7 @@ fn halation(image: &mut Image<'_>, amount: f32) {
     for _ in 0..3 {
         mask = box_blur(&mask, lw, lh, radius);
     }
-    // Added back: per row, the mask interpolated between its two low-resolution rows,
-    // then across between two cells.
+    // Where each full-resolution column falls between two cells.
     let columns: Vec<(usize, usize, f32)> = (0..w)
         .map(|x| {
             let fx = ((x as f32 + 0.5) / F as f32 - 0.5).clamp(0.0, (lw - 1) as f32);
@@ -279,30 +279,46 @@ fn halation(image: &mut Image<'_>, amount: f32) {
             (x0, (x0 + 1).min(lw - 1), fx.fract())
         })
         .collect();
-    let (mask, columns) = (&mask, &columns);
+    // Low-resolution row `ly` interpolated across to full width, interleaved as the
+    // picture is, each sample its channel's share of the glow.
+    let across = |ly: usize, out: &mut [f32]| {
+        let cells = &mask[ly * lw..][..lw];
+        for (o, &(x0, x1, tx)) in out.chunks_exact_mut(3).zip(&columns) {
+            let g = amount * (cells[x0] * (1.0 - tx) + cells[x1] * tx);
+            o[0] = TINT[0] * g;
+            o[1] = TINT[1] * g;
+            o[2] = TINT[2] * g;
+        }
+    };
     let rows_per = h.div_ceil(threads);
     std::thread::scope(|s| {
         for (i, chunk) in image.data.chunks_mut(rows_per * w * 3).enumerate() {
+            let across = &across;
             s.spawn(move || {
-                let mut between = vec![0f32; lw];
-                let mut glow = vec![0f32; w];
+                // The two low-resolution rows the current full row lies between, each
+                // made once per band (a row moves from `below` to `above` as y passes it).
+                let (mut above, mut below) = (vec![0f32; w * 3], vec![0f32; w * 3]);
+                let mut have: (Option<usize>, Option<usize>) = (None, None);
                 for (k, row) in chunk.chunks_exact_mut(w * 3).enumerate() {
                     let y = i * rows_per + k;
                     let fy = ((y as f32 + 0.5) / F as f32 - 0.5).clamp(0.0, (lh - 1) as f32);
                     let (y0, ty) = (fy as usize, fy.fract());
                     let y1 = (y0 + 1).min(lh - 1);
-                    let (top, bot) = (&mask[y0 * lw..][..lw], &mask[y1 * lw..][..lw]);
-                    for ((b, t), d) in between.iter_mut().zip(top).zip(bot) {
-                        *b = t * (1.0 - ty) + d * ty;
+                    if have.0 != Some(y0) {
+                        if have.1 == Some(y0) {
+                            std::mem::swap(&mut above, &mut below);
+                            have.0 = have.1.take();
+                        } else {
+                            across(y0, &mut above);
+                            have.0 = Some(y0);
+                        }
                     }
-                    // The row's glow first (table reads), then a plain pass over the pixels.
-                    for (g, &(x0, x1, tx)) in glow.iter_mut().zip(columns) {
-                        *g = amount * (between[x0] * (1.0 - tx) + between[x1] * tx);
+                    if have.1 != Some(y1) {
+                        across(y1, &mut below);
+                        have.1 = Some(y1);
                     }
-                    for (p, &g) in row.chunks_exact_mut(3).zip(&glow) {
-                        p[0] += g;
-                        p[1] += 0.3 * g;
-                        p[2] += 0.08 * g;
+                    for ((p, a), b) in row.iter_mut().zip(&above).zip(&below) {
+                        *p += a * (1.0 - ty) + b * ty;
                     }
                 }
             });
