@@ -185,6 +185,16 @@ fn new_makernote(file: &RawSource, moffset: u64) -> std::io::Result<HashMap<u32,
   let entry_count = stream.read_u32::<LittleEndian>()? as usize; // Skip 8 bytes in IFD
 
   let _ = stream.read_u32::<LittleEndian>()?; // Skip it
+  // The directory and the strings it names come from the file: a count or a length
+  // larger than the file is damage, refused before it is allocated, and all strings
+  // together may copy the file at most four times over (65k entries each naming the
+  // whole file copied it 65k times).
+  let flen = file.buf().len();
+  let invalid = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("IIQ makernote: {what}"));
+  if entry_count.saturating_mul(16) > flen {
+    return Err(invalid("more entries than the file holds"));
+  }
+  let mut budget = flen.saturating_mul(4);
   let mut buf = vec![0; entry_count * 16];
   stream.read_exact(&mut buf)?;
 
@@ -204,6 +214,7 @@ fn new_makernote(file: &RawSource, moffset: u64) -> std::io::Result<HashMap<u32,
       }
       // Others should be just ASCII strings
       1 => {
+        budget = budget.checked_sub(byte_count).ok_or_else(|| invalid("entries larger than the file"))?;
         let mut v = vec![0; byte_count];
         stream.seek(SeekFrom::Start(moffset + data as u64))?; // skip header
         stream.read_exact(&mut v)?;

@@ -22,6 +22,26 @@ use std::{
 
 const MAX_IFD_ENTRIES: usize = 4096;
 
+/// IFDs one chain may hold (real files: a handful). Beyond it, or when a next-IFD pointer
+/// names an IFD the chain already holds, the file is refused: a chain that loops back
+/// was parsed forever.
+pub(crate) const MAX_CHAINED_IFDS: usize = 1024;
+
+/// Sub-IFDs one tag may name (real files: a few). An offset named twice is parsed once.
+const MAX_SUB_IFDS: usize = 64;
+
+/// Remembers the IFDs of one chain; an error when `offset` comes round again or the chain
+/// grows past [`MAX_CHAINED_IFDS`].
+pub(crate) fn chain_step(seen: &mut std::collections::HashSet<u32>, offset: u32) -> Result<()> {
+  if !seen.insert(offset) {
+    return Err(TiffError::General(format!("TIFF: the chain of IFDs loops back to the IFD at offset {}", offset)));
+  }
+  if seen.len() > MAX_CHAINED_IFDS {
+    return Err(TiffError::General(format!("TIFF: more than {} IFDs in one chain", MAX_CHAINED_IFDS)));
+  }
+  Ok(())
+}
+
 #[derive(Debug)]
 pub enum OffsetMode {
   Absolute,
@@ -77,6 +97,8 @@ impl IFD {
     multi_sub_tags.extend_from_slice(sub_tags);
 
     next_ifd = apply_corr(next_ifd, corr);
+    let mut seen = std::collections::HashSet::new();
+    chain_step(&mut seen, next_ifd)?;
     let mut root = IFD::new(reader, next_ifd, base, corr, endian, &multi_sub_tags)?;
     if root.entries.is_empty() {
       return Err(TiffError::General("TIFF is invalid, IFD must contain at least one entry".to_string()));
@@ -85,6 +107,7 @@ impl IFD {
 
     while next_ifd != 0 {
       next_ifd = apply_corr(next_ifd, corr);
+      chain_step(&mut seen, next_ifd)?;
       let ifd = IFD::new(reader, next_ifd, base, corr, endian, &multi_sub_tags)?;
       if ifd.entries.is_empty() {
         return Err(TiffError::General("TIFF is invalid, IFD must contain at least one entry".to_string()));
@@ -105,6 +128,9 @@ impl IFD {
     let mut sub_ifd_offsets = HashMap::new();
     let mut reader = EndianReader::new(reader, endian);
     let entry_count = reader.read_u16()?;
+    // Where the next-IFD pointer is: right after the whole entry table, whether or not
+    // every entry was parsed.
+    let table_end = (base as u64 + offset as u64) + 2 + 12 * entry_count as u64;
 
     if entry_count as usize > MAX_IFD_ENTRIES {
       log::warn!(
@@ -189,7 +215,14 @@ impl IFD {
 
     // Some TIFF writers skip the next ifd pointer
     // If we get an I/O error, we fallback to 0, signaling the end of IFD chains.
-    let next_ifd = match reader.read_u32() {
+    // Read where the table ends: after a cut-short parse (more than MAX_IFD_ENTRIES
+    // entries, or errors) the reader is inside the table, and an entry's bytes were taken
+    // for the pointer (an IFD naming itself, parsed forever).
+    let at_end = match u32::try_from(table_end) {
+      Ok(end) => reader.goto(end),
+      Err(_) => Err(TiffError::General("TIFF: IFD table past 4 GB".to_string())),
+    };
+    let next_ifd = match at_end.and_then(|()| reader.read_u32().map_err(TiffError::from)) {
       Ok(ptr) => ptr,
       Err(e) => {
         debug!(
@@ -205,7 +238,14 @@ impl IFD {
     let reader = reader.into_inner();
     for subs in sub_ifd_offsets {
       let mut ifds = Vec::new();
-      for offset in subs.1 {
+      // Each offset once, and only so many: a list naming one heavy IFD thousands of times
+      // parsed it thousands of times.
+      let mut once = std::collections::HashSet::new();
+      let offsets: Vec<u32> = subs.1.into_iter().filter(|o| once.insert(*o)).collect();
+      if offsets.len() > MAX_SUB_IFDS {
+        log::warn!("TIFF: tag 0x{:X} names {} sub-IFDs; reading the first {}", subs.0, offsets.len(), MAX_SUB_IFDS);
+      }
+      for offset in offsets.into_iter().take(MAX_SUB_IFDS) {
         match Self::new(reader, apply_corr(offset, corr), base, corr, endian, &[]) {
           Ok(ifd) => ifds.push(ifd),
           Err(err) => {

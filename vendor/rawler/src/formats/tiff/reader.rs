@@ -167,7 +167,9 @@ pub trait TiffReader {
 
     next_ifd = apply_corr(next_ifd, self.file().corr);
     let mut chain = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     while next_ifd != 0 {
+      super::ifd::chain_step(&mut seen, next_ifd)?;
       // TODO: check if offset is in range
       let mut multi_sub_tags = self.wellknown_sub_ifd_tags();
       multi_sub_tags.extend_from_slice(sub_tags);
