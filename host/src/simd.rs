@@ -169,9 +169,53 @@ pub fn merge_rgb<const N: usize>(simd: Simd, px: &[[f32; N]; 3], dst: &mut [f32]
     }
 }
 
+/// `dst.copy_from_slice(src)` with non-temporal stores where the CPU has AVX2 and `dst` is
+/// 32-byte aligned and a whole number of vectors: a full-size output written once and
+/// read only after the pass is not read into the cache first, a third less memory traffic.
+/// Call [`stream_fence`] before another thread reads what was written.
+pub fn stream_copy(simd: Simd, src: &[f32], dst: &mut [f32]) {
+    assert_eq!(src.len(), dst.len());
+    #[cfg(target_arch = "x86_64")]
+    if dst.len().is_multiple_of(8)
+        && (dst.as_ptr() as usize).is_multiple_of(32)
+        && simd.available() != Simd::Portable
+    {
+        // SAFETY: `available` found AVX2; `dst` is aligned and whole vectors long.
+        unsafe { avx2::stream_copy(src, dst) };
+        return;
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = simd;
+    dst.copy_from_slice(src);
+}
+
+/// Orders [`stream_copy`]'s stores before what follows (a no-op without them).
+pub fn stream_fence(simd: Simd) {
+    #[cfg(target_arch = "x86_64")]
+    if simd.available() != Simd::Portable {
+        // SAFETY: SSE is part of x86-64.
+        unsafe { std::arch::x86_64::_mm_sfence() };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = simd;
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use std::arch::x86_64::*;
+
+    /// # Safety
+    /// AVX2 is present; `dst` is 32-byte aligned, as long as `src` and a multiple of 8.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn stream_copy(src: &[f32], dst: &mut [f32]) {
+        for k in (0..dst.len()).step_by(8) {
+            // SAFETY: `k + 8 <= len`; `dst.add(k)` is 32-byte aligned.
+            unsafe {
+                let v = _mm256_loadu_ps(src.as_ptr().add(k));
+                _mm256_stream_ps(dst.as_mut_ptr().add(k), v);
+            }
+        }
+    }
 
     /// `out[i] = *base.add(idx[i])`, eight at a time.
     ///
@@ -286,6 +330,29 @@ mod avx2 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The streamed copy writes what a plain copy writes, aligned or not, whole vectors or
+    /// not, with every instruction set.
+    #[test]
+    fn a_streamed_copy_is_a_copy() {
+        let src: Vec<f32> = (0..4099).map(|i| (i as f32 * 0.37).sin()).collect();
+        let mut room = vec![0f32; src.len() + 16];
+        let aligned = (0..8)
+            .find(|k| (room[*k..].as_ptr() as usize).is_multiple_of(32))
+            .unwrap();
+        for simd in [Simd::Best, Simd::Avx2, Simd::Portable] {
+            for (at, len) in [(aligned, 4096), (aligned, 4099), (aligned + 1, 4096)] {
+                room.fill(-1.0);
+                stream_copy(simd, &src[..len], &mut room[at..at + len]);
+                stream_fence(simd);
+                assert_eq!(&room[at..at + len], &src[..len], "{simd:?} at {at}, {len}");
+                assert!(room[..at]
+                    .iter()
+                    .chain(&room[at + len..])
+                    .all(|v| *v == -1.0));
+            }
+        }
+    }
 
     /// Every kernel splits a real photo's rows into the same channel arrays as the plain
     /// loop and merges them back to the same bytes, for whole and partial blocks.

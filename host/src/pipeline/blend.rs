@@ -57,8 +57,12 @@ fn plugin_edit_chunk(b: &mut [f32], e: &[f32], t: f32, simd: crate::simd::Simd) 
             compress_block(r, g, bl);
             if t >= 1.0 {
                 // The edit itself, exactly (`b + 1·(e − b)` can round off it), without
-                // reading the base.
-                crate::simd::merge_rgb(simd, &px, bb);
+                // reading the base: streamed past the cache, so the base is not read in
+                // only to be overwritten.
+                let mut out = [0f32; 3 * BLOCK];
+                let out = &mut out[..bb.len()];
+                crate::simd::merge_rgb(simd, &px, out);
+                crate::simd::stream_copy(simd, out, bb);
                 continue;
             }
             let mut base = [[0f32; BLOCK]; 3];
@@ -71,7 +75,8 @@ fn plugin_edit_chunk(b: &mut [f32], e: &[f32], t: f32, simd: crate::simd::Simd) 
             crate::simd::merge_rgb(simd, &base, bb);
         }
     }
-    crate::simd::dispatch!(simd, plain(b: &mut [f32], e: &[f32], t: f32, simd: crate::simd::Simd))
+    crate::simd::dispatch!(simd, plain(b: &mut [f32], e: &[f32], t: f32, simd: crate::simd::Simd));
+    crate::simd::stream_fence(simd);
 }
 
 /// Blends into `edited` in place (it becomes the output), consuming no extra memory.
@@ -137,15 +142,25 @@ mod tests {
                     };
                 }
             }
-            let mut got = base.to_vec();
-            blend_plugin_edit(&mut got, &edited, t);
-            assert!(
-                got.iter()
-                    .zip(&want)
-                    .all(|(a, b)| a.to_bits() == b.to_bits()),
-                "intensity {t}"
-            );
-            assert!(got.iter().all(|v| v.is_finite()));
+            // Into a picture 32-byte aligned (full-size buffers are: the edit is streamed
+            // past the cache there) and one that is not (plain stores).
+            let mut room = vec![0f32; base.len() + 16];
+            let aligned = (0..8)
+                .find(|k| (room[*k..].as_ptr() as usize).is_multiple_of(32))
+                .unwrap();
+            for at in [aligned, aligned + 1] {
+                let got = &mut room[at..at + base.len()];
+                got.copy_from_slice(base);
+                blend_plugin_edit(got, &edited, t);
+                assert!(
+                    got.iter()
+                        .zip(&want)
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "intensity {t}, {} bytes past 32-byte alignment",
+                    4 * (at - aligned)
+                );
+                assert!(got.iter().all(|v| v.is_finite()));
+            }
         }
     }
 
