@@ -100,6 +100,16 @@ fn regression_a_jpeg_under_a_raw_name_is_refused_before_rawlers_jfif_parser_can_
 /// Ingests `path` in this process (as the fuzzer does: rawler runs here, with no deadline
 /// but this one) and gives the error it must end in, within `secs`.
 fn refused_in_process_within(path: PathBuf, secs: u64) -> luminary::error::JobError {
+    in_process_within(path, secs)
+        .err()
+        .expect("must be refused")
+}
+
+/// What ingesting `path` in this process gives, within `secs` (or the test fails).
+fn in_process_within(
+    path: PathBuf,
+    secs: u64,
+) -> Result<luminary::ingest::Ingested, luminary::error::JobError> {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let _ = tx.send(ingest_with(
@@ -111,8 +121,6 @@ fn refused_in_process_within(path: PathBuf, secs: u64) -> luminary::error::JobEr
     });
     rx.recv_timeout(Duration::from_secs(secs))
         .expect("the decoder did not finish")
-        .err()
-        .expect("must be refused")
 }
 
 /// Found by the ingest fuzzer (it failed CI as a 30 s timeout): a CR3 whose nested box
@@ -267,19 +275,7 @@ fn a_dng_with_an_ifd_of_over_4096_entries_in_its_chain_decodes_at_once() {
         ifd.extend(0u32.to_le_bytes()); // the real next-IFD pointer: the chain ends
         ifd
     });
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(ingest_with(
-            &path,
-            &Limits::default(),
-            &in_process(),
-            &Cancel::default(),
-        ));
-    });
-    let photo = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("the decoder did not finish")
-        .expect("the photo decodes");
+    let photo = in_process_within(path, 20).expect("the photo decodes");
     assert_eq!((photo.image.width, photo.image.height), (76, 50));
 }
 
@@ -309,19 +305,7 @@ fn a_sub_ifd_named_thousands_of_times_is_parsed_once() {
         bytes
     });
     assert!(std::fs::metadata(&path).unwrap().len() > 64 << 10);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(ingest_with(
-            &path,
-            &Limits::default(),
-            &in_process(),
-            &Cancel::default(),
-        ));
-    });
-    let photo = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("the decoder did not finish")
-        .expect("the photo decodes");
+    let photo = in_process_within(path, 20).expect("the photo decodes");
     assert_eq!((photo.image.width, photo.image.height), (76, 50));
 }
 
