@@ -36,12 +36,60 @@ fn shm_dir() -> PathBuf {
     }
 }
 
+/// Free bytes on the file system holding `dir`, where the platform says.
+#[cfg(unix)]
+fn free_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: a NUL-terminated path and a struct for the call to fill.
+    if unsafe { libc::statvfs(path.as_ptr(), st.as_mut_ptr()) } != 0 {
+        return None;
+    }
+    // SAFETY: filled by the successful call.
+    let st = unsafe { st.assume_init() };
+    Some(st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+#[cfg(not(unix))]
+fn free_bytes(_: &Path) -> Option<u64> {
+    None
+}
+
+/// Where a pixel buffer of `bytes` goes: `/dev/shm` (Linux) when it has the room, else the
+/// temp folder when that has it. A buffer is a sparse file; writing into pages its file
+/// system cannot hold kills the process (SIGBUS), daemon and all, so a photo too large for
+/// both is refused here, as a job error that says why. (`/dev/shm` is half of RAM on a
+/// desktop, but 64 MB in a default Docker container: a 12 MP picture needs 140 MB.)
+fn dir_for(bytes: u64) -> io::Result<PathBuf> {
+    let mut places = vec![shm_dir(), std::env::temp_dir()];
+    places.dedup();
+    let mut short = Vec::new();
+    for dir in places {
+        match free_bytes(&dir) {
+            Some(free) if free < bytes => {
+                short.push(format!("{} has {} MB", dir.display(), free >> 20))
+            }
+            _ => return Ok(dir),
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::StorageFull,
+        format!(
+            "no room for {} MB of pixels: {}",
+            bytes >> 20,
+            short.join(", ")
+        ),
+    ))
+}
+
 impl SharedPixels {
-    /// Creates a zeroed shared buffer of `samples` floats.
+    /// Creates a zeroed shared buffer of `samples` floats, where there is room for it
+    /// ([`dir_for`]).
     pub fn create(samples: usize) -> io::Result<SharedPixels> {
         let file = tempfile::Builder::new()
             .prefix("luminary-pixels-")
-            .tempfile_in(shm_dir())?;
+            .tempfile_in(dir_for((samples * 4) as u64)?)?;
         file.as_file().set_len((samples * 4) as u64)?;
         // SAFETY: the file is ours, private (0600) and sized above; nobody else truncates it.
         let map = unsafe { MmapMut::map_mut(file.as_file())? };
@@ -225,6 +273,36 @@ mod tests {
                 assert!(!link.exists(), "{}", link.display());
             }
         }
+    }
+
+    /// A buffer goes to `/dev/shm` when it fits there; one larger than `/dev/shm`'s free
+    /// space goes to the temp folder instead (when that holds it), where writing it cannot
+    /// kill the daemon with SIGBUS; one larger than both is an error naming both.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_buffer_goes_where_there_is_room_for_it() {
+        let shm = Path::new("/dev/shm");
+        let small = SharedPixels::create(1000).unwrap();
+        assert!(small.path().starts_with(shm), "{}", small.path().display());
+        let shm_free = free_bytes(shm).unwrap();
+        let tmp = std::env::temp_dir();
+        let tmp_free = free_bytes(&tmp).unwrap();
+        // Sparse: neither is written, so neither takes the room it names.
+        let samples = (shm_free / 4 + (1 << 20)) as usize;
+        match SharedPixels::create(samples) {
+            Ok(big) => {
+                assert!(tmp_free >= samples as u64 * 4);
+                assert!(big.path().starts_with(&tmp), "{}", big.path().display());
+            }
+            Err(e) => {
+                assert!(tmp_free < samples as u64 * 4, "{e}");
+                assert_eq!(e.kind(), io::ErrorKind::StorageFull);
+            }
+        }
+        let huge = (shm_free.max(tmp_free) / 4 + (1 << 20)) as usize;
+        let err = SharedPixels::create(huge).err().expect("no room anywhere");
+        assert_eq!(err.kind(), io::ErrorKind::StorageFull);
+        assert!(err.to_string().contains("/dev/shm has"), "{err}");
     }
 
     #[test]

@@ -94,8 +94,13 @@ pub(crate) fn pixel_function(
     cancel: &Cancel,
 ) -> Result<Option<()>, JobError> {
     let mut shm = plugin.pixel_buffer(base.data.len()).map_err(|e| {
+        // No file system with room for the picture: the photo is too large here.
+        let code = match e.kind() {
+            std::io::ErrorKind::StorageFull => ErrorCode::TooLarge,
+            _ => ErrorCode::Internal,
+        };
         JobError::new(
-            ErrorCode::Internal,
+            code,
             format!("cannot allocate shared memory for the plugin: {e}"),
         )
     })?;
