@@ -323,6 +323,8 @@ fn an_rw2_whose_ifd_chain_loops_is_refused_at_once() {
     bytes.extend(8u32.to_le_bytes()); // next IFD: itself
     std::fs::write(&path, &bytes).unwrap();
     let err = refused_in_process_within(path, 20);
+    // rawler takes a TIFF it cannot parse for "not this format" and tries the others, so
+    // the loop's own words do not reach the message; what counts is that it ends.
     assert!(err.message.contains("P1000001.RW2"), "{err:?}");
 }
 
@@ -359,7 +361,10 @@ fn an_iiq_makernote_naming_the_whole_file_thousands_of_times_is_refused_at_once(
     }
     std::fs::write(&path, &bytes).unwrap();
     let err = refused_in_process_within(path, 20);
-    assert!(err.message.contains("P0000001.IIQ"), "{err:?}");
+    assert!(
+        err.message.contains("P0000001.IIQ") && err.message.contains("IIQ makernote"),
+        "{err:?}"
+    );
 }
 
 #[test]
