@@ -21,7 +21,8 @@
 //! - **Texture**: the model's picture is softer (a Gaussian blur), carries fresh noise of
 //!   its own, and a different, coarser grain in flat areas (sky, walls, skin), where models
 //!   most visibly invent texture.
-//! - **JPEG**: 4:2:0 at a quality from 75 to 95.
+//! - **JPEG**: 4:2:0 at a quality from 75 to 95, each 2×2 block's chroma averaged as
+//!   libjpeg and its descendants do.
 //!
 //! All of it is deterministic (a fixed-seed hash, not a random generator), so the table
 //! and the tests give the same figures on every run.
@@ -363,11 +364,50 @@ fn retexture(img: &mut RgbF32, t: Texture) {
 }
 
 /// 8-bit sRGB through a 4:2:0 JPEG of `quality` and back.
+///
+/// The chroma is averaged over each 2×2 block before encoding, as libjpeg (and so PIL,
+/// libjpeg-turbo and mozjpeg, which providers' servers use) downsample it; jpeg-encoder
+/// alone would keep each block's top-left pixel, a harsher, aliased 4:2:0 than any
+/// provider sends. Handed YCbCr whose chroma is constant per block, its decimation keeps
+/// exactly the block's average.
 pub fn jpeg_round_trip(w: usize, h: usize, rgb8: Vec<u8>, quality: u8) -> Vec<u8> {
+    let ycc: Vec<[f32; 3]> = rgb8
+        .par_chunks_exact(3)
+        .map(|p| {
+            let (r, g, b) = (p[0] as f32, p[1] as f32, p[2] as f32);
+            [
+                0.299 * r + 0.587 * g + 0.114 * b,
+                -0.168_736 * r - 0.331_264 * g + 0.5 * b + 128.0,
+                0.5 * r - 0.418_688 * g - 0.081_312 * b + 128.0,
+            ]
+        })
+        .collect();
+    let mut planes = vec![0u8; w * h * 3];
+    planes
+        .par_chunks_mut(w * 3)
+        .enumerate()
+        .for_each(|(y, row)| {
+            let ys = [y & !1, ((y & !1) + 1).min(h - 1)];
+            for x in 0..w {
+                let xs = [x & !1, ((x & !1) + 1).min(w - 1)];
+                let mut c = [0f32; 2];
+                for &yy in &ys {
+                    for &xx in &xs {
+                        let p = ycc[yy * w + xx];
+                        c[0] += p[1];
+                        c[1] += p[2];
+                    }
+                }
+                let q = |v: f32| v.round().clamp(0.0, 255.0) as u8;
+                row[x * 3] = q(ycc[y * w + x][0]);
+                row[x * 3 + 1] = q(c[0] / 4.0);
+                row[x * 3 + 2] = q(c[1] / 4.0);
+            }
+        });
     let mut buf = Vec::new();
     let mut enc = jpeg_encoder::Encoder::new(&mut buf, quality);
     enc.set_sampling_factor(jpeg_encoder::SamplingFactor::R_4_2_0);
-    enc.encode(&rgb8, w as u16, h as u16, jpeg_encoder::ColorType::Rgb)
+    enc.encode(&planes, w as u16, h as u16, jpeg_encoder::ColorType::Ycbcr)
         .expect("encoding to memory");
     image::load_from_memory(&buf)
         .expect("own JPEG decodes")
@@ -401,6 +441,31 @@ mod tests {
         );
         assert_eq!(normal(12345, 1), normal(12345, 1));
         assert_ne!(normal(12345, 1), normal(12345, 2));
+    }
+
+    /// Providers' encoders (libjpeg and its descendants) average each 2×2 block's chroma;
+    /// an encoder that keeps one pixel of four paints fine colour detail with that pixel's
+    /// hue. Columns alternating red and green must come back with their mean hue, not red.
+    #[test]
+    fn the_jpeg_averages_each_blocks_chroma_as_providers_encoders_do() {
+        let (w, h) = (64, 48);
+        let rgb8: Vec<u8> = (0..w * h)
+            .flat_map(|i| {
+                if (i % w) % 2 == 0 {
+                    [200, 40, 40]
+                } else {
+                    [40, 200, 40]
+                }
+            })
+            .collect();
+        let back = jpeg_round_trip(w, h, rgb8, 95);
+        let red_minus_green = back
+            .chunks_exact(3)
+            .map(|p| p[0] as f64 - p[1] as f64)
+            .sum::<f64>()
+            / (w * h) as f64;
+        // Keeping the red pixel's chroma gives about +120.
+        assert!(red_minus_green.abs() < 6.0, "{red_minus_green}");
     }
 
     #[test]

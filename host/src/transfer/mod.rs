@@ -408,6 +408,14 @@ impl Transfer {
     /// the residual is smoothed (to about two preview pixels) before it is kept; and the
     /// grid is fitted on both pictures with their chroma low-passed alike
     /// ([`chroma_low`]), or the answer's softer chroma would flatten every node's slopes.
+    ///
+    /// Putting the preview through the answer's 4:2:0 instead — its chroma averaged per
+    /// 2×2 block of the answer's canvas where the registration placed it, spread back with
+    /// the decoder's triangle filter, clipped like its output — was built and measured
+    /// (flower, 24 MP, chroma-averaging JPEGs): in place at q90 the tone curve gained
+    /// 2.2 dB and the vignette 1.4 dB but the colour grade lost 0.9 dB and split toning
+    /// 0.6 dB; on the all-degradations rows the tone curve gained 0.7 dB, clarity 0.5 dB,
+    /// the colour grade lost 2.5 dB and the combined look 0.1 dB. Not taken.
     pub fn fit_answer(seen: &RgbF32, answer: &RgbF32, mode: Mode, lossy: bool) -> Transfer {
         let started = Instant::now();
         let (pw, ph) = (seen.width, seen.height);
