@@ -464,6 +464,16 @@ impl Transfer {
             (None, None, None) => (&src[..], &dst[..]),
         };
         let kappa = if lossy { LOSSY_KAPPA } else { KAPPA };
+        // Fitting the softened preview to the answer learns G with G(B·x) ≈ B·T(x), which
+        // for an edit that is not pointwise (clarity) is not B·G(x) ≈ B·T(x). One refit
+        // against `dst + α·(G(B·x) − B·G(x))` — the blur moved to the prediction's side,
+        // the residual taken against B·G(x) — was measured on the three fidelity photos
+        // (24 MP, all degradations): α = 1 gained the combined look 0.7–1.3 dB and clarity
+        // up to 0.8 dB but cost the tone curve 0.2–1.3 dB, and the fine detail overshot
+        // (energy up to 1.11× the truth's); α = 0.5 gained the combined look 0.4–0.8 dB
+        // and lost at most 0.75 dB (tone curve, blossom). Not taken: the second fit costs
+        // 45–60 ms, past the look fit's 100 ms. Accumulating only its cross terms (the
+        // preview's moments are the first fit's) might make it affordable.
         // What the maps predict the answer from.
         let predict_from: &[f32] = softened.as_deref().unwrap_or(&src);
         let grid = Grid::fit(
