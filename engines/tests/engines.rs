@@ -1258,8 +1258,12 @@ fn the_staging_and_cutout_models_fail_with_the_same_errors_as_the_others() {
         );
 
         // Past Replicate's `Prefer: wait` (1 s in the mock), so the job is running remotely.
+        // With 3 s to spare after it: a create still in flight at the deadline is cut off by
+        // its own timeout, so the client never learns the id to cancel (Replicate then
+        // cancels it itself through `Cancel-After`, which the mock does not model), and a
+        // CI machine busy with builds took longer than 2.5 s to upload and create.
         let (mock, p) = start_with(kind, vec![Fault::SlowJob(Duration::from_secs(10))], |c| {
-            c.total_timeout_s = Some(2.5)
+            c.total_timeout_s = Some(4.0)
         });
         let err = Job::default().run(&*p, &input).unwrap_err();
         assert!(
