@@ -600,8 +600,14 @@ fn generative(img: &crate::image::RgbF32) -> anyhow::Result<i32> {
     );
     let print = |edit: Edit, d: &Degradation, r: &Row| {
         let reg = &r.report;
+        let left_out = reg
+            .uncovered
+            .missing(0.005)
+            .iter()
+            .map(|(edge, d)| format!(" {edge} {:.1} %", d * 100.0))
+            .collect::<String>();
         println!(
-            "{:<14} {:<40} {:>8.2} {:>8.2} {:>+6.2} {:>7.2} {:>5.2}/{:<5.2} {:>7.1} {:>6.1}  {}{}",
+            "{:<14} {:<40} {:>8.2} {:>8.2} {:>+6.2} {:>7.2} {:>5.2}/{:<5.2} {:>7.1} {:>6.1}  {}{}{}",
             edit.name(),
             d.label(),
             r.bicubic_db,
@@ -613,6 +619,11 @@ fn generative(img: &crate::image::RgbF32) -> anyhow::Result<i32> {
             r.fit_ms,
             reg.register_ms,
             reg.registration,
+            if left_out.is_empty() {
+                String::new()
+            } else {
+                format!("; left out:{left_out}")
+            },
             r.changed
                 .map(|(f, _)| format!("; inside the object follows the engine at {f:.1} dB"))
                 .unwrap_or_default()

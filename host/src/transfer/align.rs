@@ -804,9 +804,95 @@ pub fn warp(img: &[f32], w: usize, h: usize, t: impl Into<Affine>) -> (Vec<f32>,
     (out, valid)
 }
 
+/// How far a registered answer falls short of each edge of the preview: the depth of the
+/// band it does not cover, as a fraction of the preview's height (top, bottom) or width
+/// (left, right). A model whose canvas has another shape than the photo covers the canvas
+/// and crops the rest (gpt-image-1's 3:2 canvas takes a sixteenth off the top and the
+/// bottom of a 4:3 photo); what lies there was never in the answer.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Coverage {
+    /// Band missing at the top.
+    pub top: f32,
+    /// Band missing at the bottom.
+    pub bottom: f32,
+    /// Band missing on the left.
+    pub left: f32,
+    /// Band missing on the right.
+    pub right: f32,
+}
+
+impl Coverage {
+    /// From a warp's `valid` mask (`w`×`h`, 1 where the answer covers the preview): an edge
+    /// row or column counts as missing while less than half of it is covered.
+    pub fn of(valid: &[f32], w: usize, h: usize) -> Coverage {
+        let rows: Vec<f32> = valid
+            .chunks_exact(w)
+            .map(|r| r.iter().sum::<f32>() / w as f32)
+            .collect();
+        let cols: Vec<f32> = (0..w)
+            .map(|x| (0..h).map(|y| valid[y * w + x]).sum::<f32>() / h as f32)
+            .collect();
+        let run = |v: &mut dyn Iterator<Item = &f32>, n: usize| {
+            v.take_while(|&&m| m < 0.5).count() as f32 / n as f32
+        };
+        Coverage {
+            top: run(&mut rows.iter(), h),
+            bottom: run(&mut rows.iter().rev(), h),
+            left: run(&mut cols.iter(), w),
+            right: run(&mut cols.iter().rev(), w),
+        }
+    }
+
+    /// The edges whose missing band is at least `depth` deep, with that depth.
+    pub fn missing(&self, depth: f32) -> Vec<(&'static str, f32)> {
+        [
+            ("top", self.top),
+            ("bottom", self.bottom),
+            ("left", self.left),
+            ("right", self.right),
+        ]
+        .into_iter()
+        .filter(|&(_, d)| d >= depth)
+        .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn coverage_measures_the_band_a_cover_crop_leaves_out() {
+        // A 4:3 preview under an answer zoomed 1.125× vertically (a 3:2 canvas covered):
+        // a sixteenth of the height is missing at the top and at the bottom, nothing at
+        // the sides.
+        let (w, h) = (400, 300);
+        let t = Affine {
+            m: [1.0, 0.0, 0.0, 1.125],
+            tx: 0.0,
+            ty: 0.0,
+        };
+        let (_, valid) = warp(&vec![0.5; w * h * 3], w, h, t);
+        let c = Coverage::of(&valid, w, h);
+        for (edge, d) in [("top", c.top), ("bottom", c.bottom)] {
+            assert!((d - 0.0556).abs() < 0.01, "{edge}: {c:?}");
+        }
+        assert_eq!((c.left, c.right), (0.0, 0.0), "{c:?}");
+        assert_eq!(
+            c.missing(0.04).iter().map(|e| e.0).collect::<Vec<_>>(),
+            ["top", "bottom"]
+        );
+        assert!(c.missing(0.06).is_empty());
+        // A shift of 12 pixels to the right leaves the left edge out.
+        let t = Affine {
+            m: [1.0, 0.0, 0.0, 1.0],
+            tx: -12.0,
+            ty: 0.0,
+        };
+        let (_, valid) = warp(&vec![0.5; w * h * 3], w, h, t);
+        let c = Coverage::of(&valid, w, h);
+        assert!((c.left - 0.03).abs() < 0.004 && c.right == 0.0, "{c:?}");
+    }
 
     /// A textured test card: overlapping discs and bars at several scales.
     fn card(w: usize, h: usize, dx: f32, dy: f32) -> Vec<f32> {
