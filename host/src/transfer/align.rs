@@ -825,13 +825,14 @@ impl Coverage {
     /// From a warp's `valid` mask (`w`×`h`, 1 where the answer covers the preview): an edge
     /// row or column counts as missing while less than half of it is covered.
     pub fn of(valid: &[f32], w: usize, h: usize) -> Coverage {
-        let rows: Vec<f32> = valid
-            .chunks_exact(w)
-            .map(|r| r.iter().sum::<f32>() / w as f32)
-            .collect();
-        let cols: Vec<f32> = (0..w)
-            .map(|x| (0..h).map(|y| valid[y * w + x]).sum::<f32>() / h as f32)
-            .collect();
+        let mut rows = Vec::with_capacity(h);
+        let mut cols = vec![0f32; w];
+        for row in valid.chunks_exact(w) {
+            rows.push(row.iter().sum::<f32>() / w as f32);
+            cols.iter_mut()
+                .zip(row)
+                .for_each(|(c, &v)| *c += v / h as f32);
+        }
         let run = |v: &mut dyn Iterator<Item = &f32>, n: usize| {
             v.take_while(|&&m| m < 0.5).count() as f32 / n as f32
         };
