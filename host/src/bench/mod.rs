@@ -593,7 +593,9 @@ fn transfer_speed(scene: &crate::transfer::fidelity::Scene, runs: usize) -> anyh
 /// 3:2 and at 4:3 (where the models' canvases differ from the photo's aspect).
 fn generative(img: &crate::image::RgbF32) -> anyhow::Result<i32> {
     use crate::transfer::fidelity::{mirror_tile, Edit, Row, Scene};
-    use crate::transfer::generative::{Degradation, GEMINI, MOVED, PROVIDERS, RESYNTHESISED};
+    use crate::transfer::generative::{
+        Chroma, Degradation, Jpeg, GEMINI, MOVED, PROVIDERS, RESYNTHESISED,
+    };
     println!(
         "{:<14} {:<40} {:>8} {:>8} {:>6} {:>7} {:>11} {:>7} {:>6}  registration",
         "edit", "answer", "bicubic", "luminary", "gain", "HF dB", "HF lum/bic", "fit ms", "reg ms"
@@ -649,11 +651,18 @@ fn generative(img: &crate::image::RgbF32) -> anyhow::Result<i32> {
                     ..Degradation::default()
                 },
                 Degradation {
-                    jpeg: Some(95),
+                    jpeg: Some(Jpeg::q(95)),
                     ..Degradation::default()
                 },
                 Degradation {
-                    jpeg: Some(75),
+                    jpeg: Some(Jpeg {
+                        quality: 95,
+                        chroma: Chroma::Full,
+                    }),
+                    ..Degradation::default()
+                },
+                Degradation {
+                    jpeg: Some(Jpeg::q(75)),
                     ..Degradation::default()
                 },
             ];

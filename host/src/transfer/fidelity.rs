@@ -255,7 +255,9 @@ fn from8(w: usize, h: usize, v: &[u8]) -> RgbF32 {
 pub fn through_format(w: usize, h: usize, rgb8: Vec<u8>, format: AnswerFormat) -> Vec<u8> {
     match format {
         AnswerFormat::Png => rgb8,
-        AnswerFormat::Jpeg90 => super::generative::jpeg_round_trip(w, h, rgb8, 90),
+        AnswerFormat::Jpeg90 => {
+            super::generative::jpeg_round_trip(w, h, rgb8, super::generative::Jpeg::q(90))
+        }
     }
 }
 

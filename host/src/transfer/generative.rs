@@ -166,8 +166,37 @@ pub struct Degradation {
     pub geometry: Option<Geometry>,
     /// Texture re-synthesis.
     pub texture: Option<Texture>,
-    /// JPEG quality (4:2:0); `None` is a PNG.
-    pub jpeg: Option<u8>,
+    /// The JPEG the answer comes as; `None` is a PNG.
+    pub jpeg: Option<Jpeg>,
+}
+
+/// A JPEG answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Jpeg {
+    /// Quality, 1–100.
+    pub quality: u8,
+    /// How much of the chroma the encoder keeps.
+    pub chroma: Chroma,
+}
+
+/// A JPEG's chroma resolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Chroma {
+    /// 4:2:0, half in each direction: the default of libjpeg, PIL and most servers.
+    Half,
+    /// 4:4:4, full resolution: what ImageMagick writes at quality 90 and above, and PIL
+    /// when asked for `subsampling=0`.
+    Full,
+}
+
+impl Jpeg {
+    /// A 4:2:0 JPEG of `quality`.
+    pub const fn q(quality: u8) -> Jpeg {
+        Jpeg {
+            quality,
+            chroma: Chroma::Half,
+        }
+    }
 }
 
 impl Degradation {
@@ -177,7 +206,7 @@ impl Degradation {
             canvas: Some(provider),
             geometry: Some(MOVED),
             texture: Some(RESYNTHESISED),
-            jpeg: Some(quality),
+            jpeg: Some(Jpeg::q(quality)),
         }
     }
 
@@ -193,8 +222,11 @@ impl Degradation {
         if self.texture.is_some() {
             parts.push("texture".into());
         }
-        if let Some(q) = self.jpeg {
-            parts.push(format!("JPEG{q}"));
+        if let Some(j) = self.jpeg {
+            parts.push(match j.chroma {
+                Chroma::Half => format!("JPEG{}", j.quality),
+                Chroma::Full => format!("JPEG{} 4:4:4", j.quality),
+            });
         }
         if parts.is_empty() {
             "clean PNG".into()
@@ -224,7 +256,7 @@ pub fn answer(edited: &RgbF32, d: &Degradation) -> RgbF32 {
         .map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8)
         .collect();
     let rgb8 = match d.jpeg {
-        Some(q) => jpeg_round_trip(cw, ch, rgb8, q),
+        Some(j) => jpeg_round_trip(cw, ch, rgb8, j),
         None => rgb8,
     };
     RgbF32::new(cw, ch, rgb8.iter().map(|&b| b as f32 / 255.0).collect())
@@ -363,14 +395,33 @@ fn retexture(img: &mut RgbF32, t: Texture) {
         });
 }
 
-/// 8-bit sRGB through a 4:2:0 JPEG of `quality` and back.
+/// 8-bit sRGB through `jpeg` and back.
 ///
-/// The chroma is averaged over each 2×2 block before encoding, as libjpeg (and so PIL,
+/// For 4:2:0 the chroma is averaged over each 2×2 block before encoding, as libjpeg (and so PIL,
 /// libjpeg-turbo and mozjpeg, which providers' servers use) downsample it; jpeg-encoder
 /// alone would keep each block's top-left pixel, a harsher, aliased 4:2:0 than any
 /// provider sends. Handed YCbCr whose chroma is constant per block, its decimation keeps
 /// exactly the block's average.
-pub fn jpeg_round_trip(w: usize, h: usize, rgb8: Vec<u8>, quality: u8) -> Vec<u8> {
+pub fn jpeg_round_trip(w: usize, h: usize, rgb8: Vec<u8>, jpeg: Jpeg) -> Vec<u8> {
+    let encoded = match jpeg.chroma {
+        Chroma::Half => encode_420(w, h, &rgb8, jpeg.quality),
+        Chroma::Full => {
+            let mut buf = Vec::new();
+            let mut enc = jpeg_encoder::Encoder::new(&mut buf, jpeg.quality);
+            enc.set_sampling_factor(jpeg_encoder::SamplingFactor::R_4_4_4);
+            enc.encode(&rgb8, w as u16, h as u16, jpeg_encoder::ColorType::Rgb)
+                .expect("encoding to memory");
+            buf
+        }
+    };
+    image::load_from_memory(&encoded)
+        .expect("own JPEG decodes")
+        .into_rgb8()
+        .into_raw()
+}
+
+/// A 4:2:0 JPEG of `rgb8`, its chroma averaged per 2×2 block as libjpeg does.
+fn encode_420(w: usize, h: usize, rgb8: &[u8], quality: u8) -> Vec<u8> {
     let ycc: Vec<[f32; 3]> = rgb8
         .par_chunks_exact(3)
         .map(|p| {
@@ -409,10 +460,7 @@ pub fn jpeg_round_trip(w: usize, h: usize, rgb8: Vec<u8>, quality: u8) -> Vec<u8
     enc.set_sampling_factor(jpeg_encoder::SamplingFactor::R_4_2_0);
     enc.encode(&planes, w as u16, h as u16, jpeg_encoder::ColorType::Ycbcr)
         .expect("encoding to memory");
-    image::load_from_memory(&buf)
-        .expect("own JPEG decodes")
-        .into_rgb8()
-        .into_raw()
+    buf
 }
 
 #[cfg(test)]
@@ -458,7 +506,7 @@ mod tests {
                 }
             })
             .collect();
-        let back = jpeg_round_trip(w, h, rgb8, 95);
+        let back = jpeg_round_trip(w, h, rgb8, Jpeg::q(95));
         let red_minus_green = back
             .chunks_exact(3)
             .map(|p| p[0] as f64 - p[1] as f64)
@@ -466,6 +514,32 @@ mod tests {
             / (w * h) as f64;
         // Keeping the red pixel's chroma gives about +120.
         assert!(red_minus_green.abs() < 6.0, "{red_minus_green}");
+    }
+
+    /// A 4:4:4 JPEG keeps each pixel's own colour: the same columns come back red and
+    /// green, not their mean.
+    #[test]
+    fn a_full_chroma_jpeg_keeps_fine_colour() {
+        let (w, h) = (64, 48);
+        let rgb8: Vec<u8> = (0..w * h)
+            .flat_map(|i| {
+                if (i % w) % 2 == 0 {
+                    [200, 40, 40]
+                } else {
+                    [40, 200, 40]
+                }
+            })
+            .collect();
+        let full = Jpeg {
+            quality: 95,
+            chroma: Chroma::Full,
+        };
+        let back = jpeg_round_trip(w, h, rgb8, full);
+        for (i, p) in back.chunks_exact(3).enumerate() {
+            let d = p[0] as i32 - p[1] as i32;
+            let want = if (i % w) % 2 == 0 { 160 } else { -160 };
+            assert!((d - want).abs() < 30, "pixel {i}: {p:?}");
+        }
     }
 
     #[test]
