@@ -440,6 +440,8 @@ fn smoothstep(lo: f32, hi: f32, x: f32) -> f32 {
 /// Ridge strengths of the grid fit (`sqrt`-domain variance units). `EPS` keeps slopes of
 /// nodes whose pixels span a tiny range from chasing 8-bit and JPEG noise; `KAPPA / n`
 /// hands nodes with few pixels to the coarser level.
+/// (Scaling `EPS` by ¼ to 16 for re-drawn and JPEG answers moved no row of the flower's
+/// generative table by more than 0.2 dB.)
 const EPS: f32 = 2e-5;
 const KAPPA: f32 = 2e-3;
 /// How much harder a lossy answer's nodes lean on the coarser level. A JPEG's errors are
