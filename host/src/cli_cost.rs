@@ -136,7 +136,8 @@ pub fn preview(paths: &Paths, args: PreviewArgs) -> anyhow::Result<i32> {
     }
     let source = absolute(&args.photo);
     // (preset, where the file goes, engine, intensity) for each preview to make.
-    let mut wanted: Vec<(String, Option<PathBuf>, Option<String>, Option<f64>)> = Vec::new();
+    type Wanted = (String, Option<PathBuf>, Option<String>, Option<f64>);
+    let mut wanted: Vec<Wanted> = Vec::new();
     if args.all_presets {
         let dir = args.out_dir.clone().expect("clap requires --out-dir");
         std::fs::create_dir_all(&dir)

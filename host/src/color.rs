@@ -96,10 +96,13 @@ pub fn working_profile() -> ColorProfile {
     p
 }
 
+/// A 3×3 colour matrix, row by row.
+pub type Matrix3 = [[f32; 3]; 3];
+
 /// The linear-light matrices between the working space (Rec. 2020) and sRGB's primaries
 /// (Rec. 709), both D65: `(working → sRGB, sRGB → working)`.
-pub fn srgb_matrices() -> &'static ([[f32; 3]; 3], [[f32; 3]; 3]) {
-    static M: OnceLock<([[f32; 3]; 3], [[f32; 3]; 3])> = OnceLock::new();
+pub fn srgb_matrices() -> &'static (Matrix3, Matrix3) {
+    static M: OnceLock<(Matrix3, Matrix3)> = OnceLock::new();
     M.get_or_init(|| {
         let srgb = ColorProfile::new_srgb();
         let to = working_profile().transform_matrix(&srgb);
@@ -167,6 +170,8 @@ impl Encoder {
     /// `max` and `min` drop it, and compile to one instruction each where `clamp`'s NaN
     /// rule does not), times the table's size.
     #[inline(always)]
+    // `max` then `min` drop NaN; `clamp` would keep it and index the table with it.
+    #[allow(clippy::manual_clamp)]
     fn position(linear: f32) -> f32 {
         linear.max(0.0).min(1.0).sqrt() * LUT_SIZE as f32
     }
@@ -199,6 +204,8 @@ impl Encoder {
     }
 
     #[inline(always)]
+    // `max` then `min` drop NaN, which the unchecked cast below relies on; `clamp` keeps it.
+    #[allow(clippy::manual_clamp)]
     fn encode_u16_plain(&self, src: &[f32], dst: &mut [u16], simd: Simd) {
         self.blocks(src, dst, simd, |_, v, _| {
             // `(v * 65535.0 + 0.5) as u16` for v in 0..=1 (the table's range), without the
@@ -220,6 +227,8 @@ impl Encoder {
     }
 
     #[inline(always)]
+    // As `encode_u16_plain`: NaN must not survive to the unchecked cast.
+    #[allow(clippy::manual_clamp)]
     fn encode_u8_dithered_plain(&self, src: &[f32], dst: &mut [u8], y: u32, simd: Simd) {
         self.blocks(src, dst, simd, |c, v, x| {
             let q = (v * 255.0 + 0.5 + tpdf(x, y, c)).max(0.0).min(255.0);
@@ -403,7 +412,7 @@ mod tests {
     fn every_kernel_dithers_like_encode_per_pixel() {
         let photo = crate::image::test_photo().to_rgb32f();
         let w = photo.width() as usize;
-        assert!(w % 64 != 0, "the test wants a partial last block");
+        assert!(!w.is_multiple_of(64), "the test wants a partial last block");
         let src: Vec<f32> = photo
             .into_raw()
             .chunks_exact(3)

@@ -48,6 +48,8 @@ fn free_bytes(dir: &Path) -> Option<u64> {
     }
     // SAFETY: filled by the successful call.
     let st = unsafe { st.assume_init() };
+    // The casts are no-ops on Linux only: macOS's `f_bavail` is 32 bits.
+    #[allow(clippy::unnecessary_cast)]
     Some(st.f_bavail as u64 * st.f_frsize as u64)
 }
 

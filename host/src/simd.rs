@@ -84,7 +84,7 @@ pub fn gather_pairs<const N: usize>(
     #[cfg(not(target_arch = "x86_64"))]
     let _ = simd;
     #[cfg(target_arch = "x86_64")]
-    if N % 8 == 0 && simd.available() != Simd::Portable {
+    if N.is_multiple_of(8) && simd.available() != Simd::Portable {
         // SAFETY: `available` found AVX2; every index and index + 1 is inside `table`.
         unsafe { avx2::gather(table.as_ptr(), idx, lo) };
         // SAFETY: as above, one entry further.
@@ -104,7 +104,7 @@ pub fn gather<const N: usize>(simd: Simd, table: &[f32], idx: &[i32; N], out: &m
     #[cfg(not(target_arch = "x86_64"))]
     let _ = simd;
     #[cfg(target_arch = "x86_64")]
-    if N % 8 == 0 && simd.available() != Simd::Portable {
+    if N.is_multiple_of(8) && simd.available() != Simd::Portable {
         // SAFETY: `available` found AVX2; every index is inside `table`.
         unsafe { avx2::gather(table.as_ptr(), idx, out) };
         return;
@@ -136,7 +136,7 @@ fn check_indices<const N: usize>(len: usize, idx: &[i32; N]) {
 #[inline(always)]
 pub fn split_rgb<const N: usize>(simd: Simd, src: &[f32], px: &mut [[f32; N]; 3]) {
     #[cfg(target_arch = "x86_64")]
-    if N % 8 == 0 && src.len() == 3 * N && simd.available() != Simd::Portable {
+    if N.is_multiple_of(8) && src.len() == 3 * N && simd.available() != Simd::Portable {
         // SAFETY: `available` found AVX2; `src` holds exactly `N` pixels.
         unsafe { avx2::split(src, px) };
         return;
@@ -155,7 +155,7 @@ pub fn split_rgb<const N: usize>(simd: Simd, src: &[f32], px: &mut [[f32; N]; 3]
 #[inline(always)]
 pub fn merge_rgb<const N: usize>(simd: Simd, px: &[[f32; N]; 3], dst: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if N % 8 == 0 && dst.len() == 3 * N && simd.available() != Simd::Portable {
+    if N.is_multiple_of(8) && dst.len() == 3 * N && simd.available() != Simd::Portable {
         // SAFETY: `available` found AVX2; `dst` holds exactly `N` pixels.
         unsafe { avx2::merge(px, dst) };
         return;
@@ -274,7 +274,7 @@ mod avx2 {
     #[inline]
     #[target_feature(enable = "avx2")]
     pub unsafe fn split<const N: usize>(src: &[f32], px: &mut [[f32; N]; 3]) {
-        debug_assert!(N % 8 == 0 && src.len() == 3 * N);
+        debug_assert!(N.is_multiple_of(8) && src.len() == 3 * N);
         // SAFETY: plain loads of local arrays.
         let order = unsafe { [lanes(ORDER[0]), lanes(ORDER[1]), lanes(ORDER[2])] };
         for k in (0..N).step_by(8) {
@@ -312,7 +312,7 @@ mod avx2 {
     #[inline]
     #[target_feature(enable = "avx2")]
     pub unsafe fn merge<const N: usize>(px: &[[f32; N]; 3], dst: &mut [f32]) {
-        debug_assert!(N % 8 == 0 && dst.len() == 3 * N);
+        debug_assert!(N.is_multiple_of(8) && dst.len() == 3 * N);
         // SAFETY: plain loads of local arrays.
         let scatter = unsafe { [lanes(SCATTER[0]), lanes(SCATTER[1]), lanes(SCATTER[2])] };
         for k in (0..N).step_by(8) {

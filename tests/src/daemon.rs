@@ -79,6 +79,8 @@ pub struct Env {
     pub work: PathBuf,
 }
 
+// No `Default`: each `Env` makes temporary directories, which a default should not.
+#[allow(clippy::new_without_default)]
 impl Env {
     /// A fresh environment (no daemon yet: the first client starts it).
     pub fn new() -> Env {

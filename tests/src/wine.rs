@@ -130,6 +130,8 @@ pub struct WinEnv {
     pub env: Vec<(&'static str, String)>,
 }
 
+// No `Default`: each `WinEnv` makes a temporary user, which a default should not.
+#[allow(clippy::new_without_default)]
 impl WinEnv {
     /// A fresh user (no daemon yet: the first client starts it).
     pub fn new() -> WinEnv {

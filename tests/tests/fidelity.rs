@@ -698,8 +698,8 @@ fn the_same_look_maps_a_bracketed_scene_alike() {
                 .map(|o| {
                     let mut m = [0f32; 3];
                     for &i in &idx {
-                        for c in 0..3 {
-                            m[c] += o.data[3 * i + c] / (B * B) as f32;
+                        for (c, m) in m.iter_mut().enumerate() {
+                            *m += o.data[3 * i + c] / (B * B) as f32;
                         }
                     }
                     srgb_to_lab(m)

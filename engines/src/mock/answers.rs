@@ -64,12 +64,12 @@ pub(crate) fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
+/// A PNG with its width and height.
+pub(crate) type SizedPng = (Vec<u8>, u32, u32);
+
 /// A segmentation model's answer to the image in `bytes`: its RGBA cut-out PNG with size,
 /// and its grey mask PNG.
-pub(crate) fn matte_bytes(
-    shared: &Shared,
-    bytes: &[u8],
-) -> Result<((Vec<u8>, u32, u32), Vec<u8>), String> {
+pub(crate) fn matte_bytes(shared: &Shared, bytes: &[u8]) -> Result<(SizedPng, Vec<u8>), String> {
     let img = image::load_from_memory(bytes)
         .map_err(|e| format!("cannot decode the input image: {e}"))?
         .to_rgb8();

@@ -555,7 +555,7 @@ mod tests {
             for x in 0..w {
                 let (u, v) = (x as f32 / w as f32, y as f32 / h as f32);
                 let ring = (((u - 0.4).powi(2) + (v - 0.5).powi(2)).sqrt() * 18.0).sin() > 0.0;
-                let bar = ((u * 7.0) as usize + (v * 5.0) as usize) % 2 == 0;
+                let bar = ((u * 7.0) as usize + (v * 5.0) as usize).is_multiple_of(2);
                 let i = (y * w + x) * 3;
                 d[i] = 0.2 + 0.6 * u * if ring { 1.0 } else { 0.7 };
                 d[i + 1] = 0.3 + 0.4 * v * if bar { 1.0 } else { 0.8 };

@@ -320,7 +320,7 @@ mod tests {
             amount: u(0.0, 1.0),
         };
         r.grade.balance = u(-1.0, 1.0);
-        if seed % 3 == 0 {
+        if seed.is_multiple_of(3) {
             r.monochrome = Some(Monochrome {
                 red: u(0.0, 1.0),
                 green: u(0.0, 1.0),
@@ -460,12 +460,14 @@ mod tests {
     #[test]
     fn monochrome_is_grey_and_vignette_darkens_only_corners() {
         let img = gradient(80, 60);
-        let mut r = Recipe::default();
-        r.monochrome = Some(Monochrome::default());
-        r.vignette = Vignette {
-            amount: -1.0,
-            midpoint: 0.3,
-            feather: 0.5,
+        let r = Recipe {
+            monochrome: Some(Monochrome::default()),
+            vignette: Vignette {
+                amount: -1.0,
+                midpoint: 0.3,
+                feather: 0.5,
+            },
+            ..Recipe::default()
         };
         let out = run(&r, &img);
         for p in out.data.chunks_exact(3) {

@@ -97,7 +97,7 @@ impl Engines {
             return Ok(p.clone());
         }
         let cfg = self.configs.get(name).cloned().unwrap_or_default();
-        let p = luminary_engines::provider(name, &cfg).map_err(|e| engine_error(e))?;
+        let p = luminary_engines::provider(name, &cfg).map_err(engine_error)?;
         map.insert(name.to_string(), p.clone());
         Ok(p)
     }
@@ -326,6 +326,9 @@ pub fn edit_ident(
 impl Engines {
     /// The engine's answer for `sent` (the outgoing PNG): from the cache when this exact
     /// edit was made before — at any intensity — else from the engine, then cached.
+    // Each argument is one part of the cache key or of the call; a struct of them would
+    // only be built here to be taken apart.
+    #[allow(clippy::too_many_arguments)]
     pub fn answer(
         &self,
         provider: &dyn Provider,

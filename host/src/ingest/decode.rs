@@ -104,6 +104,8 @@ pub(crate) struct Decoded {
 }
 
 /// The samples.
+// One per decode, moved once into the pipeline: boxing the large variant buys nothing.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum DecodedData {
     /// rawler's own buffer (a mosaic or linear DNG as stored).
     Raw(rawler::RawImage),

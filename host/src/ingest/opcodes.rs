@@ -465,7 +465,11 @@ impl GainMap {
     ) {
         out.clear();
         let (t, l, b, r) = self.bounds(w, h);
-        if row < t || row >= b || (row - t) % self.pitch[0] as usize != 0 || !self.covers(plane) {
+        if row < t
+            || row >= b
+            || !(row - t).is_multiple_of(self.pitch[0] as usize)
+            || !self.covers(plane)
+        {
             return;
         }
         let mp = plane.min(self.map_planes as usize - 1);

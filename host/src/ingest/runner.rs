@@ -42,6 +42,8 @@ use crate::error::{ErrorCode, JobError};
 /// Decoder → daemon, one JSON object per line.
 #[derive(Serialize, Deserialize, Debug)]
 #[serde(rename_all = "snake_case")]
+// A handful per decode, read off a pipe: boxing the header buys nothing.
+#[allow(clippy::large_enum_variant)]
 enum Answer {
     /// The samples are in the shared file.
     Decoded(RawHeader),

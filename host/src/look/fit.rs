@@ -491,7 +491,7 @@ fn push_pull(value: &mut [[f64; 3]], conf: &[f64], n: usize) {
                     continue;
                 }
                 let (r0, g0, b0) = (r / 2, g / 2, b / 2);
-                let (r1, g1, b1) = ((r + 1) / 2, (g + 1) / 2, (b + 1) / 2);
+                let (r1, g1, b1) = (r.div_ceil(2), g.div_ceil(2), b.div_ceil(2));
                 let mut up = [0f64; 3];
                 for (cb, wb) in [(b0, 0.5), (b1, 0.5)] {
                     for (cg, wg) in [(g0, 0.5), (g1, 0.5)] {

@@ -302,7 +302,7 @@ pub fn over_checkerboard(photo: &mut RgbF32, alpha: &[f32]) {
         .for_each(|(y, (row, a))| {
             for (x, (px, &a)) in row.chunks_exact_mut(3).zip(a).enumerate() {
                 // Light and mid grey in display terms (linear 0.80 and 0.52).
-                let bg = if (x / cell + y / cell) % 2 == 0 {
+                let bg = if (x / cell + y / cell).is_multiple_of(2) {
                     0.80
                 } else {
                     0.52

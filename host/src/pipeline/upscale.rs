@@ -254,7 +254,6 @@ pub fn run(
         Format::Png => stream_png(out, ow, oh, space, meta, &mut produce),
         Format::Jpeg => Err(Box::new(JobError::new(ErrorCode::BadRequest, NO_JPEG))),
     });
-    drop(produce);
     let path = path?;
     Ok(Upscaled {
         path,

@@ -245,6 +245,8 @@ fn high_pass3(v: &[f32], w: usize, h: usize) -> Vec<f32> {
 
 /// Solves the 6×6 normal equations by Cholesky; `None` if they are not well posed (a
 /// pivot below 1e-9 of the largest diagonal entry).
+// `!(scale > 0.0)` is also true for NaN, which must give up too.
+#[allow(clippy::neg_cmp_op_on_partial_ord)]
 fn solve6(a: [[f64; 6]; 6], b: [f64; 6]) -> Option<[f64; 6]> {
     let scale = (0..6).map(|i| a[i][i]).fold(0f64, f64::max);
     if !(scale > 0.0) {

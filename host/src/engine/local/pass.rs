@@ -592,6 +592,7 @@ pub(super) fn fast_log2(x: f32) -> f32 {
 
 /// 2^x to ~2e-5 relative, for |x| < 126 (NaN gives 2^-125).
 #[inline(always)]
+#[allow(clippy::manual_clamp)]
 pub(super) fn fast_exp2(x: f32) -> f32 {
     // `max` and `min` drop NaN (`clamp` keeps it).
     let x = x.max(-125.0).min(125.0);

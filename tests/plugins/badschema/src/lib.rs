@@ -29,8 +29,10 @@ impl Plugin for BadSchema {
         _params: &Params,
         _facts: &ImageFacts,
     ) -> Result<EngineRequest, String> {
-        let mut r = Recipe::default();
-        r.saturation = -0.5;
+        let r = Recipe {
+            saturation: -0.5,
+            ..Recipe::default()
+        };
         Ok(EngineRequest::new("desaturate", r))
     }
 }
