@@ -491,21 +491,26 @@ mod tests {
         assert_ne!(normal(12345, 1), normal(12345, 2));
     }
 
+    /// One-pixel columns alternating red and green: colour detail finer than 4:2:0 keeps.
+    fn red_green_columns(w: usize, h: usize) -> Vec<u8> {
+        (0..w * h)
+            .flat_map(|i| {
+                if (i % w).is_multiple_of(2) {
+                    [200, 40, 40]
+                } else {
+                    [40, 200, 40]
+                }
+            })
+            .collect()
+    }
+
     /// Providers' encoders (libjpeg and its descendants) average each 2×2 block's chroma;
     /// an encoder that keeps one pixel of four paints fine colour detail with that pixel's
     /// hue. Columns alternating red and green must come back with their mean hue, not red.
     #[test]
     fn the_jpeg_averages_each_blocks_chroma_as_providers_encoders_do() {
         let (w, h) = (64, 48);
-        let rgb8: Vec<u8> = (0..w * h)
-            .flat_map(|i| {
-                if (i % w) % 2 == 0 {
-                    [200, 40, 40]
-                } else {
-                    [40, 200, 40]
-                }
-            })
-            .collect();
+        let rgb8 = red_green_columns(w, h);
         let back = jpeg_round_trip(w, h, rgb8, Jpeg::q(95));
         let red_minus_green = back
             .chunks_exact(3)
@@ -521,15 +526,7 @@ mod tests {
     #[test]
     fn a_full_chroma_jpeg_keeps_fine_colour() {
         let (w, h) = (64, 48);
-        let rgb8: Vec<u8> = (0..w * h)
-            .flat_map(|i| {
-                if (i % w) % 2 == 0 {
-                    [200, 40, 40]
-                } else {
-                    [40, 200, 40]
-                }
-            })
-            .collect();
+        let rgb8 = red_green_columns(w, h);
         let full = Jpeg {
             quality: 95,
             chroma: Chroma::Full,
