@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
+use super::blur::box_blur;
 use super::{Mode, Transfer};
 use crate::color::OutputSpace;
 use crate::error::Cancel;
@@ -310,6 +311,85 @@ fn detail(out: &[f32], bicubic: &[f32], truth: &[f32], w: usize, h: usize) -> De
     }
 }
 
+/// Where a result's error lies: the error (result − truth, sRGB, clipped like [`psnr`])
+/// split by scale at about one preview pixel, and each part per pixel into its luma (the
+/// channels' mean) and its chroma (what is left). Each figure is the PSNR the picture
+/// would have if that part were its only error, so the four mean squares add up to about
+/// the total's (exactly for luma against chroma; nearly for the two bands).
+///
+/// It says which part of the fit a row's loss is in: the low band is the colour the maps
+/// give each region; the high band is how they carry the camera's detail (their slopes),
+/// and the chroma of both is what a 4:2:0 answer no longer shows.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ErrorBands {
+    /// Scales above about one preview pixel, luma.
+    pub low_luma_db: f64,
+    /// Scales above about one preview pixel, chroma.
+    pub low_chroma_db: f64,
+    /// Scales below it, luma.
+    pub high_luma_db: f64,
+    /// Scales below it, chroma.
+    pub high_chroma_db: f64,
+}
+
+/// [`ErrorBands`] of `out` against `truth` (`w`×`h`, sRGB-encoded) for a preview `pw`
+/// pixels wide, over the pixels where `mask` is above 0.5 (`keep = true`) or below.
+pub fn error_bands(
+    out: &[f32],
+    truth: &[f32],
+    w: usize,
+    h: usize,
+    pw: usize,
+    mask: Option<(&[f32], bool)>,
+) -> ErrorBands {
+    let err: Vec<f32> = out
+        .par_iter()
+        .zip(truth)
+        .map(|(a, b)| a.clamp(0.0, 1.0) - b.clamp(0.0, 1.0))
+        .collect();
+    // Three passes of a box of radius r ≈ a Gaussian of σ ≈ r: one preview pixel.
+    let mut low = err.clone();
+    box_blur(&mut low, w, h, 3, (w / pw.max(1)).max(1), 3);
+    // Per pixel: the squared luma part (times three channels) and chroma part, low then
+    // high band.
+    let (sums, n) = err
+        .par_chunks_exact(3)
+        .zip(low.par_chunks_exact(3))
+        .enumerate()
+        .filter(|(i, _)| mask.is_none_or(|(m, keep)| (m[*i] > 0.5) == keep))
+        .map(|(_, (e, l))| {
+            let split = |p: [f32; 3]| -> (f64, f64) {
+                let y = (p[0] + p[1] + p[2]) / 3.0;
+                let c: f64 = p.iter().map(|v| ((v - y) as f64).powi(2)).sum();
+                (3.0 * (y as f64).powi(2), c)
+            };
+            let (ly, lc) = split([l[0], l[1], l[2]]);
+            let (hy, hc) = split([e[0] - l[0], e[1] - l[1], e[2] - l[2]]);
+            ([ly, lc, hy, hc], 3usize)
+        })
+        .reduce(
+            || ([0.0; 4], 0),
+            |a, b| {
+                (
+                    [
+                        a.0[0] + b.0[0],
+                        a.0[1] + b.0[1],
+                        a.0[2] + b.0[2],
+                        a.0[3] + b.0[3],
+                    ],
+                    a.1 + b.1,
+                )
+            },
+        );
+    let db = |se: f64| -10.0 * (se / n.max(1) as f64).max(1e-10).log10();
+    ErrorBands {
+        low_luma_db: db(sums[0]),
+        low_chroma_db: db(sums[1]),
+        high_luma_db: db(sums[2]),
+        high_chroma_db: db(sums[3]),
+    }
+}
+
 /// PSNR of two sRGB-encoded pictures (peak 1), optionally only where `mask` (per pixel)
 /// is above 0.5 (`keep = true`) or below (`keep = false`).
 pub fn psnr(a: &[f32], b: &[f32], mask: Option<(&[f32], bool)>) -> f64 {
@@ -351,6 +431,8 @@ pub struct Row {
     pub changed: Option<(f64, f64)>,
     /// High-frequency detail against the truth's.
     pub detail: Detail,
+    /// Where Luminary's error lies (same area as `luminary_db`).
+    pub bands: ErrorBands,
     /// Fit time.
     pub fit_ms: f64,
     /// What the fit found (registration, notes).
@@ -507,7 +589,7 @@ impl Scene {
         let out_srgb = working_to_srgb(&out);
         let pw = seen.width;
 
-        let (bicubic_db, luminary_db, changed) = if edit == Edit::PasteObject {
+        let (bicubic_db, luminary_db, changed, bands) = if edit == Edit::PasteObject {
             // The changed region, and the unchanged area: everything farther than four
             // preview pixels from the object.
             let (cx, cy, rad) = paste_disc(w, h);
@@ -539,12 +621,14 @@ impl Scene {
             };
             let follows = psnr(&out_srgb.data, reference, Some((&core, true)));
             let bic_truth = psnr(&bicubic, &truth.data, Some((&core, true)));
-            (b, l, Some((follows, bic_truth)))
+            let bands = error_bands(&out_srgb.data, &truth.data, w, h, pw, Some((&grow, false)));
+            (b, l, Some((follows, bic_truth)), bands)
         } else {
             (
                 psnr(&bicubic, &truth.data, None),
                 psnr(&out_srgb.data, &truth.data, None),
                 None,
+                error_bands(&out_srgb.data, &truth.data, w, h, pw, None),
             )
         };
         Row {
@@ -558,6 +642,7 @@ impl Scene {
             luminary_db,
             changed,
             detail: detail(&out_srgb.data, &bicubic, &truth.data, w, h),
+            bands,
             fit_ms: t.report.fit_ms,
             report: t.report.clone(),
             apply_mps: (w * h) as f64 / 1e6 / apply_s,
@@ -590,4 +675,65 @@ pub fn mirror_tile(img: &RgbF32, ow: usize, oh: usize) -> RgbF32 {
             }
         });
     RgbF32::new(ow, oh, data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A picture with smooth colour and fine texture (a fixed hash), sRGB 0..1.
+    fn textured(w: usize, h: usize) -> Vec<f32> {
+        (0..w * h)
+            .flat_map(|i| {
+                let (x, y) = ((i % w) as f32 / w as f32, (i / w) as f32 / h as f32);
+                let n = ((i as u32).wrapping_mul(2_654_435_761) >> 24) as f32 / 255.0 - 0.5;
+                [
+                    0.3 + 0.4 * x + 0.1 * n,
+                    0.5 + 0.2 * y + 0.1 * n,
+                    0.4 - 0.2 * x + 0.1 * n,
+                ]
+            })
+            .collect()
+    }
+
+    #[test]
+    fn error_bands_put_a_cast_low_and_fine_colour_noise_high() {
+        let (w, h, pw) = (600, 400, 100);
+        let truth = textured(w, h);
+        // A brightness lift of 0.01 on every channel: all low-band luma, 40 dB.
+        let lifted: Vec<f32> = truth.iter().map(|v| v + 0.01).collect();
+        let b = error_bands(&lifted, &truth, w, h, pw, None);
+        assert!((b.low_luma_db - 40.0).abs() < 0.01, "{b:?}");
+        assert!(b.low_chroma_db > 90.0 && b.high_luma_db > 90.0, "{b:?}");
+        assert!(b.high_chroma_db > 90.0, "{b:?}");
+        // Red up and blue down by 0.01, the sign flipping pixel by pixel: all high-band
+        // chroma, mean square 2·10⁻⁴ / 3 per channel value (41.76 dB).
+        let fringed: Vec<f32> = truth
+            .chunks_exact(3)
+            .enumerate()
+            .flat_map(|(i, p)| {
+                let s = if (i % w + i / w) % 2 == 0 {
+                    0.01
+                } else {
+                    -0.01
+                };
+                [p[0] + s, p[1], p[2] - s]
+            })
+            .collect();
+        let b = error_bands(&fringed, &truth, w, h, pw, None);
+        assert!((b.high_chroma_db - 41.76).abs() < 0.05, "{b:?}");
+        assert!(b.low_chroma_db > 70.0 && b.high_luma_db > 90.0, "{b:?}");
+        // Only the masked half is scored.
+        let mut mask = vec![0f32; w * h];
+        mask[..w * h / 2].fill(1.0);
+        let half: Vec<f32> = truth
+            .iter()
+            .enumerate()
+            .map(|(i, v)| if i < w * h * 3 / 2 { *v } else { v + 0.01 })
+            .collect();
+        let kept = error_bands(&half, &truth, w, h, pw, Some((&mask, true)));
+        let left = error_bands(&half, &truth, w, h, pw, Some((&mask, false)));
+        assert!(kept.low_luma_db > 50.0, "{kept:?}");
+        assert!(left.low_luma_db < 41.0, "{left:?}");
+    }
 }
